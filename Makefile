@@ -1,0 +1,31 @@
+# banger task runner. `make help` lists the targets.
+CARGO ?= cargo
+
+.PHONY: help build test lint fmt demo smoke bench clean
+
+help: ## List targets.
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## Build banger, bangerd and the simulator (release).
+	$(CARGO) build --release --workspace --bins
+
+lint: ## rustfmt and clippy, warnings are errors.
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: lint ## Lint, then every test of the workspace (root-only tests run as root).
+	$(CARGO) test --workspace
+
+fmt: ## Format the code.
+	$(CARGO) fmt --all
+
+demo: ## Build, start a dev bangerd and run the main job as far as this host allows.
+	./scripts/demo.sh
+
+smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
+
+bench: ## Lifecycle benchmark against the simulator (p50/p95 per operation).
+	$(CARGO) bench -p banger --bench lifecycle
+
+clean: ## Remove build output.
+	$(CARGO) clean

@@ -1,0 +1,406 @@
+//! The RPC protocol between `banger` and `bangerd`.
+//!
+//! 1. The client connects to the daemon's Unix socket (mode 0600; the daemon
+//!    checks the peer's uid with `SO_PEERCRED`).
+//! 2. Every message is one JSON object on one line.
+//! 3. The first request must be `daemon.hello` with the client's
+//!    [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION); a mismatch is refused
+//!    with [`ErrorKind::VersionMismatch`] and the connection is closed.
+//! 4. A request is `{"id": N, "method": "...", "params": {...}}`. The daemon
+//!    answers with `{"id": N, "result": ...}` or `{"id": N, "error": {...}}`.
+//!    `operation.watch` first streams `{"id": N, "event": <Operation>}` lines,
+//!    one per change, and ends with the final `result`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::size::ByteSize;
+
+/// A request, tagged by its method name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params")]
+pub enum Request {
+    /// Handshake; must come first. Returns [`Hello`](crate::Hello).
+    #[serde(rename = "daemon.hello")]
+    Hello(HelloParams),
+    /// Returns [`DaemonStatus`](crate::DaemonStatus).
+    #[serde(rename = "daemon.status")]
+    Status,
+    /// Create a VM and (unless `no_start`) boot it asynchronously.
+    /// Returns [`VmCreated`](crate::VmCreated).
+    #[serde(rename = "vm.create")]
+    VmCreate(VmCreateParams),
+    /// Boot a stopped VM. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.start")]
+    VmStart(VmRef),
+    /// Ctrl-Alt-Del, then SIGKILL after a timeout. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.stop")]
+    VmStop(VmStopParams),
+    /// Stop (if running) and start. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.restart")]
+    VmRestart(VmStopParams),
+    /// SIGKILL the VMM. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.kill")]
+    VmKill(VmRef),
+    /// Remove a VM and its files. Returns [`Deleted`](crate::Deleted).
+    #[serde(rename = "vm.delete")]
+    VmDelete(VmDeleteParams),
+    /// Change resources of a stopped VM. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.set")]
+    VmSet(VmSetParams),
+    /// Returns `Vec<`[`Vm`](crate::Vm)`>`.
+    #[serde(rename = "vm.list")]
+    VmList,
+    /// Returns [`VmDetail`](crate::VmDetail).
+    #[serde(rename = "vm.show")]
+    VmShow(VmRef),
+    /// Returns [`VmStats`](crate::VmStats).
+    #[serde(rename = "vm.stats")]
+    VmStats(VmRef),
+    /// Returns [`VmLogs`](crate::VmLogs).
+    #[serde(rename = "vm.logs")]
+    VmLogs(VmLogsParams),
+    /// Register local rootfs/kernel files as an image. Returns [`Image`](crate::Image).
+    #[serde(rename = "image.register")]
+    ImageRegister(ImageRegisterParams),
+    /// Returns `Vec<`[`Image`](crate::Image)`>`.
+    #[serde(rename = "image.list")]
+    ImageList,
+    /// Returns [`Image`](crate::Image).
+    #[serde(rename = "image.show")]
+    ImageShow(NameRef),
+    /// Delete an image no VM uses. Returns [`Deleted`](crate::Deleted).
+    #[serde(rename = "image.delete")]
+    ImageDelete(NameRef),
+    /// Returns [`Operation`](crate::Operation).
+    #[serde(rename = "operation.get")]
+    OperationGet(OpRef),
+    /// Streams [`Operation`](crate::Operation) events, then returns the final one.
+    #[serde(rename = "operation.watch")]
+    OperationWatch(OpRef),
+    /// Returns `Vec<`[`Operation`](crate::Operation)`>`.
+    #[serde(rename = "operation.list")]
+    OperationList,
+}
+
+impl Request {
+    /// The method name, as on the wire.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Hello(_) => "daemon.hello",
+            Request::Status => "daemon.status",
+            Request::VmCreate(_) => "vm.create",
+            Request::VmStart(_) => "vm.start",
+            Request::VmStop(_) => "vm.stop",
+            Request::VmRestart(_) => "vm.restart",
+            Request::VmKill(_) => "vm.kill",
+            Request::VmDelete(_) => "vm.delete",
+            Request::VmSet(_) => "vm.set",
+            Request::VmList => "vm.list",
+            Request::VmShow(_) => "vm.show",
+            Request::VmStats(_) => "vm.stats",
+            Request::VmLogs(_) => "vm.logs",
+            Request::ImageRegister(_) => "image.register",
+            Request::ImageList => "image.list",
+            Request::ImageShow(_) => "image.show",
+            Request::ImageDelete(_) => "image.delete",
+            Request::OperationGet(_) => "operation.get",
+            Request::OperationWatch(_) => "operation.watch",
+            Request::OperationList => "operation.list",
+        }
+    }
+}
+
+/// `daemon.hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloParams {
+    /// The client's [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION).
+    pub protocol: u32,
+    /// Free-form client name and version, for the daemon's log.
+    pub client: String,
+}
+
+/// A VM named by name or id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmRef {
+    /// Name or id.
+    pub vm: String,
+}
+
+/// Something named by name or id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameRef {
+    /// Name or id.
+    pub name: String,
+}
+
+/// An operation id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpRef {
+    /// Operation id.
+    pub id: String,
+}
+
+/// `vm.create`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmCreateParams {
+    /// DNS label, unique.
+    pub name: String,
+    /// Image name or id; the configured default image when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// vCPUs; the configured default when absent.
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    /// Memory in MiB; the configured default when absent.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+    /// Root disk size; at least the image's size.
+    #[serde(default)]
+    pub disk: Option<ByteSize>,
+    /// Create without booting.
+    #[serde(default)]
+    pub no_start: bool,
+}
+
+/// `vm.stop` / `vm.restart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmStopParams {
+    /// Name or id.
+    pub vm: String,
+    /// Seconds to wait after Ctrl-Alt-Del before SIGKILL; config default when absent.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `vm.delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmDeleteParams {
+    /// Name or id.
+    pub vm: String,
+    /// Kill a running VM first instead of refusing.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `vm.set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSetParams {
+    /// Name or id.
+    pub vm: String,
+    /// New vCPU count.
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    /// New memory size in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+    /// New root disk size (grow only).
+    #[serde(default)]
+    pub disk: Option<ByteSize>,
+}
+
+/// Which log `vm.logs` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    /// The guest's serial console.
+    #[default]
+    Console,
+    /// The VMM's own log.
+    Vmm,
+}
+
+/// `vm.logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmLogsParams {
+    /// Name or id.
+    pub vm: String,
+    /// Console or VMM log.
+    #[serde(default)]
+    pub source: LogSource,
+    /// Number of last lines (default 100, at most 10000).
+    #[serde(default)]
+    pub tail: Option<u32>,
+}
+
+/// `image.register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRegisterParams {
+    /// Unique name.
+    pub name: String,
+    /// Root filesystem file (copied into the state dir).
+    pub rootfs: String,
+    /// Kernel file (copied into the state dir).
+    pub kernel: String,
+    /// Optional initrd (copied into the state dir).
+    #[serde(default)]
+    pub initrd: Option<String>,
+}
+
+/// Classes of errors, each with its CLI exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request was malformed or a value is out of range.
+    InvalidArgument,
+    /// The named VM, image or operation does not exist.
+    NotFound,
+    /// A name is taken or the object is in the wrong state.
+    Conflict,
+    /// The protocol versions differ.
+    VersionMismatch,
+    /// The peer may not use this daemon.
+    PermissionDenied,
+    /// The host or the VMM failed.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Exit code the CLI uses for this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::InvalidArgument => 2,
+            ErrorKind::NotFound => 3,
+            ErrorKind::Conflict => 4,
+            ErrorKind::VersionMismatch | ErrorKind::PermissionDenied => 5,
+            ErrorKind::Internal => 1,
+        }
+    }
+}
+
+/// An error returned by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub struct RpcError {
+    /// Machine-readable class.
+    pub kind: ErrorKind,
+    /// What failed and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl RpcError {
+    /// Build an error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RpcError> for crate::RpcErrorBody {
+    fn from(e: RpcError) -> Self {
+        crate::RpcErrorBody {
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+impl From<crate::RpcErrorBody> for RpcError {
+    fn from(e: crate::RpcErrorBody) -> Self {
+        RpcError {
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Client-chosen id echoed in the response.
+    pub id: u64,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    /// The request's id.
+    pub id: u64,
+    /// The payload.
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+/// What a response line carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseBody {
+    /// The final, successful answer.
+    Result(serde_json::Value),
+    /// The final, failed answer.
+    Error(RpcError),
+    /// A progress event (more lines follow).
+    Event(serde_json::Value),
+}
+
+/// Largest request line the daemon reads.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_shape() {
+        let env = RequestEnvelope {
+            id: 7,
+            request: Request::VmStart(VmRef { vm: "dev".into() }),
+        };
+        let line = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            line,
+            r#"{"id":7,"method":"vm.start","params":{"vm":"dev"}}"#
+        );
+        let back: RequestEnvelope = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, env);
+        let unit: RequestEnvelope = serde_json::from_str(r#"{"id":1,"method":"vm.list"}"#).unwrap();
+        assert_eq!(unit.request, Request::VmList);
+        assert_eq!(unit.request.method(), "vm.list");
+    }
+
+    #[test]
+    fn unknown_fields_and_methods_are_refused() {
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(
+                r#"{"id":1,"method":"vm.start","params":{"vm":"a","x":1}}"#
+            )
+            .is_err()
+        );
+        assert!(serde_json::from_str::<RequestEnvelope>(r#"{"id":1,"method":"vm.nope"}"#).is_err());
+    }
+
+    #[test]
+    fn response_wire_shape() {
+        let r = ResponseEnvelope {
+            id: 3,
+            body: ResponseBody::Error(RpcError::new(ErrorKind::NotFound, "no VM named x")),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"id":3,"error":{"kind":"not_found","message":"no VM named x"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ResponseEnvelope>(&line).unwrap(), r);
+    }
+}

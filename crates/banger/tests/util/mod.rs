@@ -1,0 +1,335 @@
+//! Test harness: a `bangerd` whose firecracker binary is the simulator,
+//! running in a temporary state directory, plus helpers to drive it through
+//! the CLI binary or the client library.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use banger_api::rpc::{ImageRegisterParams, VmCreateParams};
+use banger_api::{Image, OpState, Request, Vm, VmCreated, VmState};
+use banger_cli::client::Client;
+
+/// Path of a binary of this package.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "banger" => PathBuf::from(env!("CARGO_BIN_EXE_banger")),
+        "bangerd" => PathBuf::from(env!("CARGO_BIN_EXE_bangerd")),
+        "banger-fcsim" => PathBuf::from(env!("CARGO_BIN_EXE_banger-fcsim")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Print a visible skip reason (tests that cannot run here still pass, loudly).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIP {test}: {why}");
+}
+
+/// A running daemon in its own state directory.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    pub child: Option<Child>,
+}
+
+impl TestDaemon {
+    /// Start a daemon with the simulator as firecracker; `env` is passed to
+    /// the daemon (and so to every simulator it spawns).
+    pub fn start(env: &[(&str, &str)]) -> TestDaemon {
+        Self::start_with(env, "")
+    }
+
+    /// Like [`start`](Self::start) with extra config text appended.
+    pub fn start_with(env: &[(&str, &str)], extra_config: &str) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("banger-test-")
+            .tempdir()
+            .unwrap();
+        let config = format!(
+            "firecracker_bin = {:?}\n{}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n",
+            bin("banger-fcsim").display().to_string(),
+            extra_config
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut d = TestDaemon {
+            dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// (Re)start the bangerd process on the same state directory.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("bangerd.log"))
+            .unwrap();
+        let mut cmd = Command::new(bin("bangerd"));
+        cmd.arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .arg("--log")
+            .arg("debug")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let _ = std::fs::remove_file(self.socket());
+        self.child = Some(cmd.spawn().expect("spawn bangerd"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if Client::connect(&self.socket()).is_ok() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("bangerd exited with {st}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("bangerd did not come up; log:\n{}", self.log());
+    }
+
+    /// SIGKILL the daemon (its VMMs keep running).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state_dir().join("run/bangerd.sock")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bangerd.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket()).expect("connect to bangerd")
+    }
+
+    /// Run the `banger` CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("banger"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run banger")
+    }
+
+    /// Run the CLI and require success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "banger {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log(), 30)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run the CLI with `--json` appended and parse stdout.
+    pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cli_ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from {a:?}: {e}\n{out}"))
+    }
+
+    /// Register the test image under `name`.
+    pub fn register_image(&self, fx: &Fixtures, name: &str) -> Image {
+        self.client()
+            .call(Request::ImageRegister(ImageRegisterParams {
+                name: name.into(),
+                rootfs: fx.rootfs.display().to_string(),
+                kernel: fx.kernel.display().to_string(),
+                initrd: None,
+            }))
+            .expect("register image")
+    }
+
+    /// Create a VM through the client and wait for its operation.
+    pub fn create(&self, name: &str, image: &str) -> Result<Vm, banger_cli::client::ClientError> {
+        let mut c = self.client();
+        let created: VmCreated = c.call(Request::VmCreate(VmCreateParams {
+            name: name.into(),
+            image: Some(image.into()),
+            ..Default::default()
+        }))?;
+        let op = created.operation.expect("create returns an operation");
+        let done = c.watch(&op.id, |_| {})?;
+        assert_eq!(
+            done.state,
+            OpState::Succeeded,
+            "create {name}: {:?}",
+            done.error
+        );
+        self.vm(name)
+    }
+
+    pub fn vm(&self, name: &str) -> Result<Vm, banger_cli::client::ClientError> {
+        self.client()
+            .call(Request::VmShow(banger_api::rpc::VmRef { vm: name.into() }))
+    }
+
+    /// Poll until VM `name` is in `state` (or panic after `secs`).
+    pub fn wait_state(&self, name: &str, state: VmState, secs: u64) -> Vm {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let vm = self.vm(name).unwrap();
+            if vm.state == state {
+                return vm;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "VM {name} stuck in {:?} (wanted {state:?}); log:\n{}",
+                    vm,
+                    tail(&self.log(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Entries under `<state>/vms`.
+    pub fn vm_dirs(&self) -> Vec<String> {
+        list_dir(&self.state_dir().join("vms"))
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        // Kill every VMM this daemon started (their cmdline names our dir).
+        let marker = self.dir.path().display().to_string();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                    continue;
+                };
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.contains(&marker) && cmd.contains("--api-sock") {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        self.kill_hard();
+    }
+}
+
+pub fn list_dir(p: &Path) -> Vec<String> {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A root filesystem and a kernel the simulator accepts.
+pub struct Fixtures {
+    pub dir: tempfile::TempDir,
+    pub rootfs: PathBuf,
+    pub kernel: PathBuf,
+}
+
+impl Fixtures {
+    /// `None` (with a printed reason) when `mkfs.ext4` is missing.
+    pub fn new(test: &str) -> Option<Fixtures> {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "banger-test\n").unwrap();
+        let rootfs = dir.path().join("rootfs.ext4");
+        let ok = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&tree)
+            .arg(&rootfs)
+            .arg("32M")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            skip(
+                test,
+                "mkfs.ext4 is not available (apt-get install e2fsprogs)",
+            );
+            return None;
+        }
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, fake_vmlinux()).unwrap();
+        Some(Fixtures {
+            dir,
+            rootfs,
+            kernel,
+        })
+    }
+}
+
+/// A minimal x86_64 ELF executable header shaped like a `vmlinux`.
+pub fn fake_vmlinux() -> Vec<u8> {
+    let mut h = vec![0u8; 4096];
+    h[0..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // 64-bit
+    h[5] = 1; // little endian
+    h[6] = 1; // version
+    h[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    h[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86_64
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h[24..32].copy_from_slice(&0x0100_0000u64.to_le_bytes()); // entry
+    h[32..40].copy_from_slice(&64u64.to_le_bytes()); // phoff
+    h[52..54].copy_from_slice(&64u16.to_le_bytes()); // ehsize
+    h[54..56].copy_from_slice(&56u16.to_le_bytes()); // phentsize
+    h[56..58].copy_from_slice(&1u16.to_le_bytes()); // phnum
+    // One PT_LOAD segment at 16 MiB.
+    let ph = 64;
+    h[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
+    h[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes());
+    h[ph + 8..ph + 16].copy_from_slice(&0u64.to_le_bytes());
+    h[ph + 16..ph + 24].copy_from_slice(&0x0100_0000u64.to_le_bytes());
+    h[ph + 24..ph + 32].copy_from_slice(&0x0100_0000u64.to_le_bytes());
+    h[ph + 32..ph + 40].copy_from_slice(&4096u64.to_le_bytes());
+    h[ph + 40..ph + 48].copy_from_slice(&4096u64.to_le_bytes());
+    h
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

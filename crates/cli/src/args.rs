@@ -1,0 +1,293 @@
+//! The command line, as clap parses it. Values are checked here only as far
+//! as their type goes (sizes parse, numbers are numbers); the commands check
+//! ranges with `banger_api::validate` before anything reaches the daemon.
+
+use std::path::PathBuf;
+
+use banger_api::ByteSize;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+/// Disposable Firecracker microVMs for development.
+///
+/// banger talks to the bangerd daemon over its RPC socket. Start a dev
+/// daemon with `bangerd`; `banger doctor` checks the host.
+#[derive(Debug, Parser)]
+#[command(
+    name = "banger",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Options that locate the daemon.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the daemon and its files are.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// bangerd's RPC socket [default: derived from the config file and the layout]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BANGER_SOCKET",
+        value_name = "PATH"
+    )]
+    pub socket: Option<PathBuf>,
+    /// State directory of the daemon to talk to (as given to `bangerd --state-dir`)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BANGER_STATE_DIR",
+        value_name = "DIR"
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// Config file [default: ~/.config/banger/config.toml, /etc/banger/config.toml with --system]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BANGER_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Use the system paths (/etc/banger, /var/lib/banger, /run/banger)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub system: bool,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, run and inspect VMs
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Register and manage images (root filesystem + kernel)
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Inspect and follow asynchronous daemon operations
+    #[command(subcommand, visible_alias = "op")]
+    Operation(OperationCommand),
+    /// Show the daemon's version, uptime and VM counts
+    Status(JsonArg),
+    /// Check that this host can run banger VMs, with a hint for each problem
+    Doctor(JsonArg),
+    /// Print the default or the effective configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (e.g. `banger completions bash > /etc/bash_completion.d/banger`)
+    Completions {
+        /// Shell to generate completions for
+        shell: Shell,
+    },
+}
+
+/// `--json`.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JsonArg {
+    /// Print JSON (the API model) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A VM name or id, plus `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct VmArg {
+    /// VM name or id
+    pub name: String,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger vm …`.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Create a VM and boot it, following its progress
+    Create(VmCreateArgs),
+    /// Boot a stopped VM
+    Start(VmArg),
+    /// Stop a VM (Ctrl-Alt-Del, then kill after the timeout)
+    Stop(VmStopArgs),
+    /// Stop a VM if it runs, then start it
+    Restart(VmStopArgs),
+    /// Kill a VM's VMM immediately
+    Kill(VmArg),
+    /// Delete a VM and its disks
+    #[command(visible_alias = "rm")]
+    Delete(VmDeleteArgs),
+    /// Change the resources of a stopped VM
+    Set(VmSetArgs),
+    /// List VMs
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Show a VM in detail
+    Show(VmArg),
+    /// Show a VM's CPU, memory and disk use
+    Stats(VmArg),
+    /// Print the last lines of a VM's serial console (or VMM) log
+    Logs(VmLogsArgs),
+}
+
+/// `banger vm create`.
+#[derive(Debug, Clone, Args)]
+pub struct VmCreateArgs {
+    /// VM name: a DNS label (the guest becomes NAME.vm)
+    pub name: String,
+    /// Image name or id [default: `vm.image` from the config]
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Virtual CPUs [default: `vm.vcpus` from the config]
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<u32>,
+    /// Guest memory, e.g. 512M or 2G [default: `vm.memory` from the config]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<ByteSize>,
+    /// Root disk size, e.g. 20G [default: `vm.disk` from the config]
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<ByteSize>,
+    /// Create the VM without booting it
+    #[arg(long)]
+    pub no_start: bool,
+    /// Boot in the background and return at once (follow with `banger operation watch ID`)
+    #[arg(long, conflicts_with = "no_start")]
+    pub detach: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger vm stop|restart`.
+#[derive(Debug, Clone, Args)]
+pub struct VmStopArgs {
+    /// VM name or id
+    pub name: String,
+    /// Seconds to wait after Ctrl-Alt-Del before killing [default: `daemon.stop_timeout_secs`]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger vm delete`.
+#[derive(Debug, Clone, Args)]
+pub struct VmDeleteArgs {
+    /// VM name or id
+    pub name: String,
+    /// Kill the VM first if it is running
+    #[arg(long, short)]
+    pub force: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger vm set`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["vcpus", "memory", "disk"])))]
+pub struct VmSetArgs {
+    /// VM name or id
+    pub name: String,
+    /// New number of virtual CPUs
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<u32>,
+    /// New guest memory, e.g. 2G
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<ByteSize>,
+    /// New root disk size (disks only grow), e.g. 40G
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<ByteSize>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger vm logs`.
+#[derive(Debug, Clone, Args)]
+pub struct VmLogsArgs {
+    /// VM name or id
+    pub name: String,
+    /// Read the VMM's (Firecracker's) log instead of the serial console
+    #[arg(long)]
+    pub vmm: bool,
+    /// Number of last lines (at most 10000) [default: 100]
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub tail: Option<u32>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Register local rootfs and kernel files as an image (the daemon copies them)
+    Register(ImageRegisterArgs),
+    /// List images
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Show an image
+    Show(NameArg),
+    /// Delete an image that no VM uses
+    #[command(visible_alias = "rm")]
+    Delete(NameArg),
+}
+
+/// An image name or id, plus `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct NameArg {
+    /// Image name or id
+    pub name: String,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image register`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageRegisterArgs {
+    /// Image name (letters, digits, '-', '.', '_')
+    pub name: String,
+    /// Root filesystem image (ext4)
+    #[arg(long, value_name = "FILE")]
+    pub rootfs: PathBuf,
+    /// Uncompressed kernel (vmlinux)
+    #[arg(long, value_name = "FILE")]
+    pub kernel: PathBuf,
+    /// Initial ramdisk
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger operation …`.
+#[derive(Debug, Subcommand)]
+pub enum OperationCommand {
+    /// List recent operations
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Show one operation
+    Show(OpArg),
+    /// Follow an operation until it finishes
+    Watch(OpArg),
+}
+
+/// An operation id, plus `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct OpArg {
+    /// Operation id
+    pub id: String,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print an annotated config file with every key at its default
+    Default,
+    /// Print the effective configuration and the resolved paths
+    Show(JsonArg),
+}

@@ -1,0 +1,78 @@
+//! `banger image register`.
+
+use std::path::Path;
+
+use banger_api::rpc::ImageRegisterParams;
+use banger_api::{Image, Request, validate};
+
+use crate::args::ImageRegisterArgs;
+use crate::client::Client;
+use crate::context::Ctx;
+use crate::error::CliError;
+use crate::output::{now_ms, print_json, print_table};
+use crate::render;
+
+/// Register local files as an image. Paths are made absolute here, since
+/// the daemon does not share the CLI's working directory.
+pub fn run(ctx: &mut Ctx, a: ImageRegisterArgs) -> Result<(), CliError> {
+    validate::image_name(&a.name).map_err(CliError::usage)?;
+    let params = ImageRegisterParams {
+        name: a.name,
+        rootfs: file_arg("rootfs", &a.rootfs)?,
+        kernel: file_arg("kernel", &a.kernel)?,
+        initrd: a
+            .initrd
+            .as_deref()
+            .map(|p| file_arg("initrd", p))
+            .transpose()?,
+    };
+    let mut client: Client = ctx.connect()?;
+    // Copying a large root filesystem takes as long as it takes.
+    client.set_timeout(None);
+    let image: Image = client.call(Request::ImageRegister(params))?;
+    if a.json.json {
+        return print_json(ctx.out, &image);
+    }
+    print_table(ctx.out, render::image(ctx.term, now_ms(), &image))
+}
+
+/// The absolute path of an existing regular file, as a string.
+pub fn file_arg(flag: &str, path: &Path) -> Result<String, CliError> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| CliError::Usage(format!("--{flag} {}: {e}", path.display())))?;
+    if !abs.is_file() {
+        return Err(CliError::Usage(format!(
+            "--{flag} {}: no such file; give the path of an existing {flag} file",
+            abs.display()
+        )));
+    }
+    abs.into_os_string().into_string().map_err(|p| {
+        CliError::Usage(format!(
+            "--{flag} {}: the path must be valid UTF-8",
+            p.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_args_are_absolute_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rootfs.ext4");
+        std::fs::write(&f, "x").unwrap();
+        assert_eq!(file_arg("rootfs", &f).unwrap(), f.display().to_string());
+        let cwd = std::env::current_dir().unwrap();
+        let rel = std::path::Path::new("Cargo.toml");
+        assert_eq!(
+            file_arg("kernel", rel).unwrap(),
+            cwd.join(rel).display().to_string()
+        );
+        let e = file_arg("kernel", &dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("no such file"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        assert!(file_arg("kernel", dir.path()).is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! One short module per CLI verb (or group of near-identical verbs). Each
+//! checks its arguments, makes its calls and prints the result; this facade
+//! only dispatches.
+
+use banger_api::{ByteSize, validate};
+
+use crate::args::{Command, ConfigCommand, ImageCommand, OperationCommand, VmCommand};
+use crate::context::Ctx;
+use crate::error::CliError;
+
+mod completions;
+mod config;
+mod doctor;
+mod follow;
+mod image;
+mod image_register;
+mod operation;
+mod status;
+mod vm_create;
+mod vm_delete;
+mod vm_list;
+mod vm_logs;
+mod vm_power;
+mod vm_set;
+mod vm_show;
+mod vm_stats;
+
+/// Run one parsed command.
+pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
+    match command {
+        Command::Vm(c) => match c {
+            VmCommand::Create(a) => vm_create::run(ctx, a),
+            VmCommand::Start(a) => vm_power::start(ctx, a),
+            VmCommand::Stop(a) => vm_power::stop(ctx, a, false),
+            VmCommand::Restart(a) => vm_power::stop(ctx, a, true),
+            VmCommand::Kill(a) => vm_power::kill(ctx, a),
+            VmCommand::Delete(a) => vm_delete::run(ctx, a),
+            VmCommand::Set(a) => vm_set::run(ctx, a),
+            VmCommand::List(a) => vm_list::run(ctx, a),
+            VmCommand::Show(a) => vm_show::run(ctx, a),
+            VmCommand::Stats(a) => vm_stats::run(ctx, a),
+            VmCommand::Logs(a) => vm_logs::run(ctx, a),
+        },
+        Command::Image(c) => match c {
+            ImageCommand::Register(a) => image_register::run(ctx, a),
+            ImageCommand::List(a) => image::list(ctx, a),
+            ImageCommand::Show(a) => image::show(ctx, a),
+            ImageCommand::Delete(a) => image::delete(ctx, a),
+        },
+        Command::Operation(c) => match c {
+            OperationCommand::List(a) => operation::list(ctx, a),
+            OperationCommand::Show(a) => operation::show(ctx, a),
+            OperationCommand::Watch(a) => operation::watch(ctx, a),
+        },
+        Command::Status(a) => status::run(ctx, a),
+        Command::Doctor(a) => doctor::run(ctx, a),
+        Command::Config(c) => match c {
+            ConfigCommand::Default => config::default(ctx),
+            ConfigCommand::Show(a) => config::show(ctx, a),
+        },
+        Command::Completions { shell } => completions::run(ctx, shell),
+    }
+}
+
+/// Check `--vcpus` and turn `--memory` into whole MiB, refusing values out of
+/// range with exit code 2 before anything is sent.
+fn resources(vcpus: Option<u32>, memory: Option<ByteSize>) -> Result<Option<u32>, CliError> {
+    if let Some(n) = vcpus {
+        validate::vcpus(n).map_err(CliError::usage)?;
+    }
+    let Some(memory) = memory else {
+        return Ok(None);
+    };
+    let mib = u32::try_from(memory.as_mib()).unwrap_or(u32::MAX);
+    validate::memory_mib(mib).map_err(CliError::usage)?;
+    Ok(Some(mib))
+}

@@ -1,0 +1,453 @@
+//! The daemon's configuration file (TOML) and the directory layout derived
+//! from it.
+//!
+//! Every key is optional; [`Config::default`] holds the documented defaults
+//! and `banger config show` prints the effective values. The file is
+//! `$XDG_CONFIG_HOME/banger/config.toml` on the dev path and
+//! `/etc/banger/config.toml` on the system path. Unknown keys are refused so
+//! a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use banger_api::ByteSize;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Errors loading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or bad values.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A value parsed but is out of range.
+    #[error("invalid config value {key}: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// No home/state directory could be determined.
+    #[error(
+        "cannot determine a state directory: set $HOME or $XDG_STATE_HOME, or pass --state-dir"
+    )]
+    NoStateDir,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Path (or name on `$PATH`) of the `firecracker` binary. Any program
+    /// speaking Firecracker's API with Firecracker's flags works (the test
+    /// simulator `banger-fcsim` does). Default: `firecracker`.
+    pub firecracker_bin: String,
+    /// Where VMs, images and the database live. Default: dev path
+    /// `$XDG_STATE_HOME/banger` (`~/.local/state/banger`); system path
+    /// `/var/lib/banger`.
+    pub state_dir: Option<PathBuf>,
+    /// Where sockets live. Default: dev path `$XDG_RUNTIME_DIR/banger`, or
+    /// `<state_dir>/run` when that is unset; system path `/run/banger`.
+    pub runtime_dir: Option<PathBuf>,
+    /// Defaults for `vm create`.
+    pub vm: VmDefaults,
+    /// Guest network.
+    pub network: NetworkConfig,
+    /// Timeouts and background loops.
+    pub daemon: DaemonConfig,
+}
+
+/// `[vm]`: defaults for new VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmDefaults {
+    /// vCPUs. Default 2.
+    pub vcpus: u32,
+    /// Guest memory. Default `1G`.
+    pub memory: ByteSize,
+    /// Root disk size. Unset (the default): the image's own size, which
+    /// makes a new root disk a pure copy. When set and larger than the
+    /// image, the disk file grows and its ext4 filesystem is resized.
+    pub disk: Option<ByteSize>,
+    /// Image used when `vm create` names none. Default `default`.
+    pub image: String,
+    /// Kernel command line (banger appends the network arguments).
+    /// Default `console=ttyS0 reboot=k panic=1`.
+    pub kernel_args: String,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Guest subnet; the first address is the host's gateway, guests get
+    /// the following ones. Default `172.30.0.0/24`.
+    pub subnet: Ipv4Net,
+    /// Bridge name. Default `banger0`.
+    pub bridge: String,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Seconds `vm stop` waits after Ctrl-Alt-Del before SIGKILL. Default 10.
+    pub stop_timeout_secs: u64,
+    /// Milliseconds to wait for a new VMM's API socket. Default 5000.
+    pub socket_timeout_ms: u64,
+    /// Stop a VM whose VMM used (almost) no CPU for this many seconds;
+    /// 0 disables. Default 0.
+    pub idle_stop_secs: u64,
+    /// CPU time (ms) per stats interval under which a VM counts as idle.
+    /// Default 5.
+    pub idle_cpu_ms: u64,
+    /// Seconds between stats samples of running VMs. Default 10.
+    pub stats_interval_secs: u64,
+    /// Finished operations are forgotten after this many seconds. Default 3600.
+    pub operation_retention_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            firecracker_bin: "firecracker".into(),
+            state_dir: None,
+            runtime_dir: None,
+            vm: VmDefaults::default(),
+            network: NetworkConfig::default(),
+            daemon: DaemonConfig::default(),
+        }
+    }
+}
+
+impl Default for VmDefaults {
+    fn default() -> Self {
+        Self {
+            vcpus: 2,
+            memory: ByteSize::gib(1),
+            disk: None,
+            image: "default".into(),
+            kernel_args: "console=ttyS0 reboot=k panic=1".into(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            subnet: "172.30.0.0/24".parse().expect("valid default subnet"),
+            bridge: "banger0".into(),
+        }
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            stop_timeout_secs: 10,
+            socket_timeout_ms: 5000,
+            idle_stop_secs: 0,
+            idle_cpu_ms: 5,
+            stats_interval_secs: 10,
+            operation_retention_secs: 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Load `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, e: banger_api::RpcError| ConfigError::Invalid {
+            key,
+            message: e.message,
+        };
+        banger_api::validate::vcpus(self.vm.vcpus).map_err(|e| invalid("vm.vcpus", e))?;
+        let mem = u32::try_from(self.vm.memory.as_mib()).unwrap_or(u32::MAX);
+        banger_api::validate::memory_mib(mem).map_err(|e| invalid("vm.memory", e))?;
+        let prefix = self.network.subnet.prefix_len();
+        if !(16..=29).contains(&prefix) {
+            return Err(ConfigError::Invalid {
+                key: "network.subnet",
+                message: format!("prefix /{prefix} is not between /16 and /29"),
+            });
+        }
+        if self.network.bridge.is_empty() || self.network.bridge.len() > 15 {
+            return Err(ConfigError::Invalid {
+                key: "network.bridge",
+                message: "must be 1-15 characters (a Linux interface name)".into(),
+            });
+        }
+        if self.firecracker_bin.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "firecracker_bin",
+                message: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file with every key at its default, commented, for `config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Time `vm stop` waits before SIGKILL.
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.daemon.stop_timeout_secs)
+    }
+}
+
+/// Which set of default paths applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `bangerd` started by a user: XDG directories.
+    Dev,
+    /// Installed with `banger system install`: `/var/lib/banger`, `/run/banger`, `/etc/banger`.
+    System,
+}
+
+/// Resolved directories and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Config file that was (or would be) read.
+    pub config_file: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Runtime directory.
+    pub runtime_dir: PathBuf,
+}
+
+impl Layout {
+    /// The default config file for `mode`.
+    pub fn default_config_file(mode: Mode) -> PathBuf {
+        match mode {
+            Mode::System => PathBuf::from("/etc/banger/config.toml"),
+            Mode::Dev => xdg_dir("XDG_CONFIG_HOME", ".config")
+                .map(|d| d.join("banger/config.toml"))
+                .unwrap_or_else(|| PathBuf::from("/etc/banger/config.toml")),
+        }
+    }
+
+    /// Resolve the layout: `state_dir_flag` (from `--state-dir`) wins over
+    /// the config file, which wins over the mode's defaults. With
+    /// `--state-dir` and no explicit runtime dir, sockets go to
+    /// `<state_dir>/run` so that several dev daemons never share a socket.
+    pub fn resolve(
+        mode: Mode,
+        config_file: PathBuf,
+        config: &Config,
+        state_dir_flag: Option<&Path>,
+    ) -> Result<Layout, ConfigError> {
+        let state_dir = match (state_dir_flag, &config.state_dir, mode) {
+            (Some(d), _, _) => absolute(d),
+            (None, Some(d), _) => absolute(d),
+            (None, None, Mode::System) => PathBuf::from("/var/lib/banger"),
+            (None, None, Mode::Dev) => xdg_dir("XDG_STATE_HOME", ".local/state")
+                .map(|d| d.join("banger"))
+                .ok_or(ConfigError::NoStateDir)?,
+        };
+        let runtime_dir = match (&config.runtime_dir, state_dir_flag, mode) {
+            (Some(d), _, _) => absolute(d),
+            (None, Some(_), _) => state_dir.join("run"),
+            (None, None, Mode::System) => PathBuf::from("/run/banger"),
+            (None, None, Mode::Dev) => std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|v| !v.is_empty())
+                .map(|d| PathBuf::from(d).join("banger"))
+                .unwrap_or_else(|| state_dir.join("run")),
+        };
+        Ok(Layout {
+            config_file,
+            state_dir,
+            runtime_dir,
+        })
+    }
+
+    /// The daemon's RPC socket.
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join("bangerd.sock")
+    }
+
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.state_dir.join("banger.db")
+    }
+
+    /// Directory of VM `id` (disks, logs, `handles.json`).
+    pub fn vm_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("vms").join(id)
+    }
+
+    /// Runtime directory of VM `id` (API and vsock sockets).
+    pub fn vm_run_dir(&self, id: &str) -> PathBuf {
+        self.runtime_dir.join("vms").join(id)
+    }
+
+    /// Directory of image `id`.
+    pub fn image_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("images").join(id)
+    }
+
+    /// The daemon's own log when it runs detached.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.state_dir.join("bangerd.log")
+    }
+}
+
+fn xdg_dir(var: &str, home_rel: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(home_rel)))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::default();
+        let text = c.to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn parses_sizes_and_refuses_unknown_keys() {
+        let c: Config = toml::from_str("[vm]\nmemory = \"2G\"\ndisk = \"20G\"\n").unwrap();
+        assert_eq!(c.vm.disk, Some(ByteSize::gib(20)));
+        assert_eq!(c.vm.memory, ByteSize::gib(2));
+        assert_eq!(c.vm.vcpus, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[vm]\nvcpu = 4\n").unwrap();
+        let err = Config::load(&f).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        std::fs::write(&f, "[vm]\nvcpus = 99\n").unwrap();
+        let err = Config::load(&f).unwrap_err().to_string();
+        assert!(err.contains("vm.vcpus"), "{err}");
+        assert_eq!(
+            Config::load(&dir.path().join("none")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn state_dir_flag_puts_sockets_inside() {
+        let l = Layout::resolve(
+            Mode::Dev,
+            PathBuf::from("/x/c.toml"),
+            &Config::default(),
+            Some(Path::new("/tmp/s")),
+        )
+        .unwrap();
+        assert_eq!(l.socket(), PathBuf::from("/tmp/s/run/bangerd.sock"));
+        let s = Layout::resolve(
+            Mode::System,
+            PathBuf::from("/etc/banger/config.toml"),
+            &Config::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/banger"));
+        assert_eq!(s.socket(), PathBuf::from("/run/banger/bangerd.sock"));
+    }
+}
+
+/// An annotated config file with every key at its default; `banger config
+/// default` prints it and the README documents the same keys.
+pub const EXAMPLE: &str = r#"# banger configuration. Every key is optional; the values shown are the defaults.
+
+# Path (or name on $PATH) of the firecracker binary. Any program that speaks
+# Firecracker's API and flags works, e.g. the test simulator `banger-fcsim`.
+firecracker_bin = "firecracker"
+
+# Where VMs, images and the database live. Unset: ~/.local/state/banger
+# (dev path, or $XDG_STATE_HOME/banger) or /var/lib/banger (system path).
+# state_dir = "/var/lib/banger"
+
+# Where sockets live. Unset: $XDG_RUNTIME_DIR/banger, else <state_dir>/run
+# (dev path), or /run/banger (system path).
+# runtime_dir = "/run/banger"
+
+[vm]
+# Defaults for `banger vm create`.
+vcpus = 2
+memory = "1G"
+# Root disk size. Unset: the image's own size (the root disk is then a pure
+# copy of the image; `vm create --disk` and `vm set --disk` grow it).
+# disk = "8G"
+# Image used when `vm create` names none.
+image = "default"
+# Kernel command line; banger appends the guest network arguments.
+kernel_args = "console=ttyS0 reboot=k panic=1"
+
+[network]
+# Guest subnet: the first address is the host side (gateway), guests get the rest.
+subnet = "172.30.0.0/24"
+# Bridge the guests' TAP devices attach to.
+bridge = "banger0"
+
+[daemon]
+# Seconds `vm stop` waits after Ctrl-Alt-Del before it kills the VMM.
+stop_timeout_secs = 10
+# Milliseconds to wait for a new VMM's API socket to appear.
+socket_timeout_ms = 5000
+# Stop VMs whose VMM used less than idle_cpu_ms of CPU per stats interval for
+# this many seconds; 0 disables idle stop.
+idle_stop_secs = 0
+idle_cpu_ms = 5
+# Seconds between stats samples of running VMs.
+stats_interval_secs = 10
+# Finished operations (e.g. creates) are forgotten after this many seconds.
+operation_retention_secs = 3600
+"#;
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn example_is_the_default() {
+        let parsed: super::Config = toml::from_str(super::EXAMPLE).unwrap();
+        assert_eq!(parsed, super::Config::default());
+    }
+}

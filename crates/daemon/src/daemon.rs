@@ -1,0 +1,199 @@
+//! The composition root.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use banger_api::DaemonStatus;
+use banger_privops::{LocalPrivOps, PrivilegedOps};
+use banger_store::Store;
+
+use crate::config::{Config, Layout};
+use crate::error::DaemonError;
+use crate::handles::HandleCache;
+use crate::host_network::HostNetwork;
+use crate::image_service::ImageService;
+use crate::reconcile::ReconcileReport;
+use crate::vm_service::{StoreVmLookup, VMService};
+use crate::workspace_service::WorkspaceService;
+
+/// The shared infrastructure plus the four services. RPC dispatch forwards
+/// into the services; no lifecycle, image, workspace or network behaviour
+/// lives here.
+pub struct Daemon {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// Resolved directories.
+    pub layout: Layout,
+    /// The database.
+    pub store: Arc<Store>,
+    /// The privileged-operations seam.
+    pub privops: Arc<dyn PrivilegedOps>,
+    /// Bridge, TAPs, NAT, DNS and the VMM process.
+    pub net: Arc<HostNetwork>,
+    /// Images and kernels.
+    pub images: Arc<ImageService>,
+    /// Workspace prepare/export.
+    pub workspaces: Arc<WorkspaceService>,
+    /// VM lifecycle.
+    pub vms: Arc<VMService>,
+    started: Instant,
+    _lock: std::fs::File,
+}
+
+/// Everything `Daemon::open` needs that is not in the config file.
+pub struct OpenOptions {
+    /// Effective configuration.
+    pub config: Config,
+    /// Resolved directories.
+    pub layout: Layout,
+    /// The privileged-operations adapter; the in-process one when `None`.
+    pub privops: Option<Arc<dyn PrivilegedOps>>,
+}
+
+impl Daemon {
+    /// Create the directories, take the state-dir lock, open the store and
+    /// wire the services. Does not reconcile or serve.
+    pub fn open(opts: OpenOptions) -> Result<Daemon, DaemonError> {
+        let OpenOptions {
+            config,
+            layout,
+            privops,
+        } = opts;
+        for dir in [&layout.state_dir, &layout.runtime_dir] {
+            std::fs::create_dir_all(dir).map_err(DaemonError::io("cannot create", dir))?;
+        }
+        let lock_path = layout.state_dir.join("bangerd.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(DaemonError::io("cannot open", &lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(DaemonError::Conflict(format!(
+                "another bangerd already uses {}; stop it first or pass a different --state-dir",
+                layout.state_dir.display()
+            )));
+        }
+        let store = Arc::new(Store::open(layout.database())?);
+        let privops = privops.unwrap_or_else(|| Arc::new(LocalPrivOps::default()));
+        let config = Arc::new(config);
+        let (net, images, workspaces, vms) = wire_services(&config, &layout, &store, &privops);
+        Ok(Daemon {
+            config,
+            layout,
+            store,
+            privops,
+            net,
+            images,
+            workspaces,
+            vms,
+            started: Instant::now(),
+            _lock: lock,
+        })
+    }
+
+    /// Reconcile the store with the host (see `reconcile.rs`).
+    pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
+        self.vms.reconcile().await
+    }
+
+    /// Start the background loops: stats polling (with idle stop) and
+    /// operation pruning, each on its own ticker.
+    pub fn spawn_background(&self) {
+        let vms = Arc::clone(&self.vms);
+        let every = Duration::from_secs(self.config.daemon.stats_interval_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                vms.poll_stats().await;
+            }
+        });
+        let vms = Arc::clone(&self.vms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = vms.prune_operations() {
+                    tracing::warn!(error = %e, "cannot prune operations");
+                }
+            }
+        });
+    }
+
+    /// `daemon.status`.
+    pub fn status(&self) -> Result<DaemonStatus, DaemonError> {
+        let vms = self.store.list_vms()?;
+        Ok(DaemonStatus {
+            version: banger_api::BANGER_VERSION.to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            state_dir: self.layout.state_dir.display().to_string(),
+            runtime_dir: self.layout.runtime_dir.display().to_string(),
+            firecracker_bin: self.net.firecracker_bin().display().to_string(),
+            vms_total: vms.len() as u32,
+            vms_running: vms
+                .iter()
+                .filter(|v| v.state == banger_api::VmState::Running)
+                .count() as u32,
+        })
+    }
+}
+
+/// Build the four services over the shared infrastructure, in dependency
+/// order. The workspace service sees VMs only through its `VmLookup` seam.
+pub fn wire_services(
+    config: &Arc<Config>,
+    layout: &Layout,
+    store: &Arc<Store>,
+    privops: &Arc<dyn PrivilegedOps>,
+) -> (
+    Arc<HostNetwork>,
+    Arc<ImageService>,
+    Arc<WorkspaceService>,
+    Arc<VMService>,
+) {
+    let net = Arc::new(HostNetwork::new(
+        Arc::clone(privops),
+        resolve_binary(&config.firecracker_bin),
+        Duration::from_millis(config.daemon.socket_timeout_ms),
+    ));
+    let images = Arc::new(ImageService::new(Arc::clone(store), layout.clone()));
+    let handles = Arc::new(HandleCache::default());
+    let workspaces = Arc::new(WorkspaceService::new(Arc::new(StoreVmLookup {
+        store: Arc::clone(store),
+        handles: Arc::clone(&handles),
+    })));
+    let vms = Arc::new(VMService::new(
+        Arc::clone(store),
+        Arc::clone(config),
+        layout.clone(),
+        Arc::clone(&net),
+        Arc::clone(&images),
+        Arc::clone(&workspaces),
+        handles,
+    ));
+    (net, images, workspaces, vms)
+}
+
+/// A bare binary name is looked up on `$PATH`; paths are used as given.
+pub fn resolve_binary(bin: &str) -> PathBuf {
+    if bin.contains('/') {
+        return PathBuf::from(bin);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(bin))
+                .find(|p| is_executable(p))
+        })
+        .unwrap_or_else(|| PathBuf::from(bin))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,326 @@
+//! `HostNetwork`: the host side of a VM — today the Firecracker process
+//! (spawn through the privileged-ops seam, API configuration, stop, kill);
+//! the bridge, TAP pool, NAT and DNS join it with the networking work.
+//!
+//! It has no access to VM state: callers pass what an operation needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banger_fcapi::{BootSource, Drive, Logger, MachineConfiguration, Metrics, Vsock};
+use banger_fcproc::{FirecrackerClient, StopOutcome};
+use banger_privops::{PrivilegedOps, SpawnVmm, VmmSignal};
+
+use crate::error::{DaemonError, error_chain};
+use crate::handles::VmHandles;
+
+/// Guest CID of every VM's vsock device (hybrid vsock: the host side is a
+/// Unix socket per VM, so CIDs need not differ between VMs).
+pub const GUEST_CID: u32 = 3;
+
+/// Everything needed to boot one VM.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// VM name (for messages).
+    pub name: String,
+    /// VMM `--id`.
+    pub vmm_id: String,
+    /// The VM's state directory (logs, disks).
+    pub dir: PathBuf,
+    /// The VM's runtime directory (sockets).
+    pub run_dir: PathBuf,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Optional initrd.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub boot_args: String,
+    /// Root disk.
+    pub root_disk: PathBuf,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+}
+
+/// Files of a VM directory the VMM writes.
+pub struct VmFiles;
+
+impl VmFiles {
+    /// Serial console (the VMM's stdout).
+    pub fn console(dir: &Path) -> PathBuf {
+        dir.join("console.log")
+    }
+    /// The VMM's log (`PUT /logger`).
+    pub fn vmm_log(dir: &Path) -> PathBuf {
+        dir.join("firecracker.log")
+    }
+    /// The VMM's stderr.
+    pub fn stderr(dir: &Path) -> PathBuf {
+        dir.join("vmm.stderr")
+    }
+    /// Metrics (`PUT /metrics`).
+    pub fn metrics(dir: &Path) -> PathBuf {
+        dir.join("metrics.json")
+    }
+    /// Exit status line written when the VMM ends.
+    pub fn exit_status(dir: &Path) -> PathBuf {
+        dir.join("vmm.exit")
+    }
+    /// API socket.
+    pub fn api_sock(run_dir: &Path) -> PathBuf {
+        run_dir.join("api.sock")
+    }
+    /// Hybrid-vsock socket.
+    pub fn vsock(run_dir: &Path) -> PathBuf {
+        run_dir.join("vsock.sock")
+    }
+}
+
+/// Boot steps reported to the caller's progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchStage {
+    /// Spawning the VMM and waiting for its API socket.
+    Spawning,
+    /// Sending the machine configuration.
+    Configuring,
+    /// `InstanceStart` sent.
+    Booting,
+}
+
+/// When the steps of a launch happened, for the daemon's log and the
+/// benchmark: the VMM's own start-up (spawn to API socket) is told apart
+/// from banger's work.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchTimings {
+    /// Just before the VMM was spawned.
+    pub spawned: std::time::Instant,
+    /// When its API socket answered.
+    pub socket_ready: std::time::Instant,
+    /// When `InstanceStart` was sent.
+    pub start_sent: std::time::Instant,
+    /// When `InstanceStart` was acknowledged.
+    pub started: std::time::Instant,
+}
+
+/// The host-side service.
+pub struct HostNetwork {
+    privops: Arc<dyn PrivilegedOps>,
+    firecracker_bin: PathBuf,
+    socket_timeout: Duration,
+}
+
+impl HostNetwork {
+    /// Build the service.
+    pub fn new(
+        privops: Arc<dyn PrivilegedOps>,
+        firecracker_bin: PathBuf,
+        socket_timeout: Duration,
+    ) -> Self {
+        Self {
+            privops,
+            firecracker_bin,
+            socket_timeout,
+        }
+    }
+
+    /// The resolved VMM binary.
+    pub fn firecracker_bin(&self) -> &Path {
+        &self.firecracker_bin
+    }
+
+    /// Spawn, configure and start a VMM. On failure nothing is left
+    /// running and the sockets are removed.
+    pub async fn launch(
+        &self,
+        spec: &LaunchSpec,
+        mut progress: impl FnMut(LaunchStage),
+    ) -> Result<(VmHandles, LaunchTimings), DaemonError> {
+        progress(LaunchStage::Spawning);
+        std::fs::create_dir_all(&spec.run_dir)
+            .map_err(DaemonError::io("cannot create", &spec.run_dir))?;
+        let api_sock = VmFiles::api_sock(&spec.run_dir);
+        let vsock = VmFiles::vsock(&spec.run_dir);
+        remove_if_exists(&api_sock)?;
+        remove_if_exists(&vsock)?;
+        remove_if_exists(&VmFiles::exit_status(&spec.dir))?;
+        // Firecracker overwrites logs from offset 0 without truncating.
+        for f in [VmFiles::vmm_log(&spec.dir), VmFiles::metrics(&spec.dir)] {
+            std::fs::write(&f, b"").map_err(DaemonError::io("cannot reset", &f))?;
+        }
+        let started_at = banger_store::now_millis();
+        let spawned = std::time::Instant::now();
+        let pid = self.privops.spawn_vmm(SpawnVmm {
+            binary: self.firecracker_bin.clone(),
+            api_sock: api_sock.clone(),
+            id: spec.vmm_id.clone(),
+            console_log: VmFiles::console(&spec.dir),
+            stderr_log: VmFiles::stderr(&spec.dir),
+            exit_status_file: VmFiles::exit_status(&spec.dir),
+        })?;
+        let handles = VmHandles {
+            pid,
+            api_sock: api_sock.clone(),
+            vsock: Some(vsock.clone()),
+            binary: self.firecracker_bin.clone(),
+            started_at,
+        };
+        match self
+            .configure_and_start(spec, &handles, &mut progress)
+            .await
+        {
+            Ok((socket_ready, start_sent)) => Ok((
+                handles,
+                LaunchTimings {
+                    spawned,
+                    socket_ready,
+                    start_sent,
+                    started: std::time::Instant::now(),
+                },
+            )),
+            Err(message) => {
+                let _ = self.kill(&handles).await;
+                let _ = std::fs::remove_file(&api_sock);
+                let _ = std::fs::remove_file(&vsock);
+                let tail = last_lines(&VmFiles::stderr(&spec.dir), 3);
+                let message = if tail.is_empty() {
+                    message
+                } else {
+                    format!("{message}; VMM stderr: {}", tail.join(" | "))
+                };
+                Err(DaemonError::Vmm {
+                    vm: spec.name.clone(),
+                    message,
+                })
+            }
+        }
+    }
+
+    async fn configure_and_start(
+        &self,
+        spec: &LaunchSpec,
+        h: &VmHandles,
+        progress: &mut impl FnMut(LaunchStage),
+    ) -> Result<(std::time::Instant, std::time::Instant), String> {
+        banger_fcproc::wait_for_socket(&h.api_sock, self.socket_timeout, h.pid)
+            .await
+            .map_err(|e| format!("the VMM did not come up: {}", error_chain(&e)))?;
+        let socket_ready = std::time::Instant::now();
+        progress(LaunchStage::Configuring);
+        let fc = FirecrackerClient::new(&h.api_sock);
+        let step = |e: banger_fcproc::FcClientError| error_chain(&e);
+        fc.put_logger(&Logger {
+            log_path: Some(VmFiles::vmm_log(&spec.dir).display().to_string()),
+            level: Some(banger_fcapi::LogLevel::Info),
+            show_level: Some(true),
+            show_log_origin: Some(false),
+            module: None,
+        })
+        .await
+        .map_err(step)?;
+        fc.put_metrics(&Metrics::new(
+            VmFiles::metrics(&spec.dir).display().to_string(),
+        ))
+        .await
+        .map_err(step)?;
+        let vcpus =
+            u8::try_from(spec.vcpus).map_err(|_| format!("{} vCPUs is too many", spec.vcpus))?;
+        fc.put_machine_config(&MachineConfiguration::new(vcpus, spec.memory_mib as usize))
+            .await
+            .map_err(step)?;
+        fc.put_boot_source(&BootSource {
+            kernel_image_path: spec.kernel.display().to_string(),
+            boot_args: Some(spec.boot_args.clone()),
+            initrd_path: spec.initrd.as_ref().map(|p| p.display().to_string()),
+        })
+        .await
+        .map_err(step)?;
+        fc.put_drive(&Drive::new(
+            "rootfs",
+            spec.root_disk.display().to_string(),
+            true,
+        ))
+        .await
+        .map_err(step)?;
+        if let Some(vsock) = &h.vsock {
+            fc.put_vsock(&Vsock {
+                guest_cid: GUEST_CID,
+                uds_path: vsock.display().to_string(),
+                vsock_id: None,
+            })
+            .await
+            .map_err(step)?;
+        }
+        progress(LaunchStage::Booting);
+        let start_sent = std::time::Instant::now();
+        fc.instance_start().await.map_err(step)?;
+        Ok((socket_ready, start_sent))
+    }
+
+    /// Ctrl-Alt-Del, wait up to `timeout`, then SIGKILL. Returns after the
+    /// process is gone.
+    pub async fn stop(&self, h: &VmHandles, timeout: Duration) -> Result<StopOutcome, DaemonError> {
+        let fc = FirecrackerClient::new(&h.api_sock);
+        let outcome = banger_fcproc::graceful_shutdown(&fc, h.pid, timeout)
+            .await
+            .unwrap_or(StopOutcome::TimedOut);
+        if outcome == StopOutcome::TimedOut {
+            self.kill(h).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// SIGKILL the VMM and wait for it to be gone. `Ok(false)` when it was
+    /// already gone.
+    pub async fn kill(&self, h: &VmHandles) -> Result<bool, DaemonError> {
+        let delivered = self
+            .privops
+            .signal_vmm(h.pid, h.api_sock.clone(), VmmSignal::Kill)?;
+        if delivered {
+            let _ = banger_fcproc::wait_exit_timeout(h.pid, Duration::from_secs(5)).await;
+        }
+        Ok(delivered)
+    }
+
+    /// Remove a stopped VM's sockets.
+    pub fn release(&self, h: &VmHandles) {
+        let _ = std::fs::remove_file(&h.api_sock);
+        if let Some(v) = &h.vsock {
+            let _ = std::fs::remove_file(v);
+        }
+    }
+}
+
+fn remove_if_exists(p: &Path) -> Result<(), DaemonError> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DaemonError::io("cannot remove", p)(e)),
+    }
+}
+
+/// The last `n` non-empty lines of a text file (lossy UTF-8).
+pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let Ok(data) = read_tail(path, 64 * 1024) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&data);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Up to `max` trailing bytes of a file.
+pub fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}

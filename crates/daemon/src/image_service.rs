@@ -1,0 +1,176 @@
+//! `ImageService`: registering, listing and deleting images.
+//!
+//! Slow work (file checks and copies) runs unlocked in a staging directory;
+//! only the publication atom — re-check the name, rename the staging
+//! directory into place, insert the row — holds `image_ops_mu`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use banger_api::rpc::ImageRegisterParams;
+use banger_api::{Deleted, Image, validate};
+use banger_store::Store;
+
+use crate::config::Layout;
+use crate::error::DaemonError;
+
+/// The image service.
+pub struct ImageService {
+    store: Arc<Store>,
+    layout: Layout,
+    /// The publication-window lock. Lock order: after `VMService.vm_locks[id]`
+    /// and the workspace locks, never together with `create_vm_mu`; nothing
+    /// slow (network, copies) runs under it.
+    image_ops_mu: tokio::sync::Mutex<()>,
+}
+
+impl ImageService {
+    /// Build the service.
+    pub fn new(store: Arc<Store>, layout: Layout) -> Self {
+        Self {
+            store,
+            layout,
+            image_ops_mu: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// `image.register`: check and copy local files, then publish.
+    pub async fn register(&self, p: ImageRegisterParams) -> Result<Image, DaemonError> {
+        validate::image_name(&p.name)?;
+        if self.store.find_image(&p.name)?.is_some() {
+            return Err(name_taken(&p.name));
+        }
+        let rootfs = existing_file(&p.rootfs, "root filesystem")?;
+        let kernel = existing_file(&p.kernel, "kernel")?;
+        let initrd = p
+            .initrd
+            .as_deref()
+            .map(|i| existing_file(i, "initrd"))
+            .transpose()?;
+        banger_imagemgr::check_rootfs(&rootfs)?;
+        banger_imagemgr::check_kernel(&kernel)?;
+
+        let id = banger_store::new_id();
+        let images = self.layout.state_dir.join("images");
+        let staging = images.join(format!(".staging-{id}"));
+        let result = self
+            .stage_and_publish(&p.name, &id, &staging, &rootfs, &kernel, initrd.as_deref())
+            .await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    async fn stage_and_publish(
+        &self,
+        name: &str,
+        id: &str,
+        staging: &Path,
+        rootfs: &Path,
+        kernel: &Path,
+        initrd: Option<&Path>,
+    ) -> Result<Image, DaemonError> {
+        std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
+        let (r, k, i) = (
+            rootfs.to_path_buf(),
+            kernel.to_path_buf(),
+            initrd.map(Path::to_path_buf),
+        );
+        let st = staging.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+            banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
+            banger_imagemgr::clone_or_copy(&k, &st.join("vmlinux"))?;
+            if let Some(i) = i {
+                banger_imagemgr::clone_or_copy(&i, &st.join("initrd"))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))??;
+
+        let final_dir = self.layout.image_dir(id);
+        let size_bytes = std::fs::metadata(staging.join("rootfs.ext4"))
+            .map_err(DaemonError::io("cannot stat", staging))?
+            .len();
+        let image = Image {
+            id: id.to_string(),
+            name: name.to_string(),
+            rootfs_path: final_dir.join("rootfs.ext4").display().to_string(),
+            kernel_path: final_dir.join("vmlinux").display().to_string(),
+            initrd_path: initrd.map(|_| final_dir.join("initrd").display().to_string()),
+            size_bytes,
+            source: format!("register:{}", rootfs.display()),
+            created_at: banger_store::now_millis(),
+        };
+        let _publish = self.image_ops_mu.lock().await;
+        if self.store.find_image(name)?.is_some() {
+            return Err(name_taken(name));
+        }
+        std::fs::rename(staging, &final_dir)
+            .map_err(DaemonError::io("cannot publish", &final_dir))?;
+        if let Err(e) = self.store.insert_image(&image) {
+            let _ = std::fs::remove_dir_all(&final_dir);
+            return Err(e.into());
+        }
+        tracing::info!(image = name, id, "image registered");
+        Ok(image)
+    }
+
+    /// `image.list`.
+    pub fn list(&self) -> Result<Vec<Image>, DaemonError> {
+        Ok(self.store.list_images()?)
+    }
+
+    /// Find an image by name or id, with a hint when there is none.
+    pub fn resolve(&self, name: &str) -> Result<Image, DaemonError> {
+        self.store.find_image(name)?.ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "no image named {name:?}; register one with `banger image register {name} --rootfs FILE --kernel FILE` (see `banger image list`)"
+            ))
+        })
+    }
+
+    /// Image by id (for a VM's boot).
+    pub fn get(&self, id: &str) -> Result<Image, DaemonError> {
+        self.store
+            .get_image(id)?
+            .ok_or_else(|| DaemonError::NotFound(format!("image {id} no longer exists")))
+    }
+
+    /// `image.delete`: refused while a VM uses the image.
+    pub async fn delete(&self, name: &str) -> Result<Deleted, DaemonError> {
+        let image = self.resolve(name)?;
+        let _publish = self.image_ops_mu.lock().await;
+        self.store.delete_image(&image.id)?;
+        let dir = self.layout.image_dir(&image.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove image files");
+        }
+        Ok(Deleted {
+            id: image.id,
+            name: image.name,
+        })
+    }
+}
+
+fn name_taken(name: &str) -> DaemonError {
+    DaemonError::Conflict(format!(
+        "an image named {name:?} already exists; pick another name or delete it with `banger image delete {name}`"
+    ))
+}
+
+fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
+    let path = PathBuf::from(p);
+    if !path.is_absolute() {
+        return Err(DaemonError::Invalid(format!(
+            "{what} path {p:?} must be absolute"
+        )));
+    }
+    if !path.is_file() {
+        return Err(DaemonError::Invalid(format!(
+            "{what} {p} does not exist or is not a regular file"
+        )));
+    }
+    Ok(path)
+}

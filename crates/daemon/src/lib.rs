@@ -1,0 +1,34 @@
+//! `bangerd`: the owner daemon.
+//!
+//! [`Daemon`] is the composition root: it owns the shared infrastructure
+//! (store, layout, config, privileged-ops adapter) and four services built
+//! by [`wire_services`]: [`HostNetwork`], [`ImageService`],
+//! [`WorkspaceService`] and [`VMService`]. RPC dispatch
+//! ([`rpc_server::dispatch`]) is one `match` forwarding into them. See
+//! `ARCHITECTURE.md` at the repository root for the map, the seams and the
+//! lock order.
+
+mod alloc;
+pub mod config;
+pub mod daemon;
+pub mod doctor;
+pub mod error;
+pub mod handles;
+pub mod host_network;
+pub mod image_service;
+pub mod lockset;
+mod main_entry;
+pub mod reconcile;
+pub mod rpc_server;
+mod vm_create;
+mod vm_lifecycle;
+pub mod vm_service;
+pub mod vm_stats;
+pub mod workspace_service;
+
+pub use daemon::{Daemon, OpenOptions, wire_services};
+pub use host_network::HostNetwork;
+pub use image_service::ImageService;
+pub use main_entry::{Args, main};
+pub use vm_service::VMService;
+pub use workspace_service::WorkspaceService;

@@ -1,0 +1,227 @@
+//! `vm.create`: validate, reserve (name, IP, MAC, row) under the narrow
+//! `create_vm_mu`, then prepare the root disk and boot asynchronously under
+//! the VM's own lock, reporting progress through an operation.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use banger_api::rpc::VmCreateParams;
+use banger_api::{
+    ByteSize, Image, OpState, Operation, RpcErrorBody, Vm, VmCreated, VmState, validate,
+};
+
+use crate::alloc;
+use crate::error::{DaemonError, to_rpc};
+use crate::vm_service::{OpEntry, VMService, root_disk};
+
+/// Largest root disk banger creates (16 TiB).
+const MAX_DISK: u64 = 16 << 40;
+
+impl VMService {
+    /// `vm.create`.
+    pub async fn create(self: &Arc<Self>, p: VmCreateParams) -> Result<VmCreated, DaemonError> {
+        let requested = std::time::Instant::now();
+        validate::vm_name(&p.name)?;
+        let vcpus = p.vcpus.unwrap_or(self.config.vm.vcpus);
+        validate::vcpus(vcpus)?;
+        let memory_mib = match p.memory_mib {
+            Some(m) => m,
+            None => u32::try_from(self.config.vm.memory.as_mib()).unwrap_or(u32::MAX),
+        };
+        validate::memory_mib(memory_mib)?;
+        let image_name = p
+            .image
+            .clone()
+            .unwrap_or_else(|| self.config.vm.image.clone());
+        let image = self.images.resolve(&image_name)?;
+        let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
+
+        let vm = {
+            let _reserve = self.create_vm_mu.lock().await;
+            if self.store.find_vm(&p.name)?.is_some() {
+                return Err(DaemonError::Conflict(format!(
+                    "a VM named {:?} already exists; choose another name or delete it with `banger vm delete {}`",
+                    p.name, p.name
+                )));
+            }
+            let used: HashSet<_> = self.store.used_guest_ips()?.into_iter().collect();
+            let subnet = self.config.network.subnet;
+            let ip = alloc::next_guest_ip(subnet, &used).ok_or_else(|| {
+                DaemonError::Conflict(format!(
+                    "no free guest address left in {subnet}; delete a VM or configure a larger network.subnet"
+                ))
+            })?;
+            let now = banger_store::now_millis();
+            let vm = Vm {
+                id: banger_store::new_id(),
+                name: p.name.clone(),
+                state: VmState::Created,
+                image_id: image.id.clone(),
+                image_name: image.name.clone(),
+                vcpus,
+                memory_mib,
+                disk_bytes,
+                guest_ip: ip,
+                guest_mac: alloc::mac_for(ip),
+                created_at: now,
+                updated_at: now,
+                started_at: None,
+                last_error: None,
+            };
+            self.store.insert_vm(&vm)?;
+            vm
+        };
+        tracing::info!(vm = %vm.name, id = %vm.id, ip = %vm.guest_ip, "VM reserved");
+
+        let now = banger_store::now_millis();
+        let op = Operation {
+            id: banger_store::new_id(),
+            kind: "vm.create".into(),
+            subject: vm.name.clone(),
+            state: OpState::Running,
+            stage: "queued".into(),
+            step: 0,
+            steps: if p.no_start { 1 } else { 4 },
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.create_ops.insert(op.id.clone(), OpEntry(op.clone()));
+        self.persist_op(&op.id, &vm.id);
+        let this = Arc::clone(self);
+        let (vm_id, op_id, no_start) = (vm.id.clone(), op.id.clone(), p.no_start);
+        tokio::spawn(async move { this.run_create(vm_id, op_id, no_start, requested).await });
+        Ok(VmCreated {
+            vm,
+            operation: Some(op),
+        })
+    }
+
+    async fn run_create(
+        self: Arc<Self>,
+        vm_id: String,
+        op_id: String,
+        no_start: bool,
+        requested: std::time::Instant,
+    ) {
+        let _vm_lock = self.vm_locks.lock(&vm_id).await;
+        let vm = match self.store.get_vm(&vm_id) {
+            Ok(Some(vm)) => vm,
+            Ok(None) => {
+                return self.finish_op(
+                    &op_id,
+                    &vm_id,
+                    Err(DaemonError::NotFound("the VM was deleted".into())),
+                );
+            }
+            Err(e) => return self.finish_op(&op_id, &vm_id, Err(e.into())),
+        };
+        self.op_stage(&op_id, &vm_id, 1, "preparing root disk");
+        if let Err(e) = self.prepare_root_disk(&vm).await {
+            // Nothing of a VM whose disk could not be made is kept.
+            let _ = std::fs::remove_dir_all(self.layout.vm_dir(&vm.id));
+            let _ = self.store.delete_vm(&vm.id);
+            return self.finish_op(&op_id, &vm_id, Err(e));
+        }
+        if no_start {
+            return self.finish_op(&op_id, &vm_id, Ok(()));
+        }
+        let result = self
+            .start_locked(&vm, Some(&op_id), requested)
+            .await
+            .map(|_| ());
+        self.finish_op(&op_id, &vm_id, result);
+    }
+
+    /// Copy the image's root filesystem into the VM directory (reflink or
+    /// sparse copy) and grow it to the VM's disk size. The copy is made
+    /// under a temporary name and renamed into place, so a crash never
+    /// leaves a half-copied disk that looks complete.
+    async fn prepare_root_disk(&self, vm: &Vm) -> Result<(), DaemonError> {
+        let image = self.images.get(&vm.image_id)?;
+        let dir = self.layout.vm_dir(&vm.id);
+        let disk_bytes = vm.disk_bytes;
+        tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+            std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+            let partial = dir.join("root.ext4.partial");
+            let _ = std::fs::remove_file(&partial);
+            let method =
+                banger_imagemgr::clone_or_copy(std::path::Path::new(&image.rootfs_path), &partial)?;
+            if banger_imagemgr::grow_file(&partial, disk_bytes)? {
+                banger_imagemgr::resize_ext4(&partial)?;
+            }
+            let disk = root_disk(&dir);
+            std::fs::rename(&partial, &disk).map_err(DaemonError::io("cannot rename", &disk))?;
+            tracing::debug!(disk = %disk.display(), ?method, "root disk ready");
+            Ok(())
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))?
+    }
+
+    /// Move operation `op_id` to step `step`.
+    pub(crate) fn op_stage(&self, op_id: &str, vm_id: &str, step: u32, stage: &str) {
+        self.create_ops.update(op_id, |o| {
+            o.0.step = step;
+            o.0.stage = stage.to_string();
+            o.0.updated_at = banger_store::now_millis();
+        });
+        self.persist_op(op_id, vm_id);
+    }
+
+    fn finish_op(&self, op_id: &str, vm_id: &str, result: Result<(), DaemonError>) {
+        let error = result.as_ref().err().map(|e| RpcErrorBody::from(to_rpc(e)));
+        if let Some(e) = &error {
+            tracing::warn!(op = op_id, error = %e.message, "vm.create failed");
+        }
+        self.create_ops.update(op_id, |o| {
+            o.0.state = if error.is_some() {
+                OpState::Failed
+            } else {
+                OpState::Succeeded
+            };
+            if error.is_none() {
+                o.0.step = o.0.steps;
+                o.0.stage = "done".into();
+            }
+            o.0.error = error.clone();
+            o.0.updated_at = banger_store::now_millis();
+        });
+        self.persist_op(op_id, vm_id);
+    }
+
+    fn persist_op(&self, op_id: &str, vm_id: &str) {
+        if let Some(op) = self.create_ops.get(op_id)
+            && let Err(e) = self.store.upsert_operation(&op.0, Some(vm_id))
+        {
+            tracing::warn!(op = op_id, error = %e, "cannot persist operation");
+        }
+    }
+}
+
+fn disk_size(
+    requested: Option<ByteSize>,
+    image: &Image,
+    explicit: bool,
+) -> Result<u64, DaemonError> {
+    let Some(size) = requested else {
+        return Ok(image.size_bytes);
+    };
+    if size.bytes() > MAX_DISK {
+        return Err(DaemonError::Invalid(format!(
+            "invalid disk size {size}: at most 16T"
+        )));
+    }
+    if size.bytes() < image.size_bytes {
+        if !explicit {
+            return Ok(image.size_bytes);
+        }
+        return Err(DaemonError::Invalid(format!(
+            "disk size {size} is smaller than image {} ({}); use --disk {} or more",
+            image.name,
+            ByteSize(image.size_bytes),
+            ByteSize(image.size_bytes)
+        )));
+    }
+    Ok(size.bytes())
+}

@@ -1,0 +1,365 @@
+//! Start, stop, restart, kill, delete and set. Each takes the VM's lock for
+//! its whole duration; every state change is one store transaction
+//! (`transition_vm`, a compare-and-set on the current state).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banger_api::rpc::{VmDeleteParams, VmSetParams, VmStopParams};
+use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
+
+use crate::error::{DaemonError, error_chain};
+use crate::handles::VmHandles;
+use crate::host_network::{LaunchSpec, LaunchStage, VmFiles, last_lines};
+use crate::vm_service::{VMService, root_disk};
+
+/// States from which a VM may be started.
+const STARTABLE: &[VmState] = &[VmState::Created, VmState::Stopped, VmState::Error];
+
+impl VMService {
+    /// `vm.start`.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<Vm, DaemonError> {
+        let vm = self.resolve(name)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        if vm.state == VmState::Running {
+            return Err(DaemonError::Conflict(format!(
+                "VM {} is already running",
+                vm.name
+            )));
+        }
+        self.start_locked(&vm, None, std::time::Instant::now())
+            .await
+    }
+
+    /// Boot `vm`; the caller holds its lock. On failure the VM is left in
+    /// `error` with the reason, and nothing of the VMM remains.
+    pub(crate) async fn start_locked(
+        self: &Arc<Self>,
+        vm: &Vm,
+        op: Option<&str>,
+        requested: std::time::Instant,
+    ) -> Result<Vm, DaemonError> {
+        if !root_disk(&self.layout.vm_dir(&vm.id)).exists() {
+            return Err(self.fail_start(vm, DaemonError::Conflict(format!(
+                "VM {} has no root disk (its creation was interrupted); delete it with `banger vm delete {}` and create it again",
+                vm.name, vm.name
+            ))));
+        }
+        let image = match self.images.get(&vm.image_id) {
+            Ok(i) => i,
+            Err(e) => return Err(self.fail_start(vm, e)),
+        };
+        let vm = self
+            .store
+            .transition_vm(&vm.id, STARTABLE, VmState::Starting, |v| {
+                v.last_error = None;
+            })?;
+        let dir = self.layout.vm_dir(&vm.id);
+        let spec = LaunchSpec {
+            name: vm.name.clone(),
+            vmm_id: format!("banger-{}", vm.id),
+            run_dir: self.layout.vm_run_dir(&vm.id),
+            kernel: image.kernel_path.clone().into(),
+            initrd: image.initrd_path.clone().map(Into::into),
+            boot_args: self.config.vm.kernel_args.clone(),
+            root_disk: root_disk(&dir),
+            dir,
+            vcpus: vm.vcpus,
+            memory_mib: vm.memory_mib,
+        };
+        let progress = |stage: LaunchStage| {
+            if let Some(op) = op {
+                let (step, text) = match stage {
+                    LaunchStage::Spawning => (2, "starting VMM"),
+                    LaunchStage::Configuring => (3, "configuring VM"),
+                    LaunchStage::Booting => (4, "booting"),
+                };
+                self.op_stage(op, &vm.id, step, text);
+            }
+        };
+        let (handles, t) = match self.net.launch(&spec, progress).await {
+            Ok(h) => h,
+            Err(e) => return Err(self.fail_start(&vm, e)),
+        };
+        if let Err(e) = self.handles.put(&vm.id, &spec.dir, handles.clone()) {
+            let _ = self.net.kill(&handles).await;
+            self.net.release(&handles);
+            return Err(self.fail_start(&vm, e));
+        }
+        let vm = self
+            .store
+            .transition_vm(&vm.id, &[VmState::Starting], VmState::Running, |v| {
+                v.started_at = Some(handles.started_at);
+            })?;
+        self.watch_exit(vm.id.clone(), handles, true);
+        let us = |a: std::time::Instant, b: std::time::Instant| {
+            b.saturating_duration_since(a).as_micros() as u64
+        };
+        tracing::info!(
+            vm = %vm.name,
+            request_to_instance_start_us = us(requested, t.start_sent),
+            vmm_startup_us = us(t.spawned, t.socket_ready),
+            instance_start_us = us(t.start_sent, t.started),
+            "VM running"
+        );
+        Ok(vm)
+    }
+
+    fn fail_start(&self, vm: &Vm, e: DaemonError) -> DaemonError {
+        let reason = error_chain(&e);
+        if let Err(se) = self.store.transition_vm(&vm.id, &[], VmState::Error, |v| {
+            v.last_error = Some(reason.clone());
+            v.started_at = None;
+        }) {
+            tracing::error!(vm = %vm.name, error = %se, "cannot record failed start");
+        }
+        e
+    }
+
+    /// Follow the VMM process; if it exits while the VM is still meant to
+    /// run, mark the VM stopped with the reason and release what it held.
+    /// `own_child` says whether this daemon spawned the VMM (then the
+    /// privileged adapter records its exit status) or adopted it.
+    pub(crate) fn watch_exit(self: &Arc<Self>, vm_id: String, h: VmHandles, own_child: bool) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = banger_fcproc::wait_exit(h.pid).await {
+                tracing::warn!(pid = h.pid, error = %e, "cannot watch VMM; relying on reconcile");
+                return;
+            }
+            this.on_vmm_exit(&vm_id, &h, own_child).await;
+        });
+    }
+
+    async fn on_vmm_exit(&self, vm_id: &str, h: &VmHandles, own_child: bool) {
+        let _g = self.vm_locks.lock(vm_id).await;
+        // A stop, kill or restart already handled this process.
+        if self.handles.get(vm_id).map(|c| c.pid) != Some(h.pid) {
+            return;
+        }
+        let dir = self.layout.vm_dir(vm_id);
+        let status = read_exit_status(&dir, own_child).await;
+        let clean = status.as_deref() == Some("exited with status 0");
+        let reason = if clean {
+            None
+        } else {
+            let mut msg = format!(
+                "the VMM (pid {}) {} while the VM was running",
+                h.pid,
+                status.as_deref().unwrap_or("exited")
+            );
+            let tail: Vec<String> = last_lines(&VmFiles::stderr(&dir), 2)
+                .into_iter()
+                .chain(last_lines(&VmFiles::vmm_log(&dir), 2))
+                .collect();
+            if !tail.is_empty() {
+                msg.push_str("; last output: ");
+                msg.push_str(&tail.join(" | "));
+            }
+            Some(msg)
+        };
+        self.release(vm_id);
+        match self.store.transition_vm(
+            vm_id,
+            &[VmState::Running, VmState::Starting],
+            VmState::Stopped,
+            |v| {
+                v.started_at = None;
+                v.last_error = reason.clone();
+            },
+        ) {
+            Ok(vm) => {
+                tracing::warn!(vm = %vm.name, reason = ?reason, "VMM exited; VM marked stopped")
+            }
+            Err(e) => tracing::debug!(vm_id, error = %e, "VMM exit after state change"),
+        }
+    }
+
+    /// Forget a VM's handles and remove its sockets.
+    pub(crate) fn release(&self, vm_id: &str) {
+        if let Some(h) = self.handles.remove(vm_id, &self.layout.vm_dir(vm_id)) {
+            self.net.release(&h);
+        }
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(vm_id);
+    }
+
+    /// `vm.stop`: Ctrl-Alt-Del, SIGKILL after the timeout.
+    pub async fn stop(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        let vm = self.resolve(&p.vm)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        self.stop_locked(&vm, self.timeout(p.timeout_secs)).await
+    }
+
+    async fn stop_locked(&self, vm: &Vm, timeout: Duration) -> Result<Vm, DaemonError> {
+        if !vm.state.has_vmm() {
+            return Ok(vm.clone());
+        }
+        let vm = self
+            .store
+            .transition_vm(&vm.id, &[], VmState::Stopping, |_| {})?;
+        if let Some(h) = self.handles.get(&vm.id) {
+            let outcome = self.net.stop(&h, timeout).await?;
+            tracing::info!(vm = %vm.name, ?outcome, "VM stopped");
+        }
+        self.release(&vm.id);
+        Ok(self
+            .store
+            .transition_vm(&vm.id, &[], VmState::Stopped, |v| {
+                v.started_at = None;
+            })?)
+    }
+
+    /// `vm.restart`.
+    pub async fn restart(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        let vm = self.resolve(&p.vm)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        let vm = self.stop_locked(&vm, self.timeout(p.timeout_secs)).await?;
+        self.start_locked(&vm, None, std::time::Instant::now())
+            .await
+    }
+
+    /// `vm.kill`.
+    pub async fn kill(self: &Arc<Self>, name: &str) -> Result<Vm, DaemonError> {
+        let vm = self.resolve(name)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        self.kill_locked(&vm).await
+    }
+
+    async fn kill_locked(&self, vm: &Vm) -> Result<Vm, DaemonError> {
+        if !vm.state.has_vmm() {
+            return Ok(vm.clone());
+        }
+        if let Some(h) = self.handles.get(&vm.id) {
+            self.net.kill(&h).await?;
+        }
+        self.release(&vm.id);
+        Ok(self
+            .store
+            .transition_vm(&vm.id, &[], VmState::Stopped, |v| {
+                v.started_at = None;
+            })?)
+    }
+
+    /// `vm.delete`.
+    pub async fn delete(self: &Arc<Self>, p: &VmDeleteParams) -> Result<Deleted, DaemonError> {
+        let vm = self.resolve(&p.vm)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        if vm.state.has_vmm() {
+            if !p.force {
+                return Err(DaemonError::Conflict(format!(
+                    "VM {} is running; stop it first (`banger vm stop {}`) or delete with --force",
+                    vm.name, vm.name
+                )));
+            }
+            self.kill_locked(&vm).await?;
+        }
+        self.store.delete_vm(&vm.id)?;
+        for dir in [self.layout.vm_dir(&vm.id), self.layout.vm_run_dir(&vm.id)] {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove VM files; reconcile will retry");
+            }
+        }
+        self.vm_locks.forget(&vm.id);
+        tracing::info!(vm = %vm.name, "VM deleted");
+        Ok(Deleted {
+            id: vm.id,
+            name: vm.name,
+        })
+    }
+
+    /// `vm.set`: resources of a VM without a VMM; disks only grow.
+    pub async fn set(self: &Arc<Self>, p: &VmSetParams) -> Result<Vm, DaemonError> {
+        if p.vcpus.is_none() && p.memory_mib.is_none() && p.disk.is_none() {
+            return Err(DaemonError::Invalid(
+                "nothing to change: give --vcpus, --memory or --disk".into(),
+            ));
+        }
+        if let Some(n) = p.vcpus {
+            validate::vcpus(n)?;
+        }
+        if let Some(m) = p.memory_mib {
+            validate::memory_mib(m)?;
+        }
+        let vm = self.resolve(&p.vm)?;
+        let _g = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        if vm.state.has_vmm() {
+            return Err(DaemonError::Conflict(format!(
+                "VM {} is {}; stop it first with `banger vm stop {}`",
+                vm.name, vm.state, vm.name
+            )));
+        }
+        let mut disk_bytes = vm.disk_bytes;
+        if let Some(d) = p.disk {
+            if d.bytes() < vm.disk_bytes {
+                return Err(DaemonError::Invalid(format!(
+                    "disk size {d} is smaller than the current {}; disks only grow",
+                    ByteSize(vm.disk_bytes)
+                )));
+            }
+            if d.bytes() > vm.disk_bytes {
+                let disk = root_disk(&self.layout.vm_dir(&vm.id));
+                let size = d.bytes();
+                tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+                    banger_imagemgr::grow_file(&disk, size)?;
+                    banger_imagemgr::resize_ext4(&disk)?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()))??;
+                disk_bytes = size;
+            }
+        }
+        let vm = self.store.transition_vm(
+            &vm.id,
+            &[VmState::Created, VmState::Stopped, VmState::Error],
+            vm.state,
+            |v| {
+                if let Some(n) = p.vcpus {
+                    v.vcpus = n;
+                }
+                if let Some(m) = p.memory_mib {
+                    v.memory_mib = m;
+                }
+                v.disk_bytes = disk_bytes;
+            },
+        )?;
+        Ok(vm)
+    }
+
+    fn reload(&self, id: &str) -> Result<Vm, DaemonError> {
+        self.store
+            .get_vm(id)?
+            .ok_or_else(|| DaemonError::NotFound("the VM was deleted meanwhile".into()))
+    }
+
+    fn timeout(&self, secs: Option<u64>) -> Duration {
+        secs.map(Duration::from_secs)
+            .unwrap_or_else(|| self.config.stop_timeout())
+    }
+}
+
+/// The exit line the privileged adapter writes for the VMMs it spawned; it
+/// may land a moment after the process is seen gone (longer on a loaded
+/// host). An adopted VMM has no such line.
+async fn read_exit_status(dir: &std::path::Path, own_child: bool) -> Option<String> {
+    let f = VmFiles::exit_status(dir);
+    let tries = if own_child { 300 } else { 1 };
+    for _ in 0..tries {
+        if let Ok(s) = std::fs::read_to_string(&f) {
+            return Some(s.trim().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}

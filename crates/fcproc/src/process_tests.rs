@@ -1,0 +1,195 @@
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::*;
+
+/// Builds a `/proc/PID/stat` line with the given command name and fields.
+fn stat_line(comm: &str, state: char, utime: u64, stime: u64, starttime: u64) -> String {
+    // Fields 4..=13, then utime (14), stime (15), 16..=21, starttime (22), then a tail.
+    format!(
+        "4242 ({comm}) {state} 1 4242 4242 0 -1 4194560 100 0 0 0 {utime} {stime} 0 0 20 0 3 0 \
+         {starttime} 123456789 2000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+    )
+}
+
+fn fake_proc(pid: u32, stat: &str, status: Option<&str>, statm: &str, cmdline: &[u8]) -> TempDir {
+    let root = TempDir::new().expect("tempdir");
+    let dir = root.path().join(pid.to_string());
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("stat"), stat).expect("stat");
+    if let Some(status) = status {
+        fs::write(dir.join("status"), status).expect("status");
+    } else {
+        fs::write(dir.join("status"), "Name:\tfoo\nState:\tZ (zombie)\n").expect("status");
+    }
+    fs::write(dir.join("statm"), statm).expect("statm");
+    fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
+    root
+}
+
+const FC_CMDLINE: &[u8] =
+    b"/usr/bin/firecracker\0--api-sock\0/run/banger/vm1/api.sock\0--id\0vm1\0";
+
+#[test]
+fn fake_running_process_is_alive_and_ours() {
+    let root = fake_proc(
+        4242,
+        &stat_line("fire cracker) (x", 'S', 150, 50, 1234),
+        Some("Name:\tfirecracker\nVmRSS:\t   20480 kB\n"),
+        "1000 7 3 1 0 5 0\n",
+        FC_CMDLINE,
+    );
+    let procfs = ProcFs::new(root.path());
+    assert!(procfs.is_alive(4242).expect("is_alive"));
+    assert!(
+        procfs
+            .is_our_vmm(4242, Path::new("/run/banger/vm1/api.sock"))
+            .expect("ours")
+    );
+    assert!(
+        !procfs
+            .is_our_vmm(4242, Path::new("/run/banger/vm2/api.sock"))
+            .expect("other vm")
+    );
+    assert_eq!(
+        procfs.cmdline(4242).expect("cmdline"),
+        [
+            "/usr/bin/firecracker",
+            "--api-sock",
+            "/run/banger/vm1/api.sock",
+            "--id",
+            "vm1"
+        ]
+        .map(OsString::from)
+    );
+}
+
+#[test]
+fn fake_stats_use_clock_ticks_and_vmrss() {
+    let root = fake_proc(
+        4242,
+        &stat_line("firecracker", 'R', 150, 50, 1234),
+        Some("Name:\tfirecracker\nVmRSS:\t   20480 kB\n"),
+        "1000 7 3 1 0 5 0\n",
+        FC_CMDLINE,
+    );
+    let stats = ProcFs::new(root.path()).stats(4242).expect("stats");
+    let ticks = clock_ticks_per_sec();
+    assert_eq!(stats.cpu_time_ms, 200 * 1000 / ticks);
+    assert_eq!(stats.rss_bytes, 20480 * 1024);
+    assert_eq!(
+        stats.start_time,
+        Duration::from_nanos(1234 * 1_000_000_000 / ticks)
+    );
+}
+
+#[test]
+fn fake_zombie_is_dead_and_falls_back_to_statm() {
+    let root = fake_proc(
+        4242,
+        &stat_line("firecracker", 'Z', 1, 1, 1),
+        None,
+        "0 9 0 0 0 0 0\n",
+        b"",
+    );
+    let procfs = ProcFs::new(root.path());
+    assert!(!procfs.is_alive(4242).expect("is_alive"));
+    assert!(procfs.cmdline(4242).expect("cmdline").is_empty());
+    assert!(
+        !procfs
+            .is_our_vmm(4242, Path::new("/run/banger/vm1/api.sock"))
+            .expect("ours")
+    );
+    assert_eq!(
+        procfs.stats(4242).expect("stats").rss_bytes,
+        9 * page_size()
+    );
+}
+
+#[test]
+fn fake_missing_process_is_not_found() {
+    let root = TempDir::new().expect("tempdir");
+    let procfs = ProcFs::new(root.path());
+    assert!(!procfs.is_alive(7).expect("is_alive"));
+    assert!(!procfs.is_our_vmm(7, Path::new("/x")).expect("ours"));
+    assert!(matches!(
+        procfs.stats(7),
+        Err(ProcError::NotFound { pid: 7 })
+    ));
+}
+
+#[test]
+fn fake_garbage_stat_is_a_parse_error() {
+    let root = fake_proc(9, "9 no-parens S 1", None, "", b"");
+    let err = ProcFs::new(root.path()).is_alive(9).expect_err("parse");
+    assert!(matches!(err, ProcError::Parse { .. }), "{err:?}");
+}
+
+#[test]
+fn api_sock_forms() {
+    let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+    let sock = Path::new("/s/api.sock");
+    assert!(has_api_sock(
+        &args(&["fc", "--api-sock", "/s/api.sock"]),
+        sock
+    ));
+    assert!(has_api_sock(&args(&["fc", "--api-sock=/s/api.sock"]), sock));
+    assert!(!has_api_sock(&args(&["fc", "--api-sock"]), sock));
+    assert!(!has_api_sock(&args(&["fc", "/s/api.sock"]), sock));
+    assert!(!has_api_sock(
+        &args(&["fc", "--api-sock", "/s/api.sock2"]),
+        sock
+    ));
+}
+
+#[test]
+fn real_child_is_alive_with_stats() {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn sleep");
+    let pid = child.id();
+    let procfs = ProcFs::host();
+    assert!(procfs.is_alive(pid).expect("is_alive"));
+    // spawn() returns once the child has released our memory in execve, which can be a
+    // moment before the kernel has set up its new argument area: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs.cmdline(pid).expect("cmdline").is_empty() {
+        assert!(Instant::now() < deadline, "cmdline of {pid} stays empty");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        procfs.cmdline(pid).expect("cmdline"),
+        [OsString::from("sleep"), OsString::from("30")]
+    );
+    assert!(!procfs.is_our_vmm(pid, Path::new("/x")).expect("ours"));
+    let stats = procfs.stats(pid).expect("stats");
+    assert!(stats.rss_bytes > 0, "{stats:?}");
+    assert!(stats.cpu_time_ms < 10_000, "{stats:?}");
+    let own = procfs.stats(std::process::id()).expect("own stats");
+    assert!(stats.start_time >= own.start_time, "{stats:?} vs {own:?}");
+
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert!(!procfs.is_alive(pid).expect("is_alive after reap"));
+}
+
+#[test]
+fn real_unreaped_child_is_a_dead_zombie() {
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let pid = child.id();
+    let procfs = ProcFs::host();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The child is never waited for here, so it stays a zombie once it exits.
+    while procfs.is_alive(pid).expect("is_alive") {
+        assert!(Instant::now() < deadline, "child {pid} never exited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("zombie stat exists");
+    assert_eq!(parse_stat(&stat).expect("parse").state, 'Z');
+    child.wait().expect("reap");
+}

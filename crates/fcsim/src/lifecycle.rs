@@ -1,0 +1,280 @@
+//! Lifecycle actions of the fake VMM: start, pause/resume, snapshots, shutdown, crash.
+//!
+//! - InstanceStart checks what Firecracker checks without running a guest:
+//!   a boot source, a loadable-looking kernel, readable drives. A failure
+//!   leaves the VM `Not started`, so a corrected retry can succeed.
+//! - After a start the process stays up until `SendCtrlAltDel` (exit 0 after
+//!   the shutdown delay), the simulated crash (exit 1), or a signal.
+//! - A failed snapshot load is fatal: the 400 is sent, then the process exits 1.
+
+use std::time::Duration;
+
+use banger_fcapi::{InstanceState, SnapshotCreateParams, SnapshotLoadParams, VmState};
+
+use crate::error::SimError;
+use crate::fault::Fault;
+use crate::guest::{SerialConsole, kernel_cmdline, print_boot};
+use crate::snapshot::{self, SnapshotState};
+use crate::vmm::{Reply, Vmm};
+use crate::vsock::VsockDevice;
+
+/// How long a fatal load error waits so that its 400 reaches the client first.
+const FATAL_REPLY_GRACE: Duration = Duration::from_millis(20);
+
+impl Vmm {
+    /// `PUT /actions {"action_type": "InstanceStart"}`.
+    pub(crate) fn start(&mut self) -> Result<Reply, Fault> {
+        let log = &self.ctx.log;
+        if self.ctx.misbehaviour.refuse_start {
+            log.warn(
+                "main",
+                "vmm",
+                "fcsim: refusing InstanceStart (--sim-refuse-start)",
+            );
+            return Err(Fault::bad_request(
+                "Start microvm error: Kvm error: Error creating KVM object: Permission denied (os error 13)",
+            ));
+        }
+        let boot = self.boot.as_ref().ok_or_else(|| {
+            Fault::bad_request(
+                "Start microvm error: Cannot start microvm without kernel configuration.",
+            )
+        })?;
+        boot.check_kernel()?;
+        if let Some(drive) = self.drives.iter().find(|d| !d.readable()) {
+            return Err(Fault::bad_request(format!(
+                "Start microvm error: Unable to read the backing file of drive {}",
+                drive.config.drive_id
+            )));
+        }
+        let drives = self.drives.configs();
+        let cmdline = kernel_cmdline(boot.boot_args(), &drives, self.ctx.enable_pci);
+        let serial_path = self
+            .serial
+            .as_ref()
+            .and_then(|s| s.serial_out_path.as_deref());
+        let console = SerialConsole::open(&cmdline, serial_path)?;
+
+        self.state = InstanceState::Running;
+        log.info(
+            "main",
+            "vmm",
+            format!(
+                "Starting microVM {}: {} vCPUs, {} MiB, kernel {}",
+                self.ctx.instance_id,
+                self.machine.vcpu_count,
+                self.machine.mem_size_mib,
+                boot.source.kernel_image_path
+            ),
+        );
+        log.info(
+            "main",
+            "vmm",
+            "fcsim: the guest is simulated; no guest code runs",
+        );
+        if let Err(e) = self.metrics.flush(&self.ctx.instance_id) {
+            log.error("main", "vmm", format!("Failed to write metrics: {e}"));
+        }
+        print_boot(
+            &console,
+            &self.ctx.instance_id,
+            &cmdline,
+            &self.machine,
+            &drives,
+        );
+        self.console = Some(console);
+        self.schedule_crash();
+        Ok(Reply::Empty)
+    }
+
+    fn schedule_crash(&self) {
+        let Some(delay) = self.ctx.misbehaviour.crash_after_start else {
+            return;
+        };
+        let log = self.ctx.log.clone();
+        let console = self.console.clone();
+        let exit = self.ctx.exit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let message = format!(
+                "fcsim: simulated guest crash {} ms after InstanceStart (--sim-crash-after-start-ms)",
+                delay.as_millis()
+            );
+            if let Some(console) = console {
+                console.kernel_line(
+                    delay.as_secs_f64(),
+                    "Kernel panic - not syncing: fcsim simulated crash",
+                );
+            }
+            log.error("fc_vcpu 0", "vmm", &message);
+            eprintln!("{message}");
+            log.info("main", "vmm", "Vmm is stopping.");
+            let _ = exit.send(Err(SimError::GuestCrashed));
+        });
+    }
+
+    /// `PUT /actions {"action_type": "FlushMetrics"}`.
+    pub(crate) fn flush_metrics(&mut self) -> Result<Reply, Fault> {
+        self.metrics
+            .flush(&self.ctx.instance_id)
+            .map(|()| Reply::Empty)
+            .map_err(|e| {
+                Fault::bad_request(format!("Internal VMM error: Error writing metrics: {e}"))
+            })
+    }
+
+    /// `PUT /actions {"action_type": "SendCtrlAltDel"}`: the guest shuts down
+    /// and Firecracker exits 0, unless the guest ignores the key press.
+    pub(crate) fn ctrl_alt_del(&mut self) -> Result<Reply, Fault> {
+        let log = self.ctx.log.clone();
+        if self.ctx.misbehaviour.ignore_ctrl_alt_del {
+            log.info(
+                "main",
+                "vmm",
+                "fcsim: ignoring SendCtrlAltDel (--sim-ignore-ctrl-alt-del)",
+            );
+            return Ok(Reply::Empty);
+        }
+        let delay = self.ctx.misbehaviour.shutdown_delay;
+        let console = self.console.clone();
+        let exit = self.ctx.exit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(console) = console {
+                console.kernel_line(delay.as_secs_f64(), "reboot: Restarting system");
+            }
+            log.info("main", "vmm", "Vmm is stopping.");
+            let _ = exit.send(Ok(0));
+        });
+        Ok(Reply::Empty)
+    }
+
+    /// `PATCH /vm` (pausing a paused VM or resuming a running one succeeds).
+    pub(crate) fn pause_resume(&mut self, target: VmState) -> Reply {
+        let (state, action) = match target {
+            VmState::Paused => (InstanceState::Paused, "pause vm"),
+            VmState::Resumed => (InstanceState::Running, "resume vm"),
+        };
+        self.state = state;
+        self.ctx
+            .log
+            .info("main", "vmm", format!("'{action}' VMM action took 1 us."));
+        Reply::Empty
+    }
+
+    /// `PUT /snapshot/create` (the VM must be paused).
+    pub(crate) fn create_snapshot(
+        &mut self,
+        params: &SnapshotCreateParams,
+    ) -> Result<Reply, Fault> {
+        if self.state != InstanceState::Paused {
+            return Err(Fault::bad_request(
+                "Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running",
+            ));
+        }
+        snapshot::create(params, &self.ctx.instance_id, self.full_config())?;
+        Ok(Reply::Empty)
+    }
+
+    /// `PUT /snapshot/load` on a fresh process.
+    pub(crate) fn load_snapshot(&mut self, params: &SnapshotLoadParams) -> Result<Reply, Fault> {
+        if self.boot_path {
+            return Err(Fault::bad_request(
+                "Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.",
+            ));
+        }
+        match snapshot::read(params).and_then(|state| self.restore(state, params)) {
+            Ok(()) => {
+                let resume = params.resume_vm.unwrap_or(false);
+                self.state = if resume {
+                    InstanceState::Running
+                } else {
+                    InstanceState::Paused
+                };
+                Ok(Reply::Empty)
+            }
+            Err(fault) => {
+                self.ctx
+                    .log
+                    .error("main", "vmm", format!("Failed to load snapshot: {fault}"));
+                let exit = self.ctx.exit.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(FATAL_REPLY_GRACE).await;
+                    let _ = exit.send(Err(SimError::SnapshotLoad));
+                });
+                Err(fault)
+            }
+        }
+    }
+
+    /// Rebuilds the devices recorded in a snapshot, applying the overrides.
+    fn restore(&mut self, state: SnapshotState, params: &SnapshotLoadParams) -> Result<(), Fault> {
+        let wrap = |fault: Fault| {
+            Fault::bad_request(format!(
+                "Load snapshot error: Failed to restore from snapshot: Failed to build microVM from snapshot: {}",
+                fault.message
+            ))
+        };
+        let config = state.config;
+        if let Some(mut machine) = config.machine_config {
+            if let Some(track) = params.track_dirty_pages.or(params.enable_diff_snapshots) {
+                machine.track_dirty_pages = Some(track);
+            }
+            self.machine = machine;
+        }
+        for drive in config.drives {
+            self.drives.insert(drive).map_err(wrap)?;
+        }
+        for mut iface in config.network_interfaces {
+            if let Some(o) = params
+                .network_overrides
+                .iter()
+                .flatten()
+                .find(|o| o.iface_id == iface.iface_id)
+            {
+                iface.host_dev_name = o.host_dev_name.clone();
+            }
+            self.nets.insert(iface).map_err(wrap)?;
+        }
+        for pmem in config.pmem {
+            self.pmem.insert(pmem).map_err(wrap)?;
+        }
+        if let Some(mut vsock) = config.vsock {
+            if let Some(o) = &params.vsock_override {
+                vsock.uds_path = o.uds_path.clone();
+            }
+            self.vsock = Some(VsockDevice::bind(vsock).map_err(wrap)?);
+        }
+        if let Some(balloon) = config.balloon {
+            self.balloon = Some(
+                crate::balloon::BalloonDevice::new(balloon, self.machine.mem_size_mib)
+                    .map_err(wrap)?,
+            );
+        }
+        if let Some(mmds) = config.mmds_config {
+            self.mmds.configure(mmds, &self.nets).map_err(wrap)?;
+        }
+        self.entropy = config.entropy;
+        self.cpu_config = config.cpu_config;
+        if let Some(hotplug) = config.memory_hotplug {
+            self.hotplug = Some(crate::memory_hotplug::MemoryHotplug::new(hotplug).map_err(wrap)?);
+        }
+        // The boot source is not restored (GET /vm/config shows it empty), but
+        // the guest keeps the console it booted with.
+        let boot_args = config
+            .boot_source
+            .and_then(|b| b.boot_args)
+            .unwrap_or_default();
+        let serial_path = self
+            .serial
+            .as_ref()
+            .and_then(|s| s.serial_out_path.as_deref());
+        self.console = Some(SerialConsole::open(&boot_args, serial_path)?);
+        self.ctx.log.info(
+            "main",
+            "vmm",
+            format!("fcsim: restored snapshot taken by {}", state.instance_id),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! The in-process adapter: performs privileged operations in the calling
+//! process (the dev path, or a daemon that runs as root in tests).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::op::{PrivOp, PrivReply, SpawnVmm, VmmSignal};
+use crate::{PrivOpsError, PrivilegedOps, vmm_matches};
+
+/// Performs [`PrivOp`]s directly.
+#[derive(Debug, Clone)]
+pub struct LocalPrivOps {
+    proc_root: PathBuf,
+}
+
+impl Default for LocalPrivOps {
+    fn default() -> Self {
+        Self::new("/proc")
+    }
+}
+
+impl LocalPrivOps {
+    /// An adapter reading process facts from `proc_root` (normally `/proc`).
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            proc_root: proc_root.into(),
+        }
+    }
+
+    fn spawn(&self, spec: SpawnVmm) -> Result<PrivReply, PrivOpsError> {
+        let refuse = |reason: String| PrivOpsError::Refused {
+            op: "spawn_vmm",
+            reason,
+        };
+        let id_ok = !spec.id.is_empty()
+            && spec.id.len() <= 64
+            && spec
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !id_ok {
+            return Err(refuse(format!("invalid VMM id {:?}", spec.id)));
+        }
+        if !spec.binary.is_file() {
+            return Err(refuse(format!("{} is not a file", spec.binary.display())));
+        }
+        if spec.api_sock.symlink_metadata().is_ok() {
+            return Err(refuse(format!(
+                "API socket {} already exists",
+                spec.api_sock.display()
+            )));
+        }
+        let console = append(&spec.console_log)?;
+        let stderr = append(&spec.stderr_log)?;
+        let mut cmd = Command::new(&spec.binary);
+        cmd.arg("--api-sock")
+            .arg(&spec.api_sock)
+            .arg("--id")
+            .arg(&spec.id)
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(stderr)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| PrivOpsError::Spawn {
+            binary: spec.binary.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        let status_file = spec.exit_status_file.clone();
+        // Reap the child so it never lingers as a zombie, and leave its exit
+        // status where the daemon (which may not be its parent) can read it.
+        std::thread::Builder::new()
+            .name(format!("reap-{pid}"))
+            .spawn(move || {
+                let line = match child.wait() {
+                    Ok(st) => describe_exit(st),
+                    Err(e) => format!("exit status unknown: {e}"),
+                };
+                if let Err(e) = std::fs::write(&status_file, format!("{line}\n")) {
+                    tracing::warn!(pid, file = %status_file.display(), error = %e, "cannot record VMM exit status");
+                }
+            })
+            .map_err(|source| PrivOpsError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            })?;
+        tracing::debug!(pid, binary = %spec.binary.display(), "spawned VMM");
+        Ok(PrivReply::Spawned { pid })
+    }
+
+    fn signal(
+        &self,
+        pid: u32,
+        api_sock: &Path,
+        signal: VmmSignal,
+    ) -> Result<PrivReply, PrivOpsError> {
+        if pid <= 1 || pid > i32::MAX as u32 {
+            return Err(PrivOpsError::Refused {
+                op: "signal_vmm",
+                reason: format!("invalid pid {pid}"),
+            });
+        }
+        if !vmm_matches(&self.proc_root, pid, api_sock) {
+            return Ok(PrivReply::Signalled { delivered: false });
+        }
+        let sig = match signal {
+            VmmSignal::Term => Signal::SIGTERM,
+            VmmSignal::Kill => Signal::SIGKILL,
+        };
+        match kill(Pid::from_raw(pid as i32), sig) {
+            Ok(()) => Ok(PrivReply::Signalled { delivered: true }),
+            Err(nix::Error::ESRCH) => Ok(PrivReply::Signalled { delivered: false }),
+            Err(source) => Err(PrivOpsError::Signal { pid, source }),
+        }
+    }
+}
+
+impl PrivilegedOps for LocalPrivOps {
+    fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
+        match op {
+            PrivOp::SpawnVmm(spec) => self.spawn(spec),
+            PrivOp::SignalVmm {
+                pid,
+                api_sock,
+                signal,
+            } => self.signal(pid, &api_sock, signal),
+        }
+    }
+}
+
+fn append(path: &Path) -> Result<File, PrivOpsError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| PrivOpsError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// "exited with status N" or "killed by signal SIGX".
+pub(crate) fn describe_exit(st: std::process::ExitStatus) -> String {
+    if let Some(code) = st.code() {
+        return format!("exited with status {code}");
+    }
+    match st.signal().map(Signal::try_from) {
+        Some(Ok(sig)) => format!("killed by signal {sig}"),
+        Some(Err(_)) => format!("killed by signal {}", st.signal().unwrap_or_default()),
+        None => "exited".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, binary: &str) -> SpawnVmm {
+        SpawnVmm {
+            binary: PathBuf::from(binary),
+            api_sock: dir.join("api.sock"),
+            id: "vm-1".into(),
+            console_log: dir.join("console.log"),
+            stderr_log: dir.join("stderr.log"),
+            exit_status_file: dir.join("exit"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_input_without_side_effects() {
+        let t = tempfile::tempdir().unwrap();
+        let ops = LocalPrivOps::default();
+        let mut s = spec(t.path(), "/bin/true");
+        s.id = "bad_id".into();
+        assert!(matches!(
+            ops.spawn_vmm(s),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        let s = spec(t.path(), "/nonexistent/fc");
+        assert!(matches!(
+            ops.spawn_vmm(s),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        std::fs::write(t.path().join("api.sock"), "").unwrap();
+        assert!(matches!(
+            ops.spawn_vmm(spec(t.path(), "/bin/true")),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        assert!(!t.path().join("console.log").exists());
+    }
+
+    #[test]
+    fn spawns_reaps_and_records_exit() {
+        let t = tempfile::tempdir().unwrap();
+        let ops = LocalPrivOps::default();
+        // `false` ignores its arguments and exits 1.
+        let pid = ops.spawn_vmm(spec(t.path(), "/bin/false")).unwrap();
+        assert!(pid > 1);
+        let exit = t.path().join("exit");
+        for _ in 0..200 {
+            if exit.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            std::fs::read_to_string(exit).unwrap(),
+            "exited with status 1\n"
+        );
+    }
+
+    #[test]
+    fn signals_only_matching_processes() {
+        let t = tempfile::tempdir().unwrap();
+        let ops = LocalPrivOps::default();
+        // A process whose cmdline does not carry our socket is never signalled.
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let delivered = ops
+            .signal_vmm(child.id(), t.path().join("api.sock"), VmmSignal::Kill)
+            .unwrap();
+        assert!(!delivered);
+        assert!(child.try_wait().unwrap().is_none(), "sleep must still run");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            ops.signal_vmm(1, t.path().join("x"), VmmSignal::Kill)
+                .is_err()
+        );
+    }
+}
