@@ -8,11 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --bins
-bin="$PWD/target/release"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 state="${BANGER_DEMO_STATE:-$(mktemp -d /tmp/banger-demo.XXXXXX)}"
 mkdir -p "$state"
 config="$state/config.toml"
 banger() { "$bin/banger" --state-dir "$state/state" --config "$config" "$@"; }
+step() { echo; echo "\$ banger $*"; banger "$@"; }
 
 fc="$(command -v firecracker || true)"
 simulated=0
@@ -50,17 +51,15 @@ else
   rootfs="$BANGER_DEMO_ROOTFS"; kernel="$BANGER_DEMO_KERNEL"
 fi
 
-set -x
-banger image register default --rootfs "$rootfs" --kernel "$kernel"
-banger vm create dev
-banger vm list
-banger vm show dev
-banger vm stats dev
-banger vm logs dev --tail 5
-banger vm stop dev
-banger vm set dev --vcpus 1 --memory 512M
-banger vm start dev
-banger vm delete dev --force
-banger vm list
-set +x
+step image register default --rootfs "$rootfs" --kernel "$kernel"
+step vm create dev
+step vm list
+step vm show dev
+step vm stats dev
+step vm logs dev --tail 5
+step vm stop dev
+step vm set dev --vcpus 1 --memory 512M
+step vm start dev
+step vm delete dev --force
+step vm list
 echo "== done; daemon log: $state/bangerd.log"

@@ -464,3 +464,17 @@ fn socket_is_private_and_other_users_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another user"), "{stderr}");
 }
+
+#[test]
+fn idle_vms_are_stopped() {
+    let Some(fx) = Fixtures::new("idle_vms_are_stopped") else {
+        return;
+    };
+    // The simulator burns no CPU, so any threshold above zero finds it idle.
+    let d = TestDaemon::start_with(&[], "idle_stop_secs = 2\nidle_cpu_ms = 50");
+    d.register_image(&fx, "base");
+    d.create("sleepy", "base").unwrap();
+    let vm = d.wait_state("sleepy", VmState::Stopped, 15);
+    assert!(vm.last_error.is_none(), "an idle stop is not an error");
+    assert!(d.log().contains("stopping idle VM"));
+}

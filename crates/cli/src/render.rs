@@ -64,7 +64,7 @@ fn vm_rows(now: UnixMillis, vm: &Vm) -> Vec<(&'static str, String)> {
         ("vcpus", vm.vcpus.to_string()),
         ("memory", mib(vm.memory_mib)),
         ("disk", ByteSize(vm.disk_bytes).to_string()),
-        ("address", format!("{} ({}.vm)", vm.guest_ip, vm.name)),
+        ("address", vm.guest_ip.to_string()),
         ("mac", vm.guest_mac.clone()),
         ("created", age(now, vm.created_at)),
     ];

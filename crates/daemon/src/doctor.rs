@@ -92,6 +92,8 @@ pub fn any_failed(checks: &[Check]) -> bool {
 pub struct DoctorEnv {
     /// Device directory (`/dev`): `kvm`, `mapper/control` and `loop-control` are looked up in it.
     pub dev_dir: PathBuf,
+    /// `/proc/cpuinfo`: its `flags` tell whether the CPU offers hardware virtualization.
+    pub cpuinfo: PathBuf,
     /// The search path for a bare `firecracker_bin` (`$PATH`).
     pub path: Option<OsString>,
     /// How long `firecracker --version` may take.
@@ -106,6 +108,7 @@ impl Default for DoctorEnv {
     fn default() -> Self {
         DoctorEnv {
             dev_dir: PathBuf::from("/dev"),
+            cpuinfo: PathBuf::from("/proc/cpuinfo"),
             path: std::env::var_os("PATH"),
             version_timeout: Duration::from_secs(5),
             disk_warn_bytes: 5 * ByteSize::GIB,
@@ -124,6 +127,7 @@ pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check>
     let cfg = layout.config_file.display();
     vec![
         kvm(&env.dev_dir.join("kvm")),
+        cpu_virtualization(&env.cpuinfo),
         firecracker(config, layout, env),
         writable_dir(
             "state dir",
@@ -139,7 +143,7 @@ pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check>
         optional_device(
             "device-mapper",
             &env.dev_dir.join("mapper/control"),
-            "VM root disks can be device-mapper snapshots",
+            "device-mapper is available",
             "VM root disks will be full copies (reflink where the filesystem supports it) instead of snapshots",
             "load device-mapper (`sudo modprobe dm_snapshot`) for instant, space-saving root disks",
         ),
@@ -151,6 +155,34 @@ pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check>
             "load the loop module (`sudo modprobe loop`)",
         ),
     ]
+}
+
+/// Firecracker needs hardware virtualization (VT-x or AMD-V) behind
+/// `/dev/kvm`. Nested or paravirtual KVM (e.g. `kvm_pvm` in a cloud VM)
+/// exposes the device but cannot run ordinary guests.
+fn cpu_virtualization(cpuinfo: &Path) -> Check {
+    const NAME: &str = "cpu virtualization";
+    let Ok(text) = std::fs::read_to_string(cpuinfo) else {
+        return Check::warn(
+            NAME,
+            format!("cannot read {}", cpuinfo.display()),
+            "check that /proc is mounted",
+        );
+    };
+    let flags = text
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    if flags.contains(&"vmx") || flags.contains(&"svm") {
+        return Check::ok(NAME, "the CPU offers hardware virtualization (vmx/svm)");
+    }
+    Check::warn(
+        NAME,
+        "the CPU has no vmx/svm flag: /dev/kvm here is nested or paravirtual and Firecracker guests will not boot",
+        "run banger on a host (or a VM with nested virtualization enabled) whose CPU shows vmx or svm in /proc/cpuinfo",
+    )
 }
 
 fn kvm(path: &Path) -> Check {
@@ -210,6 +242,11 @@ fn firecracker(config: &Config, layout: &Layout, env: &DoctorEnv) -> Check {
         );
     }
     match version(&path, env.version_timeout) {
+        Ok(v) if path.file_name().is_some_and(|n| n == "banger-fcsim") => Check::warn(
+            NAME,
+            format!("{p}: the Firecracker simulator ({v}): the API is checked, but no guest boots"),
+            format!("for real VMs {hint_get}"),
+        ),
         Ok(v) => Check::ok(NAME, format!("{p}: {v}")),
         Err(e) => Check::fail(
             NAME,
@@ -483,6 +520,8 @@ mod tests {
         fs::write(dev.join("kvm"), b"").unwrap();
         fs::write(dev.join("mapper/control"), b"").unwrap();
         fs::write(dev.join("loop-control"), b"").unwrap();
+        let cpuinfo = dir.path().join("cpuinfo");
+        fs::write(&cpuinfo, "flags : fpu vmx\n").unwrap();
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         write_script(
@@ -491,6 +530,7 @@ mod tests {
         );
         let env = DoctorEnv {
             dev_dir: dev,
+            cpuinfo,
             path: Some(bin.into_os_string()),
             version_timeout: Duration::from_secs(10),
             disk_warn_bytes: 0,
@@ -525,6 +565,7 @@ mod tests {
             names,
             [
                 "kvm",
+                "cpu virtualization",
                 "firecracker",
                 "state dir",
                 "disk space",
@@ -700,6 +741,22 @@ mod tests {
         let c = classify_free(gib / 2, &dir, &defaults);
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.starts_with("512M free"), "{c:?}");
+    }
+
+    #[test]
+    fn cpu_virtualization_flags() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("cpuinfo");
+        std::fs::write(&f, "processor : 0\nflags : fpu vme vmx sse\n").unwrap();
+        assert_eq!(cpu_virtualization(&f).status, CheckStatus::Ok);
+        std::fs::write(&f, "processor : 0\nflags : fpu vme sse hypervisor\n").unwrap();
+        let c = cpu_virtualization(&f);
+        assert_eq!(c.status, CheckStatus::Warn);
+        assert!(c.detail.contains("will not boot"));
+        assert_eq!(
+            cpu_virtualization(&t.path().join("none")).status,
+            CheckStatus::Warn
+        );
     }
 
     #[test]

@@ -48,7 +48,12 @@ mod tests {
         match mk {
             Ok(s) if s.success() => {}
             _ => {
-                eprintln!("SKIP: mkfs.ext4 not available (install e2fsprogs)");
+                use std::io::Write;
+                // Straight to stderr, past the harness's capture: never a silent skip.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIP resize test: mkfs.ext4 not available (install e2fsprogs)"
+                );
                 return;
             }
         }

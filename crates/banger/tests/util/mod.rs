@@ -22,9 +22,11 @@ pub fn bin(name: &str) -> PathBuf {
     }
 }
 
-/// Print a visible skip reason (tests that cannot run here still pass, loudly).
+/// Print a skip reason straight to the process's stderr, past the test
+/// harness's output capture, so a test that cannot run here says so loudly.
 pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIP {test}: {why}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
 /// A running daemon in its own state directory.
@@ -41,16 +43,16 @@ impl TestDaemon {
         Self::start_with(env, "")
     }
 
-    /// Like [`start`](Self::start) with extra config text appended.
-    pub fn start_with(env: &[(&str, &str)], extra_config: &str) -> TestDaemon {
+    /// Like [`start`](Self::start) with extra keys for the `[daemon]` table.
+    pub fn start_with(env: &[(&str, &str)], daemon_keys: &str) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("banger-test-")
             .tempdir()
             .unwrap();
         let config = format!(
-            "firecracker_bin = {:?}\n{}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n",
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n",
             bin("banger-fcsim").display().to_string(),
-            extra_config
+            daemon_keys
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut d = TestDaemon {

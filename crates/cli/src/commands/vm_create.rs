@@ -50,9 +50,7 @@ pub fn run(ctx: &mut Ctx, a: VmCreateArgs) -> Result<(), CliError> {
         return print_json(ctx.out, &created);
     }
     print_table(ctx.out, render::vm(ctx.term, now_ms(), &created.vm))?;
-    if created.vm.state.has_vmm() {
-        writeln!(ctx.err, "connect with: ssh {}.vm", created.vm.name)?;
-    } else if a.no_start {
+    if a.no_start {
         writeln!(
             ctx.err,
             "start it with: banger vm start {}",

@@ -53,11 +53,7 @@ fn print(ctx: &mut Ctx, vm: &Vm, json: bool) -> Result<(), CliError> {
         return print_json(ctx.out, vm);
     }
     if vm.state.has_vmm() {
-        writeln!(
-            ctx.out,
-            "{} is {} at {} (ssh {}.vm)",
-            vm.name, vm.state, vm.guest_ip, vm.name
-        )?;
+        writeln!(ctx.out, "{} is {} at {}", vm.name, vm.state, vm.guest_ip)?;
     } else {
         writeln!(ctx.out, "{} is {}", vm.name, vm.state)?;
     }
