@@ -13,7 +13,6 @@ use banger_daemon::{Daemon, OpenOptions};
 use banger_privops::{LocalPrivOps, PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
 
 /// Records each operation, then forwards it (or refuses spawns when asked).
-#[derive(Default)]
 struct Recording {
     inner: LocalPrivOps,
     log: Mutex<Vec<String>>,
@@ -37,9 +36,9 @@ impl PrivilegedOps for Recording {
     }
 }
 
-fn open(dir: &std::path::Path, ops: Arc<Recording>, extra: &str) -> Daemon {
+fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
     let text = format!(
-        "firecracker_bin = {:?}\n{extra}\n[daemon]\nstop_timeout_secs = 2\n",
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n",
         util::bin("banger-fcsim").display().to_string()
     );
     let config: Config = toml::from_str(&text).unwrap();
@@ -50,12 +49,18 @@ fn open(dir: &std::path::Path, ops: Arc<Recording>, extra: &str) -> Daemon {
         Some(&dir.join("state")),
     )
     .unwrap();
-    Daemon::open(OpenOptions {
+    let ops = Arc::new(Recording {
+        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
+        log: Mutex::new(Vec::new()),
+        refuse_spawn,
+    });
+    let d = Daemon::open(OpenOptions {
         config,
         layout,
-        privops: Some(ops),
+        privops: Some(ops.clone()),
     })
-    .unwrap()
+    .unwrap();
+    (d, ops)
 }
 
 async fn create_and_wait(d: &Daemon, name: &str) -> banger_api::Operation {
@@ -86,8 +91,7 @@ async fn lifecycle_goes_through_the_seam() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let ops = Arc::new(Recording::default());
-    let d = open(dir.path(), ops.clone(), "");
+    let (d, ops) = open(dir.path(), false);
     d.images
         .register(ImageRegisterParams {
             name: "base".into(),
@@ -122,11 +126,7 @@ async fn refused_spawn_leaves_error_and_nothing_running() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let ops = Arc::new(Recording {
-        refuse_spawn: true,
-        ..Default::default()
-    });
-    let d = open(dir.path(), ops.clone(), "");
+    let (d, _ops) = open(dir.path(), true);
     d.images
         .register(ImageRegisterParams {
             name: "base".into(),

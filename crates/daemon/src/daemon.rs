@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_api::DaemonStatus;
-use banger_privops::{LocalPrivOps, PrivilegedOps};
+use banger_privops::{LocalPrivOps, Policy, PrivilegedOps};
 use banger_store::Store;
 
 use crate::config::{Config, Layout};
@@ -77,7 +77,8 @@ impl Daemon {
             )));
         }
         let store = Arc::new(Store::open(layout.database())?);
-        let privops = privops.unwrap_or_else(|| Arc::new(LocalPrivOps::default()));
+        let privops = privops
+            .unwrap_or_else(|| Arc::new(LocalPrivOps::new(privops_policy(&config, &layout))));
         let config = Arc::new(config);
         let (net, images, workspaces, vms) = wire_services(&config, &layout, &store, &privops);
         Ok(Daemon {
@@ -178,6 +179,24 @@ pub fn wire_services(
     ));
     (net, images, workspaces, vms)
 }
+
+/// The limits every privileged operation of this daemon is checked against.
+pub fn privops_policy(config: &Config, layout: &Layout) -> Policy {
+    Policy {
+        device_prefix: DEVICE_PREFIX.to_string(),
+        state_dir: layout.state_dir.clone(),
+        runtime_dir: layout.runtime_dir.clone(),
+        subnet: (
+            config.network.subnet.network(),
+            config.network.subnet.prefix_len(),
+        ),
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        vmm_binary: resolve_binary(&config.firecracker_bin),
+    }
+}
+
+/// Prefix of every network device banger creates.
+pub const DEVICE_PREFIX: &str = "bg";
 
 /// A bare binary name is looked up on `$PATH`; paths are used as given.
 pub fn resolve_binary(bin: &str) -> PathBuf {

@@ -15,10 +15,12 @@
 
 mod local;
 mod op;
+mod policy;
 mod proc;
 
 pub use local::LocalPrivOps;
 pub use op::{PrivOp, PrivReply, SpawnVmm, VmmSignal};
+pub use policy::{MAX_IFNAME, Policy};
 pub use proc::vmm_matches;
 
 use std::path::PathBuf;

@@ -10,26 +10,33 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::op::{PrivOp, PrivReply, SpawnVmm, VmmSignal};
-use crate::{PrivOpsError, PrivilegedOps, vmm_matches};
+use crate::{Policy, PrivOpsError, PrivilegedOps, vmm_matches};
 
-/// Performs [`PrivOp`]s directly.
+/// Performs [`PrivOp`]s directly, after checking them against its
+/// [`Policy`] exactly as `bangerd-root` does.
 #[derive(Debug, Clone)]
 pub struct LocalPrivOps {
+    policy: Policy,
     proc_root: PathBuf,
 }
 
-impl Default for LocalPrivOps {
-    fn default() -> Self {
-        Self::new("/proc")
-    }
-}
-
 impl LocalPrivOps {
-    /// An adapter reading process facts from `proc_root` (normally `/proc`).
-    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+    /// An adapter enforcing `policy`, reading process facts from `/proc`.
+    pub fn new(policy: Policy) -> Self {
+        Self::with_proc_root(policy, "/proc")
+    }
+
+    /// Like [`new`](Self::new) with another `/proc` (tests).
+    pub fn with_proc_root(policy: Policy, proc_root: impl Into<PathBuf>) -> Self {
         Self {
+            policy,
             proc_root: proc_root.into(),
         }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     fn spawn(&self, spec: SpawnVmm) -> Result<PrivReply, PrivOpsError> {
@@ -122,7 +129,7 @@ impl LocalPrivOps {
 
 impl PrivilegedOps for LocalPrivOps {
     fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
-        match op {
+        match op.validate(&self.policy)? {
             PrivOp::SpawnVmm(spec) => self.spawn(spec),
             PrivOp::SignalVmm {
                 pid,
@@ -160,6 +167,17 @@ pub(crate) fn describe_exit(st: std::process::ExitStatus) -> String {
 mod tests {
     use super::*;
 
+    fn ops(dir: &Path, binary: &str) -> LocalPrivOps {
+        LocalPrivOps::new(Policy {
+            device_prefix: "bg".into(),
+            state_dir: dir.to_path_buf(),
+            runtime_dir: dir.join("run"),
+            subnet: (std::net::Ipv4Addr::new(172, 30, 0, 0), 24),
+            owner_uid: 0,
+            vmm_binary: PathBuf::from(binary),
+        })
+    }
+
     fn spec(dir: &Path, binary: &str) -> SpawnVmm {
         SpawnVmm {
             binary: PathBuf::from(binary),
@@ -174,16 +192,31 @@ mod tests {
     #[test]
     fn refuses_bad_input_without_side_effects() {
         let t = tempfile::tempdir().unwrap();
-        let ops = LocalPrivOps::default();
+        let ops = ops(t.path(), "/bin/true");
         let mut s = spec(t.path(), "/bin/true");
         s.id = "bad_id".into();
         assert!(matches!(
             ops.spawn_vmm(s),
             Err(PrivOpsError::Refused { .. })
         ));
-        let s = spec(t.path(), "/nonexistent/fc");
+        let s = spec(t.path(), "/bin/false");
         assert!(matches!(
             ops.spawn_vmm(s),
+            Err(PrivOpsError::Refused { reason, .. }) if reason.contains("configured VMM binary")
+        ));
+        let mut s = spec(t.path(), "/bin/true");
+        s.console_log = PathBuf::from("/etc/evil.log");
+        assert!(matches!(
+            ops.spawn_vmm(s),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        assert!(!Path::new("/etc/evil.log").exists());
+        let missing = LocalPrivOps::new(Policy {
+            vmm_binary: PathBuf::from("/nonexistent/fc"),
+            ..ops.policy().clone()
+        });
+        assert!(matches!(
+            missing.spawn_vmm(spec(t.path(), "/nonexistent/fc")),
             Err(PrivOpsError::Refused { .. })
         ));
         std::fs::write(t.path().join("api.sock"), "").unwrap();
@@ -197,7 +230,7 @@ mod tests {
     #[test]
     fn spawns_reaps_and_records_exit() {
         let t = tempfile::tempdir().unwrap();
-        let ops = LocalPrivOps::default();
+        let ops = ops(t.path(), "/bin/false");
         // `false` ignores its arguments and exits 1.
         let pid = ops.spawn_vmm(spec(t.path(), "/bin/false")).unwrap();
         assert!(pid > 1);
@@ -217,7 +250,7 @@ mod tests {
     #[test]
     fn signals_only_matching_processes() {
         let t = tempfile::tempdir().unwrap();
-        let ops = LocalPrivOps::default();
+        let ops = ops(t.path(), "/bin/true");
         // A process whose cmdline does not carry our socket is never signalled.
         let mut child = Command::new("sleep").arg("5").spawn().unwrap();
         let delivered = ops

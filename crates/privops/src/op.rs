@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Policy, PrivOpsError};
+
 /// Start a VMM process (Firecracker or anything speaking its API).
 ///
 /// Preconditions: `binary` is an existing file; `api_sock`'s directory
@@ -63,6 +65,61 @@ pub enum PrivOp {
 }
 
 impl PrivOp {
+    /// Check every field against `policy`; on success return the operation
+    /// with its paths resolved (symlinks followed), which is what must be
+    /// performed. Nothing is touched on failure.
+    pub fn validate(self, policy: &Policy) -> Result<PrivOp, PrivOpsError> {
+        let op = self.name();
+        match self {
+            PrivOp::SpawnVmm(s) => {
+                let id_ok = !s.id.is_empty()
+                    && s.id.len() <= 64
+                    && s.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                if !id_ok {
+                    return Err(PrivOpsError::Refused {
+                        op,
+                        reason: format!("invalid VMM id {:?}: 1-64 letters, digits or '-'", s.id),
+                    });
+                }
+                if s.binary != policy.vmm_binary {
+                    return Err(PrivOpsError::Refused {
+                        op,
+                        reason: format!(
+                            "{} is not the configured VMM binary {}",
+                            s.binary.display(),
+                            policy.vmm_binary.display()
+                        ),
+                    });
+                }
+                Ok(PrivOp::SpawnVmm(SpawnVmm {
+                    binary: s.binary,
+                    api_sock: policy.check_path(op, &s.api_sock)?,
+                    id: s.id,
+                    console_log: policy.check_path(op, &s.console_log)?,
+                    stderr_log: policy.check_path(op, &s.stderr_log)?,
+                    exit_status_file: policy.check_path(op, &s.exit_status_file)?,
+                }))
+            }
+            PrivOp::SignalVmm {
+                pid,
+                api_sock,
+                signal,
+            } => {
+                if pid <= 1 || pid > i32::MAX as u32 {
+                    return Err(PrivOpsError::Refused {
+                        op,
+                        reason: format!("invalid pid {pid}"),
+                    });
+                }
+                Ok(PrivOp::SignalVmm {
+                    pid,
+                    api_sock: policy.check_path(op, &api_sock)?,
+                    signal,
+                })
+            }
+        }
+    }
+
     /// Short name for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
