@@ -64,7 +64,22 @@ impl LocalPrivOps {
         }
         let console = append(&spec.console_log)?;
         let stderr = append(&spec.stderr_log)?;
+        let run_as = self.run_as();
+        if let Some((uid, gid)) = run_as {
+            for (file, path) in [(&console, &spec.console_log), (&stderr, &spec.stderr_log)] {
+                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| {
+                    PrivOpsError::File {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
         let mut cmd = Command::new(&spec.binary);
+        if let Some((uid, gid)) = run_as {
+            // std also drops supplementary groups (setgroups(0)) when uid is set.
+            cmd.uid(uid).gid(gid);
+        }
         cmd.arg("--api-sock")
             .arg(&spec.api_sock)
             .arg("--id")
@@ -90,14 +105,32 @@ impl LocalPrivOps {
                 };
                 if let Err(e) = std::fs::write(&status_file, format!("{line}\n")) {
                     tracing::warn!(pid, file = %status_file.display(), error = %e, "cannot record VMM exit status");
+                } else if let Some((uid, gid)) = run_as {
+                    let _ = std::os::unix::fs::chown(&status_file, Some(uid), Some(gid));
                 }
             })
             .map_err(|source| PrivOpsError::Spawn {
                 binary: spec.binary.clone(),
                 source,
             })?;
-        tracing::debug!(pid, binary = %spec.binary.display(), "spawned VMM");
+        tracing::debug!(pid, binary = %spec.binary.display(), ?run_as, "spawned VMM");
         Ok(PrivReply::Spawned { pid })
+    }
+
+    /// `(uid, gid)` the VMM runs as: the owner's when this process is root
+    /// and the owner is not (the helper on the system path), so the owner
+    /// daemon can use the API socket and files; `None` keeps our identity.
+    fn run_as(&self) -> Option<(u32, u32)> {
+        let owner = self.policy.owner_uid;
+        if !nix::unistd::geteuid().is_root() || owner == 0 {
+            return None;
+        }
+        let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+            .ok()
+            .flatten()
+            .map(|u| u.gid.as_raw())
+            .unwrap_or(owner);
+        Some((owner, gid))
     }
 
     fn signal(
@@ -264,5 +297,44 @@ mod tests {
             ops.signal_vmm(1, t.path().join("x"), VmmSignal::Kill)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn spawns_as_the_owner_when_root() {
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !nix::unistd::geteuid().is_root() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP spawns_as_the_owner_when_root: needs root"
+            );
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = t.path().join("vmm");
+        std::fs::write(&script, "#!/bin/sh\nid -u; id -G\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = script.display().to_string();
+        let mut policy = ops(t.path(), &bin).policy().clone();
+        policy.owner_uid = 65534;
+        let ops = LocalPrivOps::new(policy);
+        ops.spawn_vmm(spec(t.path(), &bin)).unwrap();
+        let exit = t.path().join("exit");
+        for _ in 0..300 {
+            if exit.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let out = std::fs::read_to_string(t.path().join("console.log")).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("65534"), "{out}");
+        assert!(
+            !lines.next().unwrap_or("").split(' ').any(|g| g == "0"),
+            "root's groups dropped: {out}"
+        );
+        let meta = std::fs::metadata(t.path().join("console.log")).unwrap();
+        assert_eq!(meta.uid(), 65534);
     }
 }
