@@ -246,7 +246,7 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(bin("banger"))
-        .args(["system", "ping", "--socket"])
+        .args(["system", "ping", "--helper-socket"])
         .arg(&helper.socket)
         .output()
         .unwrap();

@@ -49,6 +49,10 @@ pub struct InstallMeta {
     /// Optional Firecracker jailer (see `jailer.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jailer: Option<crate::jailer::JailerConfig>,
+    /// Every file and directory the install created (as installed-host
+    /// paths, in creation order); `uninstall` removes exactly these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<PathBuf>,
 }
 
 /// Every path of a system install (as seen on the installed host).

@@ -73,7 +73,8 @@ fn run(args: Args) -> Result<(), String> {
     }
     let policy = policy_source::policy(&meta).map_err(|e| chain(&e))?;
     let socket = args.socket.unwrap_or(meta.paths.helper_socket.clone());
-    let listener = server::bind(&socket, meta.owner_gid).map_err(|e| chain(&e))?;
+    let listener =
+        server::bind(&socket, &meta.paths.runtime_dir, meta.owner_gid).map_err(|e| chain(&e))?;
     tracing::info!(
         socket = %socket.display(),
         owner_uid = meta.owner_uid,

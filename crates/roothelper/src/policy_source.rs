@@ -118,6 +118,7 @@ mod tests {
                 unit_dir: "/etc/systemd/system".into(),
             },
             jailer: None,
+            created: Vec::new(),
         }
     }
 

@@ -54,8 +54,15 @@ pub struct ServeOptions {
 }
 
 /// Bind `socket`: parent created if missing, a stale socket replaced,
-/// mode 0660 from the start, group `owner_gid`.
-pub fn bind(socket: &Path, owner_gid: u32) -> Result<UnixListener, ServerError> {
+/// mode 0660 from the start, group `owner_gid`. When the parent is
+/// `runtime_dir` and root-owned (systemd's `RuntimeDirectory=`), it is
+/// given to the owner's group (0770) so the owner daemon can create its
+/// own sockets there; no other directory is ever changed.
+pub fn bind(
+    socket: &Path,
+    runtime_dir: &Path,
+    owner_gid: u32,
+) -> Result<UnixListener, ServerError> {
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| ServerError::Io {
@@ -71,6 +78,16 @@ pub fn bind(socket: &Path, owner_gid: u32) -> Result<UnixListener, ServerError> 
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o770))
             .map_err(io("chmod", parent))?;
         std::os::unix::fs::chown(parent, Some(0), Some(owner_gid)).map_err(io("chown", parent))?;
+    } else if let Some(parent) = socket.parent()
+        && parent == runtime_dir
+        && std::fs::metadata(parent).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0 && m.gid() != owner_gid
+        })
+    {
+        std::os::unix::fs::chown(parent, Some(0), Some(owner_gid)).map_err(io("chown", parent))?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o770))
+            .map_err(io("chmod", parent))?;
     }
     match socket.symlink_metadata() {
         Ok(m) if m.file_type().is_socket() => {
