@@ -55,9 +55,14 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
             s.binary == policy.vmm_binary
                 && (1..=64).contains(&s.id.len())
                 && s.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && [&s.api_sock, &s.console_log, &s.stderr_log, &s.exit_status_file]
-                    .iter()
-                    .all(|p| inside(p, policy))
+                && [
+                    &s.api_sock,
+                    &s.console_log,
+                    &s.stderr_log,
+                    &s.exit_status_file,
+                ]
+                .iter()
+                .all(|p| inside(p, policy))
         }
         PrivOp::SignalVmm { pid, api_sock, .. } => {
             *pid > 1 && *pid <= i32::MAX as u32 && inside(api_sock, policy)
@@ -68,14 +73,30 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
 fn path_strategy(root: PathBuf) -> impl Strategy<Value = PathBuf> + Clone {
     let parts = prop::collection::vec(
         prop::sample::select(vec![
-            "state", "run", "..", ".", "evil", "etc", "passwd", "vms", "a", "api.sock", "",
-            "state/../..", "/etc", "x\u{0}y",
+            "state",
+            "run",
+            "..",
+            ".",
+            "evil",
+            "etc",
+            "passwd",
+            "vms",
+            "a",
+            "api.sock",
+            "",
+            "state/../..",
+            "/etc",
+            "x\u{0}y",
         ]),
         0..6,
     );
     let root2 = root.clone();
     let random = (any::<bool>(), parts).prop_map(move |(absolute, parts)| {
-        let mut p = if absolute { root.clone() } else { PathBuf::new() };
+        let mut p = if absolute {
+            root.clone()
+        } else {
+            PathBuf::new()
+        };
         for part in parts {
             p.push(part);
         }
@@ -108,8 +129,15 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         "firecracker",
     ]);
     let id = prop_oneof!["[a-z0-9-]{1,12}", "[a-zA-Z0-9_/.-]{0,70}"];
-    let spawn = (binary, path.clone(), id, path.clone(), path.clone(), path.clone()).prop_map(
-        |(b, a, id, c, e, x)| {
+    let spawn = (
+        binary,
+        path.clone(),
+        id,
+        path.clone(),
+        path.clone(),
+        path.clone(),
+    )
+        .prop_map(|(b, a, id, c, e, x)| {
             PrivOp::SpawnVmm(SpawnVmm {
                 binary: b.into(),
                 api_sock: a,
@@ -118,15 +146,17 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
                 stderr_log: e,
                 exit_status_file: x,
             })
-        },
-    );
-    let signal = (any::<u32>(), path, any::<bool>()).prop_map(|(pid, api_sock, kill)| {
-        PrivOp::SignalVmm {
+        });
+    let signal =
+        (any::<u32>(), path, any::<bool>()).prop_map(|(pid, api_sock, kill)| PrivOp::SignalVmm {
             pid,
             api_sock,
-            signal: if kill { VmmSignal::Kill } else { VmmSignal::Term },
-        }
-    });
+            signal: if kill {
+                VmmSignal::Kill
+            } else {
+                VmmSignal::Term
+            },
+        });
     prop_oneof![spawn, signal]
 }
 
@@ -138,7 +168,11 @@ fn check(body: &[u8], policy: &Policy) -> Result<(), TestCaseError> {
     if let Call::Op(op) = req.call {
         let shown = format!("{op:?}");
         if let Ok(v) = op.validate(policy) {
-            prop_assert!(within_rules(&v, policy), "accepted outside the rules: {}", shown);
+            prop_assert!(
+                within_rules(&v, policy),
+                "accepted outside the rules: {}",
+                shown
+            );
         }
     }
     Ok(())
@@ -188,7 +222,11 @@ fn structured_requests_are_accepted_only_within_the_rules() {
                 if matches!(v, PrivOp::SpawnVmm(_)) {
                     spawns.set(spawns.get() + 1);
                 }
-                prop_assert!(within_rules(&v, &policy), "accepted outside the rules: {}", shown);
+                prop_assert!(
+                    within_rules(&v, &policy),
+                    "accepted outside the rules: {}",
+                    shown
+                );
             }
             Ok(())
         })

@@ -3,6 +3,7 @@
 //! [`install`] (files, with `--root DIR`), [`units`] (unit text),
 //! [`systemd`] (`systemctl` when it runs) and [`status`].
 
+pub mod doctor;
 pub mod install;
 pub mod status;
 pub mod systemd;
