@@ -62,19 +62,13 @@ impl LocalPrivOps {
                 spec.api_sock.display()
             )));
         }
-        let console = append(&spec.console_log)?;
-        let stderr = append(&spec.stderr_log)?;
         let run_as = self.run_as();
-        if let Some((uid, gid)) = run_as {
-            for (file, path) in [(&console, &spec.console_log), (&stderr, &spec.stderr_log)] {
-                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| {
-                    PrivOpsError::File {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-            }
-        }
+        // Open the logs with the owner's filesystem identity: a symlink the
+        // owner planted cannot make root write elsewhere, and new files are
+        // the owner's.
+        let (console, stderr) = as_owner(run_as, || {
+            Ok((append(&spec.console_log)?, append(&spec.stderr_log)?))
+        })?;
         let mut cmd = Command::new(&spec.binary);
         if let Some((uid, gid)) = run_as {
             // std also drops supplementary groups (setgroups(0)) when uid is set.
@@ -103,10 +97,12 @@ impl LocalPrivOps {
                     Ok(st) => describe_exit(st),
                     Err(e) => format!("exit status unknown: {e}"),
                 };
-                if let Err(e) = std::fs::write(&status_file, format!("{line}\n")) {
+                // This thread only: write as the owner (see `as_owner`).
+                let written = as_owner(run_as, || {
+                    write_nofollow(&status_file, format!("{line}\n").as_bytes())
+                });
+                if let Err(e) = written {
                     tracing::warn!(pid, file = %status_file.display(), error = %e, "cannot record VMM exit status");
-                } else if let Some((uid, gid)) = run_as {
-                    let _ = std::os::unix::fs::chown(&status_file, Some(uid), Some(gid));
                 }
             })
             .map_err(|source| PrivOpsError::Spawn {
@@ -173,10 +169,57 @@ impl PrivilegedOps for LocalPrivOps {
     }
 }
 
+/// Run `f` with this thread's filesystem uid/gid set to `run_as` (Linux
+/// `setfsuid`/`setfsgid` are per thread), restoring ours afterwards; so
+/// file access inside `f` is checked as the owner. `None`: just run `f`.
+fn as_owner<T>(
+    run_as: Option<(u32, u32)>,
+    f: impl FnOnce() -> Result<T, PrivOpsError>,
+) -> Result<T, PrivOpsError> {
+    let Some((uid, gid)) = run_as else {
+        return f();
+    };
+    let (my_uid, my_gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    // SAFETY: plain syscalls changing only this thread's fs credentials.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
+    let out = f();
+    // SAFETY: as above, restoring the previous values.
+    unsafe {
+        libc::setfsuid(my_uid);
+        libc::setfsgid(my_gid);
+    }
+    out
+}
+
+fn write_nofollow(path: &Path, bytes: &[u8]) -> Result<(), PrivOpsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| PrivOpsError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)
+}
+
 fn append(path: &Path) -> Result<File, PrivOpsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|source| PrivOpsError::File {
             path: path.to_path_buf(),
@@ -312,6 +355,10 @@ mod tests {
         }
         let t = tempfile::tempdir().unwrap();
         std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The state dir is the owner's; a symlink they plant must not make
+        // root write through it.
+        std::os::unix::fs::chown(t.path(), Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::symlink("/etc/banger-evil-exit", t.path().join("exit")).unwrap();
         let script = t.path().join("vmm");
         std::fs::write(&script, "#!/bin/sh\nid -u; id -G\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -319,14 +366,18 @@ mod tests {
         let mut policy = ops(t.path(), &bin).policy().clone();
         policy.owner_uid = 65534;
         let ops = LocalPrivOps::new(policy);
-        ops.spawn_vmm(spec(t.path(), &bin)).unwrap();
-        let exit = t.path().join("exit");
+        let pid = ops.spawn_vmm(spec(t.path(), &bin)).unwrap();
         for _ in 0..300 {
-            if exit.exists() {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !Path::new("/etc/banger-evil-exit").exists(),
+            "the exit status did not follow the owner's symlink"
+        );
         let out = std::fs::read_to_string(t.path().join("console.log")).unwrap();
         let mut lines = out.lines();
         assert_eq!(lines.next(), Some("65534"), "{out}");
