@@ -102,5 +102,65 @@ pub fn lines(meta: &InstallMeta, sd: &super::systemd::Systemd) -> Vec<StatusLine
         &meta.paths.helper_socket,
         Some(meta.owner_gid),
     ));
+    out.push(daemon_health(&meta.paths.runtime_dir.join("bangerd.sock")));
     out
+}
+
+/// Whether `bangerd` answers on `socket`.
+pub fn daemon_health(socket: &Path) -> StatusLine {
+    let item = "daemon socket".to_string();
+    let status = crate::client::Client::connect(socket)
+        .and_then(|mut c| c.call::<banger_api::DaemonStatus>(banger_api::Request::Status));
+    match status {
+        Ok(s) => StatusLine {
+            item,
+            ok: true,
+            detail: format!(
+                "bangerd {} (pid {}) at {}; {} VM(s), {} running",
+                s.version,
+                s.pid,
+                socket.display(),
+                s.vms_total,
+                s.vms_running
+            ),
+        },
+        Err(e) => StatusLine {
+            item,
+            ok: false,
+            detail: format!("{}: {e}", socket.display()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_health_flags_mode_group_and_silence() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let missing = socket_health(&t.path().join("none.sock"), None);
+        assert!(!missing.ok && missing.detail.contains("is bangerd-root running"));
+        let file = t.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(socket_health(&file, None).detail.contains("not a socket"));
+        let sock = t.path().join("s.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let s = socket_health(&sock, Some(4242));
+        assert!(!s.ok);
+        assert!(
+            s.detail.contains("lets other users connect"),
+            "{}",
+            s.detail
+        );
+        assert!(
+            s.detail.contains("instead of the owner's 4242"),
+            "{}",
+            s.detail
+        );
+        assert!(s.detail.contains("no answer"), "{}", s.detail);
+        assert!(!daemon_health(&t.path().join("none.sock")).ok);
+    }
 }
