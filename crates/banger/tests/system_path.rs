@@ -173,6 +173,27 @@ fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
         NOBODY,
         "the helper started the VMM as the owner"
     );
+    let console = d
+        .state_dir()
+        .join("vms")
+        .join(&vm.vm.id)
+        .join("console.log");
+    let m = std::fs::metadata(&console).unwrap();
+    assert_eq!(m.uid(), NOBODY, "{} is the owner's", console.display());
+    // The owner reaches the helper and is seen as itself.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("banger"))
+        .args(["system", "ping", "--helper-socket"])
+        .arg(&helper.socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("sees uid 65534"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     d.cli_ok(&["vm", "stop", "dev"]);
     assert_eq!(d.vm("dev").unwrap().state, VmState::Stopped);
