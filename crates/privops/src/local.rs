@@ -366,7 +366,16 @@ mod tests {
         let mut policy = ops(t.path(), &bin).policy().clone();
         policy.owner_uid = 65534;
         let ops = LocalPrivOps::new(policy);
-        let pid = ops.spawn_vmm(spec(t.path(), &bin)).unwrap();
+        // Validation refuses the planted (dangling) symlink...
+        assert!(matches!(
+            ops.spawn_vmm(spec(t.path(), &bin)),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        // ...and one planted after validation is not followed either.
+        let pid = match ops.spawn(spec(t.path(), &bin)).unwrap() {
+            PrivReply::Spawned { pid } => pid,
+            other => panic!("{other:?}"),
+        };
         for _ in 0..300 {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 break;
