@@ -24,8 +24,9 @@ demo: ## Build, start a dev bangerd and run the main job as far as this host all
 
 smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
 
-bench: ## Lifecycle benchmark against the simulator (p50/p95 per operation).
+bench: ## Lifecycle benchmark against the simulator, and the root-helper round trip vs in-process (p50/p95).
 	$(CARGO) bench -p banger --bench lifecycle
+	$(CARGO) bench -p banger-roothelper --bench helper_rtt
 
 clean: ## Remove build output.
 	$(CARGO) clean

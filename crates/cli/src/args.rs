@@ -87,6 +87,9 @@ pub enum Command {
         /// Shell to generate completions for
         shell: Shell,
     },
+    /// Install, inspect, restart or remove the system path (bangerd + bangerd-root under systemd)
+    #[command(subcommand)]
+    System(crate::system::SystemCommand),
 }
 
 /// `--json`.

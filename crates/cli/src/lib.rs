@@ -25,6 +25,7 @@ mod error;
 mod output;
 mod progress;
 mod render;
+pub mod system;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

@@ -70,6 +70,10 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Timeouts and background loops.
     pub daemon: DaemonConfig,
+    /// Socket of `bangerd-root`. When set (and always on the system path,
+    /// default `/run/banger/root.sock`) every privileged operation goes to
+    /// that helper; unset on the dev path, they run in-process.
+    pub privileged_helper: Option<PathBuf>,
 }
 
 /// `[vm]`: defaults for new VMs.
@@ -131,6 +135,7 @@ impl Default for Config {
             vm: VmDefaults::default(),
             network: NetworkConfig::default(),
             daemon: DaemonConfig::default(),
+            privileged_helper: None,
         }
     }
 }
@@ -409,6 +414,11 @@ firecracker_bin = "firecracker"
 # Where sockets live. Unset: $XDG_RUNTIME_DIR/banger, else <state_dir>/run
 # (dev path), or /run/banger (system path).
 # runtime_dir = "/run/banger"
+
+# Socket of the root helper bangerd-root. Set (or --system, where it
+# defaults to /run/banger/root.sock): privileged operations go to the helper.
+# Unset on the dev path: they run inside bangerd.
+# privileged_helper = "/run/banger/root.sock"
 
 [vm]
 # Defaults for `banger vm create`.

@@ -18,6 +18,7 @@ pub mod host_network;
 pub mod image_service;
 pub mod lockset;
 mod main_entry;
+pub mod privops_choice;
 pub mod reconcile;
 pub mod rpc_server;
 mod vm_create;

@@ -68,10 +68,11 @@ async fn run(args: Args) -> Result<(), String> {
     let config = Config::load(&config_file).map_err(|e| error_chain(&e))?;
     let layout = Layout::resolve(mode, config_file, &config, args.state_dir.as_deref())
         .map_err(|e| error_chain(&e))?;
+    let privops = crate::privops_choice::choose(mode, &config);
     let daemon = Daemon::open(OpenOptions {
         config,
         layout,
-        privops: None,
+        privops,
     })
     .map_err(|e| error_chain(&e))?;
     let daemon = Arc::new(daemon);

@@ -3,9 +3,9 @@
 //! Everything the owner daemon does that needs privilege on the supported
 //! host path goes through [`PrivilegedOps::execute`] with one [`PrivOp`]:
 //! a closed set of typed operations, each answered by a [`PrivReply`].
-//! Two implementations exist (or will): [`LocalPrivOps`], the in-process
-//! adapter used on the dev path, and the RPC client of `bangerd-root` on the
-//! system path. Both validate the same preconditions, written on each
+//! Two implementations exist: [`LocalPrivOps`], the in-process adapter
+//! used on the dev path, and [`RootHelperClient`], the RPC client of
+//! `bangerd-root` on the system path (protocol in [`wire`]). Both validate the same preconditions, written on each
 //! variant, so a caller cannot tell them apart.
 //!
 //! The trait is synchronous: every operation is a short syscall sequence.
@@ -13,11 +13,14 @@
 //! blocking thread otherwise.
 #![warn(missing_docs)]
 
+mod client;
 mod local;
 mod op;
 mod policy;
 mod proc;
+pub mod wire;
 
+pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
 pub use local::LocalPrivOps;
 pub use op::{PrivOp, PrivReply, SpawnVmm, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
@@ -62,6 +65,25 @@ pub enum PrivOpsError {
         /// Why.
         #[source]
         source: nix::Error,
+    },
+    /// The helper socket could not be reached.
+    #[error(
+        "cannot reach bangerd-root at {socket}; is it running? (`banger system status`, or start bangerd-root)"
+    )]
+    HelperUnavailable {
+        /// The socket.
+        socket: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The helper answered with an error other than a refusal, or broke the protocol.
+    #[error("{op} through bangerd-root failed: {message}")]
+    Helper {
+        /// Operation name.
+        op: &'static str,
+        /// The helper's reason.
+        message: String,
     },
 }
 

@@ -62,9 +62,18 @@ impl LocalPrivOps {
                 spec.api_sock.display()
             )));
         }
-        let console = append(&spec.console_log)?;
-        let stderr = append(&spec.stderr_log)?;
+        let run_as = self.run_as();
+        // Open the logs with the owner's filesystem identity: a symlink the
+        // owner planted cannot make root write elsewhere, and new files are
+        // the owner's.
+        let (console, stderr) = as_owner(run_as, || {
+            Ok((append(&spec.console_log)?, append(&spec.stderr_log)?))
+        })?;
         let mut cmd = Command::new(&spec.binary);
+        if let Some((uid, gid)) = run_as {
+            // std also drops supplementary groups (setgroups(0)) when uid is set.
+            cmd.uid(uid).gid(gid);
+        }
         cmd.arg("--api-sock")
             .arg(&spec.api_sock)
             .arg("--id")
@@ -88,7 +97,11 @@ impl LocalPrivOps {
                     Ok(st) => describe_exit(st),
                     Err(e) => format!("exit status unknown: {e}"),
                 };
-                if let Err(e) = std::fs::write(&status_file, format!("{line}\n")) {
+                // This thread only: write as the owner (see `as_owner`).
+                let written = as_owner(run_as, || {
+                    write_nofollow(&status_file, format!("{line}\n").as_bytes())
+                });
+                if let Err(e) = written {
                     tracing::warn!(pid, file = %status_file.display(), error = %e, "cannot record VMM exit status");
                 }
             })
@@ -96,8 +109,24 @@ impl LocalPrivOps {
                 binary: spec.binary.clone(),
                 source,
             })?;
-        tracing::debug!(pid, binary = %spec.binary.display(), "spawned VMM");
+        tracing::debug!(pid, binary = %spec.binary.display(), ?run_as, "spawned VMM");
         Ok(PrivReply::Spawned { pid })
+    }
+
+    /// `(uid, gid)` the VMM runs as: the owner's when this process is root
+    /// and the owner is not (the helper on the system path), so the owner
+    /// daemon can use the API socket and files; `None` keeps our identity.
+    fn run_as(&self) -> Option<(u32, u32)> {
+        let owner = self.policy.owner_uid;
+        if !nix::unistd::geteuid().is_root() || owner == 0 {
+            return None;
+        }
+        let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+            .ok()
+            .flatten()
+            .map(|u| u.gid.as_raw())
+            .unwrap_or(owner);
+        Some((owner, gid))
     }
 
     fn signal(
@@ -140,10 +169,57 @@ impl PrivilegedOps for LocalPrivOps {
     }
 }
 
+/// Run `f` with this thread's filesystem uid/gid set to `run_as` (Linux
+/// `setfsuid`/`setfsgid` are per thread), restoring ours afterwards; so
+/// file access inside `f` is checked as the owner. `None`: just run `f`.
+fn as_owner<T>(
+    run_as: Option<(u32, u32)>,
+    f: impl FnOnce() -> Result<T, PrivOpsError>,
+) -> Result<T, PrivOpsError> {
+    let Some((uid, gid)) = run_as else {
+        return f();
+    };
+    let (my_uid, my_gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    // SAFETY: plain syscalls changing only this thread's fs credentials.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
+    let out = f();
+    // SAFETY: as above, restoring the previous values.
+    unsafe {
+        libc::setfsuid(my_uid);
+        libc::setfsgid(my_gid);
+    }
+    out
+}
+
+fn write_nofollow(path: &Path, bytes: &[u8]) -> Result<(), PrivOpsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| PrivOpsError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)
+}
+
 fn append(path: &Path) -> Result<File, PrivOpsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|source| PrivOpsError::File {
             path: path.to_path_buf(),
@@ -264,5 +340,61 @@ mod tests {
             ops.signal_vmm(1, t.path().join("x"), VmmSignal::Kill)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn spawns_as_the_owner_when_root() {
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !nix::unistd::geteuid().is_root() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP spawns_as_the_owner_when_root: needs root"
+            );
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The state dir is the owner's; a symlink they plant must not make
+        // root write through it.
+        std::os::unix::fs::chown(t.path(), Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::symlink("/etc/banger-evil-exit", t.path().join("exit")).unwrap();
+        let script = t.path().join("vmm");
+        std::fs::write(&script, "#!/bin/sh\nid -u; id -G\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = script.display().to_string();
+        let mut policy = ops(t.path(), &bin).policy().clone();
+        policy.owner_uid = 65534;
+        let ops = LocalPrivOps::new(policy);
+        // Validation refuses the planted (dangling) symlink...
+        assert!(matches!(
+            ops.spawn_vmm(spec(t.path(), &bin)),
+            Err(PrivOpsError::Refused { .. })
+        ));
+        // ...and one planted after validation is not followed either.
+        let pid = match ops.spawn(spec(t.path(), &bin)).unwrap() {
+            PrivReply::Spawned { pid } => pid,
+            other => panic!("{other:?}"),
+        };
+        for _ in 0..300 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !Path::new("/etc/banger-evil-exit").exists(),
+            "the exit status did not follow the owner's symlink"
+        );
+        let out = std::fs::read_to_string(t.path().join("console.log")).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("65534"), "{out}");
+        assert!(
+            !lines.next().unwrap_or("").split(' ').any(|g| g == "0"),
+            "root's groups dropped: {out}"
+        );
+        let meta = std::fs::metadata(t.path().join("console.log")).unwrap();
+        assert_eq!(meta.uid(), 65534);
     }
 }

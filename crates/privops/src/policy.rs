@@ -66,6 +66,16 @@ impl Policy {
                 format!("path {} must be absolute without '..'", path.display()),
             ));
         }
+        if let Some(link) = dangling_symlink(path) {
+            return Err(refused(
+                op,
+                format!(
+                    "path {} goes through the dangling symlink {}",
+                    path.display(),
+                    link.display()
+                ),
+            ));
+        }
         let resolved = resolve_existing_prefix(path);
         let roots = [&self.state_dir, &self.runtime_dir].map(|r| resolve_existing_prefix(r));
         if roots
@@ -107,6 +117,19 @@ impl Policy {
 
 fn refused(op: &'static str, reason: String) -> PrivOpsError {
     PrivOpsError::Refused { op, reason }
+}
+
+/// The first of `p` and its ancestors that is a symlink whose target does
+/// not exist: following it would create a file wherever it points, which
+/// resolving the existing prefix cannot see.
+fn dangling_symlink(p: &Path) -> Option<PathBuf> {
+    p.ancestors()
+        .find(|a| {
+            a.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+                && a.canonicalize().is_err()
+        })
+        .map(Path::to_path_buf)
 }
 
 /// Canonicalise the longest existing ancestor of `p` and append the rest.
@@ -197,5 +220,23 @@ mod tests {
         assert!(p.check_addr("t", Ipv4Addr::new(172, 30, 0, 9)).is_ok());
         assert!(p.check_addr("t", Ipv4Addr::new(172, 30, 1, 9)).is_err());
         assert!(p.check_addr("t", Ipv4Addr::new(8, 8, 8, 8)).is_err());
+    }
+
+    #[test]
+    fn dangling_symlinks_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let p = policy(t.path());
+        std::fs::create_dir_all(t.path().join("state/vms")).unwrap();
+        std::os::unix::fs::symlink("/etc/banger-nonexistent", t.path().join("state/vms/log"))
+            .unwrap();
+        let err = p
+            .check_path("t", &t.path().join("state/vms/log"))
+            .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        std::os::unix::fs::symlink("/nonexistent-dir", t.path().join("state/d")).unwrap();
+        assert!(p.check_path("t", &t.path().join("state/d/x")).is_err());
+        // A symlink to an existing place inside is fine.
+        std::os::unix::fs::symlink(t.path().join("state/vms"), t.path().join("state/v2")).unwrap();
+        assert!(p.check_path("t", &t.path().join("state/v2/x")).is_ok());
     }
 }

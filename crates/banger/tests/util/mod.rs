@@ -18,6 +18,7 @@ pub fn bin(name: &str) -> PathBuf {
         "banger" => PathBuf::from(env!("CARGO_BIN_EXE_banger")),
         "bangerd" => PathBuf::from(env!("CARGO_BIN_EXE_bangerd")),
         "banger-fcsim" => PathBuf::from(env!("CARGO_BIN_EXE_banger-fcsim")),
+        "bangerd-root" => PathBuf::from(env!("CARGO_BIN_EXE_bangerd-root")),
         other => panic!("unknown binary {other}"),
     }
 }
@@ -34,6 +35,9 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
     pub child: Option<Child>,
+    /// Command the daemon is started through (e.g. `setpriv --reuid=…`);
+    /// empty: run `bangerd` directly.
+    pub launcher: Vec<String>,
 }
 
 impl TestDaemon {
@@ -62,6 +66,7 @@ impl TestDaemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            launcher: Vec::new(),
         };
         d.spawn();
         d
@@ -74,7 +79,14 @@ impl TestDaemon {
             .append(true)
             .open(self.dir.path().join("bangerd.log"))
             .unwrap();
-        let mut cmd = Command::new(bin("bangerd"));
+        let mut cmd = match self.launcher.split_first() {
+            None => Command::new(bin("bangerd")),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("bangerd"));
+                c
+            }
+        };
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .arg("--config")

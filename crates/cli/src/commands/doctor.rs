@@ -22,6 +22,7 @@ pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
         Ok(p) => {
             checks.push(config_check(&p.layout.config_file));
             checks.extend(doctor::run(&p.config, &p.layout));
+            checks.extend(crate::system::doctor::checks(mode, &p.config));
         }
         Err(e) => {
             checks.push(Check::fail(

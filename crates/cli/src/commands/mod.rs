@@ -16,6 +16,7 @@ mod image;
 mod image_register;
 mod operation;
 mod status;
+mod system;
 mod vm_create;
 mod vm_delete;
 mod vm_list;
@@ -59,6 +60,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ConfigCommand::Show(a) => config::show(ctx, a),
         },
         Command::Completions { shell } => completions::run(ctx, shell),
+        Command::System(c) => system::run(ctx, c),
     }
 }
 

@@ -1,0 +1,247 @@
+//! The `bangerd-root` protocol: one length-prefixed JSON frame per request
+//! and per response over a Unix stream socket.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of
+//! JSON. Requests are at most [`MAX_REQUEST`] bytes: the reader refuses a
+//! longer length before reading (or allocating) the body. Every request
+//! carries [`PROTOCOL_VERSION`]; a peer speaking another version gets a
+//! [`WireErrorKind::Version`] answer. The body of a request is any
+//! [`PrivOp`] (or a [`Call::Ping`] health probe), so new variants travel
+//! without touching this file.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{PrivOp, PrivReply};
+
+/// The protocol version both sides must speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest request frame body the helper reads (64 KiB).
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Largest response frame body the client reads (1 MiB).
+pub const MAX_RESPONSE: usize = 1024 * 1024;
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireRequest {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+    /// What is asked.
+    pub call: Call,
+}
+
+/// The body of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
+    /// Health probe: answered with [`Answer::Pong`], touches nothing.
+    Ping,
+    /// Perform a privileged operation.
+    Op(PrivOp),
+}
+
+/// One response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireResponse {
+    /// [`PROTOCOL_VERSION`] of the helper.
+    pub version: u32,
+    /// The answer or why there is none.
+    pub result: Result<Answer, RemoteError>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// Reply to [`Call::Ping`].
+    Pong {
+        /// The helper's banger version.
+        helper_version: String,
+        /// The uid the helper saw on the connection.
+        peer_uid: u32,
+    },
+    /// Reply to [`Call::Op`].
+    Reply(PrivReply),
+}
+
+/// Why a request was not performed, as sent over the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct RemoteError {
+    /// Category.
+    pub kind: WireErrorKind,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// Categories of [`RemoteError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireErrorKind {
+    /// A field broke a rule of the policy; nothing was done.
+    Refused,
+    /// The operation was attempted and failed.
+    Failed,
+    /// The frame was not a valid request.
+    BadRequest,
+    /// The frame was longer than [`MAX_REQUEST`].
+    TooLarge,
+    /// The request's protocol version is not [`PROTOCOL_VERSION`].
+    Version,
+    /// The connecting uid may not use the helper.
+    Unauthorized,
+}
+
+/// Errors reading or writing frames.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The announced length exceeds the limit; the body was not read.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer closed the connection before a frame started.
+    #[error("connection closed")]
+    Closed,
+    /// Reading or writing failed (including a timeout).
+    #[error("socket I/O failed")]
+    Io(#[source] std::io::Error),
+    /// The body is not the expected JSON.
+    #[error("malformed frame: {0}")]
+    Json(String),
+}
+
+/// Write `value` as one frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(value).map_err(|e| FrameError::Json(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        len: body.len(),
+        max: u32::MAX as usize,
+    })?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Read one frame body of at most `max` bytes.
+pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => {
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok(body)
+}
+
+/// Decode a request body: well-formed JSON of a [`WireRequest`], at most
+/// [`MAX_REQUEST`] bytes, of [`PROTOCOL_VERSION`]. The helper's decoder;
+/// it never panics on any input.
+pub fn decode_request(body: &[u8]) -> Result<WireRequest, RemoteError> {
+    if body.len() > MAX_REQUEST {
+        return Err(RemoteError {
+            kind: WireErrorKind::TooLarge,
+            message: format!(
+                "request of {} bytes exceeds the limit of {MAX_REQUEST} bytes",
+                body.len()
+            ),
+        });
+    }
+    let req: WireRequest = serde_json::from_slice(body).map_err(|e| RemoteError {
+        kind: WireErrorKind::BadRequest,
+        message: format!("malformed request: {e}"),
+    })?;
+    if req.version != PROTOCOL_VERSION {
+        return Err(RemoteError {
+            kind: WireErrorKind::Version,
+            message: format!(
+                "protocol version {} is not supported (the helper speaks {PROTOCOL_VERSION}); install matching banger and bangerd-root versions",
+                req.version
+            ),
+        });
+    }
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VmmSignal;
+
+    #[test]
+    fn frames_round_trip_and_limits_hold() {
+        let req = WireRequest {
+            version: PROTOCOL_VERSION,
+            call: Call::Op(PrivOp::SignalVmm {
+                pid: 42,
+                api_sock: "/run/banger/vms/a/api.sock".into(),
+                signal: VmmSignal::Term,
+            }),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        let body = read_frame(&mut buf.as_slice(), MAX_REQUEST).unwrap();
+        assert_eq!(decode_request(&body).unwrap(), req);
+
+        let mut big = Vec::new();
+        big.extend_from_slice(&((MAX_REQUEST as u32) + 1).to_be_bytes());
+        assert!(matches!(
+            read_frame(&mut big.as_slice(), MAX_REQUEST),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            read_frame(&mut [].as_slice(), MAX_REQUEST),
+            Err(FrameError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut [0u8, 0].as_slice(), MAX_REQUEST),
+            Err(FrameError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn decoder_refuses_bad_requests() {
+        let v2 = br#"{"version":2,"call":"Ping"}"#;
+        assert_eq!(decode_request(v2).unwrap_err().kind, WireErrorKind::Version);
+        let junk = br#"{"version":1,"call":{"Op":{"Reboot":{}}}}"#;
+        assert_eq!(
+            decode_request(junk).unwrap_err().kind,
+            WireErrorKind::BadRequest
+        );
+        let extra = br#"{"version":1,"call":"Ping","uid":0}"#;
+        assert_eq!(
+            decode_request(extra).unwrap_err().kind,
+            WireErrorKind::BadRequest
+        );
+        let huge = vec![b' '; MAX_REQUEST + 1];
+        assert_eq!(
+            decode_request(&huge).unwrap_err().kind,
+            WireErrorKind::TooLarge
+        );
+        assert_eq!(
+            decode_request(br#"{"version":1,"call":"Ping"}"#)
+                .unwrap()
+                .call,
+            Call::Ping
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The helper's server in-process (no root needed): the socket's mode, the
+//! client/server round trip, refusals mapped to `PrivOpsError::Refused`,
+//! protocol errors, and a missing helper reported with a hint.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use banger_privops::wire::{
+    self, Call, MAX_RESPONSE, WireErrorKind, WireRequest, WireResponse, read_frame, write_frame,
+};
+use banger_privops::{
+    LocalPrivOps, Policy, PrivOp, PrivOpsError, PrivilegedOps, RootHelperClient, SpawnVmm,
+    VmmSignal,
+};
+use banger_roothelper::server::{ServeOptions, bind, serve};
+
+struct Fixture {
+    _t: tempfile::TempDir,
+    root: PathBuf,
+    socket: PathBuf,
+}
+
+fn start(owner_uid: u32) -> Fixture {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let policy = Policy {
+        device_prefix: "bg".into(),
+        state_dir: root.join("state"),
+        runtime_dir: root.join("run"),
+        subnet: (std::net::Ipv4Addr::new(172, 30, 0, 0), 24),
+        owner_uid,
+        vmm_binary: PathBuf::from("/bin/true"),
+    };
+    let socket = root.join("root.sock");
+    let gid = nix::unistd::getegid().as_raw();
+    let listener = bind(&socket, &root.join("run"), gid).unwrap();
+    let opts = ServeOptions {
+        owner_uid,
+        owner_gid: gid,
+        request_timeout: Duration::from_secs(2),
+    };
+    std::thread::spawn(move || serve(listener, LocalPrivOps::new(policy), opts));
+    Fixture {
+        _t: t,
+        root,
+        socket,
+    }
+}
+
+fn me() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+fn raw(socket: &Path, bytes: &[u8]) -> WireResponse {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(bytes).unwrap();
+    let body = read_frame(&mut s, MAX_RESPONSE).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[test]
+fn socket_is_0660_and_the_owner_is_served() {
+    let f = start(me());
+    let m = std::fs::metadata(&f.socket).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o660);
+    let c = RootHelperClient::new(&f.socket);
+    let (version, uid) = c.ping().unwrap();
+    assert_eq!((version.as_str(), uid), (env!("CARGO_PKG_VERSION"), me()));
+    // A refusal comes back typed, with its reason and the op's name.
+    let err = c
+        .execute(PrivOp::SignalVmm {
+            pid: 1,
+            api_sock: f.root.join("state/a.sock"),
+            signal: VmmSignal::Term,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, PrivOpsError::Refused { op: "signal_vmm", reason } if reason.contains("invalid pid")),
+        "{err:?}"
+    );
+    let err = c
+        .spawn_vmm(SpawnVmm {
+            binary: "/bin/true".into(),
+            api_sock: f.root.join("state/a.sock"),
+            id: "vm".into(),
+            console_log: "/etc/banger-inproc.log".into(),
+            stderr_log: f.root.join("state/e.log"),
+            exit_status_file: f.root.join("state/exit"),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("refused spawn_vmm"), "{err}");
+    assert!(!Path::new("/etc/banger-inproc.log").exists());
+    // A VMM that is not ours is not signalled: delivered = false.
+    let delivered = c
+        .signal_vmm(
+            std::process::id(),
+            f.root.join("state/a.sock"),
+            VmmSignal::Kill,
+        )
+        .unwrap();
+    assert!(!delivered);
+}
+
+#[test]
+fn protocol_errors_are_answered_clearly() {
+    let f = start(me());
+    let frame = |v: &WireRequest| {
+        let mut b = Vec::new();
+        write_frame(&mut b, v).unwrap();
+        b
+    };
+    let old = frame(&WireRequest {
+        version: 99,
+        call: Call::Ping,
+    });
+    let e = raw(&f.socket, &old).result.unwrap_err();
+    assert_eq!(e.kind, WireErrorKind::Version);
+    assert!(e.message.contains("99"), "{}", e.message);
+    let mut junk = 5u32.to_be_bytes().to_vec();
+    junk.extend_from_slice(b"hello");
+    assert_eq!(
+        raw(&f.socket, &junk).result.unwrap_err().kind,
+        WireErrorKind::BadRequest
+    );
+    let big = ((wire::MAX_REQUEST as u32) + 1).to_be_bytes();
+    assert_eq!(
+        raw(&f.socket, &big).result.unwrap_err().kind,
+        WireErrorKind::TooLarge
+    );
+}
+
+#[test]
+fn another_uid_is_refused() {
+    if me() == 0 {
+        // Root is always served; tests/system_path.rs runs a client as
+        // 65534 against a real helper for this case.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP another_uid_is_refused: running as root, which the helper always serves (covered by banger's system_path test)"
+        );
+        return;
+    }
+    let f = start(me() + 1);
+    let err = RootHelperClient::new(&f.socket).ping().unwrap_err();
+    assert!(
+        err.to_string().contains("may not use bangerd-root"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_helper_is_reported_with_a_hint() {
+    let t = tempfile::tempdir().unwrap();
+    let err = RootHelperClient::new(t.path().join("none.sock"))
+        .with_timeout(Duration::from_millis(200))
+        .ping()
+        .unwrap_err();
+    assert!(matches!(err, PrivOpsError::HelperUnavailable { .. }));
+    assert!(err.to_string().contains("banger system status"), "{err}");
+    // A stale regular file where the socket goes is refused, not replaced.
+    std::fs::write(t.path().join("f.sock"), "x").unwrap();
+    assert!(bind(&t.path().join("f.sock"), t.path(), 0).is_err());
+}
