@@ -1,0 +1,93 @@
+//! `banger-vmdns`: an in-process DNS server authoritative for the `vm.`
+//! zone — an `A` record `<name>.vm.` and a `PTR` record in `in-addr.arpa.`
+//! for every running VM, `NXDOMAIN` for unknown names of the zone (and for
+//! unknown addresses of the guest subnet), `REFUSED` for everything else. It
+//! forwards nothing.
+//!
+//! A leaf crate: it knows names and addresses, not VMs. The daemon publishes
+//! a record when a VM becomes running and withdraws it when the VM stops.
+//! Records live in a [`Zone`] behind a `RwLock` that is held only for a map
+//! lookup or insert (a leaf lock), so publishing while serving is safe and
+//! answers change at once.
+#![warn(missing_docs)]
+
+mod handler;
+mod zone;
+
+pub use handler::answer;
+pub use zone::{TTL, Zone};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_server::Server;
+
+/// Why the DNS server could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum VmDnsError {
+    /// Binding the UDP or TCP socket failed.
+    #[error("cannot bind the vm. DNS server to {addr} (is another DNS server using it? change network.dns_port)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Shutting the server down failed.
+    #[error("cannot shut the vm. DNS server on {addr} down: {message}")]
+    Shutdown {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A running server. Dropping it without [`shutdown`](Self::shutdown)
+/// leaves its tasks to end with the runtime.
+pub struct DnsServer {
+    addr: SocketAddr,
+    server: Server<handler::ZoneHandler>,
+}
+
+impl DnsServer {
+    /// Serve `zone` over UDP and TCP on `addr` (port 0 picks a free port;
+    /// [`local_addr`](Self::local_addr) tells which). Must run inside a
+    /// tokio runtime.
+    pub async fn bind(addr: SocketAddr, zone: Arc<Zone>) -> Result<DnsServer, VmDnsError> {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| VmDnsError::Bind { addr, source })?;
+        let local = udp
+            .local_addr()
+            .map_err(|source| VmDnsError::Bind { addr, source })?;
+        let tcp = tokio::net::TcpListener::bind(local)
+            .await
+            .map_err(|source| VmDnsError::Bind { addr: local, source })?;
+        let mut server = Server::new(handler::ZoneHandler::new(zone));
+        server.register_socket(udp);
+        server.register_listener(tcp, std::time::Duration::from_secs(5), 4096);
+        tracing::info!(addr = %local, "vm. DNS server listening");
+        Ok(DnsServer {
+            addr: local,
+            server,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop serving and wait for the server's tasks.
+    pub async fn shutdown(mut self) -> Result<(), VmDnsError> {
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(|e| VmDnsError::Shutdown {
+                addr: self.addr,
+                message: e.to_string(),
+            })
+    }
+}
