@@ -26,7 +26,9 @@ use hickory_server::Server;
 #[derive(Debug, thiserror::Error)]
 pub enum VmDnsError {
     /// Binding the UDP or TCP socket failed.
-    #[error("cannot bind the vm. DNS server to {addr} (is another DNS server using it? change network.dns_port)")]
+    #[error(
+        "cannot bind the vm. DNS server to {addr} (is another DNS server using it? change network.dns_port)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -64,7 +66,10 @@ impl DnsServer {
             .map_err(|source| VmDnsError::Bind { addr, source })?;
         let tcp = tokio::net::TcpListener::bind(local)
             .await
-            .map_err(|source| VmDnsError::Bind { addr: local, source })?;
+            .map_err(|source| VmDnsError::Bind {
+                addr: local,
+                source,
+            })?;
         let mut server = Server::new(handler::ZoneHandler::new(zone));
         server.register_socket(udp);
         server.register_listener(tcp, std::time::Duration::from_secs(5), 4096);

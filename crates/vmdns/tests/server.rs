@@ -56,7 +56,9 @@ async fn answers_withdraws_and_survives_garbage() {
         vec![],
         vec![0; 12],
         vec![0xff; 12],
-        vec![0x12, 0x34, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        vec![
+            0x12, 0x34, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
         (0..512u32).map(|i| (i * 37 % 251) as u8).collect(),
     ];
     let mut deep = vec![0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
@@ -67,8 +69,14 @@ async fn answers_withdraws_and_survives_garbage() {
     }
     // Two questions in one message is a format error, not a crash.
     let mut two = Message::query();
-    two.add_query(Query::query(Name::from_ascii("dev.vm.").unwrap(), RecordType::A));
-    two.add_query(Query::query(Name::from_ascii("x.vm.").unwrap(), RecordType::A));
+    two.add_query(Query::query(
+        Name::from_ascii("dev.vm.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("x.vm.").unwrap(),
+        RecordType::A,
+    ));
     junk.send_to(&two.to_vec().unwrap(), addr).await.unwrap();
 
     // Still serving after the garbage.
