@@ -34,6 +34,8 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
     pub child: Option<Child>,
+    /// Network namespace the daemon runs in.
+    pub netns: Option<String>,
 }
 
 impl TestDaemon {
@@ -45,14 +47,29 @@ impl TestDaemon {
 
     /// Like [`start`](Self::start) with extra keys for the `[daemon]` table.
     pub fn start_with(env: &[(&str, &str)], daemon_keys: &str) -> TestDaemon {
+        // These daemons run unprivileged-style in the machine's own network
+        // namespace, so they must not touch the host network; the network
+        // tests (tests/network.rs) run theirs inside a throwaway namespace.
+        Self::start_full(env, daemon_keys, "enabled = false\n", None)
+    }
+
+    /// A daemon with extra `[network]` keys, run inside the named network
+    /// namespace (`ip netns exec`) when `netns` is given.
+    pub fn start_full(
+        env: &[(&str, &str)],
+        daemon_keys: &str,
+        network_keys: &str,
+        netns: Option<&str>,
+    ) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("banger-test-")
             .tempdir()
             .unwrap();
         let config = format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n",
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n[network]\n{}",
             bin("banger-fcsim").display().to_string(),
-            daemon_keys
+            daemon_keys,
+            network_keys
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut d = TestDaemon {
@@ -62,6 +79,7 @@ impl TestDaemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            netns: netns.map(str::to_string),
         };
         d.spawn();
         d
@@ -74,7 +92,14 @@ impl TestDaemon {
             .append(true)
             .open(self.dir.path().join("bangerd.log"))
             .unwrap();
-        let mut cmd = Command::new(bin("bangerd"));
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("bangerd"));
+                c
+            }
+            None => Command::new(bin("bangerd")),
+        };
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .arg("--config")
