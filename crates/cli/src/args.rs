@@ -82,11 +82,21 @@ pub enum Command {
     /// Print the default or the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the host network banger created (bridge, TAPs, NAT)
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Print a shell completion script (e.g. `banger completions bash > /etc/bash_completion.d/banger`)
     Completions {
         /// Shell to generate completions for
         shell: Shell,
     },
+}
+
+/// `banger network ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Remove banger's bridge, TAP devices and NAT table and restore IPv4 forwarding (no VM may run)
+    Reset(JsonArg),
 }
 
 /// `--json`.

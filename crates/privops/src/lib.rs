@@ -25,6 +25,12 @@ mod tap;
 
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use local::LocalPrivOps;
+
+/// banger's links (name prefix `prefix`) as rtnetlink reports them; a
+/// read-only query that needs no privilege (`banger doctor` uses it).
+pub fn read_links(prefix: &str) -> Result<Vec<LinkInfo>, PrivOpsError> {
+    netlink::list(prefix)
+}
 pub use nat::{NAT_TABLE, NFT, present as nat_table_present, ruleset as nat_ruleset};
 pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
