@@ -17,6 +17,9 @@ use crate::network::{NetSettings, blocking};
 /// Whether banger's table is known to be in place.
 pub struct NatState {
     applied: AtomicBool,
+    /// Serialises the slow path (first apply, teardown) so two first
+    /// starts cannot both record a "previous" forwarding value.
+    apply: tokio::sync::Mutex<()>,
     previous_file: PathBuf,
 }
 
@@ -25,6 +28,7 @@ impl NatState {
     pub fn new(state_dir: &std::path::Path) -> Self {
         Self {
             applied: AtomicBool::new(false),
+            apply: tokio::sync::Mutex::new(()),
             previous_file: state_dir.join("network/ip_forward.previous"),
         }
     }
@@ -45,6 +49,10 @@ impl NatState {
             )));
         }
         if !s.nat || self.applied.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _slow = self.apply.lock().await;
+        if self.applied.load(Ordering::Acquire) {
             return Ok(());
         }
         let (bridge, network, prefix) = (s.bridge.clone(), s.network, s.prefix);
@@ -72,6 +80,7 @@ impl NatState {
         &self,
         privops: &Arc<dyn PrivilegedOps>,
     ) -> Result<(bool, Option<bool>), DaemonError> {
+        let _slow = self.apply.lock().await;
         let existed = blocking(privops, |p| p.remove_nat()).await?;
         self.applied.store(false, Ordering::Release);
         let restored = match std::fs::read_to_string(&self.previous_file) {
