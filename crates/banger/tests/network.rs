@@ -94,14 +94,10 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn missing_tools() -> Option<&'static str> {
-    for tool in ["ip", "nft", "dig"] {
-        if Command::new(tool).arg("-V").output().is_err()
+    ["ip", "nft", "dig"].into_iter().find(|tool| {
+        Command::new(tool).arg("-V").output().is_err()
             && Command::new(tool).arg("-v").output().is_err()
-        {
-            return Some(tool);
-        }
-    }
-    None
+    })
 }
 
 fn vm_config(api_sock: &std::path::Path) -> serde_json::Value {
