@@ -152,6 +152,24 @@ impl HostNetwork {
         self.net.as_ref()
     }
 
+    /// Make sure guest `guest_ip` behind `tap` reaches the outside (NAT
+    /// table and forwarding; a no-op once applied, or when NAT or the
+    /// network is off). The caller resolves the VM's address and TAP.
+    pub async fn ensure_nat(
+        &self,
+        guest_ip: std::net::Ipv4Addr,
+        tap: &str,
+    ) -> Result<(), DaemonError> {
+        match &self.net {
+            Some(net) => {
+                net.nat
+                    .ensure(net.privops(), &net.settings, guest_ip, tap)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Publish `name.vm` for a VM that became running.
     pub fn publish(&self, h: &VmHandles) {
         if let (Some(net), Some((name, ip))) = (&self.net, &h.dns) {
@@ -188,7 +206,7 @@ impl HostNetwork {
         if let (Some(net), Some(g)) = (&self.net, &spec.guest) {
             net.ensure_up().await?;
             let t = net.take_tap().await?;
-            if let Err(e) = net.nat.ensure(net.privops(), &net.settings, g.ip, &t).await {
+            if let Err(e) = self.ensure_nat(g.ip, &t).await {
                 net.give_back(t);
                 return Err(e);
             }
