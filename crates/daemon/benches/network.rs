@@ -219,18 +219,21 @@ async fn tap_start_path() {
         std::hint::black_box(arg);
         net.give_back(tap);
     }
+    // Pool misses: a pool of size 0 on the same bridge creates every TAP
+    // inline (and never refills behind the measurement's back).
+    let mut no_pool = config.clone();
+    no_pool.network.tap_pool_size = 0;
+    let cold = Arc::new(Plumbing::new(
+        Arc::clone(net.privops()),
+        &no_pool,
+        dir.path(),
+    ));
+    cold.setup().await.expect("bridge again (idempotent)");
     for _ in 0..30 {
-        let drained = net.pool.drain();
-        for t in drained {
-            let _ = net
-                .privops()
-                .execute(banger_privops::PrivOp::DeleteLink { name: t });
-        }
         let started = Instant::now();
-        let tap = net.take_tap().await.unwrap();
+        let tap = cold.take_tap().await.unwrap();
         miss.push(started.elapsed());
-        net.give_back(tap);
-        wait_pool_full(&net).await;
+        cold.give_back(tap); // pool full (size 0): deleted in the background
     }
     println!("TAP start path (200 starts from the warm pool, 30 pool misses; private netns)");
     row("pool hit", &mut hit);

@@ -53,17 +53,50 @@ pub struct DnsServer {
     server: Server<handler::ZoneHandler>,
 }
 
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, setsockopt, socket,
+        sockopt,
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    match addr {
+        SocketAddr::V4(a) => bind(raw, &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => bind(raw, &SockaddrIn6::from(a))?,
+    }
+    tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}
+
 impl DnsServer {
     /// Serve `zone` over UDP and TCP on `addr` (port 0 picks a free port;
     /// [`local_addr`](Self::local_addr) tells which). Must run inside a
     /// tokio runtime.
     pub async fn bind(addr: SocketAddr, zone: Arc<Zone>) -> Result<DnsServer, VmDnsError> {
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(|source| VmDnsError::Bind { addr, source })?;
-        let local = udp
+        // One UDP socket per core (SO_REUSEPORT): the kernel spreads
+        // queries over them and each has its own receive loop.
+        let first = reuseport_udp(addr).map_err(|source| VmDnsError::Bind { addr, source })?;
+        let local = first
             .local_addr()
             .map_err(|source| VmDnsError::Bind { addr, source })?;
+        let mut udp = vec![first];
+        let extra = std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1;
+        for _ in 0..extra {
+            udp.push(reuseport_udp(local).map_err(|source| VmDnsError::Bind {
+                addr: local,
+                source,
+            })?);
+        }
         let tcp = tokio::net::TcpListener::bind(local)
             .await
             .map_err(|source| VmDnsError::Bind {
@@ -71,7 +104,9 @@ impl DnsServer {
                 source,
             })?;
         let mut server = Server::new(handler::ZoneHandler::new(zone));
-        server.register_socket(udp);
+        for sock in udp {
+            server.register_socket(sock);
+        }
         server.register_listener(tcp, std::time::Duration::from_secs(5), 4096);
         tracing::info!(addr = %local, "vm. DNS server listening");
         Ok(DnsServer {
