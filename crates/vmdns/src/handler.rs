@@ -72,7 +72,7 @@ pub fn answer(zone: &Zone, qname: &str, qtype: RecordType) -> Answer {
 /// The hickory handler over a [`Zone`].
 pub(crate) struct ZoneHandler {
     zone: Arc<Zone>,
-    soa: Record,
+    pub(crate) soa: Record,
 }
 
 impl ZoneHandler {

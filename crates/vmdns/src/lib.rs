@@ -12,9 +12,11 @@
 #![warn(missing_docs)]
 
 mod handler;
+mod udp;
 mod zone;
 
 pub use handler::answer;
+pub use udp::respond;
 pub use zone::{TTL, Zone};
 
 use std::net::SocketAddr;
@@ -51,6 +53,8 @@ pub enum VmDnsError {
 pub struct DnsServer {
     addr: SocketAddr,
     server: Server<handler::ZoneHandler>,
+    stop_udp: tokio::sync::watch::Sender<bool>,
+    udp_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
@@ -103,15 +107,27 @@ impl DnsServer {
                 addr: local,
                 source,
             })?;
-        let mut server = Server::new(handler::ZoneHandler::new(zone));
-        for sock in udp {
-            server.register_socket(sock);
-        }
+        let handler = handler::ZoneHandler::new(Arc::clone(&zone));
+        let (stop_udp, stop_rx) = tokio::sync::watch::channel(false);
+        let udp_tasks = udp
+            .into_iter()
+            .map(|sock| {
+                tokio::spawn(udp::serve(
+                    sock,
+                    Arc::clone(&zone),
+                    handler.soa.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        let mut server = Server::new(handler);
         server.register_listener(tcp, std::time::Duration::from_secs(5), 4096);
         tracing::info!(addr = %local, "vm. DNS server listening");
         Ok(DnsServer {
             addr: local,
             server,
+            stop_udp,
+            udp_tasks,
         })
     }
 
@@ -122,6 +138,10 @@ impl DnsServer {
 
     /// Stop serving and wait for the server's tasks.
     pub async fn shutdown(mut self) -> Result<(), VmDnsError> {
+        let _ = self.stop_udp.send(true);
+        for t in self.udp_tasks.drain(..) {
+            let _ = t.await;
+        }
         self.server
             .shutdown_gracefully()
             .await
