@@ -187,7 +187,11 @@ fn network_end_to_end_in_a_namespace() {
     // DNS while running: A, PTR, NXDOMAIN for strangers.
     assert_eq!(ns.dig(&["+short", "dev.vm"]).trim(), ip);
     assert_eq!(ns.dig(&["+short", "-x", &ip]).trim(), "dev.vm.");
-    assert_eq!(ns.dig(&["+tcp", "+short", "dev.vm"]).trim(), ip, "over TCP too");
+    assert_eq!(
+        ns.dig(&["+tcp", "+short", "dev.vm"]).trim(),
+        ip,
+        "over TCP too"
+    );
     assert!(ns.dig(&["nobody.vm"]).contains("status: NXDOMAIN"));
 
     // Stop: record withdrawn, TAP back (pool full again, no extra TAP).
