@@ -69,6 +69,23 @@ pub fn answer(zone: &Zone, qname: &str, qtype: RecordType) -> Answer {
     Answer::Refused
 }
 
+/// The zone's SOA record (also the negative-answer TTL).
+pub(crate) fn soa_record() -> Record {
+    Record::from_rdata(
+        Name::from_ascii("vm.").expect("static name"),
+        TTL,
+        RData::SOA(SOA::new(
+            Name::from_ascii("ns.vm.").expect("static name"),
+            Name::from_ascii("hostmaster.vm.").expect("static name"),
+            1,
+            60,
+            60,
+            600,
+            TTL,
+        )),
+    )
+}
+
 /// The hickory handler over a [`Zone`].
 pub(crate) struct ZoneHandler {
     zone: Arc<Zone>,
@@ -77,21 +94,10 @@ pub(crate) struct ZoneHandler {
 
 impl ZoneHandler {
     pub(crate) fn new(zone: Arc<Zone>) -> Self {
-        let apex = Name::from_ascii("vm.").expect("static name");
-        let soa = Record::from_rdata(
-            apex.clone(),
-            TTL,
-            RData::SOA(SOA::new(
-                Name::from_ascii("ns.vm.").expect("static name"),
-                Name::from_ascii("hostmaster.vm.").expect("static name"),
-                1,
-                60,
-                60,
-                600,
-                TTL,
-            )),
-        );
-        Self { zone, soa }
+        Self {
+            zone,
+            soa: soa_record(),
+        }
     }
 }
 

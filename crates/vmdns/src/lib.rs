@@ -13,6 +13,7 @@
 
 mod handler;
 mod udp;
+mod wire;
 mod zone;
 
 pub use handler::answer;

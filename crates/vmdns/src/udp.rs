@@ -20,6 +20,7 @@ pub(crate) async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 4096];
+    let soa_bytes = crate::wire::soa_wire();
     loop {
         let (n, peer) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
@@ -31,7 +32,10 @@ pub(crate) async fn serve(
             },
             _ = stop.changed() => return,
         };
-        if let Some(reply) = respond(&buf[..n], &zone, &soa)
+        let packet = &buf[..n];
+        let reply = crate::wire::fast_reply(packet, &zone, &soa_bytes)
+            .or_else(|| respond(packet, &zone, &soa));
+        if let Some(reply) = reply
             && let Err(e) = sock.send_to(&reply, peer).await
         {
             tracing::debug!(error = %e, %peer, "cannot send DNS reply");
