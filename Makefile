@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench clean
+.PHONY: help build test lint fmt demo smoke bench bench-net clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ smoke: demo ## The supported-path smoke run; today the dev-path demo (see README
 bench: ## Lifecycle benchmark against the simulator, and the root-helper round trip vs in-process (p50/p95).
 	$(CARGO) bench -p banger --bench lifecycle
 	$(CARGO) bench -p banger-roothelper --bench helper_rtt
+
+bench-net: ## Network benchmark (root): vm. DNS qps vs dnsmasq, TAP-from-pool start path.
+	$(CARGO) bench -p banger-daemon --bench network
 
 clean: ## Remove build output.
 	$(CARGO) clean

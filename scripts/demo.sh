@@ -22,6 +22,11 @@ if [ -z "$fc" ] || [ ! -w /dev/kvm ] || [ -z "${BANGER_DEMO_ROOTFS:-}" ] || [ -z
   fc="$bin/banger-fcsim"
 fi
 printf 'firecracker_bin = "%s"\n' "$fc" > "$config"
+# The guest network (bridge, TAPs, NAT, DNS) needs root and changes the host's
+# network; the demo leaves it off unless BANGER_DEMO_NETWORK=1.
+if [ "${BANGER_DEMO_NETWORK:-0}" != 1 ]; then
+  printf '[network]\nenabled = false\n' >> "$config"
+fi
 
 echo "== starting bangerd (dev mode, state in $state/state)"
 "$bin/bangerd" --state-dir "$state/state" --config "$config" >"$state/bangerd.log" 2>&1 &

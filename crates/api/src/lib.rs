@@ -10,11 +10,13 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod network;
 pub mod rpc;
 pub mod size;
 pub mod validate;
 
 pub use model::*;
+pub use network::NetworkReset;
 pub use rpc::{ErrorKind, Request, RpcError};
 pub use size::ByteSize;
 

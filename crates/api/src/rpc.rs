@@ -82,6 +82,11 @@ pub enum Request {
     /// Returns `Vec<`[`Operation`](crate::Operation)`>`.
     #[serde(rename = "operation.list")]
     OperationList,
+    /// Remove banger's bridge, TAPs and NAT table and restore IPv4
+    /// forwarding; refused while VMs run. Returns
+    /// [`NetworkReset`](crate::NetworkReset).
+    #[serde(rename = "network.reset")]
+    NetworkReset,
 }
 
 impl Request {
@@ -108,6 +113,7 @@ impl Request {
             Request::OperationGet(_) => "operation.get",
             Request::OperationWatch(_) => "operation.watch",
             Request::OperationList => "operation.list",
+            Request::NetworkReset => "network.reset",
         }
     }
 }

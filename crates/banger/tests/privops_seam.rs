@@ -24,6 +24,7 @@ impl PrivilegedOps for Recording {
         let entry = match &op {
             PrivOp::SpawnVmm(s) => format!("spawn {}", s.id),
             PrivOp::SignalVmm { signal, .. } => format!("signal {signal:?}"),
+            other => other.name().to_string(),
         };
         self.log.lock().unwrap().push(entry);
         if self.refuse_spawn && matches!(op, PrivOp::SpawnVmm(_)) {
@@ -38,7 +39,7 @@ impl PrivilegedOps for Recording {
 
 fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
     let text = format!(
-        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n",
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nenabled = false\n",
         util::bin("banger-fcsim").display().to_string()
     );
     let config: Config = toml::from_str(&text).unwrap();

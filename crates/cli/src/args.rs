@@ -82,6 +82,9 @@ pub enum Command {
     /// Print the default or the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the host network banger created (bridge, TAPs, NAT)
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Print a shell completion script (e.g. `banger completions bash > /etc/bash_completion.d/banger`)
     Completions {
         /// Shell to generate completions for
@@ -90,6 +93,13 @@ pub enum Command {
     /// Install, inspect, restart or remove the system path (bangerd + bangerd-root under systemd)
     #[command(subcommand)]
     System(crate::system::SystemCommand),
+}
+
+/// `banger network ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Remove banger's bridge, TAP devices and NAT table and restore IPv4 forwarding (no VM may run)
+    Reset(JsonArg),
 }
 
 /// `--json`.

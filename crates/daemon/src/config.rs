@@ -102,8 +102,25 @@ pub struct NetworkConfig {
     /// Guest subnet; the first address is the host's gateway, guests get
     /// the following ones. Default `172.30.0.0/24`.
     pub subnet: Ipv4Net,
-    /// Bridge name. Default `banger0`.
+    /// Bridge name; must start with banger's device prefix `bg`.
+    /// Default `bg0`.
     pub bridge: String,
+    /// Give VMs a network at all (bridge, TAPs, NAT, DNS). Default true.
+    /// When false, VMs boot without a network interface and the daemon
+    /// needs no network privilege.
+    pub enabled: bool,
+    /// Warm TAP devices kept ready for the next VM start. Default 2.
+    pub tap_pool_size: usize,
+    /// UDP/TCP port of the `vm.` DNS server on the gateway address.
+    /// Default 53.
+    pub dns_port: u16,
+    /// Masquerade the guest subnet out of the host's other interfaces and
+    /// enable IPv4 forwarding while VMs run. Default true.
+    pub nat: bool,
+    /// Nameserver handed to guests on the kernel command line. Default:
+    /// the host's first non-loopback nameserver in `/etc/resolv.conf`, else
+    /// the gateway (which answers only `vm.` names).
+    pub guest_dns: Option<std::net::Ipv4Addr>,
 }
 
 /// `[daemon]`.
@@ -156,7 +173,12 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
             subnet: "172.30.0.0/24".parse().expect("valid default subnet"),
-            bridge: "banger0".into(),
+            bridge: "bg0".into(),
+            enabled: true,
+            tap_pool_size: 2,
+            dns_port: 53,
+            nat: true,
+            guest_dns: None,
         }
     }
 }
@@ -211,10 +233,26 @@ impl Config {
                 message: format!("prefix /{prefix} is not between /16 and /29"),
             });
         }
-        if self.network.bridge.is_empty() || self.network.bridge.len() > 15 {
+        let prefix = crate::daemon::DEVICE_PREFIX;
+        let bridge = &self.network.bridge;
+        if bridge.len() <= prefix.len()
+            || bridge.len() > 15
+            || !bridge.starts_with(prefix)
+            || !bridge[prefix.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(ConfigError::Invalid {
                 key: "network.bridge",
-                message: "must be 1-15 characters (a Linux interface name)".into(),
+                message: format!(
+                    "{bridge:?} must start with {prefix:?}, be at most 15 characters and use only a-z, 0-9 and '-' (e.g. \"bg0\")"
+                ),
+            });
+        }
+        if self.network.tap_pool_size > 64 {
+            return Err(ConfigError::Invalid {
+                key: "network.tap_pool_size",
+                message: format!("{} is more than 64", self.network.tap_pool_size),
             });
         }
         if self.firecracker_bin.is_empty() {
@@ -435,8 +473,19 @@ kernel_args = "console=ttyS0 reboot=k panic=1"
 [network]
 # Guest subnet: the first address is the host side (gateway), guests get the rest.
 subnet = "172.30.0.0/24"
-# Bridge the guests' TAP devices attach to.
-bridge = "banger0"
+# Bridge the guests' TAP devices attach to (must start with "bg").
+bridge = "bg0"
+# Give VMs a network (bridge, TAPs, NAT, DNS); needs root or CAP_NET_ADMIN.
+enabled = true
+# Warm TAP devices kept ready for the next VM start.
+tap_pool_size = 2
+# Port of the vm. DNS server on the gateway address.
+dns_port = 53
+# Masquerade the guest subnet out of the host's other interfaces.
+nat = true
+# Nameserver given to guests. Unset: the host's first non-loopback
+# nameserver in /etc/resolv.conf, else the gateway (vm. names only).
+# guest_dns = "192.0.2.53"
 
 [daemon]
 # Seconds `vm stop` waits after Ctrl-Alt-Del before it kills the VMM.

@@ -95,9 +95,26 @@ impl Daemon {
         })
     }
 
-    /// Reconcile the store with the host (see `reconcile.rs`).
+    /// Reconcile the store with the host (see `reconcile.rs`): set the
+    /// network up (bridge, DNS), settle the VMs, then remove TAPs no VM
+    /// owns and fill the TAP pool.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
-        self.vms.reconcile().await
+        if let Some(net) = self.net.network() {
+            net.setup().await?;
+        }
+        let report = self.vms.reconcile().await?;
+        if let Some(net) = self.net.network() {
+            let owned = self
+                .vms
+                .handles
+                .all()
+                .into_iter()
+                .filter_map(|(_, h)| h.tap)
+                .collect();
+            net.remove_leaked_taps(&owned).await?;
+            net.refill();
+        }
+        Ok(report)
     }
 
     /// Start the background loops: stats polling (with idle stop) and
@@ -157,11 +174,19 @@ pub fn wire_services(
     Arc<WorkspaceService>,
     Arc<VMService>,
 ) {
-    let net = Arc::new(HostNetwork::new(
+    let mut host = HostNetwork::new(
         Arc::clone(privops),
         resolve_binary(&config.firecracker_bin),
         Duration::from_millis(config.daemon.socket_timeout_ms),
-    ));
+    );
+    if config.network.enabled {
+        host = host.with_network(Arc::new(crate::network::Plumbing::new(
+            Arc::clone(privops),
+            config,
+            &layout.state_dir,
+        )));
+    }
+    let net = Arc::new(host);
     let images = Arc::new(ImageService::new(Arc::clone(store), layout.clone()));
     let handles = Arc::new(HandleCache::default());
     let workspaces = Arc::new(WorkspaceService::new(Arc::new(StoreVmLookup {

@@ -119,7 +119,9 @@ impl Default for DoctorEnv {
 
 /// Run every check against the real host.
 pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
-    run_with(config, layout, &DoctorEnv::default())
+    let mut checks = run_with(config, layout, &DoctorEnv::default());
+    checks.extend(crate::doctor_net::checks(config));
+    checks
 }
 
 /// Run every check against `env`.

@@ -27,6 +27,12 @@ pub struct VmHandles {
     pub binary: PathBuf,
     /// When it started.
     pub started_at: UnixMillis,
+    /// The VM's TAP device, when it has a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
+    /// `<name>.vm` published for it, with its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<(String, std::net::Ipv4Addr)>,
 }
 
 /// In-memory map VM id → handles. Its mutex is a leaf lock.
@@ -72,6 +78,16 @@ impl HandleCache {
             .remove(id)
     }
 
+    /// Every cached entry.
+    pub fn all(&self) -> Vec<(String, VmHandles)> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Ids with handles.
     pub fn ids(&self) -> Vec<String> {
         self.map
@@ -111,6 +127,8 @@ mod tests {
             vsock: None,
             binary: "/usr/bin/firecracker".into(),
             started_at: 1,
+            tap: Some("bgt00000001".into()),
+            dns: Some(("dev".into(), std::net::Ipv4Addr::new(172, 30, 0, 2))),
         };
         cache.put("a", t.path(), h.clone()).unwrap();
         assert_eq!(read_file(t.path()), Some(h.clone()));

@@ -1,6 +1,8 @@
-//! `HostNetwork`: the host side of a VM — today the Firecracker process
-//! (spawn through the privileged-ops seam, API configuration, stop, kill);
-//! the bridge, TAP pool, NAT and DNS join it with the networking work.
+//! `HostNetwork`: the host side of a VM — the Firecracker process (spawn
+//! through the privileged-ops seam, API configuration, stop, kill) and,
+//! when `network.enabled`, its network: a TAP from the warm pool, NAT, the
+//! `eth0` interface and `ip=` kernel argument, and its `.vm` DNS record
+//! (see `network.rs`, `tap_pool.rs`, `nat.rs`, `dns_routing.rs`).
 //!
 //! It has no access to VM state: callers pass what an operation needs.
 
@@ -14,6 +16,7 @@ use banger_privops::{PrivilegedOps, SpawnVmm, VmmSignal};
 
 use crate::error::{DaemonError, error_chain};
 use crate::handles::VmHandles;
+use crate::network::Plumbing;
 
 /// Guest CID of every VM's vsock device (hybrid vsock: the host side is a
 /// Unix socket per VM, so CIDs need not differ between VMs).
@@ -42,6 +45,17 @@ pub struct LaunchSpec {
     pub vcpus: u32,
     /// Memory in MiB.
     pub memory_mib: u32,
+    /// The guest's network identity; `None` boots without a NIC.
+    pub guest: Option<GuestNic>,
+}
+
+/// A guest's address and MAC (from the VM row).
+#[derive(Debug, Clone)]
+pub struct GuestNic {
+    /// Static IPv4 address.
+    pub ip: std::net::Ipv4Addr,
+    /// MAC address.
+    pub mac: String,
 }
 
 /// Files of a VM directory the VMM writes.
@@ -109,6 +123,7 @@ pub struct HostNetwork {
     privops: Arc<dyn PrivilegedOps>,
     firecracker_bin: PathBuf,
     socket_timeout: Duration,
+    net: Option<Arc<Plumbing>>,
 }
 
 impl HostNetwork {
@@ -122,6 +137,43 @@ impl HostNetwork {
             privops,
             firecracker_bin,
             socket_timeout,
+            net: None,
+        }
+    }
+
+    /// Give VMs a network through `net`.
+    pub fn with_network(mut self, net: Arc<Plumbing>) -> Self {
+        self.net = Some(net);
+        self
+    }
+
+    /// The network plumbing, when enabled.
+    pub fn network(&self) -> Option<&Arc<Plumbing>> {
+        self.net.as_ref()
+    }
+
+    /// Make sure guest `guest_ip` behind `tap` reaches the outside (NAT
+    /// table and forwarding; a no-op once applied, or when NAT or the
+    /// network is off). The caller resolves the VM's address and TAP.
+    pub async fn ensure_nat(
+        &self,
+        guest_ip: std::net::Ipv4Addr,
+        tap: &str,
+    ) -> Result<(), DaemonError> {
+        match &self.net {
+            Some(net) => {
+                net.nat
+                    .ensure(net.privops(), &net.settings, guest_ip, tap)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Publish `name.vm` for a VM that became running.
+    pub fn publish(&self, h: &VmHandles) {
+        if let (Some(net), Some((name, ip))) = (&self.net, &h.dns) {
+            net.dns.publish(name, *ip);
         }
     }
 
@@ -149,22 +201,48 @@ impl HostNetwork {
         for f in [VmFiles::vmm_log(&spec.dir), VmFiles::metrics(&spec.dir)] {
             std::fs::write(&f, b"").map_err(DaemonError::io("cannot reset", &f))?;
         }
+        let mut spec_net = spec.clone();
+        let mut tap = None;
+        if let (Some(net), Some(g)) = (&self.net, &spec.guest) {
+            net.ensure_up().await?;
+            let t = net.take_tap().await?;
+            if let Err(e) = self.ensure_nat(g.ip, &t).await {
+                net.give_back(t);
+                return Err(e);
+            }
+            spec_net.boot_args = format!("{} {}", spec.boot_args, net.settings.kernel_ip_arg(g.ip));
+            tap = Some(t);
+        }
+        let spec = &spec_net;
         let started_at = banger_store::now_millis();
         let spawned = std::time::Instant::now();
-        let pid = self.privops.spawn_vmm(SpawnVmm {
+        let pid = match self.privops.spawn_vmm(SpawnVmm {
             binary: self.firecracker_bin.clone(),
             api_sock: api_sock.clone(),
             id: spec.vmm_id.clone(),
             console_log: VmFiles::console(&spec.dir),
             stderr_log: VmFiles::stderr(&spec.dir),
             exit_status_file: VmFiles::exit_status(&spec.dir),
-        })?;
+        }) {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let (Some(net), Some(t)) = (&self.net, tap) {
+                    net.give_back(t);
+                }
+                return Err(e.into());
+            }
+        };
         let handles = VmHandles {
             pid,
             api_sock: api_sock.clone(),
             vsock: Some(vsock.clone()),
             binary: self.firecracker_bin.clone(),
             started_at,
+            dns: tap
+                .as_ref()
+                .and(spec.guest.as_ref())
+                .map(|g| (spec.name.clone(), g.ip)),
+            tap,
         };
         match self
             .configure_and_start(spec, &handles, &mut progress)
@@ -181,8 +259,7 @@ impl HostNetwork {
             )),
             Err(message) => {
                 let _ = self.kill(&handles).await;
-                let _ = std::fs::remove_file(&api_sock);
-                let _ = std::fs::remove_file(&vsock);
+                self.release(&handles);
                 let tail = last_lines(&VmFiles::stderr(&spec.dir), 3);
                 let message = if tail.is_empty() {
                     message
@@ -243,6 +320,15 @@ impl HostNetwork {
         ))
         .await
         .map_err(step)?;
+        if let (Some(tap), Some(g)) = (&h.tap, &spec.guest) {
+            let mut nic = banger_fcapi::NetworkInterface::new("eth0", tap.as_str());
+            nic.guest_mac = Some(
+                g.mac
+                    .parse()
+                    .map_err(|e| format!("invalid guest MAC {}: {e:?}", g.mac))?,
+            );
+            fc.put_network_interface(&nic).await.map_err(step)?;
+        }
         if let Some(vsock) = &h.vsock {
             fc.put_vsock(&Vsock {
                 guest_cid: GUEST_CID,
@@ -283,11 +369,22 @@ impl HostNetwork {
         Ok(delivered)
     }
 
-    /// Remove a stopped VM's sockets.
+    /// Release what a stopped VM held: its sockets, its `.vm` record and
+    /// its TAP (back to the pool, or deleted when the pool is full).
     pub fn release(&self, h: &VmHandles) {
         let _ = std::fs::remove_file(&h.api_sock);
         if let Some(v) = &h.vsock {
             let _ = std::fs::remove_file(v);
+        }
+        if let Some(net) = &self.net {
+            if let Some((name, ip)) = &h.dns
+                && net.dns.zone.addr_of(&name.to_ascii_lowercase()) == Some(*ip)
+            {
+                net.dns.withdraw(name);
+            }
+            if let Some(tap) = &h.tap {
+                net.give_back(tap.clone());
+            }
         }
     }
 }

@@ -63,6 +63,7 @@ impl VMService {
             match alive {
                 Some(h) if self.booted(&h.api_sock).await && vm.state != VmState::Stopping => {
                     self.handles.adopt(&vm.id, h.clone());
+                    self.net.publish(&h);
                     if vm.state != VmState::Running {
                         self.store
                             .transition_vm(&vm.id, &[], VmState::Running, |v| {

@@ -237,6 +237,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::ImageDelete(r) => json(d.images.delete(&r.name).await?),
         Request::OperationGet(r) => json(d.vms.operation(&r.id)?),
         Request::OperationList => json(d.vms.operations()?),
+        Request::NetworkReset => json(d.network_reset().await?),
     }
 }
 

@@ -10,7 +10,7 @@ use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
 
 use crate::error::{DaemonError, error_chain};
 use crate::handles::VmHandles;
-use crate::host_network::{LaunchSpec, LaunchStage, VmFiles, last_lines};
+use crate::host_network::{GuestNic, LaunchSpec, LaunchStage, VmFiles, last_lines};
 use crate::vm_service::{VMService, root_disk};
 
 /// States from which a VM may be started.
@@ -67,6 +67,10 @@ impl VMService {
             dir,
             vcpus: vm.vcpus,
             memory_mib: vm.memory_mib,
+            guest: Some(GuestNic {
+                ip: vm.guest_ip,
+                mac: vm.guest_mac.clone(),
+            }),
         };
         let progress = |stage: LaunchStage| {
             if let Some(op) = op {
@@ -92,6 +96,7 @@ impl VMService {
             .transition_vm(&vm.id, &[VmState::Starting], VmState::Running, |v| {
                 v.started_at = Some(handles.started_at);
             })?;
+        self.net.publish(&handles);
         self.watch_exit(vm.id.clone(), handles, true);
         let us = |a: std::time::Instant, b: std::time::Instant| {
             b.saturating_duration_since(a).as_micros() as u64

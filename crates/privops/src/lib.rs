@@ -14,18 +14,35 @@
 #![warn(missing_docs)]
 
 mod client;
+mod host;
 mod local;
+mod nat;
+mod net_op;
+mod netlink;
 mod op;
 mod policy;
 mod proc;
 pub mod wire;
 
 pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
+
+mod tap;
+
+pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use local::LocalPrivOps;
-pub use op::{PrivOp, PrivReply, SpawnVmm, VmmSignal};
+
+/// banger's links (name prefix `prefix`) as rtnetlink reports them; a
+/// read-only query that needs no privilege (`banger doctor` uses it).
+pub fn read_links(prefix: &str) -> Result<Vec<LinkInfo>, PrivOpsError> {
+    netlink::list(prefix)
+}
+pub use nat::{NAT_TABLE, NFT, present as nat_table_present, ruleset as nat_ruleset};
+pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
 pub use proc::vmm_matches;
+pub use tap::{TAP_FLAGS, TUN_DEVICE, open_tap, open_tap_at};
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 /// Why a privileged operation failed or was refused.
@@ -85,6 +102,41 @@ pub enum PrivOpsError {
         /// The helper's reason.
         message: String,
     },
+    /// A netlink request failed.
+    #[error("{op} failed on {device:?}: {message}")]
+    Netlink {
+        /// Operation name.
+        op: &'static str,
+        /// The link.
+        device: String,
+        /// The kernel's answer.
+        message: String,
+    },
+    /// A TAP ioctl failed.
+    #[error("cannot {what} TAP {name} (needs root or CAP_NET_ADMIN)")]
+    Tap {
+        /// The TAP.
+        name: String,
+        /// Which step.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
+    /// `nft` failed.
+    #[error("nftables: {message}")]
+    Nft {
+        /// nft's stderr or what went wrong running it.
+        message: String,
+    },
+    /// Another helper program failed.
+    #[error("{program} failed: {message}")]
+    Command {
+        /// The program.
+        program: &'static str,
+        /// Its stderr.
+        message: String,
+    },
 }
 
 /// The seam. See the crate docs.
@@ -115,6 +167,99 @@ pub trait PrivilegedOps: Send + Sync {
             PrivReply::Signalled { delivered } => Ok(delivered),
             other => Err(unexpected("signal_vmm", &other)),
         }
+    }
+}
+
+/// Typed wrappers of the network operations (see each [`PrivOp`] variant).
+pub trait NetOps: PrivilegedOps {
+    /// [`PrivOp::EnsureBridge`].
+    fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), PrivOpsError> {
+        done(
+            self.execute(PrivOp::EnsureBridge {
+                name: name.into(),
+                gateway,
+                prefix,
+            })?,
+            "ensure_bridge",
+        )
+    }
+    /// [`PrivOp::CreateTap`].
+    fn create_tap(&self, name: &str, bridge: &str) -> Result<(), PrivOpsError> {
+        done(
+            self.execute(PrivOp::CreateTap {
+                name: name.into(),
+                bridge: bridge.into(),
+            })?,
+            "create_tap",
+        )
+    }
+    /// [`PrivOp::DeleteLink`]; `Ok(false)` when absent.
+    fn delete_link(&self, name: &str) -> Result<bool, PrivOpsError> {
+        removed(
+            self.execute(PrivOp::DeleteLink { name: name.into() })?,
+            "delete_link",
+        )
+    }
+    /// [`PrivOp::ListLinks`].
+    fn list_links(&self) -> Result<Vec<LinkInfo>, PrivOpsError> {
+        match self.execute(PrivOp::ListLinks)? {
+            PrivReply::Links { links } => Ok(links),
+            other => Err(unexpected("list_links", &other)),
+        }
+    }
+    /// [`PrivOp::ApplyNat`].
+    fn apply_nat(&self, bridge: &str, network: Ipv4Addr, prefix: u8) -> Result<(), PrivOpsError> {
+        done(
+            self.execute(PrivOp::ApplyNat {
+                bridge: bridge.into(),
+                network,
+                prefix,
+            })?,
+            "apply_nat",
+        )
+    }
+    /// [`PrivOp::RemoveNat`]; `Ok(false)` when absent.
+    fn remove_nat(&self) -> Result<bool, PrivOpsError> {
+        removed(self.execute(PrivOp::RemoveNat)?, "remove_nat")
+    }
+    /// [`PrivOp::SetIpForward`]; returns the previous value.
+    fn set_ip_forward(&self, enabled: bool) -> Result<bool, PrivOpsError> {
+        match self.execute(PrivOp::SetIpForward { enabled })? {
+            PrivReply::Forwarding { previous } => Ok(previous),
+            other => Err(unexpected("set_ip_forward", &other)),
+        }
+    }
+    /// [`PrivOp::ResolverRoute`].
+    fn resolver_route(
+        &self,
+        bridge: &str,
+        dns: Ipv4Addr,
+        revert: bool,
+    ) -> Result<(), PrivOpsError> {
+        done(
+            self.execute(PrivOp::ResolverRoute {
+                bridge: bridge.into(),
+                dns,
+                revert,
+            })?,
+            "resolver_route",
+        )
+    }
+}
+
+impl<T: PrivilegedOps + ?Sized> NetOps for T {}
+
+fn done(reply: PrivReply, op: &'static str) -> Result<(), PrivOpsError> {
+    match reply {
+        PrivReply::Done => Ok(()),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn removed(reply: PrivReply, op: &'static str) -> Result<bool, PrivOpsError> {
+    match reply {
+        PrivReply::Removed { existed } => Ok(existed),
+        other => Err(unexpected(op, &other)),
     }
 }
 

@@ -165,6 +165,37 @@ impl PrivilegedOps for LocalPrivOps {
                 api_sock,
                 signal,
             } => self.signal(pid, &api_sock, signal),
+            PrivOp::EnsureBridge {
+                name,
+                gateway,
+                prefix,
+            } => crate::netlink::ensure_bridge(&name, gateway, prefix).map(|()| PrivReply::Done),
+            PrivOp::CreateTap { name, bridge } => {
+                crate::tap::create_persistent(&name, self.policy.owner_uid)?;
+                if let Err(e) = crate::netlink::attach_up(&name, &bridge) {
+                    let _ = crate::netlink::delete(&name);
+                    return Err(e);
+                }
+                Ok(PrivReply::Done)
+            }
+            PrivOp::DeleteLink { name } => {
+                crate::netlink::delete(&name).map(|existed| PrivReply::Removed { existed })
+            }
+            PrivOp::ListLinks => crate::netlink::list(&self.policy.device_prefix)
+                .map(|links| PrivReply::Links { links }),
+            PrivOp::ApplyNat {
+                bridge,
+                network,
+                prefix,
+            } => crate::nat::apply(&bridge, network, prefix).map(|()| PrivReply::Done),
+            PrivOp::RemoveNat => crate::nat::remove().map(|existed| PrivReply::Removed { existed }),
+            PrivOp::SetIpForward { enabled } => crate::host::set_ip_forward(enabled)
+                .map(|previous| PrivReply::Forwarding { previous }),
+            PrivOp::ResolverRoute {
+                bridge,
+                dns,
+                revert,
+            } => crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done),
         }
     }
 }

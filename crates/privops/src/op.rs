@@ -1,5 +1,6 @@
 //! The closed set of privileged operations and their replies.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,77 @@ pub enum PrivOp {
         /// Which signal.
         signal: VmmSignal,
     },
+    /// Create the bridge if missing, give it `gateway/prefix` and bring it
+    /// up; idempotent.
+    ///
+    /// Preconditions: `name` passes `check_device`; `gateway` is inside the
+    /// guest subnet and `prefix` is the subnet's prefix length.
+    EnsureBridge {
+        /// Bridge name.
+        name: String,
+        /// Host address on the bridge.
+        gateway: Ipv4Addr,
+        /// Prefix length of the subnet.
+        prefix: u8,
+    },
+    /// Create a persistent TAP (`IFF_TAP|IFF_NO_PI|IFF_VNET_HDR`, the flags
+    /// Firecracker opens it with) owned by the policy's owner uid, attach it
+    /// to `bridge` and bring it up; idempotent on an existing TAP.
+    ///
+    /// Preconditions: `name` and `bridge` pass `check_device`; the bridge
+    /// exists.
+    CreateTap {
+        /// TAP name.
+        name: String,
+        /// Bridge to attach to.
+        bridge: String,
+    },
+    /// Delete a banger link (TAP or bridge). A missing link is not an error:
+    /// the reply says `existed: false`.
+    ///
+    /// Preconditions: `name` passes `check_device`.
+    DeleteLink {
+        /// Link name.
+        name: String,
+    },
+    /// List every link whose name carries the policy's prefix.
+    ListLinks,
+    /// Replace banger's nftables table ([`NAT_TABLE`](crate::NAT_TABLE),
+    /// family `inet`) in one `nft -j -f -` transaction: masquerade for the
+    /// guest subnet out of every interface but `bridge`, forward accept
+    /// from the bridge and for replies to it.
+    ///
+    /// Preconditions: `bridge` passes `check_device`; `(network, prefix)` is
+    /// exactly the policy's subnet.
+    ApplyNat {
+        /// The bridge.
+        bridge: String,
+        /// Subnet address.
+        network: Ipv4Addr,
+        /// Subnet prefix length.
+        prefix: u8,
+    },
+    /// Delete banger's nftables table; `existed: false` when absent.
+    RemoveNat,
+    /// Set `net.ipv4.ip_forward`; the reply carries the previous value so
+    /// the caller can restore it.
+    SetIpForward {
+        /// The new value.
+        enabled: bool,
+    },
+    /// Route `~vm` queries to `dns` through systemd-resolved on `bridge`
+    /// (`resolvectl dns` + `resolvectl domain`), or undo it (`revert`).
+    ///
+    /// Preconditions: `bridge` passes `check_device`; `dns` is inside the
+    /// guest subnet; systemd-resolved runs (otherwise refused with a hint).
+    ResolverRoute {
+        /// The bridge.
+        bridge: String,
+        /// The DNS server address (the gateway).
+        dns: Ipv4Addr,
+        /// Undo instead (`resolvectl revert`).
+        revert: bool,
+    },
 }
 
 impl PrivOp {
@@ -117,6 +189,7 @@ impl PrivOp {
                     signal,
                 })
             }
+            other => crate::net_op::validate(other, policy),
         }
     }
 
@@ -125,6 +198,14 @@ impl PrivOp {
         match self {
             PrivOp::SpawnVmm(_) => "spawn_vmm",
             PrivOp::SignalVmm { .. } => "signal_vmm",
+            PrivOp::EnsureBridge { .. } => "ensure_bridge",
+            PrivOp::CreateTap { .. } => "create_tap",
+            PrivOp::DeleteLink { .. } => "delete_link",
+            PrivOp::ListLinks => "list_links",
+            PrivOp::ApplyNat { .. } => "apply_nat",
+            PrivOp::RemoveNat => "remove_nat",
+            PrivOp::SetIpForward { .. } => "set_ip_forward",
+            PrivOp::ResolverRoute { .. } => "resolver_route",
         }
     }
 }
@@ -142,4 +223,34 @@ pub enum PrivReply {
         /// False when the process was already gone.
         delivered: bool,
     },
+    /// A network operation finished.
+    Done,
+    /// [`PrivOp::DeleteLink`] / [`PrivOp::RemoveNat`] finished.
+    Removed {
+        /// False when there was nothing to remove.
+        existed: bool,
+    },
+    /// [`PrivOp::ListLinks`].
+    Links {
+        /// banger's links.
+        links: Vec<LinkInfo>,
+    },
+    /// [`PrivOp::SetIpForward`]: the value before the change.
+    Forwarding {
+        /// Previous `net.ipv4.ip_forward`.
+        previous: bool,
+    },
+}
+
+/// One banger link, as [`PrivOp::ListLinks`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    /// Interface name.
+    pub name: String,
+    /// `bridge`, `tun`, or another rtnetlink kind (empty when unknown).
+    pub kind: String,
+    /// Administratively up.
+    pub up: bool,
+    /// Name of the bridge it is attached to.
+    pub controller: Option<String>,
 }

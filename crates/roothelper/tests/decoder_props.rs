@@ -67,6 +67,22 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
         PrivOp::SignalVmm { pid, api_sock, .. } => {
             *pid > 1 && *pid <= i32::MAX as u32 && inside(api_sock, policy)
         }
+        PrivOp::EnsureBridge {
+            name,
+            gateway,
+            prefix,
+        } => device_ok(name, policy) && in_subnet(*gateway, policy) && *prefix == policy.subnet.1,
+        PrivOp::CreateTap { name, bridge } => device_ok(name, policy) && device_ok(bridge, policy),
+        PrivOp::DeleteLink { name } => device_ok(name, policy),
+        PrivOp::ApplyNat {
+            bridge,
+            network,
+            prefix,
+        } => device_ok(bridge, policy) && (*network, *prefix) == policy.subnet,
+        PrivOp::ResolverRoute { bridge, dns, .. } => {
+            device_ok(bridge, policy) && in_subnet(*dns, policy)
+        }
+        PrivOp::ListLinks | PrivOp::RemoveNat | PrivOp::SetIpForward { .. } => true,
         // A variant added later must state its rules here and be added to
         // `op_strategy`; until then the generators never produce it, and
         // random bytes decoding into it and passing `validate` fail the
@@ -74,6 +90,23 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
         #[allow(unreachable_patterns)]
         _ => false,
     }
+}
+
+/// The device-name rule, stated independently of `Policy::check_device`.
+fn device_ok(name: &str, policy: &Policy) -> bool {
+    let p = &policy.device_prefix;
+    name.len() > p.len()
+        && name.len() <= 15
+        && name.starts_with(p.as_str())
+        && name[p.len()..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn in_subnet(ip: std::net::Ipv4Addr, policy: &Policy) -> bool {
+    let (net, len) = policy.subnet;
+    let bits = 32 - u32::from(len);
+    (u32::from(ip) >> bits) == (u32::from(net) >> bits)
 }
 
 fn path_strategy(root: PathBuf) -> impl Strategy<Value = PathBuf> + Clone {
@@ -163,7 +196,42 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
                 VmmSignal::Term
             },
         });
-    prop_oneof![spawn, signal]
+    let device = prop_oneof![
+        "bg[a-z0-9-]{1,13}",
+        "[a-zA-Z0-9_./-]{0,20}",
+        Just("eth0".to_string()),
+        Just("bg".to_string()),
+    ];
+    let ip = prop_oneof![
+        (0u8..=255).prop_map(|d| std::net::Ipv4Addr::new(172, 30, 0, d)),
+        any::<u32>().prop_map(std::net::Ipv4Addr::from),
+    ];
+    let prefix = prop_oneof![Just(24u8), 0u8..=32];
+    let net = prop_oneof![
+        (device.clone(), ip.clone(), prefix.clone()).prop_map(|(name, gateway, prefix)| {
+            PrivOp::EnsureBridge {
+                name,
+                gateway,
+                prefix,
+            }
+        }),
+        (device.clone(), device.clone())
+            .prop_map(|(name, bridge)| PrivOp::CreateTap { name, bridge }),
+        device.clone().prop_map(|name| PrivOp::DeleteLink { name }),
+        (device.clone(), ip.clone(), prefix).prop_map(|(bridge, network, prefix)| {
+            PrivOp::ApplyNat {
+                bridge,
+                network,
+                prefix,
+            }
+        }),
+        (device, ip, any::<bool>()).prop_map(|(bridge, dns, revert)| PrivOp::ResolverRoute {
+            bridge,
+            dns,
+            revert
+        }),
+    ];
+    prop_oneof![spawn, signal, net]
 }
 
 fn check(body: &[u8], policy: &Policy) -> Result<(), TestCaseError> {

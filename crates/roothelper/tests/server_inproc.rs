@@ -166,3 +166,65 @@ fn a_missing_helper_is_reported_with_a_hint() {
     std::fs::write(t.path().join("f.sock"), "x").unwrap();
     assert!(bind(&t.path().join("f.sock"), t.path(), 0).is_err());
 }
+
+#[test]
+fn foreign_devices_and_addresses_are_refused_through_the_helper() {
+    let f = start(me());
+    let c = RootHelperClient::new(&f.socket);
+    let gw = std::net::Ipv4Addr::new(172, 30, 0, 1);
+    let cases = [
+        PrivOp::CreateTap {
+            name: "eth0".into(),
+            bridge: "bg0".into(),
+        },
+        PrivOp::DeleteLink {
+            name: "eth0".into(),
+        },
+        PrivOp::DeleteLink {
+            name: "tap0".into(),
+        },
+        PrivOp::CreateTap {
+            name: "bg-much-too-long-name".into(),
+            bridge: "bg0".into(),
+        },
+        PrivOp::EnsureBridge {
+            name: "bg0".into(),
+            gateway: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            prefix: 24,
+        },
+        PrivOp::EnsureBridge {
+            name: "docker0".into(),
+            gateway: gw,
+            prefix: 24,
+        },
+        PrivOp::ApplyNat {
+            bridge: "bg0".into(),
+            network: std::net::Ipv4Addr::new(0, 0, 0, 0),
+            prefix: 0,
+        },
+        PrivOp::ResolverRoute {
+            bridge: "bg0".into(),
+            dns: std::net::Ipv4Addr::new(8, 8, 8, 8),
+            revert: false,
+        },
+    ];
+    for op in cases {
+        let shown = format!("{op:?}");
+        let err = c.execute(op).unwrap_err();
+        assert!(
+            matches!(err, PrivOpsError::Refused { .. }),
+            "{shown} not refused: {err:?}"
+        );
+    }
+    // Nothing was created: no link of these names exists in this namespace.
+    for name in ["eth0", "tap0", "docker0", "bg0"] {
+        let out = std::process::Command::new("ip")
+            .args(["-j", "link", "show", name])
+            .output();
+        if let Ok(out) = out
+            && name != "eth0"
+        {
+            assert!(!out.status.success(), "{name} exists");
+        }
+    }
+}

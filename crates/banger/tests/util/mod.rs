@@ -38,6 +38,8 @@ pub struct TestDaemon {
     /// Command the daemon is started through (e.g. `setpriv --reuid=…`);
     /// empty: run `bangerd` directly.
     pub launcher: Vec<String>,
+    /// Network namespace the daemon runs in.
+    pub netns: Option<String>,
 }
 
 impl TestDaemon {
@@ -49,14 +51,29 @@ impl TestDaemon {
 
     /// Like [`start`](Self::start) with extra keys for the `[daemon]` table.
     pub fn start_with(env: &[(&str, &str)], daemon_keys: &str) -> TestDaemon {
+        // These daemons run unprivileged-style in the machine's own network
+        // namespace, so they must not touch the host network; the network
+        // tests (tests/network.rs) run theirs inside a throwaway namespace.
+        Self::start_full(env, daemon_keys, "enabled = false\n", None)
+    }
+
+    /// A daemon with extra `[network]` keys, run inside the named network
+    /// namespace (`ip netns exec`) when `netns` is given.
+    pub fn start_full(
+        env: &[(&str, &str)],
+        daemon_keys: &str,
+        network_keys: &str,
+        netns: Option<&str>,
+    ) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("banger-test-")
             .tempdir()
             .unwrap();
         let config = format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n",
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n[network]\n{}",
             bin("banger-fcsim").display().to_string(),
-            daemon_keys
+            daemon_keys,
+            network_keys
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut d = TestDaemon {
@@ -67,6 +84,7 @@ impl TestDaemon {
                 .collect(),
             child: None,
             launcher: Vec::new(),
+            netns: netns.map(str::to_string),
         };
         d.spawn();
         d
@@ -79,7 +97,12 @@ impl TestDaemon {
             .append(true)
             .open(self.dir.path().join("bangerd.log"))
             .unwrap();
-        let mut cmd = match self.launcher.split_first() {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", ns].map(String::from));
+        }
+        argv.extend(self.launcher.iter().cloned());
+        let mut cmd = match argv.split_first() {
             None => Command::new(bin("bangerd")),
             Some((first, rest)) => {
                 let mut c = Command::new(first);

@@ -4,7 +4,9 @@
 
 use banger_api::{ByteSize, validate};
 
-use crate::args::{Command, ConfigCommand, ImageCommand, OperationCommand, VmCommand};
+use crate::args::{
+    Command, ConfigCommand, ImageCommand, NetworkCommand, OperationCommand, VmCommand,
+};
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -14,6 +16,7 @@ mod doctor;
 mod follow;
 mod image;
 mod image_register;
+mod network;
 mod operation;
 mod status;
 mod system;
@@ -61,6 +64,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
         },
         Command::Completions { shell } => completions::run(ctx, shell),
         Command::System(c) => system::run(ctx, c),
+        Command::Network(NetworkCommand::Reset(a)) => network::reset(ctx, a),
     }
 }
 

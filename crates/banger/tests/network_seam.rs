@@ -1,0 +1,267 @@
+//! The daemon's network flow through the privileged-ops seam, without root:
+//! a recording fake answers the network operations (and keeps a pretend
+//! link table), the VMM operations go to the real in-process adapter and
+//! the simulator. The subnet is on loopback (127.30.0.0/24) so the real
+//! `vm.` DNS server can bind its gateway address anywhere.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmDeleteParams};
+use banger_api::{OpState, VmState};
+use banger_daemon::config::{Config, Layout, Mode};
+use banger_daemon::{Daemon, OpenOptions};
+use banger_privops::{LinkInfo, LocalPrivOps, PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
+
+struct FakeNet {
+    inner: LocalPrivOps,
+    log: Mutex<Vec<String>>,
+    links: Mutex<BTreeSet<String>>,
+    refuse_tap: bool,
+}
+
+impl PrivilegedOps for FakeNet {
+    fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
+        // Validate exactly as the real adapter would.
+        let op = op.validate(self.inner.policy())?;
+        let mut links = self.links.lock().unwrap();
+        let entry = match &op {
+            PrivOp::CreateTap { .. } => "create_tap".to_string(),
+            PrivOp::DeleteLink { name } => format!("delete_link {name}"),
+            other => other.name().to_string(),
+        };
+        self.log.lock().unwrap().push(entry);
+        match op {
+            PrivOp::SpawnVmm(_) | PrivOp::SignalVmm { .. } => {
+                drop(links);
+                self.inner.execute(op)
+            }
+            PrivOp::EnsureBridge { name, .. } => {
+                links.insert(name);
+                Ok(PrivReply::Done)
+            }
+            PrivOp::CreateTap { name, .. } => {
+                if self.refuse_tap {
+                    return Err(PrivOpsError::Refused {
+                        op: "create_tap",
+                        reason: "test says no".into(),
+                    });
+                }
+                links.insert(name);
+                Ok(PrivReply::Done)
+            }
+            PrivOp::DeleteLink { name } => Ok(PrivReply::Removed {
+                existed: links.remove(&name),
+            }),
+            PrivOp::ListLinks => Ok(PrivReply::Links {
+                links: links
+                    .iter()
+                    .map(|n| LinkInfo {
+                        name: n.clone(),
+                        kind: if n.starts_with("bgt") {
+                            "tun"
+                        } else {
+                            "bridge"
+                        }
+                        .into(),
+                        up: true,
+                        controller: None,
+                    })
+                    .collect(),
+            }),
+            PrivOp::ApplyNat { .. } => Ok(PrivReply::Done),
+            PrivOp::RemoveNat => Ok(PrivReply::Removed { existed: true }),
+            PrivOp::SetIpForward { .. } => Ok(PrivReply::Forwarding { previous: false }),
+            PrivOp::ResolverRoute { .. } => Ok(PrivReply::Done),
+        }
+    }
+}
+
+fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<FakeNet>) {
+    let text = format!(
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nsubnet = \"127.30.0.0/24\"\ndns_port = 0\ntap_pool_size = {pool}\n",
+        util::bin("banger-fcsim").display().to_string()
+    );
+    let config: Config = toml::from_str(&text).unwrap();
+    let layout = Layout::resolve(
+        Mode::Dev,
+        dir.join("config.toml"),
+        &config,
+        Some(&dir.join("state")),
+    )
+    .unwrap();
+    let ops = Arc::new(FakeNet {
+        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
+        log: Mutex::new(Vec::new()),
+        // A TAP a previous daemon leaked.
+        links: Mutex::new(["bgt0000dead".to_string()].into()),
+        refuse_tap,
+    });
+    let d = Daemon::open(OpenOptions {
+        config,
+        layout,
+        privops: Some(ops.clone()),
+    })
+    .unwrap();
+    (d, ops)
+}
+
+async fn register(d: &Daemon, fx: &util::Fixtures) {
+    d.images
+        .register(ImageRegisterParams {
+            name: "base".into(),
+            rootfs: fx.rootfs.display().to_string(),
+            kernel: fx.kernel.display().to_string(),
+            initrd: None,
+        })
+        .await
+        .unwrap();
+}
+
+async fn create(d: &Daemon, name: &str) -> banger_api::Operation {
+    let created = d
+        .vms
+        .create(VmCreateParams {
+            name: name.into(),
+            image: Some("base".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = created.operation.unwrap().id;
+    let mut rx = match d.vms.watch(&id).unwrap() {
+        Ok(rx) => rx,
+        Err(done) => return done,
+    };
+    rx.wait_for(|o| o.0.state.is_done())
+        .await
+        .unwrap()
+        .0
+        .clone()
+}
+
+async fn pool_full(d: &Daemon) {
+    let net = d.net.network().unwrap();
+    for _ in 0..200 {
+        if net.pool.missing() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the TAP pool did not fill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
+    let Some(fx) = util::Fixtures::new("start_takes_a_pooled_tap_publishes_and_gives_back") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (d, ops) = open(dir.path(), 2, false);
+    d.reconcile().await.unwrap();
+    pool_full(&d).await;
+    let net = d.net.network().unwrap().clone();
+    assert!(net.dns.local_addr().is_some(), "the DNS server runs");
+    let log = ops.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "ensure_bridge",
+            "list_links",
+            "delete_link bgt0000dead",
+            "create_tap",
+            "create_tap"
+        ],
+        "bridge, leak removed, pool filled"
+    );
+    register(&d, &fx).await;
+    let pooled = net.pool.names();
+    ops.log.lock().unwrap().clear();
+    let op = create(&d, "seam").await;
+    assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
+    let vm = d.vms.resolve("seam").unwrap();
+    pool_full(&d).await;
+    let log = ops.log.lock().unwrap().clone();
+    // The background refill interleaves freely; everything else is ordered.
+    let ordered: Vec<&String> = log.iter().filter(|l| *l != "create_tap").collect();
+    assert_eq!(
+        ordered,
+        ["set_ip_forward", "apply_nat", "spawn_vmm"],
+        "first start: NAT, then the VMM: {log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| *l == "create_tap").count(),
+        1,
+        "one refill, no inline TAP (pool hit): {log:?}"
+    );
+    let tap = banger_daemon::handles::read_file(&d.layout.vm_dir(&vm.id))
+        .unwrap()
+        .tap
+        .unwrap();
+    assert!(pooled.contains(&tap));
+    assert_eq!(net.dns.zone.addr_of("seam"), Some(vm.guest_ip));
+
+    // Second start after a kill: no NAT work, the same kind of pool hit.
+    d.vms.kill("seam").await.unwrap();
+    assert_eq!(net.dns.zone.addr_of("seam"), None, "withdrawn at kill");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let taps_after_kill = net.pool.names().len();
+    assert_eq!(taps_after_kill, 2, "pool stays at its target");
+    ops.log.lock().unwrap().clear();
+    d.vms.start("seam").await.unwrap();
+    let log = ops.log.lock().unwrap().clone();
+    assert!(log.contains(&"spawn_vmm".to_string()), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l == "apply_nat" || l == "set_ip_forward"),
+        "NAT is applied once: {log:?}"
+    );
+    assert_eq!(net.dns.zone.addr_of("seam"), Some(vm.guest_ip));
+
+    // Reset is refused while it runs, then works.
+    let err = d.network_reset().await.unwrap_err();
+    assert!(err.to_string().contains("seam"), "{err}");
+    d.vms
+        .delete(&VmDeleteParams {
+            vm: "seam".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    assert!(net.dns.zone.is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = d.network_reset().await.unwrap();
+    assert!(r.links.contains(&"bg0".to_string()));
+    assert_eq!(
+        r.links.last().map(String::as_str),
+        Some("bg0"),
+        "bridge last"
+    );
+    assert!(r.nat_table);
+    assert_eq!(r.ip_forward_restored, Some(false));
+    assert!(ops.links.lock().unwrap().is_empty(), "nothing left");
+    assert!(net.dns.local_addr().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tap_leaves_error_and_nothing_running() {
+    let Some(fx) = util::Fixtures::new("refused_tap_leaves_error_and_nothing_running") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (d, ops) = open(dir.path(), 0, true);
+    d.reconcile().await.unwrap();
+    register(&d, &fx).await;
+    let op = create(&d, "nope").await;
+    assert_eq!(op.state, OpState::Failed);
+    assert!(op.error.unwrap().message.contains("test says no"));
+    assert_eq!(d.vms.resolve("nope").unwrap().state, VmState::Error);
+    assert!(d.vms.show("nope").unwrap().runtime.is_none());
+    assert!(
+        !ops.log.lock().unwrap().iter().any(|l| l == "spawn_vmm"),
+        "no VMM without a TAP"
+    );
+}
