@@ -12,6 +12,37 @@ use crate::system::install::{self, InstallOptions, under};
 use crate::system::systemd::Systemd;
 use crate::system::{SystemCommand, SystemError, status};
 
+/// Before the units go, ask the system daemon to remove banger's network
+/// (TAPs, bridge, NAT table, forwarding). It refuses while VMs run, which
+/// aborts the uninstall with nothing changed. Without a reachable daemon
+/// the user is told how to finish by hand.
+fn teardown_network(ctx: &mut Ctx) -> Result<(), CliError> {
+    let socket = Path::new(install::RUNTIME_DIR).join("bangerd.sock");
+    let mut client = match crate::client::Client::connect(&socket) {
+        Ok(c) => c,
+        Err(_) => {
+            writeln!(
+                ctx.err,
+                "note: bangerd is not running, so banger's network devices (if any) were not removed; start it and run `banger network reset`, or delete the bg* links and the `inet banger` nftables table"
+            )?;
+            return Ok(());
+        }
+    };
+    match client.call::<banger_api::NetworkReset>(banger_api::Request::NetworkReset) {
+        Ok(r) => {
+            writeln!(
+                ctx.out,
+                "removed network: {} link(s){}",
+                r.links.len(),
+                if r.nat_table { ", NAT table" } else { "" }
+            )?;
+            Ok(())
+        }
+        Err(e) if e.to_string().contains("network.enabled = false") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn failed(e: SystemError) -> CliError {
     CliError::Failed {
         message: e.to_string(),
@@ -47,6 +78,9 @@ pub fn run(ctx: &mut Ctx, c: SystemCommand) -> Result<(), CliError> {
             Ok(())
         }
         SystemCommand::Uninstall(a) => {
+            if a.root == Path::new("/") {
+                teardown_network(ctx)?;
+            }
             for line in install::uninstall(&a.root, a.purge, &sd).map_err(failed)? {
                 writeln!(ctx.out, "{line}")?;
             }
