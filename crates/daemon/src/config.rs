@@ -70,6 +70,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Timeouts and background loops.
     pub daemon: DaemonConfig,
+    /// Guest access and workspaces (`guest_config.rs`).
+    pub guest: crate::guest_config::GuestConfig,
 }
 
 /// `[vm]`: defaults for new VMs.
@@ -131,6 +133,7 @@ impl Default for Config {
             vm: VmDefaults::default(),
             network: NetworkConfig::default(),
             daemon: DaemonConfig::default(),
+            guest: Default::default(),
         }
     }
 }

@@ -13,6 +13,11 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod error;
+pub mod guest_access;
+pub mod guest_config;
+mod guest_files;
+pub mod guest_ports;
+pub mod guest_ssh;
 pub mod handles;
 pub mod host_network;
 pub mod image_service;
@@ -24,7 +29,11 @@ mod vm_create;
 mod vm_lifecycle;
 pub mod vm_service;
 pub mod vm_stats;
+mod workspace_export;
+mod workspace_prepare;
 pub mod workspace_service;
+#[cfg(test)]
+mod workspace_tests;
 
 pub use daemon::{Daemon, OpenOptions, wire_services};
 pub use host_network::HostNetwork;

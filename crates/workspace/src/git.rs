@@ -119,7 +119,13 @@ pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
         let url = git_line(&root, &["remote", "get-url", name]).unwrap_or_default();
         remotes.push((name.to_string(), url));
     }
-    let dirty = !git(&root, &["status", "--porcelain=v1", "-z"])?.is_empty();
+    // `--no-optional-locks`: no index refresh write, so `.git/index` does
+    // not change (and get re-sent) just because we looked.
+    let dirty = !git(
+        &root,
+        &["--no-optional-locks", "status", "--porcelain=v1", "-z"],
+    )?
+    .is_empty();
     let listing = git(
         &root,
         &[

@@ -51,12 +51,28 @@ pub fn write_tar<W: Write>(
     extra: &[(PathBuf, Vec<u8>)],
     out: W,
 ) -> io::Result<TarStats> {
+    let pairs = files.iter().map(|rel| (rel.clone(), root.join(rel)));
+    write_pairs(pairs, false, extra, out)
+}
+
+/// Write `(name in the archive, source file)` pairs; with `follow`, a
+/// symlink source is stored as the file it points to.
+pub fn write_pairs<W: Write>(
+    pairs: impl IntoIterator<Item = (PathBuf, PathBuf)>,
+    follow: bool,
+    extra: &[(PathBuf, Vec<u8>)],
+    out: W,
+) -> io::Result<TarStats> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let mut stats = TarStats::default();
-    for rel in files {
-        let path = root.join(rel);
-        let md = match path.symlink_metadata() {
+    for (rel, path) in pairs {
+        let md = if follow {
+            path.metadata()
+        } else {
+            path.symlink_metadata()
+        };
+        let md = match md {
             Ok(md) => md,
             // Vanished since the listing: the next prepare deletes it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -72,7 +88,7 @@ pub fn write_tar<W: Write>(
             let target = std::fs::read_link(&path)?;
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
-            b.append_link(&mut h, rel, &target)?;
+            b.append_link(&mut h, &rel, &target)?;
         } else if ft.is_file() {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(md.size());
@@ -80,7 +96,7 @@ pub fn write_tar<W: Write>(
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             b.append_data(
                 &mut h,
-                rel,
+                &rel,
                 Exact {
                     inner: f,
                     left: md.size(),
