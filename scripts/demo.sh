@@ -22,6 +22,8 @@ if [ -z "$fc" ] || [ ! -w /dev/kvm ] || [ -z "${BANGER_DEMO_ROOTFS:-}" ] || [ -z
   fc="$bin/banger-fcsim"
 fi
 printf 'firecracker_bin = "%s"\n' "$fc" > "$config"
+# The simulator boots no guest, so nothing would ever answer readiness.
+if [ "$simulated" = 1 ]; then printf '[guest]\nreadiness = "none"\n' >> "$config"; fi
 
 echo "== starting bangerd (dev mode, state in $state/state)"
 "$bin/bangerd" --state-dir "$state/state" --config "$config" >"$state/bangerd.log" 2>&1 &

@@ -16,6 +16,7 @@ pub mod error;
 pub mod guest_access;
 pub mod guest_config;
 mod guest_files;
+pub mod guest_ready;
 pub mod guest_ports;
 pub mod guest_ssh;
 pub mod handles;

@@ -87,6 +87,23 @@ impl VMService {
             self.net.release(&handles);
             return Err(self.fail_start(&vm, e));
         }
+        // Readiness: `running` only once the guest answers (guest_ready.rs).
+        if let Err(e) = self.ws.wait_ready(vm.guest_ip, handles.vsock.as_deref()).await {
+            let _ = self.net.kill(&handles).await;
+            self.net.release(&handles);
+            self.handles.remove(&vm.id, &spec.dir);
+            let console = last_lines(&VmFiles::console(&spec.dir), 15).join("\n");
+            return Err(self.fail_start(
+                &vm,
+                DaemonError::Vmm {
+                    vm: vm.name.clone(),
+                    message: format!(
+                        "the guest did not become reachable: {}; last console lines:\n{console}",
+                        error_chain(&e)
+                    ),
+                },
+            ));
+        }
         let vm = self
             .store
             .transition_vm(&vm.id, &[VmState::Starting], VmState::Running, |v| {
