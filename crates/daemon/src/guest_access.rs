@@ -5,7 +5,7 @@ use banger_api::Vm;
 use banger_api::guest::{SshArgv, SshConfigText, VmSshParams};
 
 use crate::error::DaemonError;
-use crate::guest_ssh::{SshClient, ensure_keypair};
+use crate::guest_ssh::{SshClient, ensure_client_files};
 use crate::workspace_service::{WorkspaceOpError, WorkspaceService};
 
 /// The include text: one `Host <name>.vm` block per VM, pinned by VM id.
@@ -33,7 +33,7 @@ pub fn ssh_config_text(ssh: &SshClient, port: u16, vms: &[Vm]) -> String {
 impl WorkspaceService {
     /// `guest.ssh_config`.
     pub fn ssh_config(&self) -> Result<SshConfigText, DaemonError> {
-        ensure_keypair(&self.deps.ssh.key).map_err(WorkspaceOpError::from)?;
+        ensure_client_files(&self.deps.ssh).map_err(WorkspaceOpError::from)?;
         let vms = self.vms.list_vms()?;
         Ok(SshConfigText {
             text: ssh_config_text(&self.deps.ssh, self.deps.guest.ssh_port, &vms),
@@ -43,7 +43,7 @@ impl WorkspaceService {
     /// `vm.ssh_argv`: the argv `banger vm ssh` execs.
     pub fn ssh_argv(&self, p: &VmSshParams) -> Result<SshArgv, DaemonError> {
         let vm = self.running_vm(&p.vm)?;
-        ensure_keypair(&self.deps.ssh.key).map_err(WorkspaceOpError::from)?;
+        ensure_client_files(&self.deps.ssh).map_err(WorkspaceOpError::from)?;
         Ok(SshArgv {
             argv: self
                 .deps

@@ -19,10 +19,14 @@ use crate::workspace_service::WorkspaceService;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadinessError {
     /// The image should have the hook but the VMM has no vsock device.
-    #[error("readiness is `vsock` but the VM has no vsock socket; set `[guest] readiness = \"ssh\"`")]
+    #[error(
+        "readiness is `vsock` but the VM has no vsock socket; set `[guest] readiness = \"ssh\"`"
+    )]
     NoVsock,
     /// The vsock handshake never succeeded.
-    #[error("no answer from the guest hook on vsock port {port} via {socket} within {secs}s (last: {last})")]
+    #[error(
+        "no answer from the guest hook on vsock port {port} via {socket} within {secs}s (last: {last})"
+    )]
     Vsock {
         /// vsock port.
         port: u32,
@@ -57,7 +61,9 @@ pub async fn vsock_connect(
         loop {
             let n = s.read(&mut b).await.map_err(|e| format!("read: {e}"))?;
             if n == 0 {
-                return Err(format!("closed by the VMM (nothing listens on guest port {port})"));
+                return Err(format!(
+                    "closed by the VMM (nothing listens on guest port {port})"
+                ));
             }
             if b[0] == b'\n' {
                 break;
@@ -158,10 +164,16 @@ mod tests {
     async fn handshake_succeeds_closes_or_stays_silent() {
         let dir = tempfile::tempdir().unwrap();
         let ok = fake(dir.path(), "ok");
-        vsock_connect(&ok, 52, Duration::from_secs(2)).await.unwrap();
-        wait_for_vsock(&ok, 52, Duration::from_secs(2)).await.unwrap();
+        vsock_connect(&ok, 52, Duration::from_secs(2))
+            .await
+            .unwrap();
+        wait_for_vsock(&ok, 52, Duration::from_secs(2))
+            .await
+            .unwrap();
         // A port nobody listens on: the fake closes, like Firecracker.
-        let e = vsock_connect(&ok, 53, Duration::from_secs(2)).await.unwrap_err();
+        let e = vsock_connect(&ok, 53, Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(e.contains("closed"), "{e}");
 
         let silent = fake(dir.path(), "silent");

@@ -74,8 +74,10 @@ pub enum GuestSshError {
         /// Last failure.
         reason: String,
     },
-    /// Creating the key pair failed.
-    #[error("cannot create banger's SSH key {path}: {reason}; check that ssh-keygen is installed")]
+    /// Creating the key pair (or the known_hosts directory) failed.
+    #[error(
+        "cannot create {path}: {reason}; check that ssh-keygen is installed and the directory is writable"
+    )]
     Keygen {
         /// The key path.
         path: PathBuf,
@@ -225,6 +227,17 @@ fn classify(c: &SshClient, target: &GuestTarget, stderr: &str) -> GuestSshError 
         addr: target.addr,
         stderr: stderr.trim().to_string(),
     }
+}
+
+/// Create banger's key pair and the known_hosts directory if missing.
+pub fn ensure_client_files(c: &SshClient) -> Result<(), GuestSshError> {
+    if let Some(dir) = c.known_hosts.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| GuestSshError::Keygen {
+            path: c.known_hosts.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    ensure_keypair(&c.key)
 }
 
 /// Create banger's key pair at `key` unless it exists.

@@ -88,7 +88,11 @@ impl VMService {
             return Err(self.fail_start(&vm, e));
         }
         // Readiness: `running` only once the guest answers (guest_ready.rs).
-        if let Err(e) = self.ws.wait_ready(vm.guest_ip, handles.vsock.as_deref()).await {
+        if let Err(e) = self
+            .ws
+            .wait_ready(vm.guest_ip, handles.vsock.as_deref())
+            .await
+        {
             let _ = self.net.kill(&handles).await;
             self.net.release(&handles);
             self.handles.remove(&vm.id, &spec.dir);

@@ -18,7 +18,7 @@ use banger_api::Vm;
 use crate::error::DaemonError;
 use crate::guest_config::GuestConfig;
 use crate::guest_ssh::{
-    GuestDial, GuestSshError, GuestTarget, SshClient, WaitForSsh, ensure_keypair,
+    GuestDial, GuestSshError, GuestTarget, SshClient, WaitForSsh, ensure_client_files,
 };
 use crate::lockset::VmLockSet;
 
@@ -179,7 +179,7 @@ impl WorkspaceService {
         feed: Option<&mut (dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send)>,
         out: &mut (dyn Write + Send),
     ) -> Result<GuestRun, WorkspaceOpError> {
-        ensure_keypair(&self.deps.ssh.key)?;
+        ensure_client_files(&self.deps.ssh)?;
         let mut cmd = self.deps.dial.command(target, script);
         cmd.stdin(if feed.is_some() {
             Stdio::piped()

@@ -4,8 +4,8 @@
 
 use banger_api::{ByteSize, validate};
 
-use crate::args_guest::WorkspaceCommand;
 use crate::args::{Command, ConfigCommand, ImageCommand, OperationCommand, VmCommand};
+use crate::args_guest::WorkspaceCommand;
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -24,8 +24,8 @@ mod vm_logs;
 mod vm_power;
 mod vm_set;
 mod vm_show;
-mod vm_stats;
 mod vm_ssh;
+mod vm_stats;
 mod workspace;
 
 /// Run one parsed command.

@@ -56,9 +56,9 @@ pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
         write!(ctx.out, "{}", text.text)?;
         return Ok(());
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .ok_or_else(|| CliError::usage("$HOME is not set; use --print and place the text yourself"))?;
+    let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+        CliError::usage("$HOME is not set; use --print and place the text yourself")
+    })?;
     let dir = home.join(".ssh/config.d");
     let file = dir.join("banger");
     let fail = |e: std::io::Error| CliError::Failed {
@@ -71,7 +71,10 @@ pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     let include = "Include ~/.ssh/config.d/banger";
     let main = std::fs::read_to_string(home.join(".ssh/config")).unwrap_or_default();
     if main.lines().any(|l| l.trim() == include) {
-        writeln!(ctx.out, "~/.ssh/config already includes it; `ssh NAME.vm` works")?;
+        writeln!(
+            ctx.out,
+            "~/.ssh/config already includes it; `ssh NAME.vm` works"
+        )?;
     } else {
         writeln!(
             ctx.out,
