@@ -131,6 +131,19 @@ fn readiness_pinning_ssh_and_ports() {
     let vm = s.d.wait_state("dev", VmState::Running, 20);
     assert_eq!(vm.guest_ip.to_string(), "172.30.0.2");
 
+    // banger's public key was written into the root disk before boot.
+    let disk = s.d.state_dir().join(format!("vms/{}/root.ext4", vm.id));
+    let keys = Command::new("debugfs")
+        .args(["-R", "cat /root/.ssh/authorized_keys"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let pubkey = std::fs::read_to_string(s.net.client_key.with_extension("pub")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&keys.stdout).contains(pubkey.trim()),
+        "authorized_keys on the root disk lacks banger's key"
+    );
+
     // `vm ssh` execs ssh with the daemon's options; the key is learned.
     let out =
         s.d.cli_ok(&["vm", "ssh", "dev", "--", "echo", "hello-from-guest"]);

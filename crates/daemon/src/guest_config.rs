@@ -50,6 +50,9 @@ pub struct GuestConfig {
     pub guest_hook: bool,
     /// The hook's vsock port. Default 52.
     pub vsock_port: u32,
+    /// Write banger's and the owner's public keys and the owner's git
+    /// identity into the VM's disk before each boot. Default true.
+    pub sync_identity: bool,
 }
 
 impl Default for GuestConfig {
@@ -66,6 +69,7 @@ impl Default for GuestConfig {
             readiness_timeout_secs: 60,
             guest_hook: false,
             vsock_port: 52,
+            sync_identity: true,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod rpc_server;
 mod vm_create;
 mod vm_lifecycle;
+pub mod vm_authsync;
 pub mod vm_service;
 pub mod vm_stats;
 mod workspace_export;

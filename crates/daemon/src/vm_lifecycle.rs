@@ -56,6 +56,15 @@ impl VMService {
                 v.last_error = None;
             })?;
         let dir = self.layout.vm_dir(&vm.id);
+        if self.config.guest.sync_identity {
+            // Keys and git identity into the root disk (vm_authsync.rs).
+            let ws = Arc::clone(&self.ws);
+            let disk = root_disk(&dir);
+            let synced = tokio::task::spawn_blocking(move || ws.sync_identity(&disk)).await;
+            if let Ok(Err(e)) = synced {
+                tracing::warn!(vm = %vm.name, error = %error_chain(&e), "cannot sync keys and git identity");
+            }
+        }
         let spec = LaunchSpec {
             name: vm.name.clone(),
             vmm_id: format!("banger-{}", vm.id),

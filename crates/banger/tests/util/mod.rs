@@ -54,7 +54,7 @@ impl TestDaemon {
         let guest = if daemon_keys.contains("[guest]") {
             ""
         } else {
-            "[guest]\nreadiness = \"none\"\n"
+            "[guest]\nreadiness = \"none\"\nsync_identity = false\n"
         };
         let config = format!(
             "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n{guest}",
