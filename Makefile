@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench clean
+.PHONY: help build test lint fmt demo smoke bench bench-workspace clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ smoke: demo ## The supported-path smoke run; today the dev-path demo (see README
 
 bench: ## Lifecycle benchmark against the simulator (p50/p95 per operation).
 	$(CARGO) bench -p banger --bench lifecycle
+
+bench-workspace: ## workspace prepare vs git archive|ssh and rsync over one local sshd (root).
+	$(CARGO) bench -p banger --bench workspace
 
 clean: ## Remove build output.
 	$(CARGO) clean

@@ -20,7 +20,9 @@ use crate::workspace_service::WorkspaceService;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSyncError {
     /// debugfs could not run or refused the image.
-    #[error("debugfs on {disk} failed: {reason}; install e2fsprogs, or set `[guest] sync_identity = false`")]
+    #[error(
+        "debugfs on {disk} failed: {reason}; install e2fsprogs, or set `[guest] sync_identity = false`"
+    )]
     Debugfs {
         /// The disk image.
         disk: PathBuf,
@@ -132,11 +134,21 @@ pub fn write_files(
         script.push_str(&format!("rm \"{path}\"\n"));
         script.push_str(&format!("write \"{}\" \"{path}\"\n", src.display()));
         script.push_str(&format!("sif \"{path}\" mode 0{:o}\n", 0o100000 | mode));
-        script.push_str(&format!("sif \"{path}\" uid {}\nsif \"{path}\" gid {}\n", acct.uid, acct.gid));
+        script.push_str(&format!(
+            "sif \"{path}\" uid {}\nsif \"{path}\" gid {}\n",
+            acct.uid, acct.gid
+        ));
     }
     // Directories banger created under the home belong to the user.
-    for d in dirs.iter().filter(|d| d.starts_with(&acct.home) && **d != acct.home) {
-        let mode = if d.ends_with("/.ssh") { 0o40700 } else { 0o40755 };
+    for d in dirs
+        .iter()
+        .filter(|d| d.starts_with(&acct.home) && **d != acct.home)
+    {
+        let mode = if d.ends_with("/.ssh") {
+            0o40700
+        } else {
+            0o40755
+        };
         script.push_str(&format!(
             "sif \"{d}\" mode 0{mode:o}\nsif \"{d}\" uid {}\nsif \"{d}\" gid {}\n",
             acct.uid, acct.gid
@@ -247,7 +259,10 @@ mod tests {
         let has_debugfs = Command::new("debugfs").arg("-V").output().is_ok();
         if !ok || !has_debugfs {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP vm_authsync: mkfs.ext4/debugfs missing (e2fsprogs)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP vm_authsync: mkfs.ext4/debugfs missing (e2fsprogs)"
+            );
             return None;
         }
         Some(img)
@@ -256,14 +271,32 @@ mod tests {
     #[test]
     fn writes_keys_and_identity_with_owner_and_modes() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(img) = image(dir.path(), Some("root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n")) else {
+        let Some(img) = image(
+            dir.path(),
+            Some("root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n"),
+        ) else {
             return;
         };
         let acct = guest_account(&img, "dev").unwrap();
-        assert_eq!(acct, GuestAccount { uid: 1000, gid: 1000, home: "/home/dev".into() });
+        assert_eq!(
+            acct,
+            GuestAccount {
+                uid: 1000,
+                gid: 1000,
+                home: "/home/dev".into()
+            }
+        );
         let files = vec![
-            ("/home/dev/.ssh/authorized_keys".to_string(), b"ssh-ed25519 AAAA k\n".to_vec(), 0o600),
-            ("/home/dev/.gitconfig".to_string(), b"[user]\n\tname = \"A\"\n".to_vec(), 0o644),
+            (
+                "/home/dev/.ssh/authorized_keys".to_string(),
+                b"ssh-ed25519 AAAA k\n".to_vec(),
+                0o600,
+            ),
+            (
+                "/home/dev/.gitconfig".to_string(),
+                b"[user]\n\tname = \"A\"\n".to_vec(),
+                0o644,
+            ),
         ];
         write_files(&img, &acct, &files).unwrap();
         // Twice: replacing existing files works.
@@ -273,7 +306,10 @@ mod tests {
         assert!(stat.contains("User:  1000"), "{stat}");
         let ssh_dir = debugfs(&img, false, "stat /home/dev/.ssh").unwrap();
         assert!(ssh_dir.contains("Mode:  0700"), "{ssh_dir}");
-        assert_eq!(debugfs(&img, false, "cat /home/dev/.gitconfig").unwrap(), "[user]\n\tname = \"A\"\n");
+        assert_eq!(
+            debugfs(&img, false, "cat /home/dev/.gitconfig").unwrap(),
+            "[user]\n\tname = \"A\"\n"
+        );
         assert!(guest_account(&img, "nobody-here").is_err());
     }
 
@@ -288,8 +324,15 @@ mod tests {
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         assert_eq!(git_identity(&home), None);
-        std::fs::write(home.join(".gitconfig"), "[user]\n\tname = Ada L\n\temail = ada@example.invalid\n").unwrap();
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[user]\n\tname = Ada L\n\temail = ada@example.invalid\n",
+        )
+        .unwrap();
         let cfg = String::from_utf8(git_identity(&home).unwrap()).unwrap();
-        assert!(cfg.contains("name = \"Ada L\"") && cfg.contains("email = \"ada@example.invalid\""), "{cfg}");
+        assert!(
+            cfg.contains("name = \"Ada L\"") && cfg.contains("email = \"ada@example.invalid\""),
+            "{cfg}"
+        );
     }
 }

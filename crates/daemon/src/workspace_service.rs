@@ -113,6 +113,9 @@ impl From<WorkspaceOpError> for DaemonError {
     }
 }
 
+/// Writes a guest command's stdin.
+pub(crate) type Feed<'a> = dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send + 'a;
+
 /// What a guest command returned.
 pub(crate) struct GuestRun {
     pub code: i32,
@@ -176,7 +179,7 @@ impl WorkspaceService {
         &self,
         target: &GuestTarget,
         script: &str,
-        feed: Option<&mut (dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send)>,
+        feed: Option<&mut Feed<'_>>,
         out: &mut (dyn Write + Send),
     ) -> Result<GuestRun, WorkspaceOpError> {
         ensure_client_files(&self.deps.ssh)?;

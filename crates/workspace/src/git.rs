@@ -57,8 +57,6 @@ pub struct RepoInfo {
     pub branch: Option<String>,
     /// `(name, fetch url)` of each remote.
     pub remotes: Vec<(String, String)>,
-    /// Whether the work tree or index differ from HEAD (untracked included).
-    pub dirty: bool,
     /// Tracked plus untracked-not-ignored files that exist, relative to root.
     pub files: Vec<PathBuf>,
 }
@@ -119,13 +117,6 @@ pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
         let url = git_line(&root, &["remote", "get-url", name]).unwrap_or_default();
         remotes.push((name.to_string(), url));
     }
-    // `--no-optional-locks`: no index refresh write, so `.git/index` does
-    // not change (and get re-sent) just because we looked.
-    let dirty = !git(
-        &root,
-        &["--no-optional-locks", "status", "--porcelain=v1", "-z"],
-    )?
-    .is_empty();
     let listing = git(
         &root,
         &[
@@ -153,9 +144,21 @@ pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
         head,
         branch,
         remotes,
-        dirty,
         files,
     })
+}
+
+/// Whether the work tree or index differ from HEAD (untracked files
+/// included). A separate call: it walks the whole tree, which `inspect`
+/// (on the prepare path) does not need. `--no-optional-locks`: no index
+/// refresh is written, so `.git/index` does not change (and get re-sent)
+/// just because we looked.
+pub fn is_dirty(root: &Path) -> Result<bool, GitError> {
+    Ok(!git(
+        root,
+        &["--no-optional-locks", "status", "--porcelain=v1", "-z"],
+    )?
+    .is_empty())
 }
 
 /// Every file and symlink under `root/.git`, relative to `root`, skipping
@@ -197,7 +200,10 @@ mod tests {
         assert_eq!(info.root, root);
         assert_eq!(info.branch.as_deref(), Some("main"));
         assert!(info.head.as_ref().is_some_and(|h| h.len() == 40));
-        assert!(info.dirty);
+        assert!(is_dirty(&root).unwrap());
+        run_git(&root, &["add", "-A"]);
+        run_git(&root, &["commit", "-q", "-m", "all"]);
+        assert!(!is_dirty(&root).unwrap());
         assert_eq!(
             info.remotes,
             vec![(
