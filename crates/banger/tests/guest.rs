@@ -165,6 +165,30 @@ fn readiness_pinning_ssh_and_ports() {
     assert!(cfg.contains("Host dev.vm\n  HostName 172.30.0.2"), "{cfg}");
     assert!(cfg.contains(&format!("HostKeyAlias banger-{}", vm.id)));
 
+    // Without --print it writes ~/.ssh/config.d/banger and names the Include line.
+    let home = s.net.dir.path().join("user-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(util::bin("banger"))
+        .arg("--state-dir")
+        .arg(s.d.state_dir())
+        .arg("--config")
+        .arg(s.d.dir.path().join("config.toml"))
+        .arg("ssh-config")
+        .env("HOME", &home)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Include ~/.ssh/config.d/banger"));
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap(),
+        cfg
+    );
+
     // A different host key for the same VM is refused, clearly.
     s.net.start_sshd();
     let repo = awkward_repo(s.net.dir.path(), 1);
