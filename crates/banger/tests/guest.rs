@@ -200,8 +200,10 @@ fn readiness_pinning_ssh_and_ports() {
     assert!(err.contains("ssh-keygen -R banger-"), "{err}");
     assert!(!s.work.join("myproj").exists(), "nothing was sent");
 
-    // A recreated VM (new id) learns the new key.
+    // A recreated VM (new id) learns the new key; the old pin is dropped.
     s.d.cli_ok(&["vm", "delete", "dev", "--force"]);
+    let kh = std::fs::read_to_string(s.d.state_dir().join("ssh/known_hosts")).unwrap();
+    assert!(!kh.contains(&format!("banger-{}", vm.id)), "{kh}");
     s.d.cli_ok(&["vm", "create", "dev", "--image", "base"]);
     s.d.wait_state("dev", VmState::Running, 20);
     s.d.cli_ok(&["workspace", "prepare", "dev", repo.to_str().unwrap()]);

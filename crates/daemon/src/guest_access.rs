@@ -40,6 +40,40 @@ impl WorkspaceService {
         })
     }
 
+    /// Drop VM `vm_id`'s pinned host key from the daemon's known_hosts
+    /// (`ssh-keygen -R banger-<id>`), after the VM was deleted. Blocking.
+    pub fn forget_host_key(&self, vm_id: &str) {
+        let kh = &self.deps.ssh.known_hosts;
+        if !kh.exists() {
+            return;
+        }
+        // ssh stores a non-22 port as `[alias]:port`.
+        let alias = format!("banger-{vm_id}");
+        let mut names = vec![alias.clone()];
+        if self.deps.guest.ssh_port != 22 {
+            names.push(format!("[{alias}]:{}", self.deps.guest.ssh_port));
+        }
+        for name in names {
+            let out = std::process::Command::new("ssh-keygen")
+                .arg("-R")
+                .arg(&name)
+                .arg("-f")
+                .arg(kh)
+                .stdin(std::process::Stdio::null())
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::warn!(
+                    vm = vm_id,
+                    error = %String::from_utf8_lossy(&o.stderr).trim(),
+                    "cannot forget the VM's host key"
+                ),
+                Err(e) => tracing::warn!(vm = vm_id, error = %e, "cannot run ssh-keygen -R"),
+            }
+        }
+        let _ = std::fs::remove_file(kh.with_extension("old"));
+    }
+
     /// `vm.ssh_argv`: the argv `banger vm ssh` execs.
     pub fn ssh_argv(&self, p: &VmSshParams) -> Result<SshArgv, DaemonError> {
         let vm = self.running_vm(&p.vm)?;

@@ -300,6 +300,10 @@ impl VMService {
             }
         }
         self.vm_locks.forget(&vm.id);
+        // Its pinned SSH host key goes with it (guest_ssh.rs).
+        let ws = Arc::clone(&self.ws);
+        let id = vm.id.clone();
+        let _ = tokio::task::spawn_blocking(move || ws.forget_host_key(&id)).await;
         tracing::info!(vm = %vm.name, "VM deleted");
         Ok(Deleted {
             id: vm.id,
