@@ -172,6 +172,13 @@ fn main() {
     });
     let rsync_again = time(rsync);
 
+    for line in d
+        .log()
+        .lines()
+        .filter(|l| l.contains("workspace prepare phases"))
+    {
+        println!("daemon: {}", line.trim());
+    }
     let secs = |d: Duration| d.as_secs_f64();
     println!("workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns");
     println!(

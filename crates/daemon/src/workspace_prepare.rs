@@ -76,9 +76,11 @@ impl WorkspaceService {
         path: &Path,
         full: bool,
     ) -> Result<WorkspacePrepared, WorkspaceOpError> {
+        let t_inspect = std::time::Instant::now();
         let info = git::inspect(path)?;
         let mut files = info.files.clone();
         files.extend(git::git_dir_files(&info.root)?);
+        let inspected = t_inspect.elapsed();
         let record = self.record(&vm.id, &info.root);
         let previous = if full {
             Manifest::default()
@@ -89,12 +91,12 @@ impl WorkspaceService {
         let target = self.target(vm);
         let mut attempt_full = previous.entries.is_empty();
         loop {
-            let prev = if attempt_full {
-                Manifest::default()
-            } else {
-                previous.clone()
-            };
-            let (next, delta) = Manifest::scan(&info.root, &files, &prev)?;
+            let empty = Manifest::default();
+            let prev = if attempt_full { &empty } else { &previous };
+            let t_scan = std::time::Instant::now();
+            // Loose objects and packs are named by their content.
+            let (next, delta) = Manifest::scan_with(&info.root, &files, prev, immutable)?;
+            let scanned = t_scan.elapsed();
             let mut delete_list = Vec::new();
             for d in &delta.delete {
                 delete_list.extend_from_slice(d.as_os_str().as_bytes());
@@ -118,7 +120,16 @@ impl WorkspaceService {
                 stats = tarstream::write_tar(&root, &send, &extra, w)?;
                 Ok(())
             };
+            let t_io = std::time::Instant::now();
             let run = self.run_guest(&target, &script, Some(&mut feed), &mut stdout)?;
+            tracing::info!(
+                vm = %vm.name,
+                inspect_ms = inspected.as_millis() as u64,
+                scan_ms = scanned.as_millis() as u64,
+                guest_io_ms = t_io.elapsed().as_millis() as u64,
+                files = delta.send.len(),
+                "workspace prepare phases"
+            );
             if run.code == NO_CHECKOUT && !attempt_full {
                 tracing::info!(vm = %vm.name, "no checkout on the guest; sending everything");
                 attempt_full = true;
@@ -148,6 +159,27 @@ impl WorkspaceService {
     }
 }
 
+/// Content-addressed git files: loose objects (`.git/objects/xx/…`) and
+/// pack files (`pack-<hash>.*`). Anything else under `objects` (info,
+/// multi-pack-index) can change in place.
+fn immutable(p: &Path) -> bool {
+    let Ok(rest) = p.strip_prefix(".git/objects") else {
+        return false;
+    };
+    let mut c = rest.components();
+    match (c.next(), c.next(), c.next()) {
+        (Some(dir), Some(_), None) => {
+            let d = dir.as_os_str().as_bytes();
+            (d.len() == 2 && d.iter().all(u8::is_ascii_hexdigit))
+                || (d == b"pack"
+                    && rest
+                        .file_name()
+                        .is_some_and(|n| n.as_bytes().starts_with(b"pack-")))
+        }
+        _ => false,
+    }
+}
+
 fn save(
     record: &WorkspaceRecord,
     manifest: &Manifest,
@@ -168,4 +200,21 @@ fn save(
     };
     write(&record.manifest, manifest.to_text().as_bytes())?;
     write(&record.base, head.unwrap_or("").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::immutable;
+    use std::path::Path;
+
+    #[test]
+    fn only_content_addressed_git_files_are_immutable() {
+        assert!(immutable(Path::new(".git/objects/ab/cdef0123")));
+        assert!(immutable(Path::new(".git/objects/pack/pack-12ab.pack")));
+        assert!(immutable(Path::new(".git/objects/pack/pack-12ab.idx")));
+        assert!(!immutable(Path::new(".git/objects/pack/multi-pack-index")));
+        assert!(!immutable(Path::new(".git/objects/info/commit-graph")));
+        assert!(!immutable(Path::new(".git/index")));
+        assert!(!immutable(Path::new("src/objects/ab/cd")));
+    }
 }

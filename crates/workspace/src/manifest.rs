@@ -11,7 +11,7 @@
 //! On disk a manifest is text, one entry per line:
 //! `mode size mtime_ns hash|- hex(path)`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
@@ -55,8 +55,8 @@ pub struct ManifestEntry {
 /// All carried files, keyed by path relative to the checkout root.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
-    /// Entries by path.
-    pub entries: BTreeMap<PathBuf, ManifestEntry>,
+    /// Entries by path (hashed: a lookup per file on every prepare).
+    pub entries: HashMap<PathBuf, ManifestEntry>,
 }
 
 /// What a prepare must send.
@@ -118,9 +118,29 @@ impl Manifest {
         files: &[PathBuf],
         previous: &Manifest,
     ) -> Result<(Manifest, Delta), ManifestError> {
-        let mut next = Manifest::default();
+        Self::scan_with(root, files, previous, |_| false)
+    }
+
+    /// [`scan`](Self::scan), trusting the previous entry without a `stat`
+    /// for paths `immutable` accepts (content-addressed files such as
+    /// `.git/objects/**`, whose name changes whenever their content would).
+    pub fn scan_with(
+        root: &Path,
+        files: &[PathBuf],
+        previous: &Manifest,
+        immutable: impl Fn(&Path) -> bool,
+    ) -> Result<(Manifest, Delta), ManifestError> {
+        let mut next = Manifest {
+            entries: HashMap::with_capacity(files.len()),
+        };
         let mut delta = Delta::default();
         for rel in files {
+            if let Some(old) = previous.entries.get(rel)
+                && immutable(rel)
+            {
+                next.entries.insert(rel.clone(), old.clone());
+                continue;
+            }
             let mut entry = stat(root, rel)?;
             match previous.entries.get(rel) {
                 Some(old)
@@ -150,22 +170,27 @@ impl Manifest {
                 delta.delete.push(rel.clone());
             }
         }
+        delta.delete.sort();
         Ok((next, delta))
     }
 
     /// Serialize to the text form.
     pub fn to_text(&self) -> String {
+        use std::fmt::Write;
         let mut out = String::with_capacity(self.entries.len() * 96);
-        for (path, e) in &self.entries {
+        let mut sorted: Vec<_> = self.entries.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+        for (path, e) in sorted {
             let hash = e.hash.map(|h| hex(&h)).unwrap_or_else(|| "-".to_string());
-            out.push_str(&format!(
-                "{:o} {} {} {} {}\n",
+            let _ = writeln!(
+                out,
+                "{:o} {} {} {} {}",
                 e.mode,
                 e.size,
                 e.mtime_ns,
                 hash,
                 hex(path.as_os_str().as_bytes())
-            ));
+            );
         }
         out
     }
@@ -218,7 +243,13 @@ impl Manifest {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -278,6 +309,23 @@ mod tests {
             .unwrap();
         let (_, d4) = Manifest::scan(&root, &info.files, &fourth).unwrap();
         assert!(d4.send.is_empty(), "same content, known hash: {d4:?}");
+    }
+
+    #[test]
+    fn immutable_paths_are_not_stated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let files = vec![PathBuf::from("run.sh"), PathBuf::from("sub/deep/a.txt")];
+        let (first, _) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        std::fs::write(root.join("run.sh"), "changed, but declared immutable").unwrap();
+        std::fs::write(root.join("sub/deep/a.txt"), "changed").unwrap();
+        let (next, d) =
+            Manifest::scan_with(&root, &files, &first, |p| p == Path::new("run.sh")).unwrap();
+        assert_eq!(d.send, vec![PathBuf::from("sub/deep/a.txt")]);
+        assert_eq!(
+            next.entries[Path::new("run.sh")],
+            first.entries[Path::new("run.sh")]
+        );
     }
 
     #[test]
