@@ -110,7 +110,8 @@ impl WorkspaceService {
                     d = banger_workspace::script::quote(&guest_dir)
                 ));
             }
-            script.push_str(&import_script(&guest_dir));
+            let index_sent = delta.send.iter().any(|p| p == Path::new(".git/index"));
+            script.push_str(&import_script(&guest_dir, attempt_full || index_sent));
             let extra = vec![(PathBuf::from(DELETE_LIST), delete_list)];
             let mut stats = tarstream::TarStats::default();
             let mut stdout = Vec::new();

@@ -26,9 +26,18 @@ fn dir_expr(dir: &str) -> String {
 }
 
 /// Unpack a workspace stream from stdin into `dir`, apply the deletion list,
-/// drop the control files and refresh git's stat cache (HEAD, branch, index
-/// and remotes came with `.git`).
-pub fn import_script(dir: &str) -> String {
+/// drop the control files and, with `refresh`, refresh git's stat cache
+/// (HEAD, branch, index and remotes came with `.git`). A copied index
+/// carries the host's inode/ctime data, so the refresh rehashes the tree
+/// once; when the index was not re-sent the guest's refreshed one is still
+/// valid and git rechecks the few changed files by itself.
+pub fn import_script(dir: &str, refresh: bool) -> String {
+    let refresh = if refresh {
+        "if command -v git >/dev/null 2>&1; then\n  \
+         git -c safe.directory='*' update-index -q --refresh >/dev/null 2>&1 || true\nfi\n"
+    } else {
+        ""
+    };
     format!(
         r#"set -eu
 dir={dir}
@@ -37,10 +46,7 @@ cd "$dir"
 tar -x --no-same-owner -f -
 if [ -s {del} ]; then xargs -0 rm -f -- < {del}; fi
 rm -rf {imp}
-if command -v git >/dev/null 2>&1; then
-  git -c safe.directory='*' update-index -q --refresh >/dev/null 2>&1 || true
-fi
-echo {ok}
+{refresh}echo {ok}
 "#,
         dir = dir_expr(dir),
         del = quote(DELETE_LIST),
@@ -126,11 +132,13 @@ mod tests {
 
     #[test]
     fn import_script_is_valid_sh_and_relative_dirs_hang_off_home() {
-        let s = import_script("work/my repo");
+        let s = import_script("work/my repo", true);
+        assert!(s.contains("update-index"));
+        assert!(!import_script("w", false).contains("update-index"));
         assert!(s.contains(r#"dir="$HOME"/'work/my repo'"#));
         let st = Command::new("sh").args(["-n", "-c", &s]).status().unwrap();
         assert!(st.success());
-        assert!(import_script("/abs/x").contains("dir='/abs/x'"));
+        assert!(import_script("/abs/x", true).contains("dir='/abs/x'"));
         let e = export_script("w", "abc", "dev", ExportFormat::Bundle);
         let st = Command::new("sh").args(["-n", "-c", &e]).status().unwrap();
         assert!(st.success());
@@ -158,7 +166,7 @@ mod import_tests {
         let mut buf = Vec::new();
         write_tar(root, files, &[(PathBuf::from(DELETE_LIST), list)], &mut buf).unwrap();
         let mut child = Command::new("sh")
-            .args(["-c", &import_script(dest)])
+            .args(["-c", &import_script(dest, true)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
