@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench bench-net clean
+.PHONY: help build test lint fmt demo smoke bench bench-net bench-workspace clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ bench: ## Lifecycle benchmark against the simulator, and the root-helper round t
 
 bench-net: ## Network benchmark (root): vm. DNS qps vs dnsmasq, TAP-from-pool start path.
 	$(CARGO) bench -p banger-daemon --bench network
+
+bench-workspace: ## workspace prepare vs git archive|ssh and rsync over one local sshd (root).
+	$(CARGO) bench -p banger --bench workspace
 
 clean: ## Remove build output.
 	$(CARGO) clean

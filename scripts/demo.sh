@@ -27,6 +27,8 @@ printf 'firecracker_bin = "%s"\n' "$fc" > "$config"
 if [ "${BANGER_DEMO_NETWORK:-0}" != 1 ]; then
   printf '[network]\nenabled = false\n' >> "$config"
 fi
+# The simulator boots no guest, so nothing would ever answer readiness.
+if [ "$simulated" = 1 ]; then printf '[guest]\nreadiness = "none"\n' >> "$config"; fi
 
 echo "== starting bangerd (dev mode, state in $state/state)"
 "$bin/bangerd" --state-dir "$state/state" --config "$config" >"$state/bangerd.log" 2>&1 &

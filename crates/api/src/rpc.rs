@@ -87,6 +87,28 @@ pub enum Request {
     /// [`NetworkReset`](crate::NetworkReset).
     #[serde(rename = "network.reset")]
     NetworkReset,
+    /// Copy a host checkout into a running VM. Returns
+    /// [`WorkspacePrepared`](crate::guest::WorkspacePrepared).
+    #[serde(rename = "workspace.prepare")]
+    WorkspacePrepare(crate::guest::WorkspacePrepareParams),
+    /// Bring guest work back as a branch or patch. Returns
+    /// [`WorkspaceExported`](crate::guest::WorkspaceExported).
+    #[serde(rename = "workspace.export")]
+    WorkspaceExport(crate::guest::WorkspaceExportParams),
+    /// Copy the configured dotfiles into a VM. Returns
+    /// [`FilesSynced`](crate::guest::FilesSynced).
+    #[serde(rename = "workspace.sync_files")]
+    WorkspaceSyncFiles(VmRef),
+    /// The ssh_config include for all VMs. Returns
+    /// [`SshConfigText`](crate::guest::SshConfigText).
+    #[serde(rename = "guest.ssh_config")]
+    GuestSshConfig,
+    /// The ssh argv for `banger vm ssh`. Returns [`SshArgv`](crate::guest::SshArgv).
+    #[serde(rename = "vm.ssh_argv")]
+    VmSshArgv(crate::guest::VmSshParams),
+    /// Listening guest ports. Returns `Vec<`[`GuestPort`](crate::guest::GuestPort)`>`.
+    #[serde(rename = "vm.ports")]
+    VmPorts(VmRef),
 }
 
 impl Request {
@@ -114,6 +136,12 @@ impl Request {
             Request::OperationWatch(_) => "operation.watch",
             Request::OperationList => "operation.list",
             Request::NetworkReset => "network.reset",
+            Request::WorkspacePrepare(_) => "workspace.prepare",
+            Request::WorkspaceExport(_) => "workspace.export",
+            Request::WorkspaceSyncFiles(_) => "workspace.sync_files",
+            Request::GuestSshConfig => "guest.ssh_config",
+            Request::VmSshArgv(_) => "vm.ssh_argv",
+            Request::VmPorts(_) => "vm.ports",
         }
     }
 }

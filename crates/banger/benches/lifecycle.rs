@@ -32,7 +32,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\n[network]\nenabled = false\n",
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
             env!("CARGO_BIN_EXE_banger-fcsim")
         ),
     )

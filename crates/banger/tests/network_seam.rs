@@ -82,7 +82,7 @@ impl PrivilegedOps for FakeNet {
 
 fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<FakeNet>) {
     let text = format!(
-        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nsubnet = \"127.30.0.0/24\"\ndns_port = 0\ntap_pool_size = {pool}\n",
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nsubnet = \"127.30.0.0/24\"\ndns_port = 0\ntap_pool_size = {pool}\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         util::bin("banger-fcsim").display().to_string()
     );
     let config: Config = toml::from_str(&text).unwrap();

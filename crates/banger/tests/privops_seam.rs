@@ -39,7 +39,7 @@ impl PrivilegedOps for Recording {
 
 fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
     let text = format!(
-        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nenabled = false\n",
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         util::bin("banger-fcsim").display().to_string()
     );
     let config: Config = toml::from_str(&text).unwrap();

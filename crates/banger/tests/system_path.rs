@@ -86,7 +86,7 @@ fn system_dir(owner: u32) -> TestDaemon {
         .unwrap();
     open_dir(dir.path());
     let config = format!(
-        "firecracker_bin = {:?}\nprivileged_helper = {:?}\n[network]\nenabled = false\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n",
+        "firecracker_bin = {:?}\nprivileged_helper = {:?}\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n",
         bin("banger-fcsim").display().to_string(),
         dir.path().join("root.sock")
     );

@@ -85,6 +85,11 @@ pub enum Command {
     /// Manage the host network banger created (bridge, TAPs, NAT)
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Copy a git checkout into a VM and bring work back
+    #[command(subcommand, visible_alias = "ws")]
+    Workspace(crate::args_guest::WorkspaceCommand),
+    /// Write an ssh_config include so `ssh NAME.vm` works from your shell
+    SshConfig(crate::args_guest::SshConfigArgs),
     /// Print a shell completion script (e.g. `banger completions bash > /etc/bash_completion.d/banger`)
     Completions {
         /// Shell to generate completions for
@@ -146,6 +151,10 @@ pub enum VmCommand {
     Stats(VmArg),
     /// Print the last lines of a VM's serial console (or VMM) log
     Logs(VmLogsArgs),
+    /// Open a shell (or run a command after `--`) in a VM over SSH
+    Ssh(crate::args_guest::VmSshArgs),
+    /// List the VM's listening TCP/UDP ports as NAME.vm:PORT
+    Ports(VmArg),
 }
 
 /// `banger vm create`.

@@ -18,6 +18,7 @@ use std::io::Write;
 use clap::Parser;
 
 mod args;
+mod args_guest;
 pub mod client;
 mod commands;
 mod context;

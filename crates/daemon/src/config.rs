@@ -74,6 +74,8 @@ pub struct Config {
     /// default `/run/banger/root.sock`) every privileged operation goes to
     /// that helper; unset on the dev path, they run in-process.
     pub privileged_helper: Option<PathBuf>,
+    /// Guest access and workspaces (`guest_config.rs`).
+    pub guest: crate::guest_config::GuestConfig,
 }
 
 /// `[vm]`: defaults for new VMs.
@@ -153,6 +155,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             daemon: DaemonConfig::default(),
             privileged_helper: None,
+            guest: Default::default(),
         }
     }
 }

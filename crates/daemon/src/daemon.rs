@@ -10,12 +10,14 @@ use banger_store::Store;
 
 use crate::config::{Config, Layout};
 use crate::error::DaemonError;
+use crate::guest_ssh::{GuestDial, SshClient, WaitForSsh, banner_waiter};
 use crate::handles::HandleCache;
 use crate::host_network::HostNetwork;
 use crate::image_service::ImageService;
+use crate::lockset::VmLockSet;
 use crate::reconcile::ReconcileReport;
 use crate::vm_service::{StoreVmLookup, VMService};
-use crate::workspace_service::WorkspaceService;
+use crate::workspace_service::{WorkspaceDeps, WorkspaceService};
 
 /// The shared infrastructure plus the four services. RPC dispatch forwards
 /// into the services; no lifecycle, image, workspace or network behaviour
@@ -37,6 +39,10 @@ pub struct Daemon {
     pub workspaces: Arc<WorkspaceService>,
     /// VM lifecycle.
     pub vms: Arc<VMService>,
+    /// Guest SSH test seam: how the daemon runs a command on a guest.
+    pub guest_dial: Arc<dyn GuestDial>,
+    /// Guest SSH test seam: waiting for a guest's SSH banner.
+    pub guest_wait_for_ssh: WaitForSsh,
     started: Instant,
     _lock: std::fs::File,
 }
@@ -80,7 +86,9 @@ impl Daemon {
         let privops = privops
             .unwrap_or_else(|| Arc::new(LocalPrivOps::new(privops_policy(&config, &layout))));
         let config = Arc::new(config);
-        let (net, images, workspaces, vms) = wire_services(&config, &layout, &store, &privops);
+        let seams = GuestSeams::from_config(&config, &layout);
+        let (net, images, workspaces, vms) =
+            wire_services(&config, &layout, &store, &privops, &seams);
         Ok(Daemon {
             config,
             layout,
@@ -90,6 +98,8 @@ impl Daemon {
             images,
             workspaces,
             vms,
+            guest_dial: seams.dial,
+            guest_wait_for_ssh: seams.wait_for_ssh,
             started: Instant::now(),
             _lock: lock,
         })
@@ -168,6 +178,7 @@ pub fn wire_services(
     layout: &Layout,
     store: &Arc<Store>,
     privops: &Arc<dyn PrivilegedOps>,
+    seams: &GuestSeams,
 ) -> (
     Arc<HostNetwork>,
     Arc<ImageService>,
@@ -189,19 +200,34 @@ pub fn wire_services(
     let net = Arc::new(host);
     let images = Arc::new(ImageService::new(Arc::clone(store), layout.clone()));
     let handles = Arc::new(HandleCache::default());
-    let workspaces = Arc::new(WorkspaceService::new(Arc::new(StoreVmLookup {
-        store: Arc::clone(store),
-        handles: Arc::clone(&handles),
-    })));
-    let vms = Arc::new(VMService::new(
-        Arc::clone(store),
-        Arc::clone(config),
-        layout.clone(),
-        Arc::clone(&net),
-        Arc::clone(&images),
-        Arc::clone(&workspaces),
-        handles,
+    let vm_locks = Arc::new(VmLockSet::default());
+    let workspaces = Arc::new(WorkspaceService::new(
+        Arc::new(StoreVmLookup {
+            store: Arc::clone(store),
+            handles: Arc::clone(&handles),
+            vm_locks: Arc::clone(&vm_locks),
+        }),
+        WorkspaceDeps {
+            dial: Arc::clone(&seams.dial),
+            wait_for_ssh: Arc::clone(&seams.wait_for_ssh),
+            ssh: seams.ssh.clone(),
+            guest: config.guest.clone(),
+            vms_dir: layout.state_dir.join("vms"),
+            home: owner_home(),
+        },
     ));
+    let vms = Arc::new(
+        VMService::new(
+            Arc::clone(store),
+            Arc::clone(config),
+            layout.clone(),
+            Arc::clone(&net),
+            Arc::clone(&images),
+            Arc::clone(&workspaces),
+            handles,
+        )
+        .sharing_vm_locks(vm_locks),
+    );
     (net, images, workspaces, vms)
 }
 
@@ -240,4 +266,48 @@ pub fn resolve_binary(bin: &str) -> PathBuf {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The guest SSH seams the composition root owns and hands to the
+/// workspace service.
+pub struct GuestSeams {
+    /// The OpenSSH client settings.
+    pub ssh: SshClient,
+    /// `guest_dial`.
+    pub dial: Arc<dyn GuestDial>,
+    /// `guest_wait_for_ssh`.
+    pub wait_for_ssh: WaitForSsh,
+}
+
+impl GuestSeams {
+    /// The production seams: OpenSSH by argv with the daemon's known_hosts
+    /// (`<state_dir>/ssh/known_hosts`) and banger's key.
+    pub fn from_config(config: &Config, layout: &Layout) -> GuestSeams {
+        let ssh = SshClient {
+            bin: config.guest.ssh_bin.clone(),
+            key: config.guest.key_path(),
+            known_hosts: layout.state_dir.join("ssh/known_hosts"),
+            user: config.guest.user.clone(),
+            connect_timeout: Duration::from_secs(config.guest.connect_timeout_secs),
+        };
+        GuestSeams {
+            dial: Arc::new(ssh.clone()),
+            ssh,
+            wait_for_ssh: banner_waiter(),
+        }
+    }
+}
+
+/// The owner's home directory (`$HOME`, else the passwd entry).
+pub fn owner_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+        .unwrap_or_else(|| PathBuf::from("/"))
 }

@@ -238,6 +238,12 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::OperationGet(r) => json(d.vms.operation(&r.id)?),
         Request::OperationList => json(d.vms.operations()?),
         Request::NetworkReset => json(d.network_reset().await?),
+        Request::WorkspacePrepare(p) => json(d.workspaces.prepare(p).await?),
+        Request::WorkspaceExport(p) => json(d.workspaces.export(p).await?),
+        Request::WorkspaceSyncFiles(r) => json(d.workspaces.sync_files(&r.vm).await?),
+        Request::GuestSshConfig => json(d.workspaces.ssh_config()?),
+        Request::VmSshArgv(p) => json(d.workspaces.ssh_argv(&p)?),
+        Request::VmPorts(r) => json(d.workspaces.ports(&r.vm).await?),
     }
 }
 

@@ -56,6 +56,15 @@ impl VMService {
                 v.last_error = None;
             })?;
         let dir = self.layout.vm_dir(&vm.id);
+        if self.config.guest.sync_identity {
+            // Keys and git identity into the root disk (vm_authsync.rs).
+            let ws = Arc::clone(&self.ws);
+            let disk = root_disk(&dir);
+            let synced = tokio::task::spawn_blocking(move || ws.sync_identity(&disk)).await;
+            if let Ok(Err(e)) = synced {
+                tracing::warn!(vm = %vm.name, error = %error_chain(&e), "cannot sync keys and git identity");
+            }
+        }
         let spec = LaunchSpec {
             name: vm.name.clone(),
             vmm_id: format!("banger-{}", vm.id),
@@ -90,6 +99,27 @@ impl VMService {
             let _ = self.net.kill(&handles).await;
             self.net.release(&handles);
             return Err(self.fail_start(&vm, e));
+        }
+        // Readiness: `running` only once the guest answers (guest_ready.rs).
+        if let Err(e) = self
+            .ws
+            .wait_ready(vm.guest_ip, handles.vsock.as_deref())
+            .await
+        {
+            let _ = self.net.kill(&handles).await;
+            self.net.release(&handles);
+            self.handles.remove(&vm.id, &spec.dir);
+            let console = last_lines(&VmFiles::console(&spec.dir), 15).join("\n");
+            return Err(self.fail_start(
+                &vm,
+                DaemonError::Vmm {
+                    vm: vm.name.clone(),
+                    message: format!(
+                        "the guest did not become reachable: {}; last console lines:\n{console}",
+                        error_chain(&e)
+                    ),
+                },
+            ));
         }
         let vm = self
             .store
@@ -275,6 +305,10 @@ impl VMService {
             }
         }
         self.vm_locks.forget(&vm.id);
+        // Its pinned SSH host key goes with it (guest_ssh.rs).
+        let ws = Arc::clone(&self.ws);
+        let id = vm.id.clone();
+        let _ = tokio::task::spawn_blocking(move || ws.forget_host_key(&id)).await;
         tracing::info!(vm = %vm.name, "VM deleted");
         Ok(Deleted {
             id: vm.id,

@@ -46,7 +46,7 @@ pub struct VMService {
     /// outermost lock: acquire before `create_vm_mu`, `image_ops_mu` and
     /// every leaf lock, never while holding any of them, and never together
     /// with `WorkspaceService.workspace_locks[id]`.
-    pub(crate) vm_locks: VmLockSet,
+    pub(crate) vm_locks: Arc<VmLockSet>,
     /// Narrow reservation lock: held only to re-check that a name is free,
     /// allocate the guest IP/MAC and insert the `created` row. Image
     /// resolution happens before it and the boot after it.
@@ -79,13 +79,20 @@ impl VMService {
             net,
             images,
             ws,
-            vm_locks: VmLockSet::default(),
+            vm_locks: Arc::new(VmLockSet::default()),
             create_vm_mu: tokio::sync::Mutex::new(()),
             create_ops: Registry::new(),
             handles,
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
         }
+    }
+
+    /// Share `locks` as this service's `vm_locks` (the workspace service
+    /// takes them through its `VmLookup` seam for its snapshot phase).
+    pub fn sharing_vm_locks(mut self, locks: Arc<VmLockSet>) -> Self {
+        self.vm_locks = locks;
+        self
     }
 
     /// Find a VM by name or id.
@@ -203,6 +210,8 @@ pub struct StoreVmLookup {
     pub store: Arc<Store>,
     /// The shared handle cache.
     pub handles: Arc<HandleCache>,
+    /// `VMService.vm_locks`, shared.
+    pub vm_locks: Arc<VmLockSet>,
 }
 
 impl VmLookup for StoreVmLookup {
@@ -214,5 +223,13 @@ impl VmLookup for StoreVmLookup {
         self.handles.get(vm_id).is_some_and(|h| {
             banger_privops::vmm_matches(std::path::Path::new("/proc"), h.pid, &h.api_sock)
         })
+    }
+
+    fn vm_locks(&self) -> &VmLockSet {
+        &self.vm_locks
+    }
+
+    fn list_vms(&self) -> Result<Vec<Vm>, DaemonError> {
+        Ok(self.store.list_vms()?)
     }
 }

@@ -69,8 +69,15 @@ impl TestDaemon {
             .prefix("banger-test-")
             .tempdir()
             .unwrap();
+        // The simulator boots no guest: no readiness wait unless a test
+        // brings its own `[guest]` table (and a guest to answer).
+        let guest = if daemon_keys.contains("[guest]") {
+            ""
+        } else {
+            "[guest]\nreadiness = \"none\"\nsync_identity = false\n"
+        };
         let config = format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n[network]\n{}",
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\nstats_interval_secs = 1\n{}\n{guest}[network]\n{}",
             bin("banger-fcsim").display().to_string(),
             daemon_keys,
             network_keys

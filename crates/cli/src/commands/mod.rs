@@ -7,6 +7,7 @@ use banger_api::{ByteSize, validate};
 use crate::args::{
     Command, ConfigCommand, ImageCommand, NetworkCommand, OperationCommand, VmCommand,
 };
+use crate::args_guest::WorkspaceCommand;
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -27,7 +28,9 @@ mod vm_logs;
 mod vm_power;
 mod vm_set;
 mod vm_show;
+mod vm_ssh;
 mod vm_stats;
+mod workspace;
 
 /// Run one parsed command.
 pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
@@ -44,7 +47,15 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Show(a) => vm_show::run(ctx, a),
             VmCommand::Stats(a) => vm_stats::run(ctx, a),
             VmCommand::Logs(a) => vm_logs::run(ctx, a),
+            VmCommand::Ssh(a) => vm_ssh::ssh(ctx, a),
+            VmCommand::Ports(a) => vm_ssh::ports(ctx, a),
         },
+        Command::Workspace(c) => match c {
+            WorkspaceCommand::Prepare(a) => workspace::prepare(ctx, a),
+            WorkspaceCommand::Export(a) => workspace::export(ctx, a),
+            WorkspaceCommand::SyncFiles(a) => workspace::sync_files(ctx, a),
+        },
+        Command::SshConfig(a) => vm_ssh::ssh_config(ctx, a),
         Command::Image(c) => match c {
             ImageCommand::Register(a) => image_register::run(ctx, a),
             ImageCommand::List(a) => image::list(ctx, a),

@@ -1,0 +1,200 @@
+//! Workspace benchmark: `banger workspace prepare` against its peers over
+//! the same SSH to the same local sshd (a throwaway network namespace, see
+//! `tests/guestnet/mod.rs`; needs root).
+//!
+//! 1. Generates a repository of `BANGER_BENCH_FILES` files (default 20000)
+//!    totalling about `BANGER_BENCH_MB` MB (default 220), committed.
+//! 2. First copy: ours (`workspace prepare --full`) vs
+//!    `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`.
+//! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
+//!
+//! Prints each time and the ratio peer/ours (> 1 means ours is faster).
+//! Run with `make bench-workspace` or `cargo bench -p banger --bench workspace`.
+
+#[path = "../tests/guestnet/mod.rs"]
+mod guestnet;
+#[path = "../tests/util/mod.rs"]
+mod util;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn generate(root: &Path, files: usize, total_mb: usize) {
+    std::fs::create_dir_all(root).unwrap();
+    let avg = total_mb * 1_000_000 / files;
+    let words = [
+        "fn", "let", "match", "impl", "struct", "return", "self", "where", "async", "await",
+        "banger", "guest", "vm", "tar", "ssh", "delta", "manifest", "0x1f", "42", "{", "}",
+    ];
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..files {
+        let dir = root.join(format!("src/m{:03}/d{:02}", i / 200, (i / 20) % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        let size = avg / 2 + (next() as usize % avg);
+        let mut s = String::with_capacity(size + 16);
+        while s.len() < size {
+            s.push_str(words[next() as usize % words.len()]);
+            s.push(if next() % 9 == 0 { '\n' } else { ' ' });
+        }
+        std::fs::write(dir.join(format!("f{i:05}.rs")), s).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["-c", "user.name=B", "-c", "user.email=b@example.invalid"])
+            .args(args));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "generated"]);
+}
+
+fn ssh_cmd(key: &Path) -> Vec<String> {
+    vec![
+        "ssh".into(),
+        "-F".into(),
+        "none".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=no".into(),
+        "-o".into(),
+        "UserKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+        "-i".into(),
+        key.display().to_string(),
+        "-p".into(),
+        guestnet::SSH_PORT.to_string(),
+    ]
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn main() {
+    let Some(net) = guestnet::GuestNet::new("bench workspace") else {
+        return;
+    };
+    let Some(fx) = util::Fixtures::new("bench workspace") else {
+        return;
+    };
+    if Command::new("rsync").arg("--version").output().is_err() {
+        let _ = writeln!(std::io::stderr(), "SKIP bench workspace: rsync is missing");
+        return;
+    }
+    net.enter_host();
+    let files = env_num("BANGER_BENCH_FILES", 20_000);
+    let mb = env_num("BANGER_BENCH_MB", 220);
+    let repo = net.dir.path().join("benchrepo");
+    eprintln!("generating {files} files, ~{mb} MB ...");
+    generate(&repo, files, mb);
+    let work: PathBuf = net.dir.path().join("ours");
+    let d = util::TestDaemon::start_with(&[], &net.guest_toml(&work, "none"));
+    d.register_image(&fx, "base");
+    d.cli_ok(&["vm", "create", "dev", "--image", "base"]);
+    d.wait_state("dev", banger_api::VmState::Running, 20);
+    let ssh = ssh_cmd(&net.client_key);
+    let dest = "root@172.30.0.2";
+    let repo_s = repo.display().to_string();
+
+    let ours = time(|| {
+        d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
+    });
+    let archive_dir = net.dir.path().join("archive");
+    let archive = time(|| {
+        let mut git = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["archive", "HEAD"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let remote = format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
+        let st = Command::new(&ssh[0])
+            .args(&ssh[1..])
+            .arg(dest)
+            .arg(remote)
+            .stdin(git.stdout.take().unwrap())
+            .status()
+            .unwrap();
+        assert!(st.success() && git.wait().unwrap().success());
+    });
+    let rsync_dir = net.dir.path().join("rsync");
+    let rsync = || {
+        run(Command::new("rsync")
+            .arg("-a")
+            .arg("-e")
+            .arg(ssh.join(" "))
+            .arg(format!("{repo_s}/"))
+            .arg(format!("{dest}:{}/", rsync_dir.display())));
+    };
+    let rsync_first = time(rsync);
+
+    for i in 0..10 {
+        let f = repo.join(format!("src/m{:03}/d{:02}/f{:05}.rs", i, 0, i * 200));
+        let mut data = std::fs::read(&f).unwrap();
+        data.extend_from_slice(b"\n// touched\n");
+        std::fs::write(&f, data).unwrap();
+    }
+    let ours_again = time(|| {
+        let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
+        let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
+        assert_eq!(p.files_sent, 10, "{p:?}");
+    });
+    let rsync_again = time(rsync);
+
+    for line in d
+        .log()
+        .lines()
+        .filter(|l| l.contains("workspace prepare phases"))
+    {
+        println!("daemon: {}", line.trim());
+    }
+    let secs = |d: Duration| d.as_secs_f64();
+    println!("workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns");
+    println!(
+        "{:<34} {:>9} {:>9} {:>13}",
+        "case", "ours s", "peer s", "peer/ours"
+    );
+    for (case, o, p) in [
+        ("first copy vs git archive|ssh tar", ours, archive),
+        ("first copy vs rsync -a", ours, rsync_first),
+        ("re-copy (10 files) vs rsync -a", ours_again, rsync_again),
+    ] {
+        println!(
+            "{case:<34} {:>9.2} {:>9.2} {:>12.2}x",
+            secs(o),
+            secs(p),
+            secs(p) / secs(o)
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The manifest of a prepared workspace and the delta against the previous
+//! prepare.
+//!
+//! One entry per carried file: path bytes, mode, size, mtime and (once
+//! known) a BLAKE3 content hash. A file whose mode, size and mtime match the
+//! previous manifest is not read again (the quick check rsync also uses);
+//! one whose stat changed is hashed and sent only when the hash differs or
+//! was never recorded. Files of the previous manifest that are gone become
+//! deletions.
+//!
+//! On disk a manifest is text, one entry per line:
+//! `mode size mtime_ns hash|- hex(path)`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Why a manifest could not be built, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Reading a file of the checkout failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored manifest is damaged.
+    #[error("manifest {path} is damaged at line {line}; delete it to send everything again")]
+    Damaged {
+        /// The manifest file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
+}
+
+/// One carried file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Size in bytes (link length for symlinks).
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// BLAKE3 of the content (of the link target for symlinks), once computed.
+    pub hash: Option<[u8; 32]>,
+}
+
+/// All carried files, keyed by path relative to the checkout root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Entries by path (hashed: a lookup per file on every prepare).
+    pub entries: HashMap<PathBuf, ManifestEntry>,
+}
+
+/// What a prepare must send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Files to (re)send.
+    pub send: Vec<PathBuf>,
+    /// Files to delete on the guest.
+    pub delete: Vec<PathBuf>,
+}
+
+fn stat(root: &Path, rel: &Path) -> Result<ManifestEntry, ManifestError> {
+    let path = root.join(rel);
+    let md = path
+        .symlink_metadata()
+        .map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(ManifestEntry {
+        mode: md.mode(),
+        size: md.size(),
+        mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+        hash: None,
+    })
+}
+
+/// BLAKE3 of a file's content, or of its link target for a symlink.
+pub fn hash_file(path: &Path) -> Result<[u8; 32], ManifestError> {
+    let err = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let md = path.symlink_metadata().map_err(err)?;
+    let mut hasher = blake3::Hasher::new();
+    if md.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map_err(err)?;
+        hasher.update(target.as_os_str().as_bytes());
+    } else {
+        let mut f = std::fs::File::open(path).map_err(err)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+impl Manifest {
+    /// Stat `files` under `root` and compare with `previous`: unchanged stats
+    /// keep the old entry (and hash); changed ones are hashed and sent unless
+    /// the content is provably the same.
+    pub fn scan(
+        root: &Path,
+        files: &[PathBuf],
+        previous: &Manifest,
+    ) -> Result<(Manifest, Delta), ManifestError> {
+        Self::scan_with(root, files, previous, |_| false)
+    }
+
+    /// [`scan`](Self::scan), trusting the previous entry without a `stat`
+    /// for paths `immutable` accepts (content-addressed files such as
+    /// `.git/objects/**`, whose name changes whenever their content would).
+    pub fn scan_with(
+        root: &Path,
+        files: &[PathBuf],
+        previous: &Manifest,
+        immutable: impl Fn(&Path) -> bool,
+    ) -> Result<(Manifest, Delta), ManifestError> {
+        let mut next = Manifest {
+            entries: HashMap::with_capacity(files.len()),
+        };
+        let mut delta = Delta::default();
+        for rel in files {
+            if let Some(old) = previous.entries.get(rel)
+                && immutable(rel)
+            {
+                next.entries.insert(rel.clone(), old.clone());
+                continue;
+            }
+            let mut entry = stat(root, rel)?;
+            match previous.entries.get(rel) {
+                Some(old)
+                    if old.mode == entry.mode
+                        && old.size == entry.size
+                        && old.mtime_ns == entry.mtime_ns =>
+                {
+                    entry.hash = old.hash;
+                }
+                Some(old) if old.hash.is_some() && old.mode == entry.mode => {
+                    let hash = hash_file(&root.join(rel))?;
+                    entry.hash = Some(hash);
+                    if old.hash != Some(hash) {
+                        delta.send.push(rel.clone());
+                    }
+                }
+                Some(_) => {
+                    entry.hash = Some(hash_file(&root.join(rel))?);
+                    delta.send.push(rel.clone());
+                }
+                None => delta.send.push(rel.clone()),
+            }
+            next.entries.insert(rel.clone(), entry);
+        }
+        for rel in previous.entries.keys() {
+            if !next.entries.contains_key(rel) {
+                delta.delete.push(rel.clone());
+            }
+        }
+        delta.delete.sort();
+        Ok((next, delta))
+    }
+
+    /// Serialize to the text form.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.entries.len() * 96);
+        let mut sorted: Vec<_> = self.entries.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+        for (path, e) in sorted {
+            let hash = e.hash.map(|h| hex(&h)).unwrap_or_else(|| "-".to_string());
+            let _ = writeln!(
+                out,
+                "{:o} {} {} {} {}",
+                e.mode,
+                e.size,
+                e.mtime_ns,
+                hash,
+                hex(path.as_os_str().as_bytes())
+            );
+        }
+        out
+    }
+
+    /// Parse the text form; `origin` names the file in errors.
+    pub fn from_text(text: &str, origin: &Path) -> Result<Manifest, ManifestError> {
+        let mut m = Manifest::default();
+        for (i, line) in text.lines().enumerate() {
+            let damaged = || ManifestError::Damaged {
+                path: origin.to_path_buf(),
+                line: i + 1,
+            };
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() != 5 {
+                return Err(damaged());
+            }
+            let hash = match f[3] {
+                "-" => None,
+                h => Some(
+                    unhex(h)
+                        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                        .ok_or_else(damaged)?,
+                ),
+            };
+            let entry = ManifestEntry {
+                mode: u32::from_str_radix(f[0], 8).map_err(|_| damaged())?,
+                size: f[1].parse().map_err(|_| damaged())?,
+                mtime_ns: f[2].parse().map_err(|_| damaged())?,
+                hash,
+            };
+            let path = PathBuf::from(std::ffi::OsString::from_vec(
+                unhex(f[4]).ok_or_else(damaged)?,
+            ));
+            m.entries.insert(path, entry);
+        }
+        Ok(m)
+    }
+
+    /// Load from `path`; a missing file is an empty manifest.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Manifest::from_text(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(source) => Err(ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::inspect;
+    use crate::test_repo::make_repo;
+
+    #[test]
+    fn second_scan_sends_only_changes_and_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let info = inspect(&root).unwrap();
+        let (first, d1) = Manifest::scan(&root, &info.files, &Manifest::default()).unwrap();
+        assert_eq!(d1.send.len(), info.files.len());
+        assert!(d1.delete.is_empty());
+
+        let (_, same) = Manifest::scan(&root, &info.files, &first).unwrap();
+        assert_eq!(same, Delta::default());
+
+        std::fs::write(root.join("sub/deep/a.txt"), "changed\n").unwrap();
+        std::fs::remove_file(root.join("untracked.txt")).unwrap();
+        std::fs::write(root.join("fresh.txt"), "x").unwrap();
+        let info = inspect(&root).unwrap();
+        let (second, d2) = Manifest::scan(&root, &info.files, &first).unwrap();
+        assert_eq!(
+            d2.send,
+            vec![PathBuf::from("fresh.txt"), PathBuf::from("sub/deep/a.txt")]
+        );
+        assert_eq!(d2.delete, vec![PathBuf::from("untracked.txt")]);
+
+        // Touch without change: hashed once, then not sent the next time.
+        let (third, _) = Manifest::scan(&root, &info.files, &second).unwrap();
+        let f = std::fs::File::options()
+            .append(true)
+            .open(root.join("run.sh"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        let (fourth, d3) = Manifest::scan(&root, &info.files, &third).unwrap();
+        assert_eq!(d3.send, vec![PathBuf::from("run.sh")], "no hash known yet");
+        let f = std::fs::File::options()
+            .append(true)
+            .open(root.join("run.sh"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(9))
+            .unwrap();
+        let (_, d4) = Manifest::scan(&root, &info.files, &fourth).unwrap();
+        assert!(d4.send.is_empty(), "same content, known hash: {d4:?}");
+    }
+
+    #[test]
+    fn immutable_paths_are_not_stated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let files = vec![PathBuf::from("run.sh"), PathBuf::from("sub/deep/a.txt")];
+        let (first, _) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        std::fs::write(root.join("run.sh"), "changed, but declared immutable").unwrap();
+        std::fs::write(root.join("sub/deep/a.txt"), "changed").unwrap();
+        let (next, d) =
+            Manifest::scan_with(&root, &files, &first, |p| p == Path::new("run.sh")).unwrap();
+        assert_eq!(d.send, vec![PathBuf::from("sub/deep/a.txt")]);
+        assert_eq!(
+            next.entries[Path::new("run.sh")],
+            first.entries[Path::new("run.sh")]
+        );
+    }
+
+    #[test]
+    fn text_round_trip_keeps_non_utf8_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let info = inspect(&root).unwrap();
+        let (mut m, _) = Manifest::scan(&root, &info.files, &Manifest::default()).unwrap();
+        m.entries.values_mut().next().unwrap().hash = Some([7; 32]);
+        let back = Manifest::from_text(&m.to_text(), Path::new("m")).unwrap();
+        assert_eq!(back, m);
+        assert!(matches!(
+            Manifest::from_text("garbage\n", Path::new("m")),
+            Err(ManifestError::Damaged { line: 1, .. })
+        ));
+        assert_eq!(
+            Manifest::load(&dir.path().join("none")).unwrap(),
+            Manifest::default()
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Guest-side shell scripts, generated on the host and run with `sh -c` over
+//! SSH. Every value is single-quoted with [`quote`]; the scripts use only
+//! POSIX sh, `tar`, `xargs -0`, `rm` and `git`.
+
+/// Where the import stream carries its control files inside the checkout
+/// (under `.git`, so no work-tree path can collide with it).
+pub const IMPORT_DIR: &str = ".git/banger-import";
+/// The NUL-separated list of paths the guest deletes after extracting.
+pub const DELETE_LIST: &str = ".git/banger-import/delete";
+/// The last line the import script prints on success.
+pub const IMPORT_OK: &str = "banger-import-ok";
+
+/// Single-quote `s` for POSIX sh (bytes are kept as they are).
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The directory expression for `dir`: absolute as given, otherwise relative
+/// to the guest user's `$HOME`.
+fn dir_expr(dir: &str) -> String {
+    if dir.starts_with('/') {
+        quote(dir)
+    } else {
+        format!("\"$HOME\"/{}", quote(dir))
+    }
+}
+
+/// Unpack a workspace stream from stdin into `dir`, apply the deletion list,
+/// drop the control files and, with `refresh`, refresh git's stat cache
+/// (HEAD, branch, index and remotes came with `.git`). A copied index
+/// carries the host's inode/ctime data, so the refresh rehashes the tree
+/// once; when the index was not re-sent the guest's refreshed one is still
+/// valid and git rechecks the few changed files by itself.
+pub fn import_script(dir: &str, refresh: bool) -> String {
+    let refresh = if refresh {
+        "if command -v git >/dev/null 2>&1; then\n  \
+         git -c safe.directory='*' update-index -q --refresh >/dev/null 2>&1 || true\nfi\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"set -eu
+dir={dir}
+mkdir -p "$dir"
+cd "$dir"
+tar -x --no-same-owner -f -
+if [ -s {del} ]; then xargs -0 rm -f -- < {del}; fi
+rm -rf {imp}
+{refresh}echo {ok}
+"#,
+        dir = dir_expr(dir),
+        del = quote(DELETE_LIST),
+        imp = quote(IMPORT_DIR),
+        ok = IMPORT_OK,
+    )
+}
+
+/// What [`export_script`] writes to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A git bundle of `refs/banger/export` minus the base commit.
+    Bundle,
+    /// `git format-patch --stdout base..export`.
+    Patch,
+}
+
+/// Exit code of the export script when the guest has nothing new.
+pub const EXPORT_NOTHING: i32 = 3;
+
+/// Snapshot the guest checkout at `dir` (commits plus uncommitted changes as
+/// one extra commit, through a temporary index so the guest's own index is
+/// untouched) into `refs/banger/export`, then write it as `format` relative
+/// to `base` on stdout.
+pub fn export_script(dir: &str, base: &str, vm: &str, format: ExportFormat) -> String {
+    let emit = match format {
+        ExportFormat::Bundle => r#"git bundle create -q - refs/banger/export --not "$base""#,
+        ExportFormat::Patch => r#"git format-patch --stdout "$base..refs/banger/export""#,
+    };
+    format!(
+        r#"set -eu
+cd {dir}
+base={base}
+export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
+if [ -z "$(git config user.email || true)" ]; then
+  export GIT_AUTHOR_NAME=banger GIT_AUTHOR_EMAIL=banger@{vm_q_bare}.vm
+  export GIT_COMMITTER_NAME=banger GIT_COMMITTER_EMAIL=banger@{vm_q_bare}.vm
+fi
+git cat-file -e "$base^{{commit}}" 2>/dev/null || {{ echo "the guest checkout does not contain base commit $base" >&2; exit 4; }}
+idx=$(mktemp)
+trap 'rm -f "$idx"' EXIT
+cp .git/index "$idx" 2>/dev/null || true
+GIT_INDEX_FILE="$idx" git add -A
+tree=$(GIT_INDEX_FILE="$idx" git write-tree)
+head=$(git rev-parse HEAD)
+if [ "$tree" = "$(git rev-parse "HEAD^{{tree}}")" ]; then
+  tip=$head
+else
+  tip=$(git commit-tree "$tree" -p "$head" -m {msg})
+fi
+git update-ref refs/banger/export "$tip"
+if [ "$tip" = "$base" ]; then exit {nothing}; fi
+{emit}
+"#,
+        dir = dir_expr(dir),
+        base = quote(base),
+        vm_q_bare = vm
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>(),
+        msg = quote(&format!("banger: uncommitted changes from {vm}")),
+        nothing = EXPORT_NOTHING,
+        emit = emit,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn quote_survives_sh() {
+        for s in ["plain", "with space", "it's", "$HOME `x` \"q\"", "a\nb"] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn import_script_is_valid_sh_and_relative_dirs_hang_off_home() {
+        let s = import_script("work/my repo", true);
+        assert!(s.contains("update-index"));
+        assert!(!import_script("w", false).contains("update-index"));
+        assert!(s.contains(r#"dir="$HOME"/'work/my repo'"#));
+        let st = Command::new("sh").args(["-n", "-c", &s]).status().unwrap();
+        assert!(st.success());
+        assert!(import_script("/abs/x", true).contains("dir='/abs/x'"));
+        let e = export_script("w", "abc", "dev", ExportFormat::Bundle);
+        let st = Command::new("sh").args(["-n", "-c", &e]).status().unwrap();
+        assert!(st.success());
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::git::{git_dir_files, inspect};
+    use crate::manifest::Manifest;
+    use crate::tarstream::write_tar;
+    use crate::test_repo::{make_repo, run_git};
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+
+    fn import(root: &std::path::Path, files: &[PathBuf], delete: &[PathBuf], dest: &str) {
+        let mut list = Vec::new();
+        for d in delete {
+            list.extend_from_slice(d.as_os_str().as_bytes());
+            list.push(0);
+        }
+        let mut buf = Vec::new();
+        write_tar(root, files, &[(PathBuf::from(DELETE_LIST), list)], &mut buf).unwrap();
+        let mut child = Command::new("sh")
+            .args(["-c", &import_script(dest, true)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&buf).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(IMPORT_OK));
+    }
+
+    #[test]
+    fn import_recreates_git_state_and_applies_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        std::fs::write(root.join("sub/deep/a.txt"), "dirty\n").unwrap();
+        let info = inspect(&root).unwrap();
+        let mut files = info.files.clone();
+        files.extend(git_dir_files(&root).unwrap());
+        let dest = dir.path().join("guest");
+        let dest_s = dest.to_str().unwrap();
+        import(&root, &files, &[], dest_s);
+        let g = inspect(&dest).unwrap();
+        assert_eq!(g.head, info.head);
+        assert_eq!(g.branch.as_deref(), Some("main"));
+        assert_eq!(g.files, info.files);
+        assert!(!dest.join(IMPORT_DIR).exists());
+        let st = run_git(&dest, &["status", "--porcelain"]);
+        assert_eq!(
+            String::from_utf8(st).unwrap(),
+            " M sub/deep/a.txt\n?? untracked.txt\n"
+        );
+
+        let (m, _) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        std::fs::remove_file(root.join("untracked.txt")).unwrap();
+        let info = inspect(&root).unwrap();
+        let mut files = info.files.clone();
+        files.extend(git_dir_files(&root).unwrap());
+        let (_, delta) = Manifest::scan(&root, &files, &m).unwrap();
+        assert_eq!(delta.delete, vec![PathBuf::from("untracked.txt")]);
+        import(&root, &delta.send, &delta.delete, dest_s);
+        assert!(!dest.join("untracked.txt").exists());
+        assert!(dest.join("run.sh").exists());
+    }
+}
