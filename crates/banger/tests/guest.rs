@@ -22,6 +22,9 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .arg(dir)
         .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
         .args(args)
+        // Inspecting the host repo must not rewrite its index, or the next
+        // prepare would (rightly) send it as a change.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .unwrap();
     assert!(

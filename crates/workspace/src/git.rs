@@ -67,6 +67,9 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
         .arg("-C")
         .arg(dir)
         .args(args)
+        // Reading the user's repo must never write to it: `git status`
+        // would otherwise refresh (rewrite) the index.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())
         .output()
         .map_err(|source| GitError::Spawn {
