@@ -82,6 +82,10 @@ pub enum Request {
     /// Returns `Vec<`[`Operation`](crate::Operation)`>`.
     #[serde(rename = "operation.list")]
     OperationList,
+    /// Pull an image from an OCI registry, asynchronously. Returns the
+    /// [`Operation`](crate::Operation) to follow; its subject is the image name.
+    #[serde(rename = "image.pull")]
+    ImagePull(ImagePullParams),
 }
 
 impl Request {
@@ -108,6 +112,7 @@ impl Request {
             Request::OperationGet(_) => "operation.get",
             Request::OperationWatch(_) => "operation.watch",
             Request::OperationList => "operation.list",
+            Request::ImagePull(_) => "image.pull",
         }
     }
 }
@@ -246,6 +251,23 @@ pub struct ImageRegisterParams {
     /// Optional initrd (copied into the state dir).
     #[serde(default)]
     pub initrd: Option<String>,
+}
+
+/// `image.pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePullParams {
+    /// Image reference (`registry/repo:tag` or `…@sha256:…`).
+    pub reference: String,
+    /// Image name; derived from the repository's last component when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Kernel file to use with the image (absolute path; copied).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Platform `os/arch[/variant]` picked from a manifest list (default `linux/amd64`).
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 /// Classes of errors, each with its CLI exit code.

@@ -233,6 +233,8 @@ pub enum ImageCommand {
     /// Delete an image that no VM uses
     #[command(visible_alias = "rm")]
     Delete(NameArg),
+    /// Pull an image from an OCI registry (Docker Hub, GHCR, a local registry…)
+    Pull(ImagePullArgs),
 }
 
 /// An image name or id, plus `--json`.
@@ -258,6 +260,27 @@ pub struct ImageRegisterArgs {
     /// Initial ramdisk
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image pull`.
+#[derive(Debug, Clone, Args)]
+pub struct ImagePullArgs {
+    /// Image reference, e.g. docker.io/library/debian:12 or 127.0.0.1:5000/dev/app:1
+    pub reference: String,
+    /// Image name [default: the repository's last component, plus the tag unless `latest`]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Uncompressed kernel (vmlinux) to boot the image with
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// Platform picked from a multi-platform image
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    /// Pull in the background and return at once (follow with `banger operation watch ID`)
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }

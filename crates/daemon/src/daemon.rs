@@ -97,6 +97,7 @@ impl Daemon {
 
     /// Reconcile the store with the host (see `reconcile.rs`).
     pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
+        self.images.sweep_staging();
         self.vms.reconcile().await
     }
 
@@ -114,10 +115,13 @@ impl Daemon {
             }
         });
         let vms = Arc::clone(&self.vms);
+        let images = Arc::clone(&self.images);
+        let keep = Duration::from_secs(self.config.daemon.operation_retention_secs);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                images.prune_operations(keep);
                 if let Err(e) = vms.prune_operations() {
                     tracing::warn!(error = %e, "cannot prune operations");
                 }

@@ -13,6 +13,7 @@ mod config;
 mod doctor;
 mod follow;
 mod image;
+mod image_pull;
 mod image_register;
 mod operation;
 mod status;
@@ -46,6 +47,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ImageCommand::List(a) => image::list(ctx, a),
             ImageCommand::Show(a) => image::show(ctx, a),
             ImageCommand::Delete(a) => image::delete(ctx, a),
+            ImageCommand::Pull(a) => image_pull::run(ctx, a),
         },
         Command::Operation(c) => match c {
             OperationCommand::List(a) => operation::list(ctx, a),
