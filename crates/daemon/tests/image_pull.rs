@@ -440,3 +440,55 @@ async fn a_dropped_connection_fails_cleanly_and_the_next_pull_resumes() {
     assert_eq!(got, content);
     fsck_clean(&img);
 }
+
+/// An image built by umoci (whose layer tars lack the end-of-archive
+/// blocks) and pushed by skopeo, the usual tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
+    let tools = ["docker-registry", "umoci", "skopeo", "mkfs.ext4", "debugfs", "e2fsck"];
+    if skip_without("an_image_built_by_umoci_and_pushed_by_skopeo", &tools) {
+        return;
+    }
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(root.join("etc/motd"), "hi").unwrap();
+    std::fs::write(root.join("etc/keep"), "keep").unwrap();
+    std::fs::write(root.join("bin/busybox"), "bb").unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let layout = t.path().join("oci");
+    let img = format!("{}:img", layout.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let etc = root.join("etc").display().to_string();
+    let bin = root.join("bin").display().to_string();
+    run(&["umoci", "init", "--layout", &layout.display().to_string()]);
+    run(&["umoci", "new", "--image", &img]);
+    run(&["umoci", "insert", "--image", &img, &etc, "/etc"]);
+    run(&["umoci", "insert", "--image", &img, &bin, "/bin"]);
+    run(&["umoci", "insert", "--image", &img, "--whiteout", "/etc/motd"]);
+    let reference = format!("{}/test/umoci:1", reg.addr);
+    run(&[
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{img}"),
+        &format!("docker://{reference}"),
+    ]);
+    let svc = service();
+    let op = svc.pull(&reference, "umoci", None).await;
+    assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
+    let rootfs = svc.rootfs("umoci");
+    fsck_clean(&rootfs);
+    assert!(dfs(&rootfs, "stat /etc/motd").is_none(), "umoci whiteout applied");
+    assert_eq!(dfs(&rootfs, "cat /etc/keep").unwrap(), "keep");
+    assert!(dfs(&rootfs, "stat /bin/sh").unwrap().contains("Type: symlink"));
+}

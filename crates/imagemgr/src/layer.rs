@@ -149,7 +149,11 @@ impl Flattener {
                     if let Some(why) = failed.borrow().as_ref() {
                         return Err(layer_err(label, "", &format!("cannot decompress: {why}")));
                     }
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof && seen > 0 {
+                    // The tar crate reports a missing end (padding or
+                    // end blocks) as "unexpected EOF during skip".
+                    let short = e.kind() == std::io::ErrorKind::UnexpectedEof
+                        || e.to_string().contains("unexpected EOF");
+                    if short && seen > 0 {
                         // A tar without its end blocks (umoci): the last
                         // entry was complete, so the layer ends here.
                         break;

@@ -78,9 +78,12 @@ fn tar_bytes(entries: &[E<'_>], finish: bool) -> Vec<u8> {
     if finish {
         b.into_inner().unwrap()
     } else {
-        // Like umoci: no end-of-archive blocks.
+        // Like umoci: no end-of-archive blocks, and the last file's data
+        // not padded (its content must not end in a zero byte).
         let mut v = b.get_ref().clone();
-        v.truncate(v.len());
+        while v.last() == Some(&0) {
+            v.pop();
+        }
         v
     }
 }
