@@ -86,6 +86,9 @@ pub enum Request {
     /// [`Operation`](crate::Operation) to follow; its subject is the image name.
     #[serde(rename = "image.pull")]
     ImagePull(ImagePullParams),
+    /// Write an image as a bundle file. Returns [`BundleExported`](crate::BundleExported).
+    #[serde(rename = "image.export_bundle")]
+    ImageExportBundle(ImageExportBundleParams),
 }
 
 impl Request {
@@ -113,6 +116,7 @@ impl Request {
             Request::OperationWatch(_) => "operation.watch",
             Request::OperationList => "operation.list",
             Request::ImagePull(_) => "image.pull",
+            Request::ImageExportBundle(_) => "image.export_bundle",
         }
     }
 }
@@ -257,7 +261,8 @@ pub struct ImageRegisterParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePullParams {
-    /// Image reference (`registry/repo:tag` or `…@sha256:…`).
+    /// Image reference (`registry/repo:tag` or `…@sha256:…`), or a bundle:
+    /// an absolute file path or an `http(s)://` URL.
     pub reference: String,
     /// Image name; derived from the repository's last component when absent.
     #[serde(default)]
@@ -268,6 +273,16 @@ pub struct ImagePullParams {
     /// Platform `os/arch[/variant]` picked from a manifest list (default `linux/amd64`).
     #[serde(default)]
     pub platform: Option<String>,
+}
+
+/// `image.export_bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageExportBundleParams {
+    /// Image name or id.
+    pub name: String,
+    /// Bundle file to create (absolute path; must not exist).
+    pub file: String,
 }
 
 /// Classes of errors, each with its CLI exit code.

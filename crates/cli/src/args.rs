@@ -233,8 +233,10 @@ pub enum ImageCommand {
     /// Delete an image that no VM uses
     #[command(visible_alias = "rm")]
     Delete(NameArg),
-    /// Pull an image from an OCI registry (Docker Hub, GHCR, a local registry…)
+    /// Pull an image from an OCI registry (Docker Hub, GHCR, a local registry…) or a bundle file/URL
     Pull(ImagePullArgs),
+    /// Write an image (root filesystem, kernel, work seed) to one bundle file
+    ExportBundle(ImageExportBundleArgs),
 }
 
 /// An image name or id, plus `--json`.
@@ -267,7 +269,8 @@ pub struct ImageRegisterArgs {
 /// `banger image pull`.
 #[derive(Debug, Clone, Args)]
 pub struct ImagePullArgs {
-    /// Image reference, e.g. docker.io/library/debian:12 or 127.0.0.1:5000/dev/app:1
+    /// Image reference (docker.io/library/debian:12, 127.0.0.1:5000/dev/app:1),
+    /// a bundle file (./debian.bundle.tar) or a bundle URL (https://…)
     pub reference: String,
     /// Image name [default: the repository's last component, plus the tag unless `latest`]
     #[arg(long)]
@@ -281,6 +284,17 @@ pub struct ImagePullArgs {
     /// Pull in the background and return at once (follow with `banger operation watch ID`)
     #[arg(long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image export-bundle`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageExportBundleArgs {
+    /// Image name or id
+    pub name: String,
+    /// Bundle file to write (must not exist)
+    pub file: PathBuf,
     #[command(flatten)]
     pub json: JsonArg,
 }

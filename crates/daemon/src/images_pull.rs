@@ -60,6 +60,9 @@ impl ImageService {
     /// `image.pull`: check the request, then pull on a task. Returns the
     /// operation to follow.
     pub fn pull(self: &Arc<Self>, p: ImagePullParams) -> Result<Operation, DaemonError> {
+        if crate::images_bundle::is_bundle_ref(&p.reference) {
+            return self.pull_bundle(p);
+        }
         let reference = Reference::from_str(&p.reference).map_err(|e| {
             DaemonError::Invalid(format!(
                 "invalid image reference {:?}: {e}; use REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]",
@@ -110,7 +113,7 @@ impl ImageService {
         let op_id = op.id.clone();
         tokio::spawn(async move {
             let result = this.run_pull(&op_id, job).await;
-            this.finish_op(&op_id, result.map(|_| ()));
+            this.finish_pull(&op_id, result.map(|_| ()));
         });
         Ok(op)
     }
@@ -354,6 +357,10 @@ impl ImageService {
         Ok(hasher)
     }
 
+    pub(crate) fn stage(&self, op_id: &str, step: u32, stage: &str) {
+        self.op_stage(op_id, step, stage);
+    }
+
     fn op_stage(&self, op_id: &str, step: u32, stage: &str) {
         self.ops.update(op_id, |o| {
             o.0.step = step;
@@ -362,7 +369,7 @@ impl ImageService {
         });
     }
 
-    fn finish_op(&self, op_id: &str, result: Result<(), DaemonError>) {
+    pub(crate) fn finish_pull(&self, op_id: &str, result: Result<(), DaemonError>) {
         let error = result.as_ref().err().map(|e| RpcErrorBody::from(to_rpc(e)));
         if let Some(e) = &error {
             tracing::warn!(op = op_id, error = %e.message, "image.pull failed");

@@ -16,6 +16,7 @@ pub mod error;
 pub mod handles;
 pub mod host_network;
 pub mod image_service;
+mod images_bundle;
 mod images_pull;
 pub mod lockset;
 mod main_entry;

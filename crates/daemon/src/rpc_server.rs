@@ -241,6 +241,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         },
         Request::OperationList => json(d.vms.operations()?),
         Request::ImagePull(p) => json(d.images.pull(p)?),
+        Request::ImageExportBundle(p) => json(d.images.export_bundle(p).await?),
     }
 }
 

@@ -445,7 +445,14 @@ async fn a_dropped_connection_fails_cleanly_and_the_next_pull_resumes() {
 /// blocks) and pushed by skopeo, the usual tools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
-    let tools = ["docker-registry", "umoci", "skopeo", "mkfs.ext4", "debugfs", "e2fsck"];
+    let tools = [
+        "docker-registry",
+        "umoci",
+        "skopeo",
+        "mkfs.ext4",
+        "debugfs",
+        "e2fsck",
+    ];
     if skip_without("an_image_built_by_umoci_and_pushed_by_skopeo", &tools) {
         return;
     }
@@ -466,7 +473,11 @@ async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
             .current_dir(t.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let etc = root.join("etc").display().to_string();
     let bin = root.join("bin").display().to_string();
@@ -474,7 +485,14 @@ async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
     run(&["umoci", "new", "--image", &img]);
     run(&["umoci", "insert", "--image", &img, &etc, "/etc"]);
     run(&["umoci", "insert", "--image", &img, &bin, "/bin"]);
-    run(&["umoci", "insert", "--image", &img, "--whiteout", "/etc/motd"]);
+    run(&[
+        "umoci",
+        "insert",
+        "--image",
+        &img,
+        "--whiteout",
+        "/etc/motd",
+    ]);
     let reference = format!("{}/test/umoci:1", reg.addr);
     run(&[
         "skopeo",
@@ -488,7 +506,14 @@ async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
     assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
     let rootfs = svc.rootfs("umoci");
     fsck_clean(&rootfs);
-    assert!(dfs(&rootfs, "stat /etc/motd").is_none(), "umoci whiteout applied");
+    assert!(
+        dfs(&rootfs, "stat /etc/motd").is_none(),
+        "umoci whiteout applied"
+    );
     assert_eq!(dfs(&rootfs, "cat /etc/keep").unwrap(), "keep");
-    assert!(dfs(&rootfs, "stat /bin/sh").unwrap().contains("Type: symlink"));
+    assert!(
+        dfs(&rootfs, "stat /bin/sh")
+            .unwrap()
+            .contains("Type: symlink")
+    );
 }

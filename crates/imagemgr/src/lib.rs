@@ -4,6 +4,7 @@
 //! A leaf crate: it imports no other banger crate.
 #![warn(missing_docs)]
 
+mod bundle;
 mod copy;
 mod digest;
 mod ext4build;
@@ -11,6 +12,9 @@ mod layer;
 mod probe;
 mod resize;
 
+pub use bundle::{
+    BUNDLE_FORMAT, BundleFile, BundleManifest, BundleSource, read_bundle, write_bundle,
+};
 pub use copy::{CopyMethod, clone_or_copy, grow_file};
 pub use digest::{Hasher, Sha256Digest, sha256_file, verify_file};
 pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script, root_meta};

@@ -18,7 +18,7 @@ pub fn run(ctx: &mut Ctx, a: ImagePullArgs) -> Result<(), CliError> {
         validate::image_name(n).map_err(CliError::usage)?;
     }
     let params = ImagePullParams {
-        reference: a.reference.clone(),
+        reference: super::image_bundle::local_bundle(&a.reference)?,
         name: a.name.clone(),
         kernel: a
             .kernel
@@ -53,7 +53,7 @@ pub fn run(ctx: &mut Ctx, a: ImagePullArgs) -> Result<(), CliError> {
         return Err(e);
     }
     let image: Image = client.call(Request::ImageShow(NameRef {
-        name: op.subject.clone(),
+        name: done.subject.clone(),
     }))?;
     if a.json.json {
         return print_json(ctx.out, &image);
