@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench clean
+.PHONY: help build test lint fmt demo smoke bench bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ smoke: demo ## The supported-path smoke run; today the dev-path demo (see README
 
 bench: ## Lifecycle benchmark against the simulator (p50/p95 per operation).
 	$(CARGO) bench -p banger --bench lifecycle
+
+bench-pull: ## Image pull+flatten vs skopeo+umoci+mkfs.ext4, and root-disk creation time (root).
+	$(CARGO) bench -p banger-daemon --bench pull
 
 clean: ## Remove build output.
 	$(CARGO) clean

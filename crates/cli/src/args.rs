@@ -256,7 +256,7 @@ pub struct ImageRegisterArgs {
     /// Root filesystem image (ext4)
     #[arg(long, value_name = "FILE")]
     pub rootfs: PathBuf,
-    /// Uncompressed kernel (vmlinux)
+    /// Kernel: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
     #[arg(long, value_name = "FILE")]
     pub kernel: PathBuf,
     /// Initial ramdisk
@@ -275,7 +275,7 @@ pub struct ImagePullArgs {
     /// Image name [default: the repository's last component, plus the tag unless `latest`]
     #[arg(long)]
     pub name: Option<String>,
-    /// Uncompressed kernel (vmlinux) to boot the image with
+    /// Kernel to boot the image with: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
     /// Platform picked from a multi-platform image

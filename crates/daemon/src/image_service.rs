@@ -58,7 +58,7 @@ impl ImageService {
             .map(|i| existing_file(i, "initrd"))
             .transpose()?;
         banger_imagemgr::check_rootfs(&rootfs)?;
-        banger_imagemgr::check_kernel(&kernel)?;
+        check_kernel_or_bzimage(&kernel)?;
 
         let id = banger_store::new_id();
         let images = self.layout.state_dir.join("images");
@@ -90,7 +90,7 @@ impl ImageService {
         let st = staging.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
             banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
-            banger_imagemgr::clone_or_copy(&k, &st.join("vmlinux"))?;
+            install_kernel(&k, &st.join("vmlinux"))?;
             if let Some(i) = i {
                 banger_imagemgr::clone_or_copy(&i, &st.join("initrd"))?;
             }
@@ -253,4 +253,23 @@ pub(crate) struct Staged {
     pub has_kernel: bool,
     pub has_initrd: bool,
     pub source: String,
+}
+
+/// Accept an ELF vmlinux, or a bzImage (turned into one by [`install_kernel`]).
+pub(crate) fn check_kernel_or_bzimage(path: &Path) -> Result<(), DaemonError> {
+    if banger_imagemgr::probe(path)? == banger_imagemgr::FileKind::BzImage {
+        return Ok(());
+    }
+    Ok(banger_imagemgr::check_kernel(path)?)
+}
+
+/// Copy an ELF kernel to `dst`, or extract the vmlinux of a bzImage there.
+pub(crate) fn install_kernel(src: &Path, dst: &Path) -> Result<(), DaemonError> {
+    if banger_imagemgr::probe(src)? == banger_imagemgr::FileKind::BzImage {
+        let kind = banger_imagemgr::extract_vmlinux(src, dst)?;
+        tracing::info!(kernel = %src.display(), compression = ?kind, "extracted vmlinux from bzImage");
+        return Ok(());
+    }
+    banger_imagemgr::clone_or_copy(src, dst)?;
+    Ok(())
 }

@@ -83,7 +83,7 @@ impl ImageService {
             .map(|k| existing_file(k, "kernel"))
             .transpose()?;
         if let Some(k) = &kernel {
-            banger_imagemgr::check_kernel(k)?;
+            crate::image_service::check_kernel_or_bzimage(k)?;
         }
         let (os, arch, variant) = parse_platform(p.platform.as_deref().unwrap_or("linux/amd64"))?;
         let job = PullJob {
@@ -412,7 +412,7 @@ fn build_rootfs(
         let tree = f.finish()?;
         banger_imagemgr::build_ext4(&tree, &staging.join("rootfs.ext4"))?;
         if let Some(k) = kernel {
-            banger_imagemgr::clone_or_copy(k, &staging.join("vmlinux"))?;
+            crate::image_service::install_kernel(k, &staging.join("vmlinux"))?;
         }
         Ok(())
     })();

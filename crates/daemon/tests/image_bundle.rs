@@ -135,3 +135,49 @@ async fn export_then_pull_gives_an_identical_image() {
         .unwrap_err();
     assert!(e.to_string().contains("https"), "{e}");
 }
+
+/// `image register` with a bzImage stores the extracted ELF vmlinux.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_turns_a_bzimage_into_a_vmlinux() {
+    if skip_without("register_turns_a_bzimage_into_a_vmlinux", &["mkfs.ext4"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = t.path().join("rootfs.ext4");
+    assert!(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&rootfs)
+            .arg("16M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut vmlinux = b"\x7fELF\x02\x01\x01".to_vec();
+    vmlinux.resize(50_000, 7);
+    // A bzImage: boot header, then a gzip payload after the setup sectors.
+    let payload = gzip(&vmlinux);
+    let mut bz = vec![0u8; 5 * 512];
+    bz[0x1f1] = 4;
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    bz[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+    bz[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    bz.extend_from_slice(&[0x90; 16]);
+    bz.extend_from_slice(&payload);
+    let kernel = t.path().join("bzImage");
+    std::fs::write(&kernel, &bz).unwrap();
+
+    let svc = service();
+    let image = svc
+        .images
+        .register(ImageRegisterParams {
+            name: "bz".into(),
+            rootfs: rootfs.display().to_string(),
+            kernel: kernel.display().to_string(),
+            initrd: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&image.kernel_path).unwrap(), vmlinux);
+}

@@ -283,80 +283,93 @@ struct Flaky {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
+fn serve_conn(
+    mut conn: std::net::TcpStream,
+    log: &Mutex<Vec<String>>,
+    blob_requests: &std::sync::atomic::AtomicUsize,
+    manifest: &[u8],
+    config: &(String, Vec<u8>),
+    blob: &(String, Vec<u8>),
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut range = None;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                break;
+            }
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("range: bytes=") {
+                range = v.trim().trim_end_matches('-').parse::<usize>().ok();
+            }
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        log.lock().unwrap().push(format!("{path} range={range:?}"));
+        let octets = "application/octet-stream";
+        let (status, ctype, body, cut): (&str, &str, Vec<u8>, bool) = if path == "/v2/" {
+            ("200 OK", "application/json", b"{}".to_vec(), false)
+        } else if path.contains("/manifests/") {
+            (
+                "200 OK",
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest.to_vec(),
+                false,
+            )
+        } else if path.ends_with(&config.0) {
+            ("200 OK", octets, config.1.clone(), false)
+        } else if path.ends_with(&blob.0) {
+            let first = blob_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            match range {
+                Some(from) => (
+                    "206 Partial Content",
+                    octets,
+                    blob.1[from..].to_vec(),
+                    false,
+                ),
+                None => ("200 OK", octets, blob.1.clone(), first),
+            }
+        } else {
+            ("404 Not Found", "application/json", b"{}".to_vec(), false)
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        if cut {
+            let _ = conn.write_all(&body[..body.len() / 2]);
+            let _ = conn.flush();
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let _ = conn.write_all(&body);
+    }
+}
+
 fn flaky_registry(manifest: Vec<u8>, config: (String, Vec<u8>), blob: (String, Vec<u8>)) -> Flaky {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&requests);
+    let blob_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (manifest, config, blob) = (Arc::new(manifest), Arc::new(config), Arc::new(blob));
     std::thread::spawn(move || {
-        let mut blob_requests = 0;
+        // One thread per connection: the client may hold idle pooled
+        // connections open while it opens a new one.
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let mut range = None;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                    let lower = h.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("range: bytes=") {
-                        range = v.trim().trim_end_matches('-').parse::<usize>().ok();
-                    }
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                log.lock().unwrap().push(format!("{path} range={range:?}"));
-                let (status, ctype, body, cut): (&str, &str, Vec<u8>, bool) = if path == "/v2/" {
-                    ("200 OK", "application/json", b"{}".to_vec(), false)
-                } else if path.contains("/manifests/") {
-                    (
-                        "200 OK",
-                        "application/vnd.oci.image.manifest.v1+json",
-                        manifest.clone(),
-                        false,
-                    )
-                } else if path.ends_with(&config.0) {
-                    (
-                        "200 OK",
-                        "application/octet-stream",
-                        config.1.clone(),
-                        false,
-                    )
-                } else if path.ends_with(&blob.0) {
-                    blob_requests += 1;
-                    match range {
-                        Some(from) => (
-                            "206 Partial Content",
-                            "application/octet-stream",
-                            blob.1[from..].to_vec(),
-                            false,
-                        ),
-                        None if blob_requests == 1 => {
-                            ("200 OK", "application/octet-stream", blob.1.clone(), true)
-                        }
-                        None => ("200 OK", "application/octet-stream", blob.1.clone(), false),
-                    }
-                } else {
-                    ("404 Not Found", "application/json", b"{}".to_vec(), false)
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                    if cut { blob.1.len() } else { body.len() }
-                );
-                let _ = conn.write_all(head.as_bytes());
-                if cut {
-                    let _ = conn.write_all(&body[..body.len() / 2]);
-                    let _ = conn.flush();
-                    let _ = conn.shutdown(std::net::Shutdown::Both);
-                    break;
-                }
-                let _ = conn.write_all(&body);
-            }
+            let Ok(conn) = conn else { return };
+            let (log, n) = (Arc::clone(&log), Arc::clone(&blob_requests));
+            let (manifest, config, blob) = (
+                Arc::clone(&manifest),
+                Arc::clone(&config),
+                Arc::clone(&blob),
+            );
+            std::thread::spawn(move || serve_conn(conn, &log, &n, &manifest, &config, &blob));
         }
     });
     Flaky { addr, requests }

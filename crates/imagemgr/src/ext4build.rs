@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::layer::{EntryMeta, Flattened, TreeStats};
+use crate::layer::{Flattened, TreeStats};
 use crate::{ImageMgrError, io_err};
 
 /// Size and inode count chosen for a tree.
@@ -111,8 +111,6 @@ fn xattr_dir(image: &Path) -> std::path::PathBuf {
 /// nodes first, then owners and modes, then xattrs. Values of xattrs are
 /// written to files under `xdir` (`ea_set -f`).
 pub fn fixup_script(tree: &Flattened, xdir: &Path) -> Result<String, ImageMgrError> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let egid = nix::unistd::getegid().as_raw();
     let mut nodes = String::new();
     let mut attrs = String::new();
     let mut xattrs = String::new();
@@ -136,7 +134,6 @@ pub fn fixup_script(tree: &Flattened, xdir: &Path) -> Result<String, ImageMgrErr
             let st = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
             (Some(st.uid()), Some(st.gid()), Some(st.mode()))
         };
-        let _ = (euid, egid);
         if uid != Some(m.uid) {
             writeln!(attrs, "set_inode_field {spec} uid {}", m.uid).ok();
         }
@@ -195,9 +192,4 @@ fn tool_missing(program: &'static str, image: &Path, e: std::io::Error) -> Image
         path: image.to_path_buf(),
         message: format!("cannot run {program} (install e2fsprogs): {e}"),
     }
-}
-
-/// Metadata helper for tests and callers that need the default root entry.
-pub fn root_meta(tree: &Flattened) -> Option<&EntryMeta> {
-    tree.meta.get(Path::new(""))
 }

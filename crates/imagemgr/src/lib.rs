@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod bundle;
+mod bzimage;
 mod copy;
 mod digest;
 mod ext4build;
@@ -15,9 +16,10 @@ mod resize;
 pub use bundle::{
     BUNDLE_FORMAT, BundleFile, BundleManifest, BundleSource, read_bundle, write_bundle,
 };
+pub use bzimage::{KernelCompression, extract_vmlinux, vmlinux_from_bzimage};
 pub use copy::{CopyMethod, clone_or_copy, grow_file};
 pub use digest::{Hasher, Sha256Digest, sha256_file, verify_file};
-pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script, root_meta};
+pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script};
 pub use layer::{EntryMeta, Flattened, Flattener, TreeStats};
 pub use probe::{FileKind, check_kernel, check_rootfs, probe};
 pub use resize::resize_ext4;
