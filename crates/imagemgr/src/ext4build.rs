@@ -117,8 +117,7 @@ pub fn fixup_script(tree: &Flattened, xdir: &Path) -> Result<String, ImageMgrErr
     let mut nx = 0usize;
     for (rel, m) in &tree.meta {
         let spec = quoted(rel)?;
-        let (uid, gid, mode) = if m.device.is_some() {
-            let (major, minor) = m.device.unwrap_or_default();
+        let (uid, gid, mode) = if let Some((major, minor)) = m.device {
             let parent = rel.parent().unwrap_or(Path::new(""));
             let kind = if m.mode & libc::S_IFMT == libc::S_IFBLK {
                 'b'

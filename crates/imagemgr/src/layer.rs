@@ -296,6 +296,15 @@ impl Flattener {
                     .unwrap_or_default();
                 self.ensure_dir(&target_parent)?;
                 let target_path = self.root.join(&target_rel);
+                let target_meta = self.meta.get(&target_rel).cloned();
+                if let Some(dev) = target_meta.as_ref().filter(|m| m.device.is_some()) {
+                    // Device nodes live only in the metadata: the link
+                    // becomes a second node with the same numbers.
+                    let dev = dev.clone();
+                    self.remove(&rel)?;
+                    self.meta.insert(rel, dev);
+                    return Ok(());
+                }
                 let tm = fs::symlink_metadata(&target_path).map_err(|_| {
                     bad_entry(&format!(
                         "hardlink target {} does not exist",
@@ -309,12 +318,6 @@ impl Flattener {
                     return Ok(());
                 }
                 self.remove(&rel)?;
-                let target_meta = self.meta.get(&target_rel).cloned();
-                if target_meta.as_ref().is_some_and(|m| m.device.is_some()) {
-                    // Device nodes live only in the metadata: copy it.
-                    self.meta.insert(rel, target_meta.unwrap_or(meta));
-                    return Ok(());
-                }
                 fs::hard_link(&target_path, &path).map_err(io_err(&path))?;
                 if let Some(tm) = target_meta {
                     self.meta.insert(rel, tm);

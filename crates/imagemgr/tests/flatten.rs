@@ -158,6 +158,7 @@ fn layers_flatten_into_a_checked_ext4() {
             E::Owned("usr/bin/su", 0o4755, 0, 0, b"su"),
             E::Owned("home/u/.profile", 0o600, 1000, 1000, b"p"),
             E::Char("dev/null", 1, 3),
+            E::Hard("dev/null2", "dev/null"),
             E::Xattr("usr/bin/ping", "security.capability", b"\x01\x00\x00\x02"),
             E::Xattr("usr/bin/tagged", "user.banger", b"yes"),
         ],
@@ -229,6 +230,8 @@ fn layers_flatten_into_a_checked_ext4() {
         "{null}"
     );
     assert!(null.contains("major/minor number: 01:03"), "{null}");
+    let null2 = dfs(&img, "stat /dev/null2").unwrap();
+    assert!(null2.contains("major/minor number: 01:03"), "{null2}");
     let cap = dfs(&img, "ea_list /usr/bin/ping").unwrap();
     assert!(cap.contains("security.capability"), "{cap}");
     let tag = dfs(&img, "ea_get /usr/bin/tagged user.banger").unwrap();

@@ -212,9 +212,10 @@ pub fn layer(data: Vec<u8>, media_type: &str) -> ImageLayer {
     ImageLayer::new(data, media_type.to_string(), None)
 }
 
-fn config_blob(arch: &str, docker: bool) -> Config {
+fn config_blob(arch: &str, docker: bool, diff_ids: &[String]) -> Config {
+    let ids = serde_json::to_string(diff_ids).unwrap();
     let data = format!(
-        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"config":{{}}}}"#
+        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":{ids}}},"config":{{}}}}"#
     );
     let mt = if docker {
         "application/vnd.docker.container.image.v1+json"
@@ -227,8 +228,20 @@ fn config_blob(arch: &str, docker: bool) -> Config {
 /// Push an image (OCI media types, or Docker's when `docker`); returns the
 /// manifest digest.
 pub async fn push(reference: &str, layers: Vec<ImageLayer>, arch: &str, docker: bool) -> String {
+    push_with_diff_ids(reference, layers, arch, docker, &[]).await
+}
+
+/// [`push`] with the config's `rootfs.diff_ids` filled (tools like umoci
+/// need them; banger does not read them).
+pub async fn push_with_diff_ids(
+    reference: &str,
+    layers: Vec<ImageLayer>,
+    arch: &str,
+    docker: bool,
+    diff_ids: &[String],
+) -> String {
     let r = Reference::from_str(reference).unwrap();
-    let cfg = config_blob(arch, docker);
+    let cfg = config_blob(arch, docker, diff_ids);
     let mut manifest = OciImageManifest::build(&layers, &cfg, None);
     if docker {
         manifest.media_type =
