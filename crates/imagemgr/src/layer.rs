@@ -138,11 +138,10 @@ impl Flattener {
     ) -> Result<(), ImageMgrError> {
         let mut archive = tar::Archive::new(input);
         let mut this_layer: HashSet<PathBuf> = HashSet::new();
-        let mut seen = 0u64;
         let entries = archive
             .entries()
             .map_err(|e| layer_err(label, "", &e.to_string()))?;
-        for entry in entries {
+        for (seen, entry) in entries.enumerate() {
             let mut entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -161,7 +160,6 @@ impl Flattener {
                     return Err(layer_err(label, "", &e.to_string()));
                 }
             };
-            seen += 1;
             let raw = entry
                 .path()
                 .map_err(|e| layer_err(label, "", &e.to_string()))?

@@ -349,7 +349,7 @@ impl Svc {
             })
             .unwrap();
         let mut rx = self.images.watch_op(&op.id).unwrap();
-        let done = tokio::time::timeout(
+        tokio::time::timeout(
             Duration::from_secs(120),
             rx.wait_for(|o| o.0.state.is_done()),
         )
@@ -357,8 +357,7 @@ impl Svc {
         .expect("pull finished in time")
         .unwrap()
         .0
-        .clone();
-        done
+        .clone()
     }
 
     /// No staging leftovers and no image row named `name`.
