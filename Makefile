@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench bench-net bench-workspace clean
+.PHONY: help build test lint fmt demo smoke bench bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench-net: ## Network benchmark (root): vm. DNS qps vs dnsmasq, TAP-from-pool st
 
 bench-workspace: ## workspace prepare vs git archive|ssh and rsync over one local sshd (root).
 	$(CARGO) bench -p banger --bench workspace
+
+bench-pull: ## Image pull+flatten vs skopeo+umoci+mkfs.ext4, and root-disk creation time (root).
+	$(CARGO) bench -p banger-daemon --bench pull
 
 clean: ## Remove build output.
 	$(CARGO) clean

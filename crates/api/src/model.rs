@@ -342,3 +342,16 @@ pub struct VmCreated {
     /// The boot operation to follow, unless `no_start` was given.
     pub operation: Option<Operation>,
 }
+
+/// Output of `image.export_bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleExported {
+    /// The image name.
+    pub name: String,
+    /// The bundle file written.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the root filesystem inside (`sha256:…`).
+    pub rootfs_sha256: String,
+}

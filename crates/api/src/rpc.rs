@@ -109,6 +109,13 @@ pub enum Request {
     /// Listening guest ports. Returns `Vec<`[`GuestPort`](crate::guest::GuestPort)`>`.
     #[serde(rename = "vm.ports")]
     VmPorts(VmRef),
+    /// Pull an image from an OCI registry, asynchronously. Returns the
+    /// [`Operation`](crate::Operation) to follow; its subject is the image name.
+    #[serde(rename = "image.pull")]
+    ImagePull(ImagePullParams),
+    /// Write an image as a bundle file. Returns [`BundleExported`](crate::BundleExported).
+    #[serde(rename = "image.export_bundle")]
+    ImageExportBundle(ImageExportBundleParams),
 }
 
 impl Request {
@@ -142,6 +149,8 @@ impl Request {
             Request::GuestSshConfig => "guest.ssh_config",
             Request::VmSshArgv(_) => "vm.ssh_argv",
             Request::VmPorts(_) => "vm.ports",
+            Request::ImagePull(_) => "image.pull",
+            Request::ImageExportBundle(_) => "image.export_bundle",
         }
     }
 }
@@ -280,6 +289,34 @@ pub struct ImageRegisterParams {
     /// Optional initrd (copied into the state dir).
     #[serde(default)]
     pub initrd: Option<String>,
+}
+
+/// `image.pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePullParams {
+    /// Image reference (`registry/repo:tag` or `…@sha256:…`), or a bundle:
+    /// an absolute file path or an `http(s)://` URL.
+    pub reference: String,
+    /// Image name; derived from the repository's last component when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Kernel file to use with the image (absolute path; copied).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Platform `os/arch[/variant]` picked from a manifest list (default `linux/amd64`).
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+/// `image.export_bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageExportBundleParams {
+    /// Image name or id.
+    pub name: String,
+    /// Bundle file to create (absolute path; must not exist).
+    pub file: String,
 }
 
 /// Classes of errors, each with its CLI exit code.

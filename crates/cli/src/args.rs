@@ -255,6 +255,10 @@ pub enum ImageCommand {
     /// Delete an image that no VM uses
     #[command(visible_alias = "rm")]
     Delete(NameArg),
+    /// Pull an image from an OCI registry (Docker Hub, GHCR, a local registry…) or a bundle file/URL
+    Pull(ImagePullArgs),
+    /// Write an image (root filesystem, kernel, work seed) to one bundle file
+    ExportBundle(ImageExportBundleArgs),
 }
 
 /// An image name or id, plus `--json`.
@@ -274,12 +278,45 @@ pub struct ImageRegisterArgs {
     /// Root filesystem image (ext4)
     #[arg(long, value_name = "FILE")]
     pub rootfs: PathBuf,
-    /// Uncompressed kernel (vmlinux)
+    /// Kernel: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
     #[arg(long, value_name = "FILE")]
     pub kernel: PathBuf,
     /// Initial ramdisk
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image pull`.
+#[derive(Debug, Clone, Args)]
+pub struct ImagePullArgs {
+    /// Image reference (docker.io/library/debian:12, 127.0.0.1:5000/dev/app:1),
+    /// a bundle file (./debian.bundle.tar) or a bundle URL (https://…)
+    pub reference: String,
+    /// Image name [default: the repository's last component, plus the tag unless `latest`]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Kernel to boot the image with: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// Platform picked from a multi-platform image
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    /// Pull in the background and return at once (follow with `banger operation watch ID`)
+    #[arg(long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image export-bundle`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageExportBundleArgs {
+    /// Image name or id
+    pub name: String,
+    /// Bundle file to write (must not exist)
+    pub file: PathBuf,
     #[command(flatten)]
     pub json: JsonArg,
 }

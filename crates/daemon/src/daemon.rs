@@ -109,6 +109,7 @@ impl Daemon {
     /// network up (bridge, DNS), settle the VMs, then remove TAPs no VM
     /// owns and fill the TAP pool.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
+        self.images.sweep_staging();
         if let Some(net) = self.net.network() {
             net.setup().await?;
         }
@@ -141,10 +142,13 @@ impl Daemon {
             }
         });
         let vms = Arc::clone(&self.vms);
+        let images = Arc::clone(&self.images);
+        let keep = Duration::from_secs(self.config.daemon.operation_retention_secs);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                images.prune_operations(keep);
                 if let Err(e) = vms.prune_operations() {
                     tracing::warn!(error = %e, "cannot prune operations");
                 }

@@ -8,16 +8,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use banger_api::rpc::ImageRegisterParams;
-use banger_api::{Deleted, Image, validate};
+use banger_api::{Deleted, Image, Operation, validate};
+use banger_opstate::Registry;
 use banger_store::Store;
 
 use crate::config::Layout;
 use crate::error::DaemonError;
+use crate::lockset::VmLockSet;
+use crate::vm_service::OpEntry;
 
 /// The image service.
 pub struct ImageService {
-    store: Arc<Store>,
-    layout: Layout,
+    pub(crate) store: Arc<Store>,
+    pub(crate) layout: Layout,
+    /// In-flight `image.pull` operations (routed by `operation.get/watch`).
+    pub(crate) ops: Registry<OpEntry>,
+    /// One lock per blob digest, so two pulls never write the same cache
+    /// file. A leaf lock, taken without any other.
+    pub(crate) blob_locks: VmLockSet,
     /// The publication-window lock. Lock order: after `VMService.vm_locks[id]`
     /// and the workspace locks, never together with `create_vm_mu`; nothing
     /// slow (network, copies) runs under it.
@@ -30,6 +38,8 @@ impl ImageService {
         Self {
             store,
             layout,
+            ops: Registry::new(),
+            blob_locks: VmLockSet::default(),
             image_ops_mu: tokio::sync::Mutex::new(()),
         }
     }
@@ -48,7 +58,7 @@ impl ImageService {
             .map(|i| existing_file(i, "initrd"))
             .transpose()?;
         banger_imagemgr::check_rootfs(&rootfs)?;
-        banger_imagemgr::check_kernel(&kernel)?;
+        check_kernel_or_bzimage(&kernel)?;
 
         let id = banger_store::new_id();
         let images = self.layout.state_dir.join("images");
@@ -80,7 +90,7 @@ impl ImageService {
         let st = staging.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
             banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
-            banger_imagemgr::clone_or_copy(&k, &st.join("vmlinux"))?;
+            install_kernel(&k, &st.join("vmlinux"))?;
             if let Some(i) = i {
                 banger_imagemgr::clone_or_copy(&i, &st.join("initrd"))?;
             }
@@ -89,23 +99,55 @@ impl ImageService {
         .await
         .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
-        let final_dir = self.layout.image_dir(id);
+        self.publish(
+            staging,
+            Staged {
+                id: id.to_string(),
+                name: name.to_string(),
+                has_kernel: true,
+                has_initrd: initrd.is_some(),
+                source: format!("register:{}", rootfs.display()),
+            },
+        )
+        .await
+    }
+
+    /// The staging directory of image `id` (same filesystem as the images,
+    /// so publication is a rename).
+    pub(crate) fn staging_dir(&self, id: &str) -> PathBuf {
+        self.layout
+            .state_dir
+            .join("images")
+            .join(format!(".staging-{id}"))
+    }
+
+    /// The publication atom, under `image_ops_mu`: re-check the name, rename
+    /// the staging directory into place, insert the row. The caller removes
+    /// the staging directory if this fails.
+    pub(crate) async fn publish(&self, staging: &Path, s: Staged) -> Result<Image, DaemonError> {
+        let final_dir = self.layout.image_dir(&s.id);
         let size_bytes = std::fs::metadata(staging.join("rootfs.ext4"))
             .map_err(DaemonError::io("cannot stat", staging))?
             .len();
         let image = Image {
-            id: id.to_string(),
-            name: name.to_string(),
+            id: s.id.clone(),
+            name: s.name.clone(),
             rootfs_path: final_dir.join("rootfs.ext4").display().to_string(),
-            kernel_path: final_dir.join("vmlinux").display().to_string(),
-            initrd_path: initrd.map(|_| final_dir.join("initrd").display().to_string()),
+            kernel_path: if s.has_kernel {
+                final_dir.join("vmlinux").display().to_string()
+            } else {
+                String::new()
+            },
+            initrd_path: s
+                .has_initrd
+                .then(|| final_dir.join("initrd").display().to_string()),
             size_bytes,
-            source: format!("register:{}", rootfs.display()),
+            source: s.source,
             created_at: banger_store::now_millis(),
         };
         let _publish = self.image_ops_mu.lock().await;
-        if self.store.find_image(name)?.is_some() {
-            return Err(name_taken(name));
+        if self.store.find_image(&s.name)?.is_some() {
+            return Err(name_taken(&s.name));
         }
         std::fs::rename(staging, &final_dir)
             .map_err(DaemonError::io("cannot publish", &final_dir))?;
@@ -113,8 +155,37 @@ impl ImageService {
             let _ = std::fs::remove_dir_all(&final_dir);
             return Err(e.into());
         }
-        tracing::info!(image = name, id, "image registered");
+        tracing::info!(image = %s.name, id = %s.id, "image published");
         Ok(image)
+    }
+
+    /// Remove staging directories a crash left behind (daemon start).
+    pub fn sweep_staging(&self) {
+        let images = self.layout.state_dir.join("images");
+        let Ok(rd) = std::fs::read_dir(&images) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".staging-") {
+                tracing::info!(dir = %e.path().display(), "removing stale image staging dir");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// An `image.pull` operation still in memory.
+    pub fn operation(&self, id: &str) -> Option<Operation> {
+        self.ops.get(id).map(|o| o.0)
+    }
+
+    /// Follow an `image.pull` operation still in memory.
+    pub fn watch_op(&self, id: &str) -> Option<tokio::sync::watch::Receiver<OpEntry>> {
+        self.ops.subscribe(id)
+    }
+
+    /// Drop finished pull operations older than `keep`.
+    pub fn prune_operations(&self, keep: std::time::Duration) -> usize {
+        self.ops.prune(keep)
     }
 
     /// `image.list`.
@@ -154,13 +225,13 @@ impl ImageService {
     }
 }
 
-fn name_taken(name: &str) -> DaemonError {
+pub(crate) fn name_taken(name: &str) -> DaemonError {
     DaemonError::Conflict(format!(
         "an image named {name:?} already exists; pick another name or delete it with `banger image delete {name}`"
     ))
 }
 
-fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
+pub(crate) fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
     let path = PathBuf::from(p);
     if !path.is_absolute() {
         return Err(DaemonError::Invalid(format!(
@@ -173,4 +244,32 @@ fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
         )));
     }
     Ok(path)
+}
+
+/// What `publish` needs to know about a staged image.
+pub(crate) struct Staged {
+    pub id: String,
+    pub name: String,
+    pub has_kernel: bool,
+    pub has_initrd: bool,
+    pub source: String,
+}
+
+/// Accept an ELF vmlinux, or a bzImage (turned into one by [`install_kernel`]).
+pub(crate) fn check_kernel_or_bzimage(path: &Path) -> Result<(), DaemonError> {
+    if banger_imagemgr::probe(path)? == banger_imagemgr::FileKind::BzImage {
+        return Ok(());
+    }
+    Ok(banger_imagemgr::check_kernel(path)?)
+}
+
+/// Copy an ELF kernel to `dst`, or extract the vmlinux of a bzImage there.
+pub(crate) fn install_kernel(src: &Path, dst: &Path) -> Result<(), DaemonError> {
+    if banger_imagemgr::probe(src)? == banger_imagemgr::FileKind::BzImage {
+        let kind = banger_imagemgr::extract_vmlinux(src, dst)?;
+        tracing::info!(kernel = %src.display(), compression = ?kind, "extracted vmlinux from bzImage");
+        return Ok(());
+    }
+    banger_imagemgr::clone_or_copy(src, dst)?;
+    Ok(())
 }

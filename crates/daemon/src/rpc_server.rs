@@ -235,7 +235,10 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::ImageList => json(d.images.list()?),
         Request::ImageShow(r) => json(d.images.resolve(&r.name)?),
         Request::ImageDelete(r) => json(d.images.delete(&r.name).await?),
-        Request::OperationGet(r) => json(d.vms.operation(&r.id)?),
+        Request::OperationGet(r) => match d.images.operation(&r.id) {
+            Some(op) => json(op),
+            None => json(d.vms.operation(&r.id)?),
+        },
         Request::OperationList => json(d.vms.operations()?),
         Request::NetworkReset => json(d.network_reset().await?),
         Request::WorkspacePrepare(p) => json(d.workspaces.prepare(p).await?),
@@ -244,6 +247,8 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::GuestSshConfig => json(d.workspaces.ssh_config()?),
         Request::VmSshArgv(p) => json(d.workspaces.ssh_argv(&p)?),
         Request::VmPorts(r) => json(d.workspaces.ports(&r.vm).await?),
+        Request::ImagePull(p) => json(d.images.pull(p)?),
+        Request::ImageExportBundle(p) => json(d.images.export_bundle(p).await?),
     }
 }
 
@@ -253,7 +258,8 @@ async fn watch(
     op_id: &str,
     write: &mut (impl AsyncWriteExt + Unpin),
 ) -> std::io::Result<()> {
-    let mut rx = match d.vms.watch(op_id) {
+    let pulled = d.images.watch_op(op_id).map(Ok);
+    let mut rx = match pulled.map_or_else(|| d.vms.watch(op_id), Ok) {
         Ok(Ok(rx)) => rx,
         Ok(Err(done)) => return write_line(write, &result(id, &done)).await,
         Err(e) => {

@@ -47,6 +47,12 @@ impl VMService {
             ))));
         }
         let image = match self.images.get(&vm.image_id) {
+            Ok(i) if i.kernel_path.is_empty() => {
+                return Err(self.fail_start(vm, DaemonError::Conflict(format!(
+                    "image {} has no kernel (it was pulled without --kernel); pull or register it again with `--kernel FILE`",
+                    i.name
+                ))));
+            }
             Ok(i) => i,
             Err(e) => return Err(self.fail_start(vm, e)),
         };

@@ -16,6 +16,8 @@ mod config;
 mod doctor;
 mod follow;
 mod image;
+mod image_bundle;
+mod image_pull;
 mod image_register;
 mod network;
 mod operation;
@@ -61,6 +63,8 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ImageCommand::List(a) => image::list(ctx, a),
             ImageCommand::Show(a) => image::show(ctx, a),
             ImageCommand::Delete(a) => image::delete(ctx, a),
+            ImageCommand::Pull(a) => image_pull::run(ctx, a),
+            ImageCommand::ExportBundle(a) => image_bundle::export(ctx, a),
         },
         Command::Operation(c) => match c {
             OperationCommand::List(a) => operation::list(ctx, a),

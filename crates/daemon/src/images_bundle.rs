@@ -1,0 +1,222 @@
+//! Image bundles (format in `banger_imagemgr::bundle` and README.md):
+//! `image.export_bundle` writes one, and `image.pull` of an absolute path
+//! or an `http(s)://` URL imports one as an asynchronous operation.
+//!
+//! Import reads and verifies the bundle into a staging directory
+//! (unlocked), checks the root filesystem and kernel, then publishes with
+//! the same atom as every other image (`ImageService::publish`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use banger_api::rpc::{ImageExportBundleParams, ImagePullParams};
+use banger_api::{BundleExported, Image, OpState, Operation, validate};
+use banger_imagemgr::{BundleSource, read_bundle, write_bundle};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::DaemonError;
+use crate::image_service::{ImageService, Staged, name_taken};
+use crate::vm_service::OpEntry;
+
+/// Where an imported bundle comes from.
+enum BundleFrom {
+    File(PathBuf),
+    Url(String),
+}
+
+/// Whether `reference` names a bundle rather than a registry image.
+pub fn is_bundle_ref(reference: &str) -> bool {
+    reference.starts_with('/')
+        || reference.starts_with("http://")
+        || reference.starts_with("https://")
+}
+
+impl ImageService {
+    /// `image.export_bundle`.
+    pub async fn export_bundle(
+        &self,
+        p: ImageExportBundleParams,
+    ) -> Result<BundleExported, DaemonError> {
+        let image = self.resolve(&p.name)?;
+        let out = PathBuf::from(&p.file);
+        if !out.is_absolute() {
+            return Err(DaemonError::Invalid(format!(
+                "bundle path {:?} must be absolute",
+                p.file
+            )));
+        }
+        if out.exists() {
+            return Err(DaemonError::Conflict(format!(
+                "{} already exists; pick another file or remove it first",
+                out.display()
+            )));
+        }
+        let dir = self.layout.image_dir(&image.id);
+        let img = image.clone();
+        let o = out.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let kernel = (!img.kernel_path.is_empty()).then(|| PathBuf::from(&img.kernel_path));
+            let initrd = img.initrd_path.as_ref().map(PathBuf::from);
+            let seed = dir.join("work-seed.ext4");
+            let seed = seed.is_file().then_some(seed);
+            write_bundle(
+                &BundleSource {
+                    name: &img.name,
+                    rootfs: Path::new(&img.rootfs_path),
+                    kernel: kernel.as_deref(),
+                    initrd: initrd.as_deref(),
+                    work_seed: seed.as_deref(),
+                },
+                &o,
+            )
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        let bytes = std::fs::metadata(&out)
+            .map_err(DaemonError::io("cannot stat", &out))?
+            .len();
+        Ok(BundleExported {
+            name: image.name,
+            path: out.display().to_string(),
+            bytes,
+            rootfs_sha256: format!("sha256:{}", manifest.rootfs.sha256),
+        })
+    }
+
+    /// `image.pull` of a bundle file or URL.
+    pub(crate) fn pull_bundle(
+        self: &Arc<Self>,
+        p: ImagePullParams,
+    ) -> Result<Operation, DaemonError> {
+        let from = if p.reference.starts_with('/') {
+            let path = crate::image_service::existing_file(&p.reference, "bundle")?;
+            BundleFrom::File(path)
+        } else {
+            let url = reqwest::Url::parse(&p.reference).map_err(|e| {
+                DaemonError::Invalid(format!("invalid bundle URL {:?}: {e}", p.reference))
+            })?;
+            let host = url.host_str().unwrap_or("");
+            let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
+            if url.scheme() == "http" && !local {
+                return Err(DaemonError::Invalid(format!(
+                    "refusing plain HTTP for {host}: use https:// (plain HTTP is only for localhost)"
+                )));
+            }
+            BundleFrom::Url(p.reference.clone())
+        };
+        if let Some(n) = &p.name {
+            validate::image_name(n)?;
+            if self.store.find_image(n)?.is_some() {
+                return Err(name_taken(n));
+            }
+        }
+        let now = banger_store::now_millis();
+        let op = Operation {
+            id: banger_store::new_id(),
+            kind: "image.pull".into(),
+            subject: p.name.clone().unwrap_or_else(|| p.reference.clone()),
+            state: OpState::Running,
+            stage: "queued".into(),
+            step: 0,
+            steps: 3,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.ops.insert(op.id.clone(), OpEntry(op.clone()));
+        let this = Arc::clone(self);
+        let op_id = op.id.clone();
+        tokio::spawn(async move {
+            let result = this.run_bundle(&op_id, from, p.name, &p.reference).await;
+            if let Ok(image) = &result {
+                this.ops
+                    .update(&op_id, |o| o.0.subject = image.name.clone());
+            }
+            this.finish_pull(&op_id, result.map(|_| ()));
+        });
+        Ok(op)
+    }
+
+    async fn run_bundle(
+        &self,
+        op_id: &str,
+        from: BundleFrom,
+        name: Option<String>,
+        reference: &str,
+    ) -> Result<Image, DaemonError> {
+        let id = banger_store::new_id();
+        let staging = self.staging_dir(&id);
+        std::fs::create_dir_all(&staging).map_err(DaemonError::io("cannot create", &staging))?;
+        let result = async {
+            let bundle = match &from {
+                BundleFrom::File(p) => p.clone(),
+                BundleFrom::Url(url) => {
+                    self.stage(op_id, 1, "downloading bundle");
+                    let dest = staging.join("bundle.download");
+                    download(url, &dest).await?;
+                    dest
+                }
+            };
+            self.stage(op_id, 2, "verifying bundle");
+            let st = staging.clone();
+            let b = bundle.clone();
+            let manifest = tokio::task::spawn_blocking(move || -> Result<_, DaemonError> {
+                let m = read_bundle(&b, &st)?;
+                banger_imagemgr::check_rootfs(&st.join("rootfs.ext4"))?;
+                if m.kernel.is_some() {
+                    banger_imagemgr::check_kernel(&st.join("vmlinux"))?;
+                }
+                Ok(m)
+            })
+            .await
+            .map_err(|e| DaemonError::Internal(e.to_string()))??;
+            if matches!(from, BundleFrom::Url(_)) {
+                let _ = std::fs::remove_file(&bundle);
+            }
+            let name = name.unwrap_or(manifest.name.clone());
+            validate::image_name(&name)?;
+            self.stage(op_id, 3, "publishing");
+            self.publish(
+                &staging,
+                Staged {
+                    id: id.clone(),
+                    name,
+                    has_kernel: manifest.kernel.is_some(),
+                    has_initrd: manifest.initrd.is_some(),
+                    source: format!("bundle:{reference}"),
+                },
+            )
+            .await
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        result
+    }
+}
+
+async fn download(url: &str, dest: &Path) -> Result<(), DaemonError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        DaemonError::Internal(format!("downloading bundle {url} failed: {e}; try again"))
+    };
+    let resp = reqwest::get(url).await.map_err(|e| fail(&e))?;
+    if !resp.status().is_success() {
+        return Err(fail(&format!("HTTP {}", resp.status())));
+    }
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(DaemonError::io("cannot write", dest))?;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| fail(&e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(DaemonError::io("cannot write", dest))?;
+    }
+    file.flush()
+        .await
+        .map_err(DaemonError::io("cannot write", dest))?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Bundles: export-bundle, then pull of the file (and of a URL on
+//! 127.0.0.1) gives an identical image; tampered bundles publish nothing.
+
+mod pull_util;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use banger_api::OpState;
+use banger_api::rpc::{ImageExportBundleParams, ImageRegisterParams};
+use pull_util::*;
+
+fn sha(p: &str) -> String {
+    banger_imagemgr::sha256_file(std::path::Path::new(p))
+        .unwrap()
+        .to_string()
+}
+
+/// Serve `body` once per connection at any path.
+fn serve(body: Vec<u8>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(&body);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_pull_gives_an_identical_image() {
+    if skip_without("export_then_pull_gives_an_identical_image", &["mkfs.ext4"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "bundled\n").unwrap();
+    let rootfs = t.path().join("rootfs.ext4");
+    let ok = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&rootfs)
+        .arg("32M")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let kernel = t.path().join("vmlinux");
+    std::fs::write(&kernel, b"\x7fELF\x02\x01\x01 a pretend kernel").unwrap();
+
+    let svc = service();
+    let orig = svc
+        .images
+        .register(ImageRegisterParams {
+            name: "orig".into(),
+            rootfs: rootfs.display().to_string(),
+            kernel: kernel.display().to_string(),
+            initrd: None,
+        })
+        .await
+        .unwrap();
+    let bundle = t.path().join("orig.bundle.tar");
+    let exported = svc
+        .images
+        .export_bundle(ImageExportBundleParams {
+            name: "orig".into(),
+            file: bundle.display().to_string(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(exported.rootfs_sha256, sha(&orig.rootfs_path));
+    // Never overwrites.
+    let again = svc
+        .images
+        .export_bundle(ImageExportBundleParams {
+            name: "orig".into(),
+            file: bundle.display().to_string(),
+        })
+        .await;
+    assert!(again.unwrap_err().to_string().contains("already exists"));
+
+    // From the file.
+    let op = svc.pull(&bundle.display().to_string(), "copy", None).await;
+    assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
+    let copy = svc.store.find_image("copy").unwrap().unwrap();
+    assert_eq!(sha(&copy.rootfs_path), sha(&orig.rootfs_path));
+    assert_eq!(sha(&copy.kernel_path), sha(&orig.kernel_path));
+    assert_eq!(copy.size_bytes, orig.size_bytes);
+    assert!(copy.source.starts_with("bundle:/"), "{}", copy.source);
+
+    // From a URL.
+    let addr = serve(std::fs::read(&bundle).unwrap());
+    let op = svc
+        .pull(&format!("http://{addr}/orig.bundle.tar"), "fromurl", None)
+        .await;
+    assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
+    let u = svc.store.find_image("fromurl").unwrap().unwrap();
+    assert_eq!(sha(&u.rootfs_path), sha(&orig.rootfs_path));
+
+    // Tampered: one byte of the root filesystem flipped.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    let bad = t.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let op = svc.pull(&bad.display().to_string(), "bad", None).await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("digest mismatch"), "{msg}");
+    svc.assert_nothing_published("bad");
+
+    // Plain HTTP to a non-loopback host is refused up front.
+    let e = svc
+        .images
+        .pull(banger_api::rpc::ImagePullParams {
+            reference: "http://example.com/b.tar".into(),
+            name: Some("x".into()),
+            kernel: None,
+            platform: None,
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
+}
+
+/// `image register` with a bzImage stores the extracted ELF vmlinux.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_turns_a_bzimage_into_a_vmlinux() {
+    if skip_without("register_turns_a_bzimage_into_a_vmlinux", &["mkfs.ext4"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = t.path().join("rootfs.ext4");
+    assert!(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&rootfs)
+            .arg("16M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut vmlinux = b"\x7fELF\x02\x01\x01".to_vec();
+    vmlinux.resize(50_000, 7);
+    // A bzImage: boot header, then a gzip payload after the setup sectors.
+    let payload = gzip(&vmlinux);
+    let mut bz = vec![0u8; 5 * 512];
+    bz[0x1f1] = 4;
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    bz[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+    bz[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    bz.extend_from_slice(&[0x90; 16]);
+    bz.extend_from_slice(&payload);
+    let kernel = t.path().join("bzImage");
+    std::fs::write(&kernel, &bz).unwrap();
+
+    let svc = service();
+    let image = svc
+        .images
+        .register(ImageRegisterParams {
+            name: "bz".into(),
+            rootfs: rootfs.display().to_string(),
+            kernel: kernel.display().to_string(),
+            initrd: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&image.kernel_path).unwrap(), vmlinux);
+}
