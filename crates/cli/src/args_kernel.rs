@@ -29,8 +29,8 @@ pub struct KernelRegisterArgs {
     /// ELF vmlinux or bzImage
     pub file: PathBuf,
     /// Version string to record
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long, value_name = "VERSION")]
+    pub kernel_version: Option<String>,
     #[command(flatten)]
     pub json: JsonArg,
 }

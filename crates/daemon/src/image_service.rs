@@ -52,7 +52,10 @@ impl ImageService {
         }
         let rootfs = existing_file(&p.rootfs, "root filesystem")?;
         let (kernel, link_kernel) = match &p.kernel_name {
-            Some(k) => (crate::image_promote::catalog_kernel(&self.store, k, &p.kernel)?, true),
+            Some(k) => (
+                crate::image_promote::catalog_kernel(&self.store, k, &p.kernel)?,
+                true,
+            ),
             None => (existing_file(&p.kernel, "kernel")?, false),
         };
         let initrd = p
@@ -69,7 +72,14 @@ impl ImageService {
         let images = self.layout.state_dir.join("images");
         let staging = images.join(format!(".staging-{id}"));
         let result = self
-            .stage_and_publish(&p.name, &id, &staging, &rootfs, (&kernel, link_kernel), initrd.as_deref())
+            .stage_and_publish(
+                &p.name,
+                &id,
+                &staging,
+                &rootfs,
+                (&kernel, link_kernel),
+                initrd.as_deref(),
+            )
             .await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&staging);

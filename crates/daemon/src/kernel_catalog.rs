@@ -53,7 +53,10 @@ impl Catalog {
         })?;
         for e in &cat.kernels {
             banger_api::validate::image_name(&e.name).map_err(|err| {
-                DaemonError::Invalid(format!("kernel catalog {origin}: entry {:?}: {err}", e.name))
+                DaemonError::Invalid(format!(
+                    "kernel catalog {origin}: entry {:?}: {err}",
+                    e.name
+                ))
             })?;
             check_hex(&e.sha256, &e.name, origin)?;
             match (&e.initrd_url, &e.initrd_sha256) {

@@ -164,7 +164,9 @@ impl KernelService {
         }
         tracing::info!(kernel = %name, id = %id, "kernel registered");
         Ok(Kernel {
-            size_bytes: std::fs::metadata(&kernel.path).map(|m| m.len()).unwrap_or(0),
+            size_bytes: std::fs::metadata(&kernel.path)
+                .map(|m| m.len())
+                .unwrap_or(0),
             ..kernel
         })
     }

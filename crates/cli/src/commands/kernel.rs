@@ -50,7 +50,7 @@ fn register(ctx: &mut Ctx, a: KernelRegisterArgs) -> Result<(), CliError> {
     let k: Kernel = client.call(Request::KernelRegister(KernelRegisterParams {
         name: a.name,
         file,
-        version: a.version,
+        version: a.kernel_version,
     }))?;
     shown(ctx, a.json, &k)
 }
