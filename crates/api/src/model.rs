@@ -209,6 +209,12 @@ pub struct Kernel {
     pub sha256: String,
     /// Registration time.
     pub created_at: UnixMillis,
+    /// Size of the kernel file in bytes (filled in when listed).
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Where it came from: `catalog:<url>` or `register:<file>`.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// The state of an asynchronous operation.

@@ -116,6 +116,22 @@ pub enum Request {
     /// Write an image as a bundle file. Returns [`BundleExported`](crate::BundleExported).
     #[serde(rename = "image.export_bundle")]
     ImageExportBundle(ImageExportBundleParams),
+    /// Registered kernels. Returns `Vec<`[`Kernel`](crate::Kernel)`>`.
+    #[serde(rename = "kernel.list")]
+    KernelList,
+    /// Download a catalog kernel, verify its sha256 and register it.
+    /// Returns [`Kernel`](crate::Kernel).
+    #[serde(rename = "kernel.pull")]
+    KernelPull(NameRef),
+    /// Register a local vmlinux or bzImage. Returns [`Kernel`](crate::Kernel).
+    #[serde(rename = "kernel.register")]
+    KernelRegister(KernelRegisterParams),
+    /// Delete a kernel no image uses. Returns [`Deleted`](crate::Deleted).
+    #[serde(rename = "kernel.delete")]
+    KernelDelete(NameRef),
+    /// Turn a stopped VM's root disk into a new image. Returns [`Image`](crate::Image).
+    #[serde(rename = "image.promote")]
+    ImagePromote(ImagePromoteParams),
 }
 
 impl Request {
@@ -151,6 +167,11 @@ impl Request {
             Request::VmPorts(_) => "vm.ports",
             Request::ImagePull(_) => "image.pull",
             Request::ImageExportBundle(_) => "image.export_bundle",
+            Request::KernelList => "kernel.list",
+            Request::KernelPull(_) => "kernel.pull",
+            Request::KernelRegister(_) => "kernel.register",
+            Request::KernelDelete(_) => "kernel.delete",
+            Request::ImagePromote(_) => "image.promote",
         }
     }
 }
@@ -284,11 +305,39 @@ pub struct ImageRegisterParams {
     pub name: String,
     /// Root filesystem file (copied into the state dir).
     pub rootfs: String,
-    /// Kernel file (copied into the state dir).
+    /// Kernel file (copied into the state dir); empty when `kernel_name` is given.
+    #[serde(default)]
     pub kernel: String,
     /// Optional initrd (copied into the state dir).
     #[serde(default)]
     pub initrd: Option<String>,
+    /// A registered kernel (`banger kernel list`) to boot the image with,
+    /// instead of `kernel`. The kernel cannot be deleted while the image exists.
+    #[serde(default)]
+    pub kernel_name: Option<String>,
+}
+
+/// `kernel.register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRegisterParams {
+    /// Unique name.
+    pub name: String,
+    /// ELF vmlinux or bzImage (absolute path; copied or extracted).
+    pub file: String,
+    /// Version string, when known.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `image.promote`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePromoteParams {
+    /// The stopped VM (name or id).
+    pub vm: String,
+    /// Name of the new image.
+    pub name: String,
 }
 
 /// `image.pull`.

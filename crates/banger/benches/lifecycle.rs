@@ -59,6 +59,7 @@ fn main() {
             rootfs: rootfs.display().to_string(),
             kernel: kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         }))
         .expect("register");
 

@@ -116,6 +116,7 @@ async fn register(d: &Daemon, fx: &util::Fixtures) {
             rootfs: fx.rootfs.display().to_string(),
             kernel: fx.kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })
         .await
         .unwrap();

@@ -99,6 +99,7 @@ async fn lifecycle_goes_through_the_seam() {
             rootfs: fx.rootfs.display().to_string(),
             kernel: fx.kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })
         .await
         .unwrap();
@@ -134,6 +135,7 @@ async fn refused_spawn_leaves_error_and_nothing_running() {
             rootfs: fx.rootfs.display().to_string(),
             kernel: fx.kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })
         .await
         .unwrap();

@@ -90,6 +90,9 @@ pub enum Command {
     Workspace(crate::args_guest::WorkspaceCommand),
     /// Write an ssh_config include so `ssh NAME.vm` works from your shell
     SshConfig(crate::args_guest::SshConfigArgs),
+    /// Download, register and delete kernels (the kernel catalog)
+    #[command(subcommand)]
+    Kernel(crate::args_kernel::KernelCommand),
     /// Print a shell completion script (e.g. `banger completions bash > /etc/bash_completion.d/banger`)
     Completions {
         /// Shell to generate completions for
@@ -259,6 +262,8 @@ pub enum ImageCommand {
     Pull(ImagePullArgs),
     /// Write an image (root filesystem, kernel, work seed) to one bundle file
     ExportBundle(ImageExportBundleArgs),
+    /// Turn a stopped VM's root disk into a new image (same kernel and initrd)
+    Promote(crate::args_kernel::ImagePromoteArgs),
 }
 
 /// An image name or id, plus `--json`.
@@ -279,8 +284,11 @@ pub struct ImageRegisterArgs {
     #[arg(long, value_name = "FILE")]
     pub rootfs: PathBuf,
     /// Kernel: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
-    #[arg(long, value_name = "FILE")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "kernel_name")]
+    pub kernel: Option<PathBuf>,
+    /// A registered kernel (`banger kernel list`) instead of --kernel
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub kernel_name: Option<String>,
     /// Initial ramdisk
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,

@@ -19,6 +19,7 @@ use clap::Parser;
 
 mod args;
 mod args_guest;
+mod args_kernel;
 pub mod client;
 mod commands;
 mod context;

@@ -528,6 +528,7 @@ fn image_register_sends_absolute_paths() {
             rootfs: cwd.join("Cargo.toml").display().to_string(),
             kernel: kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })]
     );
     let (code, out, err) = against(&d, &["image", "list"]);

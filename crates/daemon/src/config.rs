@@ -76,6 +76,9 @@ pub struct Config {
     pub privileged_helper: Option<PathBuf>,
     /// Guest access and workspaces (`guest_config.rs`).
     pub guest: crate::guest_config::GuestConfig,
+    /// Kernel catalog file (TOML, see `kernel_catalog.rs`) read by `banger
+    /// kernel pull`. Unset: the catalog shipped with banger.
+    pub kernel_catalog: Option<PathBuf>,
 }
 
 /// `[vm]`: defaults for new VMs.
@@ -156,6 +159,7 @@ impl Default for Config {
             daemon: DaemonConfig::default(),
             privileged_helper: None,
             guest: Default::default(),
+            kernel_catalog: None,
         }
     }
 }

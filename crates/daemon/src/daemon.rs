@@ -37,6 +37,8 @@ pub struct Daemon {
     pub images: Arc<ImageService>,
     /// Workspace prepare/export.
     pub workspaces: Arc<WorkspaceService>,
+    /// The kernel catalogue.
+    pub kernels: Arc<crate::kernel_service::KernelService>,
     /// VM lifecycle.
     pub vms: Arc<VMService>,
     /// Guest SSH test seam: how the daemon runs a command on a guest.
@@ -89,6 +91,11 @@ impl Daemon {
         let seams = GuestSeams::from_config(&config, &layout);
         let (net, images, workspaces, vms) =
             wire_services(&config, &layout, &store, &privops, &seams);
+        let kernels = Arc::new(crate::kernel_service::KernelService::new(
+            Arc::clone(&store),
+            layout.clone(),
+            config.kernel_catalog.clone(),
+        ));
         Ok(Daemon {
             config,
             layout,
@@ -97,6 +104,7 @@ impl Daemon {
             net,
             images,
             workspaces,
+            kernels,
             vms,
             guest_dial: seams.dial,
             guest_wait_for_ssh: seams.wait_for_ssh,
@@ -110,6 +118,7 @@ impl Daemon {
     /// owns and fill the TAP pool.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
         self.images.sweep_staging();
+        self.kernels.sweep_staging();
         if let Some(net) = self.net.network() {
             net.setup().await?;
         }

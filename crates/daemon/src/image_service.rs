@@ -51,20 +51,35 @@ impl ImageService {
             return Err(name_taken(&p.name));
         }
         let rootfs = existing_file(&p.rootfs, "root filesystem")?;
-        let kernel = existing_file(&p.kernel, "kernel")?;
+        let (kernel, link_kernel) = match &p.kernel_name {
+            Some(k) => (
+                crate::image_promote::catalog_kernel(&self.store, k, &p.kernel)?,
+                true,
+            ),
+            None => (existing_file(&p.kernel, "kernel")?, false),
+        };
         let initrd = p
             .initrd
             .as_deref()
             .map(|i| existing_file(i, "initrd"))
             .transpose()?;
         banger_imagemgr::check_rootfs(&rootfs)?;
-        check_kernel_or_bzimage(&kernel)?;
+        if !link_kernel {
+            check_kernel_or_bzimage(&kernel)?;
+        }
 
         let id = banger_store::new_id();
         let images = self.layout.state_dir.join("images");
         let staging = images.join(format!(".staging-{id}"));
         let result = self
-            .stage_and_publish(&p.name, &id, &staging, &rootfs, &kernel, initrd.as_deref())
+            .stage_and_publish(
+                &p.name,
+                &id,
+                &staging,
+                &rootfs,
+                (&kernel, link_kernel),
+                initrd.as_deref(),
+            )
             .await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
@@ -78,7 +93,7 @@ impl ImageService {
         id: &str,
         staging: &Path,
         rootfs: &Path,
-        kernel: &Path,
+        (kernel, link_kernel): (&Path, bool),
         initrd: Option<&Path>,
     ) -> Result<Image, DaemonError> {
         std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
@@ -90,7 +105,11 @@ impl ImageService {
         let st = staging.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
             banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
-            install_kernel(&k, &st.join("vmlinux"))?;
+            if link_kernel {
+                crate::image_promote::link_or_copy(&k, &st.join("vmlinux"))?;
+            } else {
+                install_kernel(&k, &st.join("vmlinux"))?;
+            }
             if let Some(i) = i {
                 banger_imagemgr::clone_or_copy(&i, &st.join("initrd"))?;
             }

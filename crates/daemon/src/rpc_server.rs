@@ -249,6 +249,11 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::VmPorts(r) => json(d.workspaces.ports(&r.vm).await?),
         Request::ImagePull(p) => json(d.images.pull(p)?),
         Request::ImageExportBundle(p) => json(d.images.export_bundle(p).await?),
+        Request::KernelList => json(d.kernels.list()?),
+        Request::KernelPull(r) => json(d.kernels.pull(&r.name).await?),
+        Request::KernelRegister(p) => json(d.kernels.register(&p.name, &p.file, p.version).await?),
+        Request::KernelDelete(r) => json(d.kernels.delete(&r.name).await?),
+        Request::ImagePromote(p) => json(d.vms.promote_to_image(p).await?),
     }
 }
 

@@ -70,6 +70,7 @@ async fn export_then_pull_gives_an_identical_image() {
             rootfs: rootfs.display().to_string(),
             kernel: kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })
         .await
         .unwrap();
@@ -176,6 +177,7 @@ async fn register_turns_a_bzimage_into_a_vmlinux() {
             rootfs: rootfs.display().to_string(),
             kernel: kernel.display().to_string(),
             initrd: None,
+            kernel_name: None,
         })
         .await
         .unwrap();

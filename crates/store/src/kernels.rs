@@ -9,14 +9,14 @@ use crate::{Store, StoreError};
 /// The columns in [`from_row`]'s order.
 macro_rules! columns {
     () => {
-        "id, name, version, path, sha256, created_at"
+        "id, name, version, path, sha256, created_at, source"
     };
 }
 
 const INSERT: &str = concat!(
     "INSERT INTO kernels (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 );
 const SELECT_ALL: &str = concat!("SELECT ", columns!(), " FROM kernels ORDER BY name");
 const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM kernels WHERE id = ?1");
@@ -36,6 +36,7 @@ impl Store {
                         kernel.path,
                         kernel.sha256,
                         kernel.created_at,
+                        kernel.source,
                     ])
                 })
                 .map_err(|err| match sql::violation(&err) {
@@ -113,5 +114,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Kernel> {
         path: row.get(3)?,
         sha256: row.get(4)?,
         created_at: row.get(5)?,
+        source: row.get(6)?,
+        size_bytes: 0,
     })
 }

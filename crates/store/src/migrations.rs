@@ -70,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX operations_state_updated_at ON operations (state, updated_at);",
+    // 2: where a kernel came from (catalog URL or registered file).
+    "ALTER TABLE kernels ADD COLUMN source TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this code writes and the newest it can read.

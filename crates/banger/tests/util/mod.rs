@@ -214,6 +214,7 @@ impl TestDaemon {
                 rootfs: fx.rootfs.display().to_string(),
                 kernel: fx.kernel.display().to_string(),
                 initrd: None,
+                kernel_name: None,
             }))
             .expect("register image")
     }

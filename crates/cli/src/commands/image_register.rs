@@ -19,7 +19,13 @@ pub fn run(ctx: &mut Ctx, a: ImageRegisterArgs) -> Result<(), CliError> {
     let params = ImageRegisterParams {
         name: a.name,
         rootfs: file_arg("rootfs", &a.rootfs)?,
-        kernel: file_arg("kernel", &a.kernel)?,
+        kernel: a
+            .kernel
+            .as_deref()
+            .map(|k| file_arg("kernel", k))
+            .transpose()?
+            .unwrap_or_default(),
+        kernel_name: a.kernel_name,
         initrd: a
             .initrd
             .as_deref()

@@ -19,6 +19,7 @@ mod image;
 mod image_bundle;
 mod image_pull;
 mod image_register;
+mod kernel;
 mod network;
 mod operation;
 mod status;
@@ -58,6 +59,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             WorkspaceCommand::SyncFiles(a) => workspace::sync_files(ctx, a),
         },
         Command::SshConfig(a) => vm_ssh::ssh_config(ctx, a),
+        Command::Kernel(c) => kernel::run(ctx, c),
         Command::Image(c) => match c {
             ImageCommand::Register(a) => image_register::run(ctx, a),
             ImageCommand::List(a) => image::list(ctx, a),
@@ -65,6 +67,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ImageCommand::Delete(a) => image::delete(ctx, a),
             ImageCommand::Pull(a) => image_pull::run(ctx, a),
             ImageCommand::ExportBundle(a) => image_bundle::export(ctx, a),
+            ImageCommand::Promote(a) => kernel::promote(ctx, a),
         },
         Command::Operation(c) => match c {
             OperationCommand::List(a) => operation::list(ctx, a),

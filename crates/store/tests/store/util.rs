@@ -63,6 +63,8 @@ pub fn kernel(name: &str) -> Kernel {
         path: format!("/var/lib/banger/kernels/{name}/vmlinux"),
         sha256: "ab".repeat(32),
         created_at: 1_700_000_000_000,
+        size_bytes: 0,
+        source: format!("register:/tmp/{name}"),
     }
 }
 

@@ -1,0 +1,47 @@
+//! Arguments of `banger kernel …` and `banger image promote`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::args::{JsonArg, NameArg};
+
+/// `banger kernel …`.
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// List registered kernels
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Download a kernel from the catalog (`kernel_catalog` config key), verify its sha256, register it
+    Pull(NameArg),
+    /// Register a local kernel: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
+    Register(KernelRegisterArgs),
+    /// Delete a kernel that no image uses
+    #[command(visible_alias = "rm")]
+    Delete(NameArg),
+}
+
+/// `banger kernel register`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelRegisterArgs {
+    /// Kernel name (letters, digits, '-', '.', '_')
+    pub name: String,
+    /// ELF vmlinux or bzImage
+    pub file: PathBuf,
+    /// Version string to record
+    #[arg(long, value_name = "VERSION")]
+    pub kernel_version: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `banger image promote`.
+#[derive(Debug, Clone, Args)]
+pub struct ImagePromoteArgs {
+    /// The stopped VM (name or id)
+    pub vm: String,
+    /// Name of the new image
+    pub name: String,
+    #[command(flatten)]
+    pub json: JsonArg,
+}

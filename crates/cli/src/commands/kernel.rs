@@ -1,0 +1,104 @@
+//! `banger kernel list|pull|register|delete` and `banger image promote`.
+
+use banger_api::rpc::{ImagePromoteParams, KernelRegisterParams, NameRef};
+use banger_api::{ByteSize, Deleted, Image, Kernel, Request, validate};
+use comfy_table::Cell;
+
+use crate::args::{JsonArg, NameArg};
+use crate::args_kernel::{ImagePromoteArgs, KernelCommand, KernelRegisterArgs};
+use crate::context::Ctx;
+use crate::error::CliError;
+use crate::output::{Term, now_ms, print_json, print_table, table};
+use crate::render;
+
+/// Dispatch `banger kernel …`.
+pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
+    match c {
+        KernelCommand::List(a) => list(ctx, a),
+        KernelCommand::Pull(a) => {
+            validate::image_name(&a.name).map_err(CliError::usage)?;
+            let mut client = ctx.connect()?;
+            client.set_timeout(None);
+            let k: Kernel = client.call(Request::KernelPull(NameRef { name: a.name }))?;
+            shown(ctx, a.json, &k)
+        }
+        KernelCommand::Register(a) => register(ctx, a),
+        KernelCommand::Delete(a) => delete(ctx, a),
+    }
+}
+
+fn list(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
+    let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
+    if a.json {
+        return print_json(ctx.out, &ks);
+    }
+    if ks.is_empty() {
+        writeln!(
+            ctx.err,
+            "no kernels yet; add one with `banger kernel pull NAME` or `banger kernel register NAME FILE`"
+        )?;
+        return Ok(());
+    }
+    print_table(ctx.out, kernel_table(ctx.term, &ks))
+}
+
+fn register(ctx: &mut Ctx, a: KernelRegisterArgs) -> Result<(), CliError> {
+    validate::image_name(&a.name).map_err(CliError::usage)?;
+    let file = crate::commands::image_register::file_arg("kernel", &a.file)?;
+    let mut client = ctx.connect()?;
+    client.set_timeout(None);
+    let k: Kernel = client.call(Request::KernelRegister(KernelRegisterParams {
+        name: a.name,
+        file,
+        version: a.kernel_version,
+    }))?;
+    shown(ctx, a.json, &k)
+}
+
+fn delete(ctx: &mut Ctx, a: NameArg) -> Result<(), CliError> {
+    let d: Deleted = ctx
+        .connect()?
+        .call(Request::KernelDelete(NameRef { name: a.name }))?;
+    if a.json.json {
+        return print_json(ctx.out, &d);
+    }
+    writeln!(ctx.out, "deleted kernel {} ({})", d.name, d.id)?;
+    Ok(())
+}
+
+fn shown(ctx: &mut Ctx, json: JsonArg, k: &Kernel) -> Result<(), CliError> {
+    if json.json {
+        return print_json(ctx.out, k);
+    }
+    print_table(ctx.out, kernel_table(ctx.term, std::slice::from_ref(k)))
+}
+
+/// NAME, VERSION, SIZE, SHA256, SOURCE.
+fn kernel_table(term: Term, ks: &[Kernel]) -> comfy_table::Table {
+    let mut t = table(term, &["NAME", "VERSION", "SIZE", "SHA256", "SOURCE"]);
+    for k in ks {
+        t.add_row(vec![
+            Cell::new(&k.name),
+            Cell::new(k.version.as_deref().unwrap_or("-")),
+            Cell::new(ByteSize(k.size_bytes)),
+            Cell::new(&k.sha256),
+            Cell::new(&k.source),
+        ]);
+    }
+    t
+}
+
+/// `banger image promote VM NAME`.
+pub fn promote(ctx: &mut Ctx, a: ImagePromoteArgs) -> Result<(), CliError> {
+    validate::image_name(&a.name).map_err(CliError::usage)?;
+    let mut client = ctx.connect()?;
+    client.set_timeout(None);
+    let image: Image = client.call(Request::ImagePromote(ImagePromoteParams {
+        vm: a.vm,
+        name: a.name,
+    }))?;
+    if a.json.json {
+        return print_json(ctx.out, &image);
+    }
+    print_table(ctx.out, render::image(ctx.term, now_ms(), &image))
+}

@@ -1,0 +1,140 @@
+//! `KernelService`: a bzImage (registered, or pulled from a catalog served on
+//! 127.0.0.1 together with an initrd) becomes the vmlinux inside it; a bad
+//! initrd digest registers nothing.
+
+mod pull_util;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use banger_daemon::config::Layout;
+use banger_daemon::kernel_service::KernelService;
+use pull_util::gzip;
+
+/// A vmlinux and a bzImage wrapping it (gzip payload after the setup sectors).
+fn bzimage() -> (Vec<u8>, Vec<u8>) {
+    let mut vmlinux = b"\x7fELF\x02\x01\x01".to_vec();
+    vmlinux.resize(50_000, 7);
+    let payload = gzip(&vmlinux);
+    let mut bz = vec![0u8; 5 * 512];
+    bz[0x1f1] = 4;
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    bz[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+    bz[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    bz.extend_from_slice(&[0x90; 16]);
+    bz.extend_from_slice(&payload);
+    (vmlinux, bz)
+}
+
+fn hex(b: &[u8]) -> String {
+    let t = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(t.path(), b).unwrap();
+    banger_imagemgr::sha256_file(t.path())
+        .unwrap()
+        .hex()
+        .to_string()
+}
+
+/// Serve `files` (path → body) on 127.0.0.1.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = files
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, b)| b.clone());
+            let _ = match body {
+                Some(b) => write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())
+                    .and_then(|_| s.write_all(&b)),
+                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            };
+        }
+    });
+    port
+}
+
+fn service(dir: &std::path::Path, catalog: Option<std::path::PathBuf>) -> KernelService {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let store = Arc::new(banger_store::Store::open(state.join("banger.db")).unwrap());
+    let layout = Layout {
+        config_file: dir.join("config.toml"),
+        state_dir: state,
+        runtime_dir: dir.join("run"),
+    };
+    KernelService::new(store, layout, catalog)
+}
+
+#[tokio::test]
+async fn register_extracts_the_vmlinux_of_a_bzimage() {
+    let t = tempfile::tempdir().unwrap();
+    let (vmlinux, bz) = bzimage();
+    let f = t.path().join("bzImage");
+    std::fs::write(&f, &bz).unwrap();
+    let svc = service(t.path(), None);
+    let k = svc
+        .register("bz", &f.display().to_string(), Some("6.6".into()))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&k.path).unwrap(), vmlinux);
+    assert_eq!(k.sha256, hex(&vmlinux));
+    assert_eq!(svc.list().unwrap()[0].size_bytes, vmlinux.len() as u64);
+    // Relative paths and missing files are refused; nothing registered.
+    assert!(svc.register("rel", "bzImage", None).await.is_err());
+    assert!(svc.register("x", "/nonexistent/k", None).await.is_err());
+    assert_eq!(svc.list().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn pull_of_a_bzimage_with_initrd_and_a_bad_initrd_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let (vmlinux, bz) = bzimage();
+    let initrd = b"initrd-bytes".to_vec();
+    let port = serve(vec![("/bz", bz.clone()), ("/initrd", initrd.clone())]);
+    let catalog = t.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[kernel]]\nname='ok'\nversion='6.6'\nurl='http://127.0.0.1:{port}/bz'\nsha256='{bz}'\n\
+             initrd_url='http://127.0.0.1:{port}/initrd'\ninitrd_sha256='{ird}'\n\
+             [[kernel]]\nname='badinitrd'\nversion='6.6'\nurl='http://127.0.0.1:{port}/bz'\nsha256='{bz}'\n\
+             initrd_url='http://127.0.0.1:{port}/initrd'\ninitrd_sha256='{zero}'\n",
+            bz = hex(&bz),
+            ird = hex(&initrd),
+            zero = "0".repeat(64),
+        ),
+    )
+    .unwrap();
+    let svc = service(t.path(), Some(catalog));
+    let k = svc.pull("ok").await.unwrap();
+    assert_eq!(std::fs::read(&k.path).unwrap(), vmlinux);
+    let dir = std::path::Path::new(&k.path).parent().unwrap();
+    assert_eq!(std::fs::read(dir.join("initrd")).unwrap(), initrd);
+    assert!(!dir.join("download").exists());
+    assert_eq!(k.source, format!("catalog:http://127.0.0.1:{port}/bz"));
+
+    let e = svc.pull("badinitrd").await.unwrap_err().to_string();
+    assert!(e.contains("/initrd") && e.contains("sha256"), "{e}");
+    assert_eq!(svc.list().unwrap().len(), 1);
+    let left: Vec<_> = std::fs::read_dir(t.path().join("state/kernels"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "no staging left: {left:?}");
+}
