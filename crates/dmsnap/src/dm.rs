@@ -166,6 +166,20 @@ impl RootDiskStrategy for DmSnapshotStrategy {
         result
     }
 
+    fn remove_stale(
+        &self,
+        vms_dir: &Path,
+        known: &std::collections::HashSet<String>,
+    ) -> Result<crate::StaleReport, RootDiskError> {
+        crate::remove_stale(self.ops.as_ref(), vms_dir, known).map_err(|source| {
+            RootDiskError::Priv {
+                vm: "(reconcile)".into(),
+                step: "removing stale devices",
+                source,
+            }
+        })
+    }
+
     fn remove(&self, vm_id: &str, vm_dir: &Path) -> Result<(), RootDiskError> {
         let step = |step: &'static str| {
             move |source| RootDiskError::Priv {

@@ -105,6 +105,17 @@ pub trait RootDiskStrategy: Send + Sync {
 
     /// Remove what [`create`](Self::create) made; idempotent.
     fn remove(&self, vm_id: &str, vm_dir: &Path) -> Result<(), RootDiskError>;
+
+    /// Remove host devices left by VMs not in `known` (ids), whose
+    /// directories live in `vms_dir`. Nothing to do for strategies that
+    /// hold no devices.
+    fn remove_stale(
+        &self,
+        _vms_dir: &Path,
+        _known: &std::collections::HashSet<String>,
+    ) -> Result<StaleReport, RootDiskError> {
+        Ok(StaleReport::default())
+    }
 }
 
 /// Device-mapper when `<dev_dir>/mapper/control` exists, the copy otherwise.

@@ -230,7 +230,7 @@ fn reconcile_removes_devices_of_deleted_vms_dm_first() {
         ],
     );
     let known: HashSet<String> = ["vm1".to_string()].into();
-    let report = remove_stale(&rec, &h.vm_dir.parent().unwrap(), &known).unwrap();
+    let report = remove_stale(&rec, h.vm_dir.parent().unwrap(), &known).unwrap();
     assert_eq!(
         rec.log(),
         vec![
