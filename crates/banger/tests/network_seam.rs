@@ -76,6 +76,14 @@ impl PrivilegedOps for FakeNet {
             PrivOp::RemoveNat => Ok(PrivReply::Removed { existed: true }),
             PrivOp::SetIpForward { .. } => Ok(PrivReply::Forwarding { previous: false }),
             PrivOp::ResolverRoute { .. } => Ok(PrivReply::Done),
+            PrivOp::ListDisks => Ok(PrivReply::Disks {
+                dm: Vec::new(),
+                loops: Vec::new(),
+            }),
+            other => Err(PrivOpsError::Refused {
+                op: other.name(),
+                reason: "not used by the network tests".into(),
+            }),
         }
     }
 }

@@ -239,7 +239,11 @@ pub fn wire_services(
             Arc::clone(&workspaces),
             handles,
         )
-        .sharing_vm_locks(vm_locks),
+        .sharing_vm_locks(vm_locks)
+        .with_root_disks(banger_dmsnap::choose(
+            std::path::Path::new("/dev"),
+            Arc::clone(privops),
+        )),
     );
     (net, images, workspaces, vms)
 }

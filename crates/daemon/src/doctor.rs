@@ -145,8 +145,14 @@ pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check>
         optional_device(
             "device-mapper",
             &env.dev_dir.join("mapper/control"),
-            "device-mapper is available",
-            "VM root disks will be full copies (reflink where the filesystem supports it) instead of snapshots",
+            &format!(
+                "device-mapper is available; root disks: {}",
+                banger_dmsnap::StrategyKind::DmSnapshot.describe()
+            ),
+            &format!(
+                "root disks: {} instead of device-mapper snapshots",
+                banger_dmsnap::StrategyKind::Copy.describe()
+            ),
             "load device-mapper (`sudo modprobe dm_snapshot`) for instant, space-saving root disks",
         ),
         optional_device(
@@ -580,6 +586,11 @@ mod tests {
             assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
             assert!(c.hint.is_none(), "{c:?}");
         }
+        assert!(
+            find(&checks, "device-mapper")
+                .detail
+                .contains("root disks: device-mapper snapshot")
+        );
         assert_eq!(
             find(&checks, "firecracker").detail.rsplit(": ").next(),
             Some("Firecracker v1.9.0")
@@ -768,6 +779,13 @@ mod tests {
         fs::remove_file(h.env.dev_dir.join("loop-control")).unwrap();
         let checks = run_with(&Config::default(), &layout(h.dir.path()), &h.env);
         assert_eq!(find(&checks, "device-mapper").status, CheckStatus::Warn);
+        assert!(
+            find(&checks, "device-mapper")
+                .detail
+                .contains("root disks: full copy"),
+            "{:?}",
+            find(&checks, "device-mapper")
+        );
         assert!(
             find(&checks, "device-mapper")
                 .hint

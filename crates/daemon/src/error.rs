@@ -23,6 +23,9 @@ pub enum DaemonError {
     /// An image file check or copy failed.
     #[error(transparent)]
     Image(#[from] banger_imagemgr::ImageMgrError),
+    /// A VM root disk could not be made or removed.
+    #[error(transparent)]
+    RootDisk(#[from] banger_dmsnap::RootDiskError),
     /// The VMM could not be started, configured or stopped.
     #[error("VM {vm}: {message}")]
     Vmm {

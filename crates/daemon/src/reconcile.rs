@@ -32,6 +32,10 @@ pub struct ReconcileReport {
     pub removed_dirs: usize,
     /// Operations marked failed.
     pub failed_ops: usize,
+    /// Stale root-disk dm devices removed.
+    pub stale_dm: usize,
+    /// Stale root-disk loop devices detached.
+    pub stale_loops: usize,
 }
 
 impl VMService {
@@ -121,7 +125,22 @@ impl VMService {
                 }
             }
         }
-        report.removed_dirs = self.remove_orphan_dirs(vms.iter().map(|v| v.id.clone()).collect());
+        let known: HashSet<String> = vms.iter().map(|v| v.id.clone()).collect();
+        {
+            // Root-disk devices of VMs that no longer exist (banger-dmsnap).
+            let strategy = Arc::clone(&self.root_disks);
+            let (vms_dir, known) = (self.layout.state_dir.join("vms"), known.clone());
+            match tokio::task::spawn_blocking(move || strategy.remove_stale(&vms_dir, &known)).await
+            {
+                Ok(Ok(stale)) => {
+                    report.stale_dm = stale.dm_removed.len();
+                    report.stale_loops = stale.loops_detached.len();
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove stale root-disk devices"),
+                Err(e) => tracing::warn!(error = %e, "stale root-disk device task failed"),
+            }
+        }
+        report.removed_dirs = self.remove_orphan_dirs(known);
         tracing::info!(?report, "reconcile done");
         Ok(report)
     }

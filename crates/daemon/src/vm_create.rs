@@ -133,26 +133,26 @@ impl VMService {
         self.finish_op(&op_id, &vm_id, result);
     }
 
-    /// Copy the image's root filesystem into the VM directory (reflink or
-    /// sparse copy) and grow it to the VM's disk size. The copy is made
-    /// under a temporary name and renamed into place, so a crash never
-    /// leaves a half-copied disk that looks complete.
+    /// Make the VM's root disk from the image's root filesystem through the
+    /// root-disk strategy (banger-dmsnap: a reflink/sparse copy renamed
+    /// into place, or a device-mapper snapshot). On error the strategy
+    /// leaves nothing behind.
     async fn prepare_root_disk(&self, vm: &Vm) -> Result<(), DaemonError> {
         let image = self.images.get(&vm.image_id)?;
         let dir = self.layout.vm_dir(&vm.id);
         let disk_bytes = vm.disk_bytes;
+        let strategy = Arc::clone(&self.root_disks);
+        let vm_id = vm.id.clone();
         tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
             std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
-            let partial = dir.join("root.ext4.partial");
-            let _ = std::fs::remove_file(&partial);
-            let method =
-                banger_imagemgr::clone_or_copy(std::path::Path::new(&image.rootfs_path), &partial)?;
-            if banger_imagemgr::grow_file(&partial, disk_bytes)? {
-                banger_imagemgr::resize_ext4(&partial)?;
-            }
-            let disk = root_disk(&dir);
-            std::fs::rename(&partial, &disk).map_err(DaemonError::io("cannot rename", &disk))?;
-            tracing::debug!(disk = %disk.display(), ?method, "root disk ready");
+            let disk = strategy.create(
+                &vm_id,
+                std::path::Path::new(&image.rootfs_path),
+                &dir,
+                disk_bytes,
+            )?;
+            debug_assert_eq!(disk, root_disk(&dir));
+            tracing::debug!(disk = %disk.display(), strategy = ?strategy.kind(), "root disk ready");
             Ok(())
         })
         .await

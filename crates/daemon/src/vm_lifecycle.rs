@@ -303,6 +303,15 @@ impl VMService {
             self.kill_locked(&vm).await?;
         }
         self.store.delete_vm(&vm.id)?;
+        {
+            // Its root-disk devices first (dm snapshot, loops), then its files.
+            let strategy = Arc::clone(&self.root_disks);
+            let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
+            let removed = tokio::task::spawn_blocking(move || strategy.remove(&id, &dir)).await;
+            if let Ok(Err(e)) = removed {
+                tracing::warn!(vm = %vm.name, error = %e, "cannot remove the root disk's devices; reconcile will retry");
+            }
+        }
         for dir in [self.layout.vm_dir(&vm.id), self.layout.vm_run_dir(&vm.id)] {
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -58,6 +58,8 @@ pub struct VMService {
     /// Last stats sample per running VM (leaf lock).
     pub(crate) samples: Mutex<HashMap<String, StatSample>>,
     pub(crate) procfs: banger_fcproc::ProcFs,
+    /// How root disks are made (copy or device-mapper snapshot).
+    pub(crate) root_disks: Arc<dyn banger_dmsnap::RootDiskStrategy>,
 }
 
 impl VMService {
@@ -85,7 +87,14 @@ impl VMService {
             handles,
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
+            root_disks: Arc::new(banger_dmsnap::CopyStrategy),
         }
+    }
+
+    /// Make root disks with `strategy` (the copy by default).
+    pub fn with_root_disks(mut self, strategy: Arc<dyn banger_dmsnap::RootDiskStrategy>) -> Self {
+        self.root_disks = strategy;
+        self
     }
 
     /// Share `locks` as this service's `vm_locks` (the workspace service

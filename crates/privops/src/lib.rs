@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod disk_op;
 mod host;
 mod local;
 mod nat;
@@ -28,6 +29,7 @@ pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
 
 mod tap;
 
+pub use disk_op::{DM_CONTROL, LoopInfo, MAX_DM_NAME, dm_name_ok, is_loop_device, snapshot_table};
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use local::LocalPrivOps;
 
@@ -248,6 +250,69 @@ pub trait NetOps: PrivilegedOps {
 }
 
 impl<T: PrivilegedOps + ?Sized> NetOps for T {}
+
+/// Typed wrappers of the disk operations (see each [`PrivOp`] variant).
+pub trait DiskOps: PrivilegedOps {
+    /// [`PrivOp::LoopAttach`]; returns `/dev/loopN`.
+    fn loop_attach(
+        &self,
+        file: &std::path::Path,
+        read_only: bool,
+    ) -> Result<PathBuf, PrivOpsError> {
+        match self.execute(PrivOp::LoopAttach {
+            file: file.into(),
+            read_only,
+        })? {
+            PrivReply::LoopAttached { device } => Ok(device),
+            other => Err(unexpected("loop_attach", &other)),
+        }
+    }
+    /// [`PrivOp::LoopDetach`]; `Ok(false)` when not attached.
+    fn loop_detach(&self, device: &std::path::Path) -> Result<bool, PrivOpsError> {
+        removed(
+            self.execute(PrivOp::LoopDetach {
+                device: device.into(),
+            })?,
+            "loop_detach",
+        )
+    }
+    /// [`PrivOp::DmCreateSnapshot`].
+    fn dm_create_snapshot(
+        &self,
+        name: &str,
+        sectors: u64,
+        base: &std::path::Path,
+        cow: &std::path::Path,
+        chunk_sectors: u32,
+    ) -> Result<(), PrivOpsError> {
+        done(
+            self.execute(PrivOp::DmCreateSnapshot {
+                name: name.into(),
+                sectors,
+                base: base.into(),
+                cow: cow.into(),
+                chunk_sectors,
+            })?,
+            "dm_create_snapshot",
+        )
+    }
+    /// [`PrivOp::DmRemove`]; `Ok(false)` when absent.
+    fn dm_remove(&self, name: &str) -> Result<bool, PrivOpsError> {
+        removed(
+            self.execute(PrivOp::DmRemove { name: name.into() })?,
+            "dm_remove",
+        )
+    }
+    /// [`PrivOp::ListDisks`]: `(dm names, loop devices)`.
+    fn list_disks(&self) -> Result<(Vec<String>, Vec<LoopInfo>), PrivOpsError> {
+        match self.execute(PrivOp::ListDisks)? {
+            PrivReply::Disks { dm, loops } => Ok((dm, loops)),
+            other => Err(unexpected("list_disks", &other)),
+        }
+    }
+}
+
+impl<T: PrivilegedOps + ?Sized> DiskOps for T {}
 
 fn done(reply: PrivReply, op: &'static str) -> Result<(), PrivOpsError> {
     match reply {

@@ -196,6 +196,11 @@ impl PrivilegedOps for LocalPrivOps {
                 dns,
                 revert,
             } => crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done),
+            disk @ (PrivOp::LoopAttach { .. }
+            | PrivOp::LoopDetach { .. }
+            | PrivOp::DmCreateSnapshot { .. }
+            | PrivOp::DmRemove { .. }
+            | PrivOp::ListDisks) => crate::disk_op::execute(disk, &self.policy),
         }
     }
 }

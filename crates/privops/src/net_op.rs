@@ -52,7 +52,13 @@ pub(crate) fn validate(op: PrivOp, policy: &Policy) -> Result<PrivOp, PrivOpsErr
             policy.check_addr(name, *dns)?;
         }
         PrivOp::ListLinks | PrivOp::RemoveNat | PrivOp::SetIpForward { .. } => {}
-        PrivOp::SpawnVmm(_) | PrivOp::SignalVmm { .. } => {
+        PrivOp::SpawnVmm(_)
+        | PrivOp::SignalVmm { .. }
+        | PrivOp::LoopAttach { .. }
+        | PrivOp::LoopDetach { .. }
+        | PrivOp::DmCreateSnapshot { .. }
+        | PrivOp::DmRemove { .. }
+        | PrivOp::ListDisks => {
             return Err(PrivOpsError::Refused {
                 op: name,
                 reason: "not a network operation".into(),

@@ -134,6 +134,55 @@ pub enum PrivOp {
         /// Undo instead (`resolvectl revert`).
         revert: bool,
     },
+    /// Attach `file` to a free loop device (`losetup --find --show`),
+    /// read-only when asked; the reply names the device.
+    ///
+    /// Preconditions: `file` passes `check_path`.
+    LoopAttach {
+        /// The backing file.
+        file: PathBuf,
+        /// Attach read-only.
+        read_only: bool,
+    },
+    /// Detach a loop device; `existed: false` when it was not attached.
+    ///
+    /// Preconditions: `device` is exactly `/dev/loopN`.
+    LoopDetach {
+        /// The loop device.
+        device: PathBuf,
+    },
+    /// Create the dm device `name` with the table
+    /// [`snapshot_table`](crate::snapshot_table)`(sectors, base, cow,
+    /// chunk_sectors)`: a persistent `dm-snapshot` of `base` whose
+    /// exceptions live on `cow`. The table is built by the implementation,
+    /// never taken from the request.
+    ///
+    /// Preconditions: `name` carries the policy's prefix (see
+    /// [`dm_name_ok`](crate::dm_name_ok)); `base` and `cow` are distinct
+    /// `/dev/loopN`; `sectors` is in `1..=2^40`; `chunk_sectors` is a power
+    /// of two in `8..=2048`.
+    DmCreateSnapshot {
+        /// dm device name (`/dev/mapper/<name>`).
+        name: String,
+        /// Size in 512-byte sectors.
+        sectors: u64,
+        /// The read-only origin.
+        base: PathBuf,
+        /// The COW store.
+        cow: PathBuf,
+        /// Chunk size in sectors.
+        chunk_sectors: u32,
+    },
+    /// Remove a dm device; `existed: false` when absent.
+    ///
+    /// Preconditions: `name` carries the policy's prefix.
+    DmRemove {
+        /// dm device name.
+        name: String,
+    },
+    /// banger's dm devices (prefix) and the loop devices whose backing
+    /// file is inside banger's directories; for reconcile.
+    ListDisks,
 }
 
 impl PrivOp {
@@ -189,6 +238,11 @@ impl PrivOp {
                     signal,
                 })
             }
+            op @ (PrivOp::LoopAttach { .. }
+            | PrivOp::LoopDetach { .. }
+            | PrivOp::DmCreateSnapshot { .. }
+            | PrivOp::DmRemove { .. }
+            | PrivOp::ListDisks) => crate::disk_op::validate(op, policy),
             other => crate::net_op::validate(other, policy),
         }
     }
@@ -206,6 +260,11 @@ impl PrivOp {
             PrivOp::RemoveNat => "remove_nat",
             PrivOp::SetIpForward { .. } => "set_ip_forward",
             PrivOp::ResolverRoute { .. } => "resolver_route",
+            PrivOp::LoopAttach { .. } => "loop_attach",
+            PrivOp::LoopDetach { .. } => "loop_detach",
+            PrivOp::DmCreateSnapshot { .. } => "dm_create_snapshot",
+            PrivOp::DmRemove { .. } => "dm_remove",
+            PrivOp::ListDisks => "list_disks",
         }
     }
 }
@@ -239,6 +298,18 @@ pub enum PrivReply {
     Forwarding {
         /// Previous `net.ipv4.ip_forward`.
         previous: bool,
+    },
+    /// [`PrivOp::LoopAttach`]: the device now backed by the file.
+    LoopAttached {
+        /// `/dev/loopN`.
+        device: PathBuf,
+    },
+    /// [`PrivOp::ListDisks`].
+    Disks {
+        /// banger's dm device names.
+        dm: Vec<String>,
+        /// Loop devices backed by files inside banger's directories.
+        loops: Vec<crate::LoopInfo>,
     },
 }
 

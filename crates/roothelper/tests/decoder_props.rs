@@ -83,6 +83,24 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
             device_ok(bridge, policy) && in_subnet(*dns, policy)
         }
         PrivOp::ListLinks | PrivOp::RemoveNat | PrivOp::SetIpForward { .. } => true,
+        PrivOp::LoopAttach { file, .. } => inside(file, policy),
+        PrivOp::LoopDetach { device } => loop_ok(device),
+        PrivOp::DmCreateSnapshot {
+            name,
+            sectors,
+            base,
+            cow,
+            chunk_sectors,
+        } => {
+            dm_ok(name, policy)
+                && loop_ok(base)
+                && loop_ok(cow)
+                && base != cow
+                && (1..=1u64 << 40).contains(sectors)
+                && [8, 16, 32, 64, 128, 256, 512, 1024, 2048].contains(chunk_sectors)
+        }
+        PrivOp::DmRemove { name } => dm_ok(name, policy),
+        PrivOp::ListDisks => true,
         // A variant added later must state its rules here and be added to
         // `op_strategy`; until then the generators never produce it, and
         // random bytes decoding into it and passing `validate` fail the
@@ -97,6 +115,26 @@ fn device_ok(name: &str, policy: &Policy) -> bool {
     let p = &policy.device_prefix;
     name.len() > p.len()
         && name.len() <= 15
+        && name.starts_with(p.as_str())
+        && name[p.len()..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `/dev/loop` followed by 1-6 decimal digits, nothing else.
+fn loop_ok(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    let digits = s.strip_prefix("/dev/loop").unwrap_or("");
+    p.to_str().is_some()
+        && (1..=6).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+/// dm names: the prefix, then `[a-z0-9-]`, at most 127 characters.
+fn dm_ok(name: &str, policy: &Policy) -> bool {
+    let p = &policy.device_prefix;
+    name.len() > p.len()
+        && name.len() <= 127
         && name.starts_with(p.as_str())
         && name[p.len()..]
             .chars()
@@ -160,6 +198,7 @@ fn path_strategy(root: PathBuf) -> impl Strategy<Value = PathBuf> + Clone {
 }
 
 fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
+    let root2 = root.clone();
     let path = path_strategy(root);
     let binary = prop::sample::select(vec![
         "/usr/bin/firecracker",
@@ -231,7 +270,44 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
             revert
         }),
     ];
-    prop_oneof![spawn, signal, net]
+    let loopdev = prop_oneof![
+        (0u32..64).prop_map(|n| PathBuf::from(format!("/dev/loop{n}"))),
+        "/dev/[a-z0-9./]{0,12}".prop_map(PathBuf::from),
+        Just(PathBuf::from("/dev/loop")),
+        Just(PathBuf::from("/dev/loop1/../sda")),
+    ];
+    let dmname = prop_oneof![
+        "bg[a-z0-9-]{1,40}",
+        "[a-zA-Z0-9_./-]{0,20}",
+        Just("bg".to_string()),
+        "bg[a-z]{130}",
+    ];
+    let disk = prop_oneof![
+        (path_strategy(root2), any::<bool>())
+            .prop_map(|(file, read_only)| PrivOp::LoopAttach { file, read_only }),
+        loopdev
+            .clone()
+            .prop_map(|device| PrivOp::LoopDetach { device }),
+        (
+            dmname.clone(),
+            prop_oneof![1u64..1 << 24, any::<u64>()],
+            loopdev.clone(),
+            loopdev,
+            prop_oneof![Just(8u32), any::<u32>()]
+        )
+            .prop_map(|(name, sectors, base, cow, chunk_sectors)| {
+                PrivOp::DmCreateSnapshot {
+                    name,
+                    sectors,
+                    base,
+                    cow,
+                    chunk_sectors,
+                }
+            }),
+        dmname.prop_map(|name| PrivOp::DmRemove { name }),
+        Just(PrivOp::ListDisks),
+    ];
+    prop_oneof![spawn, signal, net, disk]
 }
 
 fn check(body: &[u8], policy: &Policy) -> Result<(), TestCaseError> {

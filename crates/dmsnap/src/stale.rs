@@ -1,0 +1,52 @@
+//! Reconcile of root-disk devices: after a crash, dm snapshots and loop
+//! devices of VMs that no longer exist (or that a dead daemon left
+//! half-made) are removed, dm devices first, then loops.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use banger_privops::{DiskOps, PrivOpsError, PrivilegedOps};
+
+use crate::dm::{DM_PREFIX, DmRecord, dm_name};
+
+/// What [`remove_stale`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StaleReport {
+    /// dm devices removed.
+    pub dm_removed: Vec<String>,
+    /// Loop devices detached.
+    pub loops_detached: Vec<PathBuf>,
+}
+
+/// Remove banger's root-disk dm devices whose VM is not in `known` (VM
+/// ids), and detach every loop device backed by a banger file that no
+/// known VM's record (`<vms_dir>/<id>/root.dm`) refers to.
+pub fn remove_stale(
+    ops: &dyn PrivilegedOps,
+    vms_dir: &Path,
+    known: &HashSet<String>,
+) -> Result<StaleReport, PrivOpsError> {
+    let (dm, loops) = ops.list_disks()?;
+    let keep_dm: HashSet<String> = known.iter().map(|id| dm_name(id)).collect();
+    let mut keep_loops = HashSet::new();
+    for id in known {
+        if let Some(r) = DmRecord::read(&vms_dir.join(id)) {
+            keep_loops.insert(r.base_loop);
+            keep_loops.insert(r.cow_loop);
+        }
+    }
+    let mut report = StaleReport::default();
+    for name in dm {
+        if name.starts_with(DM_PREFIX) && !keep_dm.contains(&name) {
+            ops.dm_remove(&name)?;
+            report.dm_removed.push(name);
+        }
+    }
+    for l in loops {
+        if !keep_loops.contains(&l.device) {
+            ops.loop_detach(&l.device)?;
+            report.loops_detached.push(l.device);
+        }
+    }
+    Ok(report)
+}
