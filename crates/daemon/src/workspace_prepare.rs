@@ -110,8 +110,13 @@ impl WorkspaceService {
                     d = banger_workspace::script::quote(&guest_dir)
                 ));
             }
-            let index_sent = delta.send.iter().any(|p| p == Path::new(".git/index"));
-            script.push_str(&import_script(&guest_dir, attempt_full || index_sent));
+            // The stat settings live in `.git/config`: re-apply them whenever
+            // it (or the index they validate) came from the host.
+            let git_state_sent = delta
+                .send
+                .iter()
+                .any(|p| p == Path::new(".git/index") || p == Path::new(".git/config"));
+            script.push_str(&import_script(&guest_dir, attempt_full || git_state_sent));
             let extra = vec![(PathBuf::from(DELETE_LIST), delete_list)];
             let mut stats = tarstream::TarStats::default();
             let mut stdout = Vec::new();

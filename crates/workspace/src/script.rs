@@ -26,15 +26,22 @@ fn dir_expr(dir: &str) -> String {
 }
 
 /// Unpack a workspace stream from stdin into `dir`, apply the deletion list,
-/// drop the control files and, with `refresh`, refresh git's stat cache
-/// (HEAD, branch, index and remotes came with `.git`). A copied index
-/// carries the host's inode/ctime data, so the refresh rehashes the tree
-/// once; when the index was not re-sent the guest's refreshed one is still
-/// valid and git rechecks the few changed files by itself.
+/// drop the control files and, with `refresh`, make the copied index valid
+/// on the guest (HEAD, branch, index and remotes came with `.git`).
+///
+/// A copied index carries the host's inode/ctime/uid data; rather than
+/// rehashing the whole tree (`update-index --refresh`, the cost of a full
+/// content hash on every full copy), the checkout is told to compare only
+/// what the copy preserves: `core.checkStat=minimal` (whole-second mtime
+/// and size; tar keeps both) and `core.trustCtime=false`. Changed files
+/// still differ in size or mtime and are rehashed by git as usual; racy
+/// entries (mtime not older than the index) are rechecked by content. The
+/// settings are re-applied on every import since `.git/config` may be
+/// re-sent from the host.
 pub fn import_script(dir: &str, refresh: bool) -> String {
     let refresh = if refresh {
         "if command -v git >/dev/null 2>&1; then\n  \
-         git -c safe.directory='*' update-index -q --refresh >/dev/null 2>&1 || true\nfi\n"
+         git -c safe.directory='*' config core.checkStat minimal \\\n    && git -c safe.directory='*' config core.trustCtime false || true\nfi\n"
     } else {
         ""
     };
@@ -133,8 +140,8 @@ mod tests {
     #[test]
     fn import_script_is_valid_sh_and_relative_dirs_hang_off_home() {
         let s = import_script("work/my repo", true);
-        assert!(s.contains("update-index"));
-        assert!(!import_script("w", false).contains("update-index"));
+        assert!(s.contains("core.checkStat minimal"));
+        assert!(!import_script("w", false).contains("checkStat"));
         assert!(s.contains(r#"dir="$HOME"/'work/my repo'"#));
         let st = Command::new("sh").args(["-n", "-c", &s]).status().unwrap();
         assert!(st.success());
