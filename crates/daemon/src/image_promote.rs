@@ -32,6 +32,15 @@ impl VMService {
             )));
         }
         let disk = root_disk(&self.layout.vm_dir(&vm.id));
+        if disk
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(DaemonError::Conflict(format!(
+                "VM {}'s root disk is a device-mapper snapshot, which promote cannot copy yet; use a host without device-mapper or `banger image export-bundle` the base image",
+                vm.name
+            )));
+        }
         if !disk.is_file() {
             return Err(DaemonError::Conflict(format!(
                 "VM {} has no root disk yet (never started); start it once, or register the image's files instead",
