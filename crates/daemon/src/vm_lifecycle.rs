@@ -410,7 +410,11 @@ async fn read_exit_status(dir: &std::path::Path, own_child: bool) -> Option<Stri
     let f = VmFiles::exit_status(dir);
     let tries = if own_child { 300 } else { 1 };
     for _ in 0..tries {
-        if let Ok(s) = std::fs::read_to_string(&f) {
+        // The writer creates the file before it writes the line: an empty
+        // file means "not yet", and only a complete line counts.
+        if let Ok(s) = std::fs::read_to_string(&f)
+            && s.ends_with('\n')
+        {
             return Some(s.trim().to_string());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
