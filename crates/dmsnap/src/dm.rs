@@ -184,7 +184,9 @@ impl DmSnapshotStrategy {
 }
 
 /// Error mapper for privileged step `step` of VM `vm_id`.
-fn priv_step(vm_id: &str) -> impl Fn(&'static str) -> Box<dyn FnOnce(PrivOpsError) -> RootDiskError> {
+fn priv_step(
+    vm_id: &str,
+) -> impl Fn(&'static str) -> Box<dyn FnOnce(PrivOpsError) -> RootDiskError> {
     let vm = vm_id.to_string();
     move |step| {
         let vm = vm.clone();

@@ -133,7 +133,10 @@ impl PrivilegedOps for Recorder {
                 name, base, cow, ..
             } => {
                 for l in [&base, &cow] {
-                    let e = h.loops.get_mut(&loop_no(l)).expect("dm over an attached loop");
+                    let e = h
+                        .loops
+                        .get_mut(&loop_no(l))
+                        .expect("dm over an attached loop");
                     e.1 = true; // autoclear, as the real op sets it
                 }
                 h.dm.insert(name, [base, cow]);
@@ -296,11 +299,10 @@ fn reconcile_removes_only_stale_devices_dm_first_and_keeps_live_ones() {
     let crashed = rec.loop_attach(&h.base, true).unwrap();
     // A dm device of someone else and one with banger's device prefix but
     // not a root disk's: never touched.
-    rec.host
-        .lock()
-        .unwrap()
-        .dm
-        .insert("bgother".into(), ["/dev/loop90".into(), "/dev/loop91".into()]);
+    rec.host.lock().unwrap().dm.insert(
+        "bgother".into(),
+        ["/dev/loop90".into(), "/dev/loop91".into()],
+    );
     rec.clear_log();
     let known: HashSet<String> = ["vm1".to_string()].into();
     let report = remove_stale(rec.as_ref(), &vms, &known).unwrap();
@@ -336,14 +338,14 @@ fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
     // Listed as backed by the image; by the time of the detach, loop0 is
     // someone else's: the guarded detach does not touch it.
     rec.loop_attach(&h.base, true).unwrap();
-    let listed = vec![LoopInfo {
+    let listed = LoopInfo {
         device: "/dev/loop0".into(),
         backing_file: h.base.clone(),
-    }];
+    };
     rec.loop_detach(Path::new("/dev/loop0")).unwrap();
     rec.loop_attach(&other, false).unwrap();
     assert!(
-        !rec.loop_detach_if(&listed[0].device, &listed[0].backing_file)
+        !rec.loop_detach_if(&listed.device, &listed.backing_file)
             .unwrap()
     );
     assert_eq!(rec.loops(), vec![(0, other)]);
@@ -420,7 +422,10 @@ fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
             "loop_detach /dev/loop2"
         ]
     );
-    assert_eq!(rec.loops(), vec![(0, h.base.clone()), (1, vm2.join("root.cow"))]);
+    assert_eq!(
+        rec.loops(),
+        vec![(0, h.base.clone()), (1, vm2.join("root.cow"))]
+    );
 }
 
 #[test]

@@ -173,8 +173,8 @@ fn loop_err<'a>(
 }
 
 fn attach(file: &Path, read_only: bool) -> Result<PathBuf, PrivOpsError> {
-    let control = loopdev::LoopControl::open()
-        .map_err(loop_err("open", Path::new("/dev/loop-control")))?;
+    let control =
+        loopdev::LoopControl::open().map_err(loop_err("open", Path::new("/dev/loop-control")))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -481,9 +481,7 @@ fn list_dm(policy: &Policy) -> Result<Vec<String>, PrivOpsError> {
     let Some(dm) = dm_context()? else {
         return Ok(Vec::new());
     };
-    let devices = dm
-        .list_devices()
-        .map_err(dm_err("list devices", "(all)"))?;
+    let devices = dm.list_devices().map_err(dm_err("list devices", "(all)"))?;
     Ok(banger_names(
         devices.iter().map(|(n, _, _)| n.to_string()),
         policy,

@@ -288,14 +288,12 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
     let disk = prop_oneof![
         (path_strategy(root2.clone()), any::<bool>())
             .prop_map(|(file, read_only)| PrivOp::LoopAttach { file, read_only }),
-        (
-            loopdev.clone(),
-            prop::option::of(path_strategy(root2))
-        )
-            .prop_map(|(device, backing_file)| PrivOp::LoopDetach {
+        (loopdev.clone(), prop::option::of(path_strategy(root2))).prop_map(
+            |(device, backing_file)| PrivOp::LoopDetach {
                 device,
                 backing_file
-            }),
+            }
+        ),
         (
             dmname.clone(),
             prop_oneof![1u64..1 << 24, any::<u64>()],
