@@ -773,6 +773,24 @@ mod tests {
     }
 
     #[test]
+    fn doctor_reports_the_root_disk_strategy_this_host_gets() {
+        // The real /dev: what doctor reports is what the daemon chooses
+        // (on hosts without device-mapper, like CI, the copy fallback).
+        let t = tempfile::tempdir().unwrap();
+        let env = DoctorEnv {
+            version_timeout: Duration::from_millis(200),
+            ..DoctorEnv::default()
+        };
+        let checks = run_with(&Config::default(), &layout(t.path()), &env);
+        let dm = find(&checks, "device-mapper");
+        let kind = banger_dmsnap::detect(Path::new("/dev"));
+        assert!(dm.detail.contains(kind.describe()), "{dm:?}");
+        if kind == banger_dmsnap::StrategyKind::Copy {
+            assert_eq!(dm.status, CheckStatus::Warn, "{dm:?}");
+        }
+    }
+
+    #[test]
     fn missing_dm_and_loop_only_warn() {
         let h = host();
         fs::remove_file(h.env.dev_dir.join("mapper/control")).unwrap();

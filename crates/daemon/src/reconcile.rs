@@ -17,7 +17,7 @@ use banger_fcproc::FirecrackerClient;
 use crate::error::DaemonError;
 use crate::handles;
 use crate::host_network::VmFiles;
-use crate::vm_service::{VMService, root_disk};
+use crate::vm_service::VMService;
 
 /// What reconcile did, for the log and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl VMService {
         for vm in &vms {
             let _g = self.vm_locks.lock(&vm.id).await;
             let dir = self.layout.vm_dir(&vm.id);
-            if vm.state == VmState::Created && !root_disk(&dir).exists() {
+            if vm.state == VmState::Created && !self.root_disks.present(&dir) {
                 self.store.transition_vm(&vm.id, &[VmState::Created], VmState::Error, |v| {
                     v.last_error = Some("creation was interrupted before the root disk was ready; delete the VM and create it again".into());
                 })?;

@@ -35,6 +35,20 @@ impl VMService {
             .unwrap_or_else(|| self.config.vm.image.clone());
         let image = self.images.resolve(&image_name)?;
         let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
+        if self.root_disks.kind() == banger_dmsnap::StrategyKind::DmSnapshot
+            && disk_bytes > image.size_bytes
+        {
+            // A snapshot is as large as its image: refuse now, not after
+            // the VM was reserved (banger-dmsnap refuses it too).
+            return Err(DaemonError::Invalid(
+                banger_dmsnap::RootDiskError::CannotGrow {
+                    vm: p.name.clone(),
+                    image_bytes: image.size_bytes,
+                    wanted_bytes: disk_bytes,
+                }
+                .to_string(),
+            ));
+        }
 
         let vm = {
             let _reserve = self.create_vm_mu.lock().await;

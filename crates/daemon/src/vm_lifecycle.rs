@@ -40,7 +40,7 @@ impl VMService {
         op: Option<&str>,
         requested: std::time::Instant,
     ) -> Result<Vm, DaemonError> {
-        if !root_disk(&self.layout.vm_dir(&vm.id)).exists() {
+        if !self.root_disks.present(&self.layout.vm_dir(&vm.id)) {
             return Err(self.fail_start(vm, DaemonError::Conflict(format!(
                 "VM {} has no root disk (its creation was interrupted); delete it with `banger vm delete {}` and create it again",
                 vm.name, vm.name
@@ -56,6 +56,20 @@ impl VMService {
             Ok(i) => i,
             Err(e) => return Err(self.fail_start(vm, e)),
         };
+        {
+            // A device-mapper root disk whose devices a host reboot removed
+            // is re-assembled here from the image and its COW file.
+            let strategy = Arc::clone(&self.root_disks);
+            let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
+            let base = std::path::PathBuf::from(&image.rootfs_path);
+            let ensured = tokio::task::spawn_blocking(move || strategy.ensure(&id, &base, &dir))
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()))
+                .and_then(|r| r.map_err(DaemonError::from));
+            if let Err(e) = ensured {
+                return Err(self.fail_start(vm, e));
+            }
+        }
         let vm = self
             .store
             .transition_vm(&vm.id, STARTABLE, VmState::Starting, |v| {
@@ -362,15 +376,20 @@ impl VMService {
                 )));
             }
             if d.bytes() > vm.disk_bytes {
-                let disk = root_disk(&self.layout.vm_dir(&vm.id));
+                // Through the root-disk strategy: a copy grows (file and
+                // ext4), a device-mapper snapshot refuses clearly.
+                let strategy = Arc::clone(&self.root_disks);
+                let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
                 let size = d.bytes();
-                tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
-                    banger_imagemgr::grow_file(&disk, size)?;
-                    banger_imagemgr::resize_ext4(&disk)?;
-                    Ok(())
-                })
-                .await
-                .map_err(|e| DaemonError::Internal(e.to_string()))??;
+                tokio::task::spawn_blocking(move || strategy.grow(&id, &dir, size))
+                    .await
+                    .map_err(|e| DaemonError::Internal(e.to_string()))?
+                    .map_err(|e| match e {
+                        e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {
+                            DaemonError::Invalid(e.to_string())
+                        }
+                        e => DaemonError::from(e),
+                    })?;
                 disk_bytes = size;
             }
         }

@@ -65,3 +65,16 @@ impl RootDiskStrategy for CopyStrategy {
         Ok(())
     }
 }
+
+/// Grow the copied disk in `vm_dir` to `disk_bytes` and resize its ext4.
+pub(crate) fn grow(vm_dir: &Path, disk_bytes: u64) -> Result<(), RootDiskError> {
+    let disk = vm_dir.join(ROOT_DISK);
+    let err = |source| RootDiskError::Grow {
+        disk: disk.clone(),
+        source,
+    };
+    if banger_imagemgr::grow_file(&disk, disk_bytes).map_err(err)? {
+        banger_imagemgr::resize_ext4(&disk).map_err(err)?;
+    }
+    Ok(())
+}

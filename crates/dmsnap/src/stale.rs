@@ -20,7 +20,9 @@ pub struct StaleReport {
 
 /// Remove banger's root-disk dm devices whose VM is not in `known` (VM
 /// ids), and detach every loop device backed by a banger file that no
-/// known VM's record (`<vms_dir>/<id>/root.dm`) refers to.
+/// known VM's record (`<vms_dir>/<id>/root.dm`) refers to (same device
+/// and, where recorded, same backing file: after a reboot a record's
+/// device numbers may belong to someone else).
 pub fn remove_stale(
     ops: &dyn PrivilegedOps,
     vms_dir: &Path,
@@ -28,13 +30,10 @@ pub fn remove_stale(
 ) -> Result<StaleReport, PrivOpsError> {
     let (dm, loops) = ops.list_disks()?;
     let keep_dm: HashSet<String> = known.iter().map(|id| dm_name(id)).collect();
-    let mut keep_loops = HashSet::new();
-    for id in known {
-        if let Some(r) = DmRecord::read(&vms_dir.join(id)) {
-            keep_loops.insert(r.base_loop);
-            keep_loops.insert(r.cow_loop);
-        }
-    }
+    let records: Vec<DmRecord> = known
+        .iter()
+        .filter_map(|id| DmRecord::read(&vms_dir.join(id)))
+        .collect();
     let mut report = StaleReport::default();
     for name in dm {
         if name.starts_with(DM_PREFIX) && !keep_dm.contains(&name) {
@@ -42,9 +41,22 @@ pub fn remove_stale(
             report.dm_removed.push(name);
         }
     }
+    // Loops of removed snapshots were autoclear and went with them.
+    let loops = if report.dm_removed.is_empty() {
+        loops
+    } else {
+        ops.list_disks()?.1
+    };
     for l in loops {
-        if !keep_loops.contains(&l.device) {
-            ops.loop_detach(&l.device)?;
+        if records
+            .iter()
+            .any(|r| r.owns_loop(&l.device, &l.backing_file))
+        {
+            continue;
+        }
+        // Named with its backing file: a device reused since the listing
+        // is left alone.
+        if ops.loop_detach_if(&l.device, &l.backing_file)? {
             report.loops_detached.push(l.device);
         }
     }

@@ -2,7 +2,7 @@
 //! recording fake of the privileged ops (this host has no device-mapper),
 //! the copy for real.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -12,17 +12,27 @@ use banger_dmsnap::{
     CopyStrategy, DmSnapshotStrategy, RootDiskStrategy, StrategyKind, choose, detect, remove_stale,
 };
 use banger_privops::{
-    LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps, snapshot_table,
+    DiskOps, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps, snapshot_table,
 };
 
+/// The host's devices as the fake sees them.
+#[derive(Default)]
+struct FakeHost {
+    /// dm name -> the loop devices its table holds.
+    dm: BTreeMap<String, [PathBuf; 2]>,
+    /// loop number -> (backing file, autoclear).
+    loops: BTreeMap<u32, (PathBuf, bool)>,
+}
+
 /// Records every operation (after checking it against the policy, as the
-/// real adapters do) and fails the one named in `fail_on`.
+/// real adapters do), fails the one named in `fail_on`, and keeps the
+/// devices in a [`FakeHost`] with the kernel's rules: the lowest free loop
+/// number, autoclear loops detached with the dm device holding them.
 struct Recorder {
     policy: Policy,
     log: Mutex<Vec<String>>,
-    next_loop: Mutex<u32>,
+    host: Mutex<FakeHost>,
     fail_on: Option<&'static str>,
-    disks: (Vec<String>, Vec<LoopInfo>),
 }
 
 impl Recorder {
@@ -37,14 +47,31 @@ impl Recorder {
                 vmm_binary: "/usr/bin/firecracker".into(),
             },
             log: Mutex::new(Vec::new()),
-            next_loop: Mutex::new(0),
+            host: Mutex::new(FakeHost::default()),
             fail_on,
-            disks: (Vec::new(), Vec::new()),
         }
     }
     fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+    fn clear_log(&self) {
+        self.log.lock().unwrap().clear();
+    }
+    /// A host reboot: every dm and loop device is gone, files stay.
+    fn reboot(&self) {
+        *self.host.lock().unwrap() = FakeHost::default();
+    }
+    fn dm_names(&self) -> Vec<String> {
+        self.host.lock().unwrap().dm.keys().cloned().collect()
+    }
+    fn loops(&self) -> Vec<(u32, PathBuf)> {
+        let h = self.host.lock().unwrap();
+        h.loops.iter().map(|(n, (f, _))| (*n, f.clone())).collect()
+    }
+}
+
+fn loop_no(p: &Path) -> u32 {
+    p.to_str().unwrap()["/dev/loop".len()..].parse().unwrap()
 }
 
 impl PrivilegedOps for Recorder {
@@ -56,7 +83,7 @@ impl PrivilegedOps for Recorder {
                 file.display(),
                 if *read_only { "ro" } else { "rw" }
             ),
-            PrivOp::LoopDetach { device } => format!("loop_detach {}", device.display()),
+            PrivOp::LoopDetach { device, .. } => format!("loop_detach {}", device.display()),
             PrivOp::DmCreateSnapshot {
                 name,
                 sectors,
@@ -78,19 +105,65 @@ impl PrivilegedOps for Recorder {
             });
         }
         self.log.lock().unwrap().push(entry);
+        let mut h = self.host.lock().unwrap();
         Ok(match op {
-            PrivOp::LoopAttach { .. } => {
-                let mut n = self.next_loop.lock().unwrap();
-                let device = PathBuf::from(format!("/dev/loop{n}"));
-                *n += 1;
-                PrivReply::LoopAttached { device }
+            PrivOp::LoopAttach { file, .. } => {
+                let n = (0..).find(|n| !h.loops.contains_key(n)).unwrap();
+                h.loops.insert(n, (file, false));
+                PrivReply::LoopAttached {
+                    device: format!("/dev/loop{n}").into(),
+                }
             }
-            PrivOp::LoopDetach { .. } | PrivOp::DmRemove { .. } => {
-                PrivReply::Removed { existed: true }
+            PrivOp::LoopDetach {
+                device,
+                backing_file,
+            } => {
+                let n = loop_no(&device);
+                let ours = match (h.loops.get(&n), &backing_file) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some((f, _)), Some(want)) => f == want,
+                };
+                if ours {
+                    h.loops.remove(&n);
+                }
+                PrivReply::Removed { existed: ours }
             }
+            PrivOp::DmCreateSnapshot {
+                name, base, cow, ..
+            } => {
+                for l in [&base, &cow] {
+                    let e = h
+                        .loops
+                        .get_mut(&loop_no(l))
+                        .expect("dm over an attached loop");
+                    e.1 = true; // autoclear, as the real op sets it
+                }
+                h.dm.insert(name, [base, cow]);
+                PrivReply::Done
+            }
+            PrivOp::DmRemove { name } => match h.dm.remove(&name) {
+                Some(held) => {
+                    for l in held {
+                        let n = loop_no(&l);
+                        if h.loops.get(&n).is_some_and(|(_, auto)| *auto) {
+                            h.loops.remove(&n);
+                        }
+                    }
+                    PrivReply::Removed { existed: true }
+                }
+                None => PrivReply::Removed { existed: false },
+            },
             PrivOp::ListDisks => PrivReply::Disks {
-                dm: self.disks.0.clone(),
-                loops: self.disks.1.clone(),
+                dm: h.dm.keys().cloned().collect(),
+                loops: h
+                    .loops
+                    .iter()
+                    .map(|(n, (f, _))| LoopInfo {
+                        device: format!("/dev/loop{n}").into(),
+                        backing_file: f.clone(),
+                    })
+                    .collect(),
             },
             _ => PrivReply::Done,
         })
@@ -127,7 +200,7 @@ fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
     let rec = Arc::new(Recorder::new(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     assert_eq!(s.kind(), StrategyKind::DmSnapshot);
-    let drive = s.create("vm1", &h.base, &h.vm_dir, 4 << 30).unwrap();
+    let drive = s.create("vm1", &h.base, &h.vm_dir, 2 << 30).unwrap();
     let cow = h.vm_dir.join("root.cow");
     assert_eq!(
         rec.log(),
@@ -146,7 +219,8 @@ fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
         cow.metadata().unwrap().len() >= 2 << 30,
         "COW holds every chunk"
     );
-    rec.log.lock().unwrap().clear();
+    assert_eq!(rec.dm_names(), vec!["bgroot-vm1"]);
+    rec.clear_log();
     s.remove("vm1", &h.vm_dir).unwrap();
     assert_eq!(
         rec.log(),
@@ -158,6 +232,7 @@ fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
     );
     assert!(drive.symlink_metadata().is_err() && !cow.exists());
     assert!(!h.vm_dir.join("root.dm").exists());
+    assert!(rec.dm_names().is_empty() && rec.loops().is_empty());
 }
 
 #[test]
@@ -208,40 +283,243 @@ fn bad_names_are_refused_by_the_policy_before_anything() {
 }
 
 #[test]
-fn reconcile_removes_devices_of_deleted_vms_dm_first() {
+fn reconcile_removes_only_stale_devices_dm_first_and_keeps_live_ones() {
     let h = host();
-    let mut rec = Recorder::new(h.dir.path(), None);
-    std::fs::write(
-        h.vm_dir.join("root.dm"),
-        r#"{"name":"bgroot-vm1","base_loop":"/dev/loop0","cow_loop":"/dev/loop1"}"#,
-    )
-    .unwrap();
-    let info = |n: u32, f: &str| LoopInfo {
-        device: format!("/dev/loop{n}").into(),
-        backing_file: h.dir.path().join(f),
-    };
-    rec.disks = (
-        vec!["bgroot-vm1".into(), "bgroot-gone".into(), "bgother".into()],
-        vec![
-            info(0, "state/images/img1/rootfs.ext4"),
-            info(1, "state/vms/vm1/root.cow"),
-            info(4, "state/images/img1/rootfs.ext4"),
-            info(5, "state/vms/gone/root.cow"),
-        ],
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let vms = h.vm_dir.parent().unwrap().to_path_buf();
+    // vm1 lives on; "gone" was deleted while bangerd was down (its
+    // directory is gone, its devices are not); a loop of a crashed create
+    // is left over too.
+    s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
+    let gone = vms.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    s.create("gone", &h.base, &gone, 0).unwrap();
+    std::fs::remove_dir_all(&gone).unwrap();
+    let crashed = rec.loop_attach(&h.base, true).unwrap();
+    // A dm device of someone else and one with banger's device prefix but
+    // not a root disk's: never touched.
+    rec.host.lock().unwrap().dm.insert(
+        "bgother".into(),
+        ["/dev/loop90".into(), "/dev/loop91".into()],
     );
+    rec.clear_log();
     let known: HashSet<String> = ["vm1".to_string()].into();
-    let report = remove_stale(&rec, h.vm_dir.parent().unwrap(), &known).unwrap();
+    let report = remove_stale(rec.as_ref(), &vms, &known).unwrap();
     assert_eq!(
         rec.log(),
         vec![
-            "list_disks",
-            "dm_remove bgroot-gone",
-            "loop_detach /dev/loop4",
-            "loop_detach /dev/loop5"
+            "list_disks".to_string(),
+            "dm_remove bgroot-gone".to_string(),
+            // gone's loops were autoclear and went with its dm device.
+            "list_disks".to_string(),
+            format!("loop_detach {}", crashed.display()),
         ]
     );
     assert_eq!(report.dm_removed, vec!["bgroot-gone"]);
-    assert_eq!(report.loops_detached.len(), 2);
+    assert_eq!(report.loops_detached, vec![crashed]);
+    assert_eq!(rec.dm_names(), vec!["bgother", "bgroot-vm1"]);
+    let cow = h.vm_dir.join("root.cow");
+    assert_eq!(rec.loops(), vec![(0, h.base.clone()), (1, cow)]);
+    // Nothing stale left: a second pass only lists.
+    rec.clear_log();
+    let again = remove_stale(rec.as_ref(), &vms, &known).unwrap();
+    assert_eq!(again, Default::default());
+    assert_eq!(rec.log(), vec!["list_disks"]);
+}
+
+#[test]
+fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
+    let h = host();
+    let rec = Recorder::new(h.dir.path(), None);
+    let vms = h.vm_dir.parent().unwrap().to_path_buf();
+    let other = vms.join("vm1/root.cow");
+    std::fs::write(&other, b"").unwrap();
+    // Listed as backed by the image; by the time of the detach, loop0 is
+    // someone else's: the guarded detach does not touch it.
+    rec.loop_attach(&h.base, true).unwrap();
+    let listed = LoopInfo {
+        device: "/dev/loop0".into(),
+        backing_file: h.base.clone(),
+    };
+    rec.loop_detach(Path::new("/dev/loop0")).unwrap();
+    rec.loop_attach(&other, false).unwrap();
+    assert!(
+        !rec.loop_detach_if(&listed.device, &listed.backing_file)
+            .unwrap()
+    );
+    assert_eq!(rec.loops(), vec![(0, other)]);
+}
+
+#[test]
+fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let cow = h.vm_dir.join("root.cow");
+    s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
+    // While live, ensure only looks.
+    rec.clear_log();
+    assert_eq!(
+        s.ensure("vm1", &h.base, &h.vm_dir).unwrap(),
+        h.vm_dir.join("root.ext4")
+    );
+    assert_eq!(rec.log(), vec!["list_disks"]);
+    // The guest wrote to its disk: exceptions in the COW file.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&cow).unwrap();
+        f.write_all_at(b"SnAp exceptions", 0).unwrap();
+    }
+    let cow_len = cow.metadata().unwrap().len();
+    rec.reboot();
+    // Another VM boots first and takes loop0 and loop1, the numbers vm1's
+    // record names.
+    let vm2 = h.vm_dir.parent().unwrap().join("vm2");
+    std::fs::create_dir_all(&vm2).unwrap();
+    s.create("vm2", &h.base, &vm2, 0).unwrap();
+    assert!(s.present(&h.vm_dir), "the COW file and record survive");
+    rec.clear_log();
+    let drive = s.ensure("vm1", &h.base, &h.vm_dir).unwrap();
+    assert_eq!(
+        rec.log(),
+        vec![
+            "list_disks".to_string(),
+            format!("loop_attach {} ro", h.base.display()),
+            format!("loop_attach {} rw", cow.display()),
+            "dm_create bgroot-vm1 0 4194304 snapshot /dev/loop2 /dev/loop3 P 8".to_string(),
+        ],
+        "vm2's loops are not vm1's, even with the record's numbers"
+    );
+    assert_eq!(
+        std::fs::read_link(&drive).unwrap(),
+        Path::new("/dev/mapper/bgroot-vm1")
+    );
+    let mut head = [0u8; 15];
+    {
+        use std::os::unix::fs::FileExt;
+        std::fs::File::open(&cow)
+            .unwrap()
+            .read_exact_at(&mut head, 0)
+            .unwrap();
+    }
+    assert_eq!(&head, b"SnAp exceptions", "the COW was reused, not wiped");
+    assert_eq!(cow.metadata().unwrap().len(), cow_len);
+    let r = banger_dmsnap::DmRecord::read(&h.vm_dir).unwrap();
+    assert_eq!(
+        (r.base_loop, r.cow_loop),
+        ("/dev/loop2".into(), "/dev/loop3".into())
+    );
+    assert_eq!(rec.dm_names(), vec!["bgroot-vm1", "bgroot-vm2"]);
+    // Teardown after the re-creation releases exactly the new devices.
+    rec.clear_log();
+    s.remove("vm1", &h.vm_dir).unwrap();
+    assert_eq!(
+        rec.log(),
+        vec![
+            "dm_remove bgroot-vm1",
+            "loop_detach /dev/loop3",
+            "loop_detach /dev/loop2"
+        ]
+    );
+    assert_eq!(
+        rec.loops(),
+        vec![(0, h.base.clone()), (1, vm2.join("root.cow"))]
+    );
+}
+
+#[test]
+fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let cow = h.vm_dir.join("root.cow");
+    s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
+    // bangerd died after removing the dm device, before its (here not
+    // autoclear) COW loop was detached.
+    rec.reboot();
+    rec.loop_attach(&h.base, true).unwrap();
+    rec.loop_attach(&cow, false).unwrap();
+    rec.clear_log();
+    s.ensure("vm1", &h.base, &h.vm_dir).unwrap();
+    assert_eq!(
+        rec.log(),
+        vec![
+            "list_disks".to_string(),
+            "loop_detach /dev/loop1".to_string(),
+            format!("loop_attach {} ro", h.base.display()),
+            format!("loop_attach {} rw", cow.display()),
+            "dm_create bgroot-vm1 0 4194304 snapshot /dev/loop1 /dev/loop2 P 8".to_string(),
+        ]
+    );
+    // The image's leftover loop0 (indistinguishable from another VM's)
+    // is reconcile's: vm1's record now names loop1 and loop2.
+    let vms = h.vm_dir.parent().unwrap();
+    let known: HashSet<String> = ["vm1".to_string()].into();
+    let report = remove_stale(rec.as_ref(), vms, &known).unwrap();
+    assert_eq!(report.loops_detached, vec![PathBuf::from("/dev/loop0")]);
+}
+
+#[test]
+fn a_snapshot_missing_its_cow_file_cannot_start() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
+    rec.reboot();
+    std::fs::remove_file(h.vm_dir.join("root.cow")).unwrap();
+    assert!(!s.present(&h.vm_dir));
+    rec.clear_log();
+    let err = s.ensure("vm1", &h.base, &h.vm_dir).unwrap_err();
+    assert!(
+        err.to_string().contains("root.cow is missing")
+            && err.to_string().contains("delete the VM"),
+        "{err}"
+    );
+    assert!(rec.log().is_empty(), "{:?}", rec.log());
+}
+
+#[test]
+fn growing_a_snapshot_is_refused_clearly_and_makes_nothing() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let err = s.create("vm1", &h.base, &h.vm_dir, 4 << 30).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot grow") && text.contains("leave out --disk"),
+        "{text}"
+    );
+    assert!(rec.log().is_empty());
+    assert_eq!(std::fs::read_dir(&h.vm_dir).unwrap().count(), 0);
+    s.create("vm1", &h.base, &h.vm_dir, 2 << 30).unwrap();
+    rec.clear_log();
+    let err = s.grow("vm1", &h.vm_dir, 4 << 30).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a snapshot is exactly as large as its origin"),
+        "{err}"
+    );
+    assert!(rec.log().is_empty());
+}
+
+#[test]
+fn a_copied_disk_under_the_dm_strategy_stays_a_copy() {
+    // Made by the copy (say before device-mapper was loaded): the dm
+    // strategy checks, keeps and removes it as a file, no devices.
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    assert!(!s.present(&h.vm_dir));
+    std::fs::write(h.vm_dir.join("root.ext4"), b"disk").unwrap();
+    assert!(s.present(&h.vm_dir));
+    assert_eq!(
+        s.ensure("vm1", &h.base, &h.vm_dir).unwrap(),
+        h.vm_dir.join("root.ext4")
+    );
+    s.remove("vm1", &h.vm_dir).unwrap();
+    assert!(!h.vm_dir.join("root.ext4").exists());
+    assert!(rec.log().is_empty(), "{:?}", rec.log());
 }
 
 #[test]
@@ -254,6 +532,25 @@ fn choice_follows_dev_mapper_control() {
     std::fs::write(d.path().join("mapper/control"), b"").unwrap();
     assert_eq!(detect(d.path()), StrategyKind::DmSnapshot);
     assert_eq!(choose(d.path(), ops).kind(), StrategyKind::DmSnapshot);
+}
+
+#[test]
+fn this_host_gets_the_copy_fallback_automatically() {
+    let has_dm = Path::new("/dev/mapper/control").exists();
+    let d = tempfile::tempdir().unwrap();
+    let ops: Arc<dyn PrivilegedOps> = Arc::new(Recorder::new(d.path(), None));
+    let chosen = choose(Path::new("/dev"), ops).kind();
+    if has_dm {
+        writeln!(
+            std::io::stderr(),
+            "SKIP this_host_gets_the_copy_fallback_automatically: this host has device-mapper"
+        )
+        .unwrap();
+        assert_eq!(chosen, StrategyKind::DmSnapshot);
+        return;
+    }
+    assert_eq!(detect(Path::new("/dev")), StrategyKind::Copy);
+    assert_eq!(chosen, StrategyKind::Copy);
 }
 
 #[test]
@@ -292,7 +589,20 @@ fn copy_fallback_for_real() {
         .output()
         .unwrap();
     assert!(fsck.status.success(), "{fsck:?}");
+    assert!(s.present(&vm_dir));
+    assert_eq!(s.ensure("vm", &base, &vm_dir).unwrap(), disk);
+    // `--disk` on a copy grows the file and its filesystem.
+    s.grow("vm", &vm_dir, 192 << 20).unwrap();
+    assert_eq!(disk.metadata().unwrap().len(), 192 << 20);
+    let fsck = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{fsck:?}");
     s.remove("vm", &vm_dir).unwrap();
+    assert!(!s.present(&vm_dir));
+    assert!(s.ensure("vm", &base, &vm_dir).is_err());
     assert!(!disk.exists());
     s.remove("vm", &vm_dir).unwrap();
     // A missing image fails and leaves nothing.

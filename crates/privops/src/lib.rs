@@ -29,7 +29,10 @@ pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
 
 mod tap;
 
-pub use disk_op::{DM_CONTROL, LoopInfo, MAX_DM_NAME, dm_name_ok, is_loop_device, snapshot_table};
+pub use disk_op::{
+    DM_CONTROL, LoopInfo, MAX_DM_NAME, dm_name_ok, is_loop_device, loop_backing_file,
+    loop_set_autoclear, snapshot_params, snapshot_table,
+};
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use local::LocalPrivOps;
 
@@ -137,6 +140,27 @@ pub enum PrivOpsError {
         /// The program.
         program: &'static str,
         /// Its stderr.
+        message: String,
+    },
+    /// A loop-device ioctl failed.
+    #[error("cannot {what} {target} (needs root and /dev/loop-control)")]
+    Loop {
+        /// Which step.
+        what: &'static str,
+        /// The device or backing file.
+        target: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A device-mapper ioctl failed.
+    #[error("device-mapper: cannot {what} {name}: {message}")]
+    DeviceMapper {
+        /// Which step.
+        what: &'static str,
+        /// The dm device.
+        name: String,
+        /// The kernel's or library's answer, with a hint.
         message: String,
     },
 }
@@ -272,6 +296,22 @@ pub trait DiskOps: PrivilegedOps {
         removed(
             self.execute(PrivOp::LoopDetach {
                 device: device.into(),
+                backing_file: None,
+            })?,
+            "loop_detach",
+        )
+    }
+    /// [`PrivOp::LoopDetach`] only while `backing_file` backs `device`;
+    /// `Ok(false)` when not attached or attached to another file.
+    fn loop_detach_if(
+        &self,
+        device: &std::path::Path,
+        backing_file: &std::path::Path,
+    ) -> Result<bool, PrivOpsError> {
+        removed(
+            self.execute(PrivOp::LoopDetach {
+                device: device.into(),
+                backing_file: Some(backing_file.into()),
             })?,
             "loop_detach",
         )

@@ -134,7 +134,8 @@ pub enum PrivOp {
         /// Undo instead (`resolvectl revert`).
         revert: bool,
     },
-    /// Attach `file` to a free loop device (`losetup --find --show`),
+    /// Attach `file` to a free loop device (`LOOP_CTL_GET_FREE` +
+    /// `LOOP_CONFIGURE`/`LOOP_SET_FD`, through the `loopdev` crate),
     /// read-only when asked; the reply names the device.
     ///
     /// Preconditions: `file` passes `check_path`.
@@ -144,18 +145,32 @@ pub enum PrivOp {
         /// Attach read-only.
         read_only: bool,
     },
-    /// Detach a loop device; `existed: false` when it was not attached.
+    /// Detach a loop device; `existed: false` when it was not attached,
+    /// or when `backing_file` is given and the device is now backed by
+    /// another file (it was auto-cleared and reused meanwhile: not ours).
     ///
-    /// Preconditions: `device` is exactly `/dev/loopN`.
+    /// Preconditions: `device` is exactly `/dev/loopN`; `backing_file`,
+    /// when given, passes `check_path`.
     LoopDetach {
         /// The loop device.
         device: PathBuf,
+        /// Detach only while this file backs the device.
+        #[serde(default)]
+        backing_file: Option<PathBuf>,
     },
     /// Create the dm device `name` with the table
     /// [`snapshot_table`](crate::snapshot_table)`(sectors, base, cow,
     /// chunk_sectors)`: a persistent `dm-snapshot` of `base` whose
-    /// exceptions live on `cow`. The table is built by the implementation,
-    /// never taken from the request.
+    /// exceptions live on `cow` (an existing COW is reused as it is, so a
+    /// snapshot re-created after a reboot keeps its writes). The table is
+    /// built by the implementation, never taken from the request. Effects,
+    /// through the `devicemapper` crate: create, load the table, resume;
+    /// then both loop devices are marked autoclear (the dm device holds
+    /// them, so they detach themselves when it is removed),
+    /// `/dev/mapper/<name>` is made when udev did not make it, and the
+    /// device node is given to the policy's owner uid (the VMM runs as the
+    /// owner and opens it read-write). A failure after the create removes
+    /// the dm device again.
     ///
     /// Preconditions: `name` carries the policy's prefix (see
     /// [`dm_name_ok`](crate::dm_name_ok)); `base` and `cow` are distinct

@@ -84,7 +84,10 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
         }
         PrivOp::ListLinks | PrivOp::RemoveNat | PrivOp::SetIpForward { .. } => true,
         PrivOp::LoopAttach { file, .. } => inside(file, policy),
-        PrivOp::LoopDetach { device } => loop_ok(device),
+        PrivOp::LoopDetach {
+            device,
+            backing_file,
+        } => loop_ok(device) && backing_file.as_ref().is_none_or(|f| inside(f, policy)),
         PrivOp::DmCreateSnapshot {
             name,
             sectors,
@@ -283,11 +286,14 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         "bg[a-z]{130}",
     ];
     let disk = prop_oneof![
-        (path_strategy(root2), any::<bool>())
+        (path_strategy(root2.clone()), any::<bool>())
             .prop_map(|(file, read_only)| PrivOp::LoopAttach { file, read_only }),
-        loopdev
-            .clone()
-            .prop_map(|device| PrivOp::LoopDetach { device }),
+        (loopdev.clone(), prop::option::of(path_strategy(root2))).prop_map(
+            |(device, backing_file)| PrivOp::LoopDetach {
+                device,
+                backing_file
+            }
+        ),
         (
             dmname.clone(),
             prop_oneof![1u64..1 << 24, any::<u64>()],
