@@ -1,0 +1,547 @@
+//! `banger-fcqemu`, banger's QEMU-backed Firecracker front, driven through
+//! its API with banger's own client the way the daemon drives Firecracker.
+//!
+//! Each test boots a real Linux guest under QEMU TCG (about 3 s): Debian's
+//! cloud kernel (from `BANGER_TEST_KERNEL_DIR`, else the cache `.ci/run`
+//! fills at /var/cache/banger-ci/kernel: `boot/vmlinuz-*` and
+//! `lib/modules/<version>/`) with a tiny initramfs built here from
+//! busybox-static and the kernel's virtio modules. Its `/init` prints
+//! `MARK ...` lines on the serial console, and powers off when the ACPI power
+//! button is pressed. Tests SKIP visibly when the kernel, QEMU or busybox is
+//! missing; the network test also needs root (a TAP in a throwaway netns).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use banger_fcapi::{BootSource, Drive, InstanceState, MachineConfiguration, NetworkInterface};
+use banger_fcproc::{FirecrackerClient, wait_for_socket};
+
+const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
+const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+/// The guest's `/init`. Markers on the kernel command line choose what it does.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net button evdev; do
+  insmod /mods/$m.ko 2>/dev/null
+done
+arg() { for a in $(cat /proc/cmdline); do case "$a" in "$1"=*) echo "${a#*=}";; esac; done; }
+wait_for() { i=0; while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; }
+echo "MARK boot $(arg mark)"
+echo "MARK cmdline $(cat /proc/cmdline)"
+n=$(arg disks)
+if [ -n "$n" ]; then
+  wait_for /sys/block/vda
+  [ "$n" -gt 1 ] && wait_for /sys/block/vdb
+  for d in /sys/block/vd*; do
+    d=${d##*/}
+    echo "MARK disk $d ro=$(cat /sys/block/$d/ro) head=$(head -c 8 /dev/$d)"
+    if printf W | dd of=/dev/$d bs=1 count=1 conv=notrunc 2>/dev/null; then
+      sync; echo "MARK write $d ok"
+    else
+      echo "MARK write $d refused"
+    fi
+  done
+fi
+addr=$(arg guestip)
+if [ -n "$addr" ]; then
+  wait_for /sys/class/net/eth0
+  ifconfig eth0 "$addr" netmask 255.255.255.0 up
+  echo "MARK mac $(cat /sys/class/net/eth0/address)"
+fi
+for e in /sys/class/input/event*; do
+  if [ "$(cat $e/device/name 2>/dev/null)" = "Power Button" ]; then
+    (head -c 1 /dev/input/${e##*/} >/dev/null; echo "MARK power button"; poweroff -f) &
+  fi
+done
+echo "MARK ready"
+while true; do sleep 1; done
+"#;
+
+/// The kernel and modules the guest boots with.
+struct Kernel {
+    image: PathBuf,
+    modules: PathBuf,
+}
+
+fn find_kernel() -> Result<Kernel, String> {
+    let dir = std::env::var_os("BANGER_TEST_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CI_KERNEL_CACHE));
+    let image = fs::read_dir(dir.join("boot"))
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "no guest kernel: set BANGER_TEST_KERNEL_DIR to an unpacked linux-image-cloud-amd64 (boot/vmlinuz-*, lib/modules/) or run .ci/run to fill {CI_KERNEL_CACHE} (looked in {})",
+                dir.display()
+            )
+        })?;
+    let version = image.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_string();
+    let modules = dir.join("lib/modules").join(&version).join("kernel");
+    if !modules.is_dir() {
+        return Err(format!("{} is missing", modules.display()));
+    }
+    Ok(Kernel { image, modules })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// What every test needs, or why it cannot run.
+fn prerequisites() -> Result<(Kernel, PathBuf), String> {
+    let kernel = find_kernel()?;
+    which("qemu-system-x86_64")
+        .ok_or("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or("busybox is not installed (apt-get install busybox-static)")?;
+    Ok((kernel, busybox))
+}
+
+/// A cpio "newc" archive writer (the initramfs format).
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            ino: 1,
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        let header = format!(
+            "070701{:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+            self.ino,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.ino += 1;
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
+
+const MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_mmio.ko",
+    "drivers/block/virtio_blk.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+    "drivers/acpi/button.ko",
+    "drivers/input/evdev.ko",
+];
+
+fn build_initramfs(kernel: &Kernel, busybox: &Path, out: &Path) {
+    let mut cpio = Cpio::new();
+    for dir in ["bin", "dev", "proc", "sys", "mods"] {
+        cpio.entry(dir, 0o040755, &[]);
+    }
+    cpio.entry("bin/busybox", 0o100755, &fs::read(busybox).unwrap());
+    cpio.entry("init", 0o100755, INIT.as_bytes());
+    for module in MODULES {
+        let path = kernel.modules.join(module);
+        let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = Path::new(module).file_name().unwrap().to_string_lossy();
+        cpio.entry(&format!("mods/{name}"), 0o100644, &data);
+    }
+    fs::write(out, cpio.finish()).unwrap();
+}
+
+/// One `banger-fcqemu` process with its console captured in a file.
+struct Front {
+    child: Child,
+    dir: tempfile::TempDir,
+    client: FirecrackerClient,
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+impl Front {
+    /// Starts the front (inside `netns` when given) and waits for its API socket.
+    async fn start(test: &str, netns: Option<&str>) -> Option<Front> {
+        let (kernel, busybox) = match prerequisites() {
+            Ok(p) => p,
+            Err(why) => {
+                skip(test, &why);
+                return None;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let initrd = dir.path().join("initrd.cpio");
+        build_initramfs(&kernel, &busybox, &initrd);
+        let sock = dir.path().join("api.sock");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, FRONT]);
+                c
+            }
+            None => Command::new(FRONT),
+        };
+        cmd.arg("--api-sock")
+            .arg(&sock)
+            .args(["--id", test])
+            .env("BANGER_QEMU_ACCEL", "tcg")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.path().join("console.log")).unwrap())
+            .stderr(fs::File::create(dir.path().join("stderr.log")).unwrap());
+        let child = cmd.spawn().expect("spawn banger-fcqemu");
+        wait_for_socket(&sock, Duration::from_secs(10), child.id())
+            .await
+            .expect("the API socket appears");
+        let client = FirecrackerClient::new(&sock).with_timeout(Duration::from_secs(30));
+        Some(Front {
+            child,
+            dir,
+            client,
+            kernel: kernel.image,
+            initrd,
+        })
+    }
+
+    fn console(&self) -> String {
+        fs::read_to_string(self.dir.path().join("console.log")).unwrap_or_default()
+    }
+
+    fn diagnostics(&self) -> String {
+        format!(
+            "console:\n{}\nstderr:\n{}",
+            self.console(),
+            fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        )
+    }
+
+    /// Waits until the console shows a line starting with `prefix`; returns that line.
+    fn wait_console(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Some(line) = self
+                .console()
+                .lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .find(|l| l.starts_with(prefix))
+            {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {prefix:?} on the console within {BOOT_TIMEOUT:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the front did not exit within {within:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn configure_boot(&self, args: &str) {
+        self.client
+            .put_machine_config(&MachineConfiguration::new(1, 256))
+            .await
+            .unwrap();
+        let boot = BootSource::new(self.kernel.to_string_lossy())
+            .with_initrd(self.initrd.to_string_lossy())
+            .with_boot_args(format!("console=ttyS0 panic=-1 {args}"));
+        self.client.put_boot_source(&boot).await.unwrap();
+    }
+
+    async fn state(&self) -> InstanceState {
+        self.client.instance_info().await.unwrap().state
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Boot with two drives: the console shows the marker, the kernel got
+/// `root=/dev/vda rw`, vda is the root drive (writable), vdb the second
+/// (read-only, a write fails); SendCtrlAltDel powers the guest off and the
+/// front exits 0. `GET /` follows Not started → Running.
+#[tokio::test(flavor = "current_thread")]
+async fn boots_two_drives_and_powers_off_on_ctrl_alt_del() {
+    let Some(mut front) = Front::start("qemu-boot", None).await else {
+        return;
+    };
+    let root = front.dir.path().join("root.img");
+    let data = front.dir.path().join("data.img");
+    for (path, magic) in [(&root, "ROOTDISK"), (&data, "DATADISK")] {
+        let mut bytes = magic.as_bytes().to_vec();
+        bytes.resize(1 << 20, 0);
+        fs::write(path, bytes).unwrap();
+    }
+    assert_eq!(front.state().await, InstanceState::NotStarted);
+    front.configure_boot("mark=hello-qemu disks=2").await;
+    front
+        .client
+        .put_drive(&Drive::new("rootfs", root.to_string_lossy(), true))
+        .await
+        .unwrap();
+    front
+        .client
+        .put_drive(&Drive::new("data", data.to_string_lossy(), false).read_only(true))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    front.client.instance_start().await.unwrap();
+    assert_eq!(front.state().await, InstanceState::Running);
+
+    assert_eq!(front.wait_console("MARK boot"), "MARK boot hello-qemu");
+    let cmdline = front.wait_console("MARK cmdline");
+    assert!(cmdline.contains("root=/dev/vda rw"), "{cmdline}");
+    assert!(cmdline.contains("tsc_early_khz="), "{cmdline}");
+    front.wait_console("MARK ready");
+    let booted = started.elapsed();
+    assert_eq!(
+        front.wait_console("MARK disk vda"),
+        "MARK disk vda ro=0 head=ROOTDISK"
+    );
+    assert_eq!(
+        front.wait_console("MARK disk vdb"),
+        "MARK disk vdb ro=1 head=DATADISK"
+    );
+    assert_eq!(front.wait_console("MARK write vda"), "MARK write vda ok");
+    assert_eq!(
+        front.wait_console("MARK write vdb"),
+        "MARK write vdb refused"
+    );
+    // A pre-boot call after the start is still refused as Firecracker does.
+    let err = front
+        .client
+        .put_machine_config(&MachineConfiguration::new(2, 256))
+        .await
+        .unwrap_err();
+    assert!(
+        err.fault_message()
+            .is_some_and(|m| m.contains("not supported after starting")),
+        "{err}"
+    );
+
+    let pressed = Instant::now();
+    front.client.send_ctrl_alt_del().await.unwrap();
+    let status = front.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", front.diagnostics());
+    assert!(front.console().contains("MARK power button"));
+    // The guest really wrote its root drive and not the read-only one.
+    assert_eq!(&fs::read(&root).unwrap()[..8], b"WOOTDISK");
+    assert_eq!(&fs::read(&data).unwrap()[..8], b"DATADISK");
+    let _ = writeln!(
+        std::io::stderr(),
+        "qemu front: InstanceStart to /init ready {:.2} s, SendCtrlAltDel to exit {:.2} s",
+        booted.as_secs_f64(),
+        pressed.elapsed().as_secs_f64()
+    );
+}
+
+/// Calls QEMU cannot honour get a 400 naming the QEMU front, and a QEMU that
+/// cannot start fails InstanceStart with its reason while the front stays up.
+#[tokio::test(flavor = "current_thread")]
+async fn refuses_what_qemu_cannot_do_and_reports_start_failures() {
+    let Some(front) = Front::start("qemu-refusals", None).await else {
+        return;
+    };
+    let err = front
+        .client
+        .put("/balloon", &serde_json::json!({"amount_mib": 0, "deflate_on_oom": false}))
+        .await
+        .unwrap_err();
+    let message = err.fault_message().unwrap_or_default().to_string();
+    assert!(message.contains("QEMU front") && message.contains("balloon"), "{message}");
+    let err = front
+        .client
+        .put(
+            "/snapshot/load",
+            &serde_json::json!({"snapshot_path": "/x", "mem_file_path": "/y"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.fault_message()
+            .is_some_and(|m| m.contains("QEMU front") && m.contains("snapshots")),
+        "{err}"
+    );
+    // QEMU refuses an absurd machine: the start fails with QEMU's reason, and
+    // the VM stays Not started, as with Firecracker.
+    front.configure_boot("mark=never").await;
+    front
+        .client
+        .put_machine_config(&MachineConfiguration::new(1, 64 << 30))
+        .await
+        .unwrap();
+    let err = front.client.instance_start().await.unwrap_err();
+    let message = err.fault_message().unwrap_or_default().to_string();
+    assert!(
+        message.starts_with("Start microvm error: QEMU exited during startup"),
+        "{message}\n{}",
+        front.diagnostics()
+    );
+    assert_eq!(front.state().await, InstanceState::NotStarted);
+}
+
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("run ip");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+/// A NIC on a TAP inside a throwaway netns: the guest's eth0 has the
+/// configured MAC and answers ping from the netns; SIGKILL of the front
+/// takes QEMU down with it.
+#[tokio::test(flavor = "current_thread")]
+async fn nic_gets_the_mac_answers_ping_and_dies_with_the_front() {
+    const TEST: &str = "qemu-net";
+    if !nix::unistd::geteuid().is_root() {
+        skip(TEST, "needs root for a TAP in a network namespace");
+        return;
+    }
+    if let Err(why) = prerequisites() {
+        skip(TEST, &why);
+        return;
+    }
+    let ns = Netns(format!("bqemu-{}", std::process::id()));
+    ip(&["netns", "add", &ns.0]);
+    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns.0, "tuntap", "add", "dev", "qtap0", "mode", "tap"]);
+    ip(&["-n", &ns.0, "addr", "add", "10.77.0.1/24", "dev", "qtap0"]);
+    ip(&["-n", &ns.0, "link", "set", "qtap0", "up"]);
+
+    let Some(mut front) = Front::start(TEST, Some(&ns.0)).await else {
+        return;
+    };
+    front.configure_boot("mark=net guestip=10.77.0.2").await;
+    let mac = "06:00:0a:4d:00:02";
+    front
+        .client
+        .put_network_interface(
+            &NetworkInterface::new("eth0", "qtap0").with_mac(mac.parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    front.client.instance_start().await.unwrap();
+    assert_eq!(front.wait_console("MARK mac"), format!("MARK mac {mac}"));
+    front.wait_console("MARK ready");
+    // busybox's ping: busybox-static is a prerequisite anyway.
+    let (_, busybox) = prerequisites().unwrap();
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(&busybox)
+        .args(["ping", "-c", "3", "-W", "5", "10.77.0.2"])
+        .output()
+        .expect("run ping");
+    assert!(
+        ping.status.success(),
+        "ping failed: {}{}\n{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr),
+        front.diagnostics()
+    );
+
+    let qemu = children(front.child.id());
+    assert_eq!(qemu.len(), 1, "one QEMU child: {qemu:?}");
+    front.child.kill().unwrap();
+    front.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{}", qemu[0])).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{}", qemu[0])).exists(),
+        "QEMU outlived the SIGKILLed front"
+    );
+}
+
+/// PIDs whose parent is `pid` (a scan of /proc).
+fn children(pid: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
