@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use banger_fcapi::{BootSource, Drive, InstanceState, MachineConfiguration, NetworkInterface};
 use banger_fcproc::{FirecrackerClient, wait_for_socket};
 
+
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
 const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -387,6 +388,17 @@ async fn boots_two_drives_and_powers_off_on_ctrl_alt_del() {
             .is_some_and(|m| m.contains("not supported after starting")),
         "{err}"
     );
+
+    // `vm stats` reads the VMM's process tree: with the front, QEMU (the
+    // guest's memory and vCPU time) is a child and must be counted.
+    let procfs = banger_fcproc::ProcFs::host();
+    let own = procfs.stats(front.child.id()).unwrap();
+    let tree = procfs.tree_stats(front.child.id()).unwrap();
+    assert!(
+        tree.rss_bytes > own.rss_bytes + (16 << 20),
+        "QEMU's memory is missing from the tree: front {own:?}, tree {tree:?}"
+    );
+    assert!(tree.cpu_time_ms > own.cpu_time_ms, "{own:?} vs {tree:?}");
 
     let pressed = Instant::now();
     front.client.send_ctrl_alt_del().await.unwrap();
