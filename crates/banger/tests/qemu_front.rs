@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use banger_fcapi::{BootSource, Drive, InstanceState, MachineConfiguration, NetworkInterface};
 use banger_fcproc::{FirecrackerClient, wait_for_socket};
 
-
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
 const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -425,11 +424,17 @@ async fn refuses_what_qemu_cannot_do_and_reports_start_failures() {
     };
     let err = front
         .client
-        .put("/balloon", &serde_json::json!({"amount_mib": 0, "deflate_on_oom": false}))
+        .put(
+            "/balloon",
+            &serde_json::json!({"amount_mib": 0, "deflate_on_oom": false}),
+        )
         .await
         .unwrap_err();
     let message = err.fault_message().unwrap_or_default().to_string();
-    assert!(message.contains("QEMU front") && message.contains("balloon"), "{message}");
+    assert!(
+        message.contains("QEMU front") && message.contains("balloon"),
+        "{message}"
+    );
     let err = front
         .client
         .put(

@@ -279,6 +279,7 @@ fn not_needed_when(emulated: bool, check: Check) -> Check {
     )
 }
 
+#[cfg(test)]
 fn firecracker(config: &Config, layout: &Layout, env: &DoctorEnv) -> Check {
     firecracker_vmm(config, layout, env).0
 }
@@ -771,7 +772,10 @@ mod tests {
         let checks = run_with(&config, &layout(h.dir.path()), &h.env);
         let c = find(&checks, "firecracker");
         assert_eq!(c.status, CheckStatus::Warn, "{c:?}");
-        assert!(c.detail.contains("QEMU front") && c.detail.contains("slow"), "{c:?}");
+        assert!(
+            c.detail.contains("QEMU front") && c.detail.contains("slow"),
+            "{c:?}"
+        );
         let kvm = find(&checks, "kvm");
         assert_eq!(kvm.status, CheckStatus::Ok, "{kvm:?}");
         assert!(kvm.detail.contains("not needed"), "{kvm:?}");

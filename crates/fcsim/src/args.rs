@@ -255,7 +255,11 @@ mod tests {
         let options = args.qemu_options().unwrap();
         assert_eq!(options.accel, crate::qemu::Accel::Kvm);
         let bad = QemuFrontArgs::try_parse_from(["banger-fcqemu", "--qemu-accel", "hvf"]).unwrap();
-        assert!(bad.qemu_options().unwrap_err().contains("BANGER_QEMU_ACCEL"));
+        assert!(
+            bad.qemu_options()
+                .unwrap_err()
+                .contains("BANGER_QEMU_ACCEL")
+        );
     }
 
     #[test]

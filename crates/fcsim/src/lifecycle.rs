@@ -14,8 +14,8 @@ use banger_fcapi::{InstanceState, SnapshotCreateParams, SnapshotLoadParams, VmSt
 use crate::error::SimError;
 use crate::fault::Fault;
 use crate::guest::{SerialConsole, kernel_cmdline, print_boot};
-use crate::snapshot::{self, SnapshotState};
 use crate::qemu::{LaunchSpec, QemuGuest, QemuOptions, SerialOut, cmdline::guest_cmdline};
+use crate::snapshot::{self, SnapshotState};
 use crate::vmm::{Backend, Reply, Vmm};
 use crate::vsock::{VsockDevice, VsockMode};
 
@@ -167,12 +167,7 @@ impl Vmm {
                 boot.source.kernel_image_path
             ),
         );
-        let guest = QemuGuest::launch(
-            options,
-            spec,
-            self.ctx.log.clone(),
-            self.ctx.exit.clone(),
-        )?;
+        let guest = QemuGuest::launch(options, spec, self.ctx.log.clone(), self.ctx.exit.clone())?;
         self.qemu = Some(guest);
         self.state = InstanceState::Running;
         if let Err(e) = self.metrics.flush(&self.ctx.instance_id) {

@@ -314,6 +314,11 @@ mod tests {
         assert_eq!(host_khz_from_cpuinfo("flags: x\n"), None);
         assert_eq!("KVM".parse::<Accel>(), Ok(Accel::Kvm));
         assert_eq!(" tcg".parse::<Accel>(), Ok(Accel::Tcg));
-        assert!("hvf".parse::<Accel>().unwrap_err().contains("\"tcg\" or \"kvm\""));
+        assert!(
+            "hvf"
+                .parse::<Accel>()
+                .unwrap_err()
+                .contains("\"tcg\" or \"kvm\"")
+        );
     }
 }

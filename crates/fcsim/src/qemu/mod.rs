@@ -70,7 +70,12 @@ impl QemuOptions {
             .and_then(|l| l.strip_prefix("QEMU emulator version "))
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
-            .ok_or_else(|| format!("{} --version printed no QEMU version", self.binary.display()))
+            .ok_or_else(|| {
+                format!(
+                    "{} --version printed no QEMU version",
+                    self.binary.display()
+                )
+            })
     }
 }
 

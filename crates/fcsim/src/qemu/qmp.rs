@@ -55,7 +55,9 @@ pub fn execute(socket: &Path, command: &str, arguments: Option<Value>) -> Result
     };
     let stream = UnixStream::connect(socket).map_err(io_err)?;
     stream.set_read_timeout(Some(QMP_TIMEOUT)).map_err(io_err)?;
-    stream.set_write_timeout(Some(QMP_TIMEOUT)).map_err(io_err)?;
+    stream
+        .set_write_timeout(Some(QMP_TIMEOUT))
+        .map_err(io_err)?;
     let mut writer = stream.try_clone().map_err(io_err)?;
     let mut reader = BufReader::new(stream);
     let greeting = read_message(&mut reader, socket)?;
@@ -117,7 +119,10 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     /// A fake QMP server answering one client with `answers` after the greeting.
-    fn serve(listener: UnixListener, answers: Vec<&'static str>) -> std::thread::JoinHandle<Vec<String>> {
+    fn serve(
+        listener: UnixListener,
+        answers: Vec<&'static str>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
         std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut writer = stream.try_clone().unwrap();
