@@ -399,6 +399,20 @@ async fn boots_two_drives_and_powers_off_on_ctrl_alt_del() {
     );
     assert!(tree.cpu_time_ms > own.cpu_time_ms, "{own:?} vs {tree:?}");
 
+    // PATCH /vm pauses and resumes the guest through QMP.
+    front
+        .client
+        .patch("/vm", &serde_json::json!({"state": "Paused"}))
+        .await
+        .unwrap();
+    assert_eq!(front.state().await, InstanceState::Paused);
+    front
+        .client
+        .patch("/vm", &serde_json::json!({"state": "Resumed"}))
+        .await
+        .unwrap();
+    assert_eq!(front.state().await, InstanceState::Running);
+
     let pressed = Instant::now();
     front.client.send_ctrl_alt_del().await.unwrap();
     let status = front.wait_exit(Duration::from_secs(30));
@@ -419,7 +433,7 @@ async fn boots_two_drives_and_powers_off_on_ctrl_alt_del() {
 /// cannot start fails InstanceStart with its reason while the front stays up.
 #[tokio::test(flavor = "current_thread")]
 async fn refuses_what_qemu_cannot_do_and_reports_start_failures() {
-    let Some(front) = Front::start("qemu-refusals", None).await else {
+    let Some(mut front) = Front::start("qemu-refusals", None).await else {
         return;
     };
     let err = front
@@ -464,6 +478,34 @@ async fn refuses_what_qemu_cannot_do_and_reports_start_failures() {
         front.diagnostics()
     );
     assert_eq!(front.state().await, InstanceState::NotStarted);
+
+    // A corrected retry starts; QEMU dying under it ends the front with
+    // status 1 and Firecracker's error line on stderr.
+    front
+        .client
+        .put_machine_config(&MachineConfiguration::new(1, 128))
+        .await
+        .unwrap();
+    front.client.instance_start().await.unwrap();
+    assert_eq!(front.state().await, InstanceState::Running);
+    let qemu = children(front.child.id());
+    assert_eq!(qemu.len(), 1, "one QEMU child: {qemu:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = front.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{}", front.diagnostics());
+    let diagnostics = front.diagnostics();
+    assert!(
+        diagnostics.contains("QEMU ended abnormally: QEMU killed by signal 9"),
+        "{diagnostics}"
+    );
+    assert!(
+        diagnostics.contains("Error: RunWithApi(MicroVMStoppedWithError("),
+        "{diagnostics}"
+    );
 }
 
 struct Netns(String);
