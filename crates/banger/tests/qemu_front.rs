@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -401,11 +401,16 @@ async fn nic_gets_the_mac_answers_ping_and_dies_with_the_front() {
     front.child.kill().unwrap();
     front.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{}", qemu[0])).exists() && Instant::now() < deadline {
+    while alive(qemu[0]) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        !Path::new(&format!("/proc/{}", qemu[0])).exists(),
-        "QEMU outlived the SIGKILLed front"
-    );
+    assert!(!alive(qemu[0]), "QEMU outlived the SIGKILLed front");
+}
+
+/// Whether `pid` is a live process (a zombie, dead but not reaped yet, is not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
 }
