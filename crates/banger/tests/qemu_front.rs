@@ -1,7 +1,7 @@
 //! `banger-fcqemu`, banger's QEMU-backed Firecracker front, driven through
 //! its API with banger's own client the way the daemon drives Firecracker.
 //!
-//! Each test boots a real Linux guest under QEMU TCG (about 3 s): Debian's
+//! Each test boots a real Linux guest under QEMU TCG (3–12 s): Debian's
 //! cloud kernel (from `BANGER_TEST_KERNEL_DIR`, else the cache `.ci/run`
 //! fills at /var/cache/banger-ci/kernel: `boot/vmlinuz-*` and
 //! `lib/modules/<version>/`) with a tiny initramfs built here from
