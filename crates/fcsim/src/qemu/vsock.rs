@@ -20,11 +20,17 @@ pub fn parse_connect(line: &str) -> Option<u32> {
 }
 
 /// Serves one client of the hybrid socket (blocking; run on its own thread).
-pub fn bridge(mut client: UnixStream, guest_cid: u32) {
+pub fn bridge(client: UnixStream, guest_cid: u32) {
+    bridge_with(client, |port| connect_vsock(guest_cid, port));
+}
+
+/// [`bridge`] with the guest connection made by `connect(port)`, which
+/// returns the connected stream and the local port to report.
+fn bridge_with(mut client: UnixStream, connect: impl FnOnce(u32) -> io::Result<(OwnedFd, u32)>) {
     let Some(port) = read_connect(&mut client) else {
         return;
     };
-    let Ok((vsock, local_port)) = connect_vsock(guest_cid, port) else {
+    let Ok((vsock, local_port)) = connect(port) else {
         // Nothing listens on that port (or the guest is not up): close.
         return;
     };
@@ -113,6 +119,33 @@ mod tests {
         assert_eq!(parse_connect("CONNECT 52\r"), Some(52));
         assert_eq!(parse_connect("CONNECT x"), None);
         assert_eq!(parse_connect("connect 52"), None);
+    }
+
+    #[test]
+    fn connect_answers_ok_and_splices_both_ways() {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            bridge_with(theirs, |port| {
+                assert_eq!(port, 52);
+                // A Unix socket pair stands in for the AF_VSOCK stream; the
+                // "guest" echoes what it reads.
+                let (host, mut guest) = UnixStream::pair()?;
+                std::thread::spawn(move || {
+                    let mut reader = guest.try_clone().unwrap();
+                    let _ = io::copy(&mut reader, &mut guest);
+                });
+                Ok((OwnedFd::from(host), 1234))
+            })
+        });
+        ours.write_all(b"CONNECT 52\nping").unwrap();
+        let mut answer = [0u8; 12];
+        ours.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"OK 1234\nping");
+        ours.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        ours.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+        server.join().unwrap();
     }
 
     #[test]
