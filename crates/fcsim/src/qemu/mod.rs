@@ -113,14 +113,13 @@ struct ChildState {
 #[derive(Debug)]
 pub struct QemuGuest {
     pid: u32,
-    qmp_socket: PathBuf,
-    /// Holds the QMP socket; removed when the front ends normally.
-    _private_dir: tempfile::TempDir,
+    /// The one QMP connection (its socket file is already deleted).
+    qmp: Mutex<qmp::Qmp>,
 }
 
 impl QemuGuest {
-    /// Spawns QEMU for `spec` (its `qmp_socket` is replaced by a private
-    /// one) and waits until QMP answers. A QEMU that fails to come up is a
+    /// Spawns QEMU for `spec` (its `qmp_socket` is replaced by one in a
+    /// private directory, deleted once connected) and waits until QMP answers. A QEMU that fails to come up is a
     /// 400 `Start microvm error` carrying QEMU's own message; the front then
     /// stays up with the VM not started, as Firecracker does.
     pub fn launch(
@@ -206,7 +205,9 @@ impl QemuGuest {
                 .map_err(|e| start_error(format!("cannot watch QEMU: {e}")))?;
         }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        let qmp = loop {
+            let connected = qmp::Qmp::connect(&spec.qmp_socket)
+                .and_then(|mut qmp| qmp.execute("query-status", None).map(|_| qmp));
             {
                 let mut state = lock(&state);
                 if let Some(status) = state.status {
@@ -216,9 +217,9 @@ impl QemuGuest {
                         joined_tail(&lock(&tail))
                     )));
                 }
-                if qmp::execute(&spec.qmp_socket, "query-status", None).is_ok() {
+                if let Ok(qmp) = connected {
                     state.started = true;
-                    break;
+                    break qmp;
                 }
             }
             if Instant::now() >= deadline {
@@ -230,12 +231,20 @@ impl QemuGuest {
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        // Connected for good: the socket file is no longer needed, and
+        // without it nobody else can reach QEMU's monitor.
+        if let Err(e) = private_dir.close() {
+            log.warn(
+                "main",
+                "vmm",
+                format!("cannot remove QEMU's private QMP directory: {e}"),
+            );
         }
         log.info("main", "vmm", format!("QEMU is running (pid {pid})"));
         Ok(Self {
             pid,
-            qmp_socket: spec.qmp_socket,
-            _private_dir: private_dir,
+            qmp: Mutex::new(qmp),
         })
     }
 
@@ -246,7 +255,8 @@ impl QemuGuest {
 
     /// Runs a QMP command; a failure is a 400 with `context` and QEMU's answer.
     pub fn command(&self, command: &str, context: &str) -> Result<(), Fault> {
-        qmp::execute(&self.qmp_socket, command, None)
+        lock(&self.qmp)
+            .execute(command, None)
             .map(drop)
             .map_err(|e| Fault::bad_request(format!("{context}: {e}")))
     }

@@ -1,11 +1,12 @@
-//! A minimal, blocking QMP client: one connection per command.
+//! A minimal, blocking QMP client over one long-lived connection.
 //!
-//! QEMU's QMP server takes one client at a time; the front connects, reads
-//! the greeting, negotiates capabilities, runs one command and disconnects.
-//! Asynchronous events QEMU sends in between (e.g. `POWERDOWN`) are skipped
-//! while waiting for the command's `return` or `error`. All of this is local
-//! and takes milliseconds, so it runs inline under the VMM lock, as
-//! Firecracker handles actions inline.
+//! The front connects once, right after QEMU starts, reads the greeting and
+//! negotiates capabilities; then it deletes the socket file, so nothing else
+//! can ever reach QEMU's monitor and nothing is left behind however the
+//! front ends. Commands run one at a time; asynchronous events QEMU sends in
+//! between (e.g. `POWERDOWN`) are skipped while waiting for the command's
+//! `return` or `error`. All of this is local and takes milliseconds, so it
+//! runs inline under the VMM lock, as Firecracker handles actions inline.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -47,33 +48,56 @@ pub enum QmpError {
     },
 }
 
-/// Runs `command` (with optional `arguments`) and returns its `return` value.
-pub fn execute(socket: &Path, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
-    let io_err = |source| QmpError::Io {
-        path: socket.display().to_string(),
-        source,
-    };
-    let stream = UnixStream::connect(socket).map_err(io_err)?;
-    stream.set_read_timeout(Some(QMP_TIMEOUT)).map_err(io_err)?;
-    stream
-        .set_write_timeout(Some(QMP_TIMEOUT))
-        .map_err(io_err)?;
-    let mut writer = stream.try_clone().map_err(io_err)?;
-    let mut reader = BufReader::new(stream);
-    let greeting = read_message(&mut reader, socket)?;
-    if greeting.get("QMP").is_none() {
-        return Err(protocol(socket, format!("no QMP greeting: {greeting}")));
+/// A negotiated QMP connection.
+#[derive(Debug)]
+pub struct Qmp {
+    /// The socket path it was opened on (for messages; the file may be gone).
+    path: String,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Connects to `socket`, reads the greeting and leaves negotiation mode.
+    pub fn connect(socket: &Path) -> Result<Self, QmpError> {
+        let path = socket.display().to_string();
+        let io_err = |source| QmpError::Io {
+            path: path.clone(),
+            source,
+        };
+        let stream = UnixStream::connect(socket).map_err(io_err)?;
+        stream.set_read_timeout(Some(QMP_TIMEOUT)).map_err(io_err)?;
+        stream
+            .set_write_timeout(Some(QMP_TIMEOUT))
+            .map_err(io_err)?;
+        let writer = stream.try_clone().map_err(io_err)?;
+        let mut qmp = Self {
+            path: path.clone(),
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = qmp.read_message()?;
+        if greeting.get("QMP").is_none() {
+            return Err(qmp.protocol(format!("no QMP greeting: {greeting}")));
+        }
+        qmp.execute("qmp_capabilities", None)?;
+        Ok(qmp)
     }
-    let mut run = |command: &str, arguments: Option<Value>| -> Result<Value, QmpError> {
+
+    /// Runs `command` (with optional `arguments`) and returns its `return` value.
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
         let mut request = json!({ "execute": command });
         if let Some(arguments) = arguments {
             request["arguments"] = arguments;
         }
-        writer
+        self.writer
             .write_all(format!("{request}\n").as_bytes())
-            .map_err(io_err)?;
+            .map_err(|source| QmpError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         loop {
-            let message = read_message(&mut reader, socket)?;
+            let message = self.read_message()?;
             if let Some(value) = message.get("return") {
                 return Ok(value.clone());
             }
@@ -89,15 +113,21 @@ pub fn execute(socket: &Path, command: &str, arguments: Option<Value>) -> Result
             }
             // An event: not the answer.
         }
-    };
-    run("qmp_capabilities", None)?;
-    run(command, arguments)
+    }
+
+    fn read_message(&mut self) -> Result<Value, QmpError> {
+        read_message(&mut self.reader, &self.path)
+    }
+
+    fn protocol(&self, reason: String) -> QmpError {
+        protocol(&self.path, reason)
+    }
 }
 
-fn read_message(reader: &mut impl BufRead, socket: &Path) -> Result<Value, QmpError> {
+fn read_message(reader: &mut impl BufRead, socket: &str) -> Result<Value, QmpError> {
     let mut line = String::new();
     let read = reader.read_line(&mut line).map_err(|source| QmpError::Io {
-        path: socket.display().to_string(),
+        path: socket.to_string(),
         source,
     })?;
     if read == 0 {
@@ -106,9 +136,9 @@ fn read_message(reader: &mut impl BufRead, socket: &Path) -> Result<Value, QmpEr
     serde_json::from_str(&line).map_err(|e| protocol(socket, format!("not JSON ({e}): {line}")))
 }
 
-fn protocol(socket: &Path, reason: String) -> QmpError {
+fn protocol(socket: &str, reason: String) -> QmpError {
     QmpError::Protocol {
-        path: socket.display().to_string(),
+        path: socket.to_string(),
         reason,
     }
 }
@@ -152,7 +182,8 @@ mod tests {
                 "{\"event\": \"POWERDOWN\"}\n{\"return\": {\"status\": \"running\"}}\n",
             ],
         );
-        let value = execute(&path, "query-status", None).unwrap();
+        let mut qmp = Qmp::connect(&path).unwrap();
+        let value = qmp.execute("query-status", None).unwrap();
         assert_eq!(value["status"], "running");
         let seen = server.join().unwrap();
         assert_eq!(seen[0], r#"{"execute":"qmp_capabilities"}"#);
@@ -170,10 +201,13 @@ mod tests {
                 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}\n",
             ],
         );
-        let err = execute(&path, "stop", None).unwrap_err();
+        let err = Qmp::connect(&path)
+            .unwrap()
+            .execute("stop", None)
+            .unwrap_err();
         assert_eq!(err.to_string(), "QEMU refused stop: nope");
         server.join().unwrap();
-        let missing = execute(&dir.path().join("none"), "stop", None).unwrap_err();
+        let missing = Qmp::connect(&dir.path().join("none")).unwrap_err();
         assert!(missing.to_string().contains("none"), "{missing}");
     }
 }
