@@ -127,10 +127,12 @@ pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
 /// Run every check against `env`.
 pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check> {
     let cfg = layout.config_file.display();
+    let (vmm_check, vmm) = firecracker_vmm(config, layout, env);
+    let emulated = matches!(&vmm, Some(Vmm::QemuFront { accel }) if accel == "tcg");
     vec![
-        kvm(&env.dev_dir.join("kvm")),
-        cpu_virtualization(&env.cpuinfo),
-        firecracker(config, layout, env),
+        not_needed_when(emulated, kvm(&env.dev_dir.join("kvm"))),
+        not_needed_when(emulated, cpu_virtualization(&env.cpuinfo)),
+        vmm_check,
         writable_dir(
             "state dir",
             &layout.state_dir,
@@ -226,7 +228,64 @@ fn kvm_from_open(path: &Path, opened: io::Result<()>) -> Check {
     }
 }
 
+/// Which VMM `firecracker_bin` is, from its path and `--version` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vmm {
+    /// Firecracker itself (or anything else that speaks its API).
+    Firecracker,
+    /// banger's simulator `banger-fcsim`: no guest boots.
+    Simulator,
+    /// banger's QEMU front `banger-fcqemu`, with its accelerator (`tcg`, `kvm`).
+    QemuFront {
+        /// QEMU's accelerator as the front reports it.
+        accel: String,
+    },
+}
+
+/// Classifies the VMM: the QEMU front says so in its version line
+/// (`Firecracker v… (banger QEMU front; QEMU 7.2.22; accel tcg)`), the
+/// simulator is recognised by its file name.
+pub fn classify_vmm(path: &Path, version_line: &str) -> Vmm {
+    if let Some((_, rest)) = version_line.split_once("banger QEMU front") {
+        let accel = rest
+            .split_once("accel ")
+            .map(|(_, a)| {
+                a.trim_end_matches(')')
+                    .split([';', ')', ' '])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        return Vmm::QemuFront { accel };
+    }
+    if path.file_name().is_some_and(|n| n == "banger-fcsim") {
+        return Vmm::Simulator;
+    }
+    Vmm::Firecracker
+}
+
+/// A KVM check does not matter when the guest is emulated: report it, but as fine.
+fn not_needed_when(emulated: bool, check: Check) -> Check {
+    if !emulated || check.status == CheckStatus::Ok {
+        return check;
+    }
+    Check::ok(
+        &check.name,
+        format!(
+            "{}; not needed: banger's QEMU front emulates the guest (TCG)",
+            check.detail
+        ),
+    )
+}
+
+#[cfg(test)]
 fn firecracker(config: &Config, layout: &Layout, env: &DoctorEnv) -> Check {
+    firecracker_vmm(config, layout, env).0
+}
+
+/// The `firecracker` check and, when `--version` answered, which VMM it is.
+fn firecracker_vmm(config: &Config, layout: &Layout, env: &DoctorEnv) -> (Check, Option<Vmm>) {
     const NAME: &str = "firecracker";
     let hint_get = format!(
         "install Firecracker from https://github.com/firecracker-microvm/firecracker/releases and put `firecracker` on $PATH, or set firecracker_bin in {}",
@@ -239,29 +298,60 @@ fn firecracker(config: &Config, layout: &Layout, env: &DoctorEnv) -> Check {
         } else {
             format!("{bin} was not found on $PATH")
         };
-        return Check::fail(NAME, detail, hint_get);
+        return (Check::fail(NAME, detail, hint_get), None);
     };
     let p = path.display();
     if !is_executable(&path) {
-        return Check::fail(
-            NAME,
-            format!("{p} is not an executable file"),
-            format!("make it executable (`chmod +x {p}`) or {hint_get}"),
+        return (
+            Check::fail(
+                NAME,
+                format!("{p} is not an executable file"),
+                format!("make it executable (`chmod +x {p}`) or {hint_get}"),
+            ),
+            None,
         );
     }
-    match version(&path, env.version_timeout) {
-        Ok(v) if path.file_name().is_some_and(|n| n == "banger-fcsim") => Check::warn(
+    let v = match version(&path, env.version_timeout) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                Check::fail(
+                    NAME,
+                    format!("{p} --version failed: {e}"),
+                    format!(
+                        "check that {p} is a Firecracker binary for this architecture, or {hint_get}"
+                    ),
+                ),
+                None,
+            );
+        }
+    };
+    let vmm = classify_vmm(&path, &v);
+    let check = match &vmm {
+        Vmm::Simulator => Check::warn(
             NAME,
             format!("{p}: the Firecracker simulator ({v}): the API is checked, but no guest boots"),
             format!("for real VMs {hint_get}"),
         ),
-        Ok(v) => Check::ok(NAME, format!("{p}: {v}")),
-        Err(e) => Check::fail(
+        Vmm::QemuFront { accel } if accel == "kvm" => Check::ok(
             NAME,
-            format!("{p} --version failed: {e}"),
-            format!("check that {p} is a Firecracker binary for this architecture, or {hint_get}"),
+            format!("{p}: banger's QEMU front, guests run in QEMU with KVM ({v})"),
         ),
-    }
+        Vmm::QemuFront { accel } if v.contains("QEMU unavailable") => Check::fail(
+            NAME,
+            format!("{p}: banger's QEMU front (accel {accel}) cannot run QEMU ({v})"),
+            "install QEMU (`sudo apt-get install qemu-system-x86`) or point BANGER_QEMU_BIN at qemu-system-x86_64",
+        ),
+        Vmm::QemuFront { accel } => Check::warn(
+            NAME,
+            format!(
+                "{p}: banger's QEMU front, guests are emulated (accel {accel}) and slow: a Debian guest boots in about 10 s and CPU-heavy work runs several times slower than with KVM ({v})"
+            ),
+            format!("for full speed use Firecracker on a host with working KVM: {hint_get}"),
+        ),
+        Vmm::Firecracker => Check::ok(NAME, format!("{p}: {v}")),
+    };
+    (check, Some(vmm))
 }
 
 /// `bin` itself when it contains a `/`, else the first executable file of
@@ -663,6 +753,50 @@ mod tests {
         let c = firecracker(&config, &l, &h.env);
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("cannot execute binary file"), "{c:?}");
+    }
+
+    #[test]
+    fn the_qemu_front_is_recognised_and_tcg_needs_no_kvm() {
+        let h = host();
+        let front = h.dir.path().join("banger-fcqemu");
+        write_script(
+            &front,
+            "echo 'Firecracker v1.17.0-dev (banger QEMU front; QEMU 7.2.22; accel tcg)'\necho",
+        );
+        let config = Config {
+            firecracker_bin: front.display().to_string(),
+            ..Config::default()
+        };
+        // No /dev/kvm and no vmx: fine for an emulated guest.
+        fs::remove_file(h.env.dev_dir.join("kvm")).unwrap();
+        let checks = run_with(&config, &layout(h.dir.path()), &h.env);
+        let c = find(&checks, "firecracker");
+        assert_eq!(c.status, CheckStatus::Warn, "{c:?}");
+        assert!(
+            c.detail.contains("QEMU front") && c.detail.contains("slow"),
+            "{c:?}"
+        );
+        let kvm = find(&checks, "kvm");
+        assert_eq!(kvm.status, CheckStatus::Ok, "{kvm:?}");
+        assert!(kvm.detail.contains("not needed"), "{kvm:?}");
+
+        assert_eq!(
+            classify_vmm(
+                &front,
+                "Firecracker v1.17.0-dev (banger QEMU front; QEMU 7.2.22; accel kvm)"
+            ),
+            Vmm::QemuFront {
+                accel: "kvm".into()
+            }
+        );
+        assert_eq!(
+            classify_vmm(Path::new("/x/banger-fcsim"), "Firecracker v1.17.0-dev"),
+            Vmm::Simulator
+        );
+        assert_eq!(
+            classify_vmm(Path::new("/usr/bin/firecracker"), "Firecracker v1.9.0"),
+            Vmm::Firecracker
+        );
     }
 
     #[test]

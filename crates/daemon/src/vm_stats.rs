@@ -24,7 +24,8 @@ pub struct StatSample {
 }
 
 impl VMService {
-    /// `vm.stats`: a fresh reading of the VMM process.
+    /// `vm.stats`: a fresh reading of the VMM process and its children (a
+    /// VMM such as banger's QEMU front runs the guest in a child process).
     pub fn stats(&self, name: &str) -> Result<VmStats, DaemonError> {
         let vm = self.resolve(name)?;
         let disk = root_disk(&self.layout.vm_dir(&vm.id));
@@ -42,7 +43,7 @@ impl VMService {
             uptime_secs: 0,
         };
         if let Some(h) = self.handles.get(&vm.id)
-            && let Ok(s) = self.procfs.stats(h.pid)
+            && let Ok(s) = self.procfs.tree_stats(h.pid)
         {
             out.pid = Some(h.pid);
             out.cpu_time_ms = s.cpu_time_ms;
@@ -70,7 +71,7 @@ impl VMService {
             let Some(h) = self.handles.get(&id) else {
                 continue;
             };
-            let Ok(s) = self.procfs.stats(h.pid) else {
+            let Ok(s) = self.procfs.tree_stats(h.pid) else {
                 continue;
             };
             let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());

@@ -63,6 +63,7 @@ pub struct ProcessStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
     state: char,
+    ppid: u32,
     utime: u64,
     stime: u64,
     starttime: u64,
@@ -138,6 +139,46 @@ impl ProcFs {
             rss_bytes,
             start_time,
         })
+    }
+
+    /// [`stats`](Self::stats) of `pid` and all its descendants: CPU time and
+    /// resident memory summed, the start time `pid`'s own. A VMM that runs its
+    /// guest in a child process (banger's QEMU front runs `qemu-system-x86_64`)
+    /// is measured whole; for Firecracker, which has no children, this equals
+    /// `stats`. Descendants that exit during the scan are left out.
+    pub fn tree_stats(&self, pid: u32) -> Result<ProcessStats, ProcError> {
+        let mut total = self.stats(pid)?;
+        for child in self.descendants(pid) {
+            if let Ok(s) = self.stats(child) {
+                total.cpu_time_ms = total.cpu_time_ms.saturating_add(s.cpu_time_ms);
+                total.rss_bytes = total.rss_bytes.saturating_add(s.rss_bytes);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Every live descendant of `pid` (children, grandchildren, ...), from a
+    /// scan of the parent links in `/proc/*/stat`.
+    pub fn descendants(&self, pid: u32) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let links: Vec<(u32, u32)> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|p| Some((p, self.stat(p).ok()?.ppid)))
+            .collect();
+        let mut found = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            for &(child, ppid) in &links {
+                if ppid == parent && child != pid && !found.contains(&child) {
+                    found.push(child);
+                    frontier.push(child);
+                }
+            }
+        }
+        found
     }
 
     fn rss_bytes(&self, pid: u32) -> Result<u64, ProcError> {
@@ -238,8 +279,12 @@ fn parse_stat(text: &str) -> Result<Stat, String> {
         .chars()
         .next()
         .ok_or_else(|| "empty state field".to_owned())?;
+    let ppid = field(4)?;
     Ok(Stat {
         state,
+        ppid: ppid
+            .parse()
+            .map_err(|_| format!("field 4 is not a number: {ppid:?}"))?,
         utime: number(14)?,
         stime: number(15)?,
         starttime: number(22)?,

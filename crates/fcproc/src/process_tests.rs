@@ -33,6 +33,38 @@ fn fake_proc(pid: u32, stat: &str, status: Option<&str>, statm: &str, cmdline: &
 const FC_CMDLINE: &[u8] =
     b"/usr/bin/firecracker\0--api-sock\0/run/banger/vm1/api.sock\0--id\0vm1\0";
 
+/// A `/proc/PID` entry with the given parent, CPU ticks and RSS under `root`.
+fn add_process(root: &Path, pid: u32, ppid: u32, ticks: u64, rss_kib: u64) {
+    let dir = root.join(pid.to_string());
+    fs::create_dir_all(&dir).expect("mkdir");
+    let stat = stat_line("p", 'S', ticks, 0, 100).replacen(" S 1 ", &format!(" S {ppid} "), 1);
+    fs::write(dir.join("stat"), stat).expect("stat");
+    fs::write(dir.join("status"), format!("VmRSS:\t{rss_kib} kB\n")).expect("status");
+    fs::write(dir.join("statm"), "0 0 0 0 0 0 0\n").expect("statm");
+}
+
+#[test]
+fn tree_stats_sum_the_vmm_and_its_descendants() {
+    let root = TempDir::new().expect("tempdir");
+    let ticks = clock_ticks_per_sec();
+    // The front (10), its QEMU (11) and QEMU's helper (12); 20 is unrelated.
+    add_process(root.path(), 10, 1, ticks, 1024);
+    add_process(root.path(), 11, 10, 3 * ticks, 4096);
+    add_process(root.path(), 12, 11, ticks, 1024);
+    add_process(root.path(), 20, 1, 7 * ticks, 8192);
+    fs::create_dir_all(root.path().join("self")).expect("non-numeric entry");
+    let procfs = ProcFs::new(root.path());
+    let mut kids = procfs.descendants(10);
+    kids.sort_unstable();
+    assert_eq!(kids, [11, 12]);
+    let total = procfs.tree_stats(10).expect("tree stats");
+    assert_eq!(total.cpu_time_ms, 5000);
+    assert_eq!(total.rss_bytes, 6 * 1024 * 1024);
+    assert_eq!(total.start_time, procfs.stats(10).unwrap().start_time);
+    // Without children the tree is the process itself.
+    assert_eq!(procfs.tree_stats(20).unwrap(), procfs.stats(20).unwrap());
+}
+
 #[test]
 fn fake_running_process_is_alive_and_ours() {
     let root = fake_proc(

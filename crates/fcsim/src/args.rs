@@ -136,6 +136,67 @@ impl SimArgs {
     }
 }
 
+/// Arguments of `banger-fcqemu`, the QEMU-backed Firecracker front:
+/// Firecracker's command line plus the QEMU settings.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "banger-fcqemu",
+    about = "Firecracker's API in front of a QEMU microvm guest (banger's QEMU front)",
+    disable_version_flag = true
+)]
+pub struct QemuFrontArgs {
+    /// Firecracker's own arguments (the `--sim-*` flags apply only where they
+    /// make sense for a real guest: the socket delay and refusing the start).
+    #[command(flatten)]
+    pub fc: SimArgs,
+    /// Accelerator: `tcg` (emulation, works everywhere, slow) or `kvm`.
+    #[arg(long = "qemu-accel", env = "BANGER_QEMU_ACCEL", default_value = "tcg")]
+    pub qemu_accel: String,
+    /// The QEMU program (a name on `$PATH` or a path).
+    #[arg(
+        long = "qemu-bin",
+        env = "BANGER_QEMU_BIN",
+        default_value = crate::qemu::DEFAULT_QEMU_BIN
+    )]
+    pub qemu_bin: std::path::PathBuf,
+}
+
+impl QemuFrontArgs {
+    /// Parses the process arguments like [`SimArgs::from_env`]; a bad
+    /// `--qemu-accel` / `BANGER_QEMU_ACCEL` is a command-line error (status 153).
+    pub fn from_env() -> (SimArgs, crate::qemu::QemuOptions) {
+        let args = match Self::try_parse() {
+            Ok(args) => args,
+            Err(err) if !err.use_stderr() => {
+                let _ = err.print();
+                std::process::exit(0);
+            }
+            Err(err) => {
+                eprintln!("Arguments parsing error: {err}");
+                std::process::exit(ARGS_EXIT_CODE);
+            }
+        };
+        match args.qemu_options() {
+            Ok(options) => (args.fc, options),
+            Err(message) => {
+                eprintln!("Arguments parsing error: {message}");
+                std::process::exit(ARGS_EXIT_CODE);
+            }
+        }
+    }
+
+    /// The QEMU settings, checked.
+    pub fn qemu_options(&self) -> Result<crate::qemu::QemuOptions, String> {
+        Ok(crate::qemu::QemuOptions {
+            binary: self.qemu_bin.clone(),
+            accel: self
+                .qemu_accel
+                .parse()
+                .map_err(|e| format!("--qemu-accel/BANGER_QEMU_ACCEL: {e}"))?,
+        })
+    }
+}
+
 /// How the simulator deviates from a healthy Firecracker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Misbehaviour {
@@ -175,6 +236,30 @@ mod tests {
         assert!(m.refuse_start);
         assert_eq!(m.crash_after_start, Some(Duration::from_millis(20)));
         assert_eq!(m.shutdown_delay, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn qemu_front_takes_firecrackers_argv_and_its_own() {
+        let args = QemuFrontArgs::try_parse_from([
+            "banger-fcqemu",
+            "--api-sock",
+            "/tmp/a.sock",
+            "--id",
+            "vm-1",
+            "--qemu-accel",
+            "KVM",
+        ])
+        .unwrap();
+        assert_eq!(args.fc.api_sock, PathBuf::from("/tmp/a.sock"));
+        assert_eq!(args.fc.id, "vm-1");
+        let options = args.qemu_options().unwrap();
+        assert_eq!(options.accel, crate::qemu::Accel::Kvm);
+        let bad = QemuFrontArgs::try_parse_from(["banger-fcqemu", "--qemu-accel", "hvf"]).unwrap();
+        assert!(
+            bad.qemu_options()
+                .unwrap_err()
+                .contains("BANGER_QEMU_ACCEL")
+        );
     }
 
     #[test]

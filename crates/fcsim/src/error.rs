@@ -50,6 +50,9 @@ pub enum SimError {
     /// A failed `PUT /snapshot/load` (fatal in Firecracker).
     #[error("Failed to load the microVM from the snapshot")]
     SnapshotLoad,
+    /// QEMU (the QEMU front's guest) ended abnormally.
+    #[error("Failed to run the microVM: {0}")]
+    QemuFailed(String),
 }
 
 impl SimError {
@@ -86,6 +89,7 @@ impl SimError {
             Self::Unsupported(what) => format!("Unsupported({what:?})"),
             Self::GuestCrashed => "RunWithApi(MicroVMStoppedWithError(GenericError))".into(),
             Self::SnapshotLoad => "RunWithApi(BuildFromApi(Restore))".into(),
+            Self::QemuFailed(detail) => format!("RunWithApi(MicroVMStoppedWithError({detail:?}))"),
         }
     }
 }

@@ -24,6 +24,11 @@
 //! rules), with one module per device. The executable is
 //! `crates/banger/src/bin/banger-fcsim.rs`; `src/bin/fcsim-selftest.rs` is an
 //! identical copy used only by this crate's tests.
+//!
+//! The guest behind `InstanceStart` is a [`Backend`]: the simulated guest
+//! above, or a real guest in QEMU ([`qemu`], the `banger-fcqemu` binary,
+//! `crates/banger/src/bin/banger-fcqemu.rs`), which shares everything else
+//! (HTTP, validation, state machine, faults, logger, metrics, serial target).
 #![warn(missing_docs)]
 
 pub mod args;
@@ -43,6 +48,7 @@ mod metrics;
 mod mmds;
 mod net;
 mod pmem;
+pub mod qemu;
 mod route;
 mod run;
 mod snapshot;
@@ -50,10 +56,11 @@ mod vm_config;
 mod vmm;
 mod vsock;
 
-pub use args::{Misbehaviour, SimArgs};
+pub use args::{Misbehaviour, QemuFrontArgs, SimArgs};
 pub use error::SimError;
 pub use kernel::test_kernel_image;
-pub use run::{run, run_blocking};
+pub use run::{run, run_blocking, run_blocking_with, run_with, version_line};
+pub use vmm::Backend;
 
 /// The Firecracker version the simulator reports (`GET /version`, `GET /`).
 pub const FIRECRACKER_VERSION: &str = "1.17.0-dev";

@@ -14,9 +14,10 @@ use banger_fcapi::{InstanceState, SnapshotCreateParams, SnapshotLoadParams, VmSt
 use crate::error::SimError;
 use crate::fault::Fault;
 use crate::guest::{SerialConsole, kernel_cmdline, print_boot};
+use crate::qemu::{LaunchSpec, QemuGuest, QemuOptions, SerialOut, cmdline::guest_cmdline};
 use crate::snapshot::{self, SnapshotState};
-use crate::vmm::{Reply, Vmm};
-use crate::vsock::VsockDevice;
+use crate::vmm::{Backend, Reply, Vmm};
+use crate::vsock::{VsockDevice, VsockMode};
 
 /// How long a fatal load error waits so that its 400 reaches the client first.
 const FATAL_REPLY_GRACE: Duration = Duration::from_millis(20);
@@ -49,6 +50,10 @@ impl Vmm {
         }
         let drives = self.drives.configs();
         let cmdline = kernel_cmdline(boot.boot_args(), &drives, self.ctx.enable_pci);
+        if let Backend::Qemu(options) = &self.ctx.backend {
+            let options = options.clone();
+            return self.start_qemu(&options, cmdline, drives);
+        }
         let serial_path = self
             .serial
             .as_ref()
@@ -84,6 +89,92 @@ impl Vmm {
         );
         self.console = Some(console);
         self.schedule_crash();
+        Ok(Reply::Empty)
+    }
+
+    /// InstanceStart with the QEMU backend: launch QEMU with what was configured.
+    fn start_qemu(
+        &mut self,
+        options: &QemuOptions,
+        cmdline: String,
+        drives: Vec<banger_fcapi::Drive>,
+    ) -> Result<Reply, Fault> {
+        if let Some(drive) = drives.iter().find(|d| d.socket.is_some()) {
+            return Err(Fault::bad_request(format!(
+                "Start microvm error: banger's QEMU front (banger-fcqemu) does not support vhost-user drives ({}); give the drive a path_on_host",
+                drive.drive_id
+            )));
+        }
+        let boot = self.boot.as_ref().ok_or_else(|| {
+            Fault::bad_request(
+                "Start microvm error: Cannot start microvm without kernel configuration.",
+            )
+        })?;
+        let serial = match self
+            .serial
+            .as_ref()
+            .and_then(|s| s.serial_out_path.as_deref())
+        {
+            Some(path) => {
+                // Fails the start the way Firecracker does for an unusable file.
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .map_err(|e| {
+                        Fault::bad_request(format!(
+                            "Start microvm error: Error creating serial device: {e}"
+                        ))
+                    })?;
+                SerialOut::File(path.into())
+            }
+            None => SerialOut::Stdout,
+        };
+        let host_khz = crate::qemu::host_khz();
+        if host_khz.is_none() && options.accel == crate::qemu::Accel::Tcg {
+            self.ctx.log.warn(
+                "main",
+                "vmm",
+                "cannot read the host's TSC rate from /proc/cpuinfo: the guest may hang calibrating its TSC (add tsc_early_khz= to boot_args)",
+            );
+        }
+        let spec = LaunchSpec {
+            accel: options.accel,
+            kernel: boot.source.kernel_image_path.clone().into(),
+            initrd: boot.source.initrd_path.clone().map(Into::into),
+            cmdline: guest_cmdline(&cmdline, options.accel, host_khz),
+            vcpus: self.machine.vcpu_count,
+            mem_mib: self.machine.mem_size_mib,
+            drives,
+            nets: self.nets.configs(),
+            serial,
+            qmp_socket: Default::default(),
+            vsock_cid: self
+                .vsock
+                .as_ref()
+                .filter(|v| v.mode == VsockMode::Bridge)
+                .map(|v| v.config.guest_cid),
+            entropy: self.entropy.is_some(),
+        };
+        self.ctx.log.info(
+            "main",
+            "vmm",
+            format!(
+                "Starting microVM {}: {} vCPUs, {} MiB, kernel {}",
+                self.ctx.instance_id,
+                self.machine.vcpu_count,
+                self.machine.mem_size_mib,
+                boot.source.kernel_image_path
+            ),
+        );
+        let guest = QemuGuest::launch(options, spec, self.ctx.log.clone(), self.ctx.exit.clone())?;
+        self.qemu = Some(guest);
+        self.state = InstanceState::Running;
+        if let Err(e) = self.metrics.flush(&self.ctx.instance_id) {
+            self.ctx
+                .log
+                .error("main", "vmm", format!("Failed to write metrics: {e}"));
+        }
         Ok(Reply::Empty)
     }
 
@@ -127,6 +218,18 @@ impl Vmm {
     /// and Firecracker exits 0, unless the guest ignores the key press.
     pub(crate) fn ctrl_alt_del(&mut self) -> Result<Reply, Fault> {
         let log = self.ctx.log.clone();
+        if let Some(guest) = &self.qemu {
+            guest.command(
+                "system_powerdown",
+                "Internal VMM error: cannot press the guest's ACPI power button",
+            )?;
+            log.info(
+                "main",
+                "vmm",
+                "SendCtrlAltDel: pressed the guest's ACPI power button (QMP system_powerdown)",
+            );
+            return Ok(Reply::Empty);
+        }
         if self.ctx.misbehaviour.ignore_ctrl_alt_del {
             log.info(
                 "main",
@@ -150,16 +253,19 @@ impl Vmm {
     }
 
     /// `PATCH /vm` (pausing a paused VM or resuming a running one succeeds).
-    pub(crate) fn pause_resume(&mut self, target: VmState) -> Reply {
-        let (state, action) = match target {
-            VmState::Paused => (InstanceState::Paused, "pause vm"),
-            VmState::Resumed => (InstanceState::Running, "resume vm"),
+    pub(crate) fn pause_resume(&mut self, target: VmState) -> Result<Reply, Fault> {
+        let (state, action, qmp) = match target {
+            VmState::Paused => (InstanceState::Paused, "pause vm", "stop"),
+            VmState::Resumed => (InstanceState::Running, "resume vm", "cont"),
         };
+        if let Some(guest) = &self.qemu {
+            guest.command(qmp, &format!("Internal VMM error: cannot {action}"))?;
+        }
         self.state = state;
         self.ctx
             .log
             .info("main", "vmm", format!("'{action}' VMM action took 1 us."));
-        Reply::Empty
+        Ok(Reply::Empty)
     }
 
     /// `PUT /snapshot/create` (the VM must be paused).

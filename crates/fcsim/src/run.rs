@@ -22,24 +22,52 @@ use crate::error::SimError;
 use crate::http::ApiServer;
 use crate::log::SimLog;
 use crate::metrics::MetricsSink;
-use crate::vmm::{Vmm, VmmContext};
+use crate::vmm::{Backend, Vmm, VmmContext};
 use crate::{FIRECRACKER_VERSION, SNAPSHOT_VERSION};
 
 /// [`run`] on a single-threaded tokio runtime of its own, for a `main` that
 /// has no runtime (the simulator needs only one thread).
 pub fn run_blocking(args: SimArgs) -> Result<i32, SimError> {
+    run_blocking_with(args, Backend::Simulated)
+}
+
+/// [`run_blocking`] with the given guest backend.
+pub fn run_blocking_with(args: SimArgs, backend: Backend) -> Result<i32, SimError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(SimError::Runtime)?
-        .block_on(run(args))
+        .block_on(run_with(args, backend))
 }
 
 /// Runs the simulator until it would exit. `Ok(code)` is a normal exit code;
 /// pass the result to [`crate::exit`] to end the process like Firecracker.
 pub async fn run(args: SimArgs) -> Result<i32, SimError> {
+    run_with(args, Backend::Simulated).await
+}
+
+/// The `--version` line: Firecracker's, plus what is behind it for the QEMU
+/// front (`doctor` reads this first line to tell the VMMs apart).
+pub fn version_line(backend: &Backend) -> String {
+    match backend {
+        Backend::Simulated => format!("Firecracker v{FIRECRACKER_VERSION}"),
+        Backend::Qemu(options) => {
+            let qemu = match options.qemu_version() {
+                Ok(version) => format!("QEMU {version}"),
+                Err(e) => format!("QEMU unavailable: {e}"),
+            };
+            format!(
+                "Firecracker v{FIRECRACKER_VERSION} (banger QEMU front; {qemu}; accel {})",
+                options.accel.name()
+            )
+        }
+    }
+}
+
+/// Runs the front with `backend` behind InstanceStart until it would exit.
+pub async fn run_with(args: SimArgs, backend: Backend) -> Result<i32, SimError> {
     if args.version {
-        println!("Firecracker v{FIRECRACKER_VERSION}\n");
+        println!("{}\n", version_line(&backend));
         return Ok(0);
     }
     if args.snapshot_version {
@@ -53,7 +81,7 @@ pub async fn run(args: SimArgs) -> Result<i32, SimError> {
         "firecracker",
         format!("Running Firecracker v{FIRECRACKER_VERSION}"),
     );
-    let result = start_and_serve(&args, &log).await;
+    let result = start_and_serve(&args, &log, backend).await;
     match &result {
         Ok(code) => log.info(
             "main",
@@ -75,7 +103,11 @@ pub async fn run(args: SimArgs) -> Result<i32, SimError> {
     result
 }
 
-async fn start_and_serve(args: &SimArgs, log: &Arc<SimLog>) -> Result<i32, SimError> {
+async fn start_and_serve(
+    args: &SimArgs,
+    log: &Arc<SimLog>,
+    backend: Backend,
+) -> Result<i32, SimError> {
     if args.config_file.is_some() {
         return Err(SimError::Unsupported("--config-file"));
     }
@@ -114,6 +146,7 @@ async fn start_and_serve(args: &SimArgs, log: &Arc<SimLog>) -> Result<i32, SimEr
         mmds_limit: args
             .mmds_size_limit
             .unwrap_or(args.http_api_max_payload_size),
+        backend,
     };
     let server = Arc::new(ApiServer::new(
         Vmm::new(context, metrics),

@@ -31,8 +31,9 @@ use crate::metrics::MetricsSink;
 use crate::mmds::Mmds;
 use crate::net::NetDevices;
 use crate::pmem::PmemDevices;
+use crate::qemu::{QemuGuest, QemuOptions};
 use crate::route::{ApiCall, DeviceKind};
-use crate::vsock::VsockDevice;
+use crate::vsock::{VsockDevice, VsockMode};
 use crate::{FIRECRACKER_VERSION, vm_config};
 
 /// Channel on which the process's end (exit code or fatal error) is announced.
@@ -52,6 +53,17 @@ pub struct VmmContext {
     pub exit: ExitSender,
     /// MMDS store limit in bytes.
     pub mmds_limit: usize,
+    /// What runs behind InstanceStart.
+    pub backend: Backend,
+}
+
+/// The guest behind `InstanceStart`.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// No guest code runs: fake boot lines on the console (`banger-fcsim`).
+    Simulated,
+    /// A real guest in `qemu-system-x86_64 -M microvm` (`banger-fcqemu`).
+    Qemu(QemuOptions),
 }
 
 /// A successful answer.
@@ -152,6 +164,8 @@ pub struct Vmm {
     pub(crate) mmds: Mmds,
     pub(crate) metrics: MetricsSink,
     pub(crate) console: Option<SerialConsole>,
+    /// The QEMU guest, once started (QEMU backend).
+    pub(crate) qemu: Option<QemuGuest>,
 }
 
 impl Vmm {
@@ -176,6 +190,7 @@ impl Vmm {
             mmds,
             metrics,
             console: None,
+            qemu: None,
         }
     }
 
@@ -229,6 +244,11 @@ impl Vmm {
             (Phase::PostBoot, false) => return Err(Fault::not_supported_pre_boot()),
             (Phase::Hotplug, true) => self.require_pci()?,
             _ => {}
+        }
+        if matches!(self.ctx.backend, Backend::Qemu(_))
+            && let Some(fault) = crate::qemu::refusal(&call, started)
+        {
+            return Err(fault);
         }
         if !started && is_boot_specific(&call) {
             self.boot_path = true;
@@ -304,7 +324,8 @@ impl Vmm {
                 if let Some(old) = self.vsock.take() {
                     old.close();
                 }
-                self.vsock = Some(VsockDevice::bind(config)?);
+                let mode = self.vsock_mode();
+                self.vsock = Some(VsockDevice::bind_with(config, mode)?);
                 Ok(Reply::Empty)
             }
             PutEntropy(config) => {
@@ -331,8 +352,26 @@ impl Vmm {
             PatchDrive(update) => self.drives.update(&update).map(|()| Reply::Empty),
             PatchNet(update) => self.nets.update(&update).map(|()| Reply::Empty),
             PatchPmem(update) => self.pmem.update(&update).map(|()| Reply::Empty),
-            PatchVm(state) => Ok(self.pause_resume(state)),
+            PatchVm(state) => self.pause_resume(state),
             Unplug(kind, id) => self.unplug(kind, &id),
+        }
+    }
+
+    /// How the vsock device's socket serves clients with this backend.
+    fn vsock_mode(&self) -> VsockMode {
+        match &self.ctx.backend {
+            Backend::Simulated => VsockMode::Hold,
+            Backend::Qemu(_) if crate::qemu::vhost_vsock_usable("/dev/vhost-vsock".as_ref()) => {
+                VsockMode::Bridge
+            }
+            Backend::Qemu(_) => {
+                self.ctx.log.warn(
+                    "main",
+                    "vmm",
+                    "/dev/vhost-vsock is not usable: the guest gets no vsock device and connections to the vsock socket are closed unanswered",
+                );
+                VsockMode::Close
+            }
         }
     }
 

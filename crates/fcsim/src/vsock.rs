@@ -7,7 +7,9 @@
 //!
 //! There is no guest, so connections are accepted and held open without an
 //! answer to `CONNECT <port>` — what Firecracker does before the guest's
-//! vsock driver is up (NOTES.md).
+//! vsock driver is up (NOTES.md). The QEMU front chooses another
+//! [`VsockMode`]: bridge to the guest through vhost-vsock, or close each
+//! connection unanswered when the host has no usable `/dev/vhost-vsock`.
 
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
@@ -19,17 +21,35 @@ use tokio::task::JoinHandle;
 
 use crate::fault::Fault;
 
+/// What the host side does with a client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VsockMode {
+    /// Accept and hold it open without an answer (the simulated guest).
+    Hold,
+    /// Accept and close it without an answer (no guest vsock: nothing listens).
+    Close,
+    /// Bridge Firecracker's hybrid protocol to the guest's vsock (QEMU with vhost-vsock).
+    Bridge,
+}
+
 /// A bound vsock device.
 #[derive(Debug)]
 pub struct VsockDevice {
     /// The configuration as given.
     pub config: Vsock,
+    /// How connections are served.
+    pub mode: VsockMode,
     task: JoinHandle<()>,
 }
 
 impl VsockDevice {
     /// Binds `config.uds_path` and starts accepting (must run inside a tokio runtime).
     pub fn bind(config: Vsock) -> Result<Self, Fault> {
+        Self::bind_with(config, VsockMode::Hold)
+    }
+
+    /// Binds `config.uds_path` and serves connections as `mode` says.
+    pub fn bind_with(config: Vsock, mode: VsockMode) -> Result<Self, Fault> {
         let bind_error = |e: std::io::Error| {
             Fault::bad_request(format!(
                 "Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: {e}"
@@ -38,8 +58,12 @@ impl VsockDevice {
         let std_listener = StdUnixListener::bind(&config.uds_path).map_err(bind_error)?;
         std_listener.set_nonblocking(true).map_err(bind_error)?;
         let listener = UnixListener::from_std(std_listener).map_err(bind_error)?;
-        let task = tokio::spawn(hold_connections(listener));
-        Ok(Self { config, task })
+        let task = match mode {
+            VsockMode::Hold => tokio::spawn(hold_connections(listener)),
+            VsockMode::Close => tokio::spawn(close_connections(listener)),
+            VsockMode::Bridge => tokio::spawn(bridge_connections(listener, config.guest_cid)),
+        };
+        Ok(Self { config, mode, task })
     }
 
     /// Stops accepting and deletes the socket file (device replaced).
@@ -55,6 +79,25 @@ async fn hold_connections(listener: UnixListener) {
             let mut sink = [0u8; 256];
             while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
         });
+    }
+}
+
+async fn close_connections(listener: UnixListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        drop(stream);
+    }
+}
+
+async fn bridge_connections(listener: UnixListener, guest_cid: u32) {
+    while let Ok((stream, _)) = listener.accept().await {
+        // The bridge is blocking I/O on threads of its own.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        std::thread::spawn(move || crate::qemu::vsock::bridge(stream, guest_cid));
     }
 }
 
@@ -77,5 +120,25 @@ mod tests {
         );
         device.close();
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn close_mode_answers_nothing_and_closes() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sock");
+        let _device =
+            VsockDevice::bind_with(Vsock::new(3, path.to_str().unwrap()), VsockMode::Close)
+                .unwrap();
+        let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let _ = stream.write_all(b"CONNECT 52\n").await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the connection is closed");
+        assert!(read.is_err() || answer.is_empty(), "{answer:?}");
     }
 }

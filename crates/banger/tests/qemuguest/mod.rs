@@ -1,0 +1,212 @@
+//! A tiny real guest for tests of banger's QEMU front: Debian's cloud
+//! kernel (from `BANGER_TEST_KERNEL_DIR`, else the cache `.ci/run` fills at
+//! /var/cache/banger-ci/kernel: `boot/vmlinuz-*` and `lib/modules/<version>/`)
+//! with an initramfs built here from busybox-static and the kernel's virtio
+//! modules. Its `/init` prints `MARK ...` lines on the serial console, does
+//! what markers on the kernel command line ask, and powers off when the ACPI
+//! power button is pressed.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
+
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+/// The guest's `/init`. Markers on the kernel command line choose what it does.
+pub const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net button evdev; do
+  insmod /mods/$m.ko 2>/dev/null
+done
+arg() { for a in $(cat /proc/cmdline); do case "$a" in "$1"=*) echo "${a#*=}";; esac; done; }
+wait_for() { i=0; while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; }
+echo "MARK boot $(arg mark)"
+echo "MARK cmdline $(cat /proc/cmdline)"
+n=$(arg disks)
+if [ -n "$n" ]; then
+  wait_for /sys/block/vda
+  [ "$n" -gt 1 ] && wait_for /sys/block/vdb
+  for d in /sys/block/vd*; do
+    d=${d##*/}
+    echo "MARK disk $d ro=$(cat /sys/block/$d/ro) head=$(head -c 8 /dev/$d)"
+    if printf W | dd of=/dev/$d bs=1 count=1 conv=notrunc 2>/dev/null; then
+      sync; echo "MARK write $d ok"
+    else
+      echo "MARK write $d refused"
+    fi
+  done
+fi
+addr=$(arg guestip)
+if [ -n "$addr" ]; then
+  wait_for /sys/class/net/eth0
+  ifconfig eth0 "$addr" netmask 255.255.255.0 up
+  echo "MARK mac $(cat /sys/class/net/eth0/address)"
+fi
+for e in /sys/class/input/event*; do
+  if [ "$(cat $e/device/name 2>/dev/null)" = "Power Button" ]; then
+    (head -c 1 /dev/input/${e##*/} >/dev/null; echo "MARK power button"; poweroff -f) &
+  fi
+done
+echo "MARK ready"
+while true; do sleep 1; done
+"#;
+
+/// The kernel and modules the guest boots with.
+pub struct Kernel {
+    pub image: PathBuf,
+    pub modules: PathBuf,
+}
+
+pub fn find_kernel() -> Result<Kernel, String> {
+    let dir = std::env::var_os("BANGER_TEST_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CI_KERNEL_CACHE));
+    let image = fs::read_dir(dir.join("boot"))
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "no guest kernel: set BANGER_TEST_KERNEL_DIR to an unpacked linux-image-cloud-amd64 (boot/vmlinuz-*, lib/modules/) or run .ci/run to fill {CI_KERNEL_CACHE} (looked in {})",
+                dir.display()
+            )
+        })?;
+    let version = image.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_string();
+    let modules = dir.join("lib/modules").join(&version).join("kernel");
+    if !modules.is_dir() {
+        return Err(format!("{} is missing", modules.display()));
+    }
+    Ok(Kernel { image, modules })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// What every test needs, or why it cannot run.
+pub fn prerequisites() -> Result<(Kernel, PathBuf), String> {
+    let kernel = find_kernel()?;
+    which("qemu-system-x86_64")
+        .ok_or("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or("busybox is not installed (apt-get install busybox-static)")?;
+    Ok((kernel, busybox))
+}
+
+/// A cpio "newc" archive writer (the initramfs format).
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            ino: 1,
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        let header = format!(
+            "070701{:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+            self.ino,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.ino += 1;
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
+
+const MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_mmio.ko",
+    "drivers/block/virtio_blk.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+    "drivers/acpi/button.ko",
+    "drivers/input/evdev.ko",
+];
+
+pub fn build_initramfs(kernel: &Kernel, busybox: &Path, out: &Path) {
+    let mut cpio = Cpio::new();
+    for dir in ["bin", "dev", "proc", "sys", "mods"] {
+        cpio.entry(dir, 0o040755, &[]);
+    }
+    cpio.entry("bin/busybox", 0o100755, &fs::read(busybox).unwrap());
+    cpio.entry("init", 0o100755, INIT.as_bytes());
+    for module in MODULES {
+        let path = kernel.modules.join(module);
+        let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = Path::new(module).file_name().unwrap().to_string_lossy();
+        cpio.entry(&format!("mods/{name}"), 0o100644, &data);
+    }
+    fs::write(out, cpio.finish()).unwrap();
+}
+
+/// PIDs whose parent is `pid` (a scan of /proc).
+pub fn children(pid: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
