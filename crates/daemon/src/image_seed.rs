@@ -714,4 +714,64 @@ mod tests {
         let e = seed_staged(t.path(), &bad).unwrap_err().to_string();
         assert!(e.contains("[guest] user"), "{e}");
     }
+
+    #[test]
+    fn doctor_reports_a_missing_agent_and_stale_images() {
+        let t = tempfile::tempdir().unwrap();
+        let layout = crate::config::Layout {
+            config_file: t.path().join("config.toml"),
+            state_dir: t.path().join("state"),
+            runtime_dir: t.path().join("run"),
+        };
+        let mut config = Config::default();
+        config.guest.agent = Some(t.path().join("no-agent"));
+        config.guest.ssh_key = Some(t.path().join("key/id_ed25519"));
+        // No store yet: only the agent check, and nothing is created.
+        let checks = doctor_checks(&config, &layout);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status, crate::doctor::CheckStatus::Warn);
+        assert!(checks[0].hint.as_deref().unwrap().contains("[guest] agent"));
+        assert!(!t.path().join("key").exists());
+
+        std::fs::create_dir_all(&layout.state_dir).unwrap();
+        let store = banger_store::Store::open(layout.state_dir.join("banger.db")).unwrap();
+        let image = |name: &str, seed: Option<ImageSeed>| Image {
+            id: format!("id-{name}"),
+            name: name.into(),
+            rootfs_path: "/r".into(),
+            kernel_path: "/k".into(),
+            initrd_path: None,
+            size_bytes: 1,
+            source: "test".into(),
+            created_at: 0,
+            seed,
+            work_seed_path: None,
+        };
+        store.insert_image(&image("old", None)).unwrap();
+        let settings = SeedSettings::from_config(&config);
+        let current = settings.inputs_readonly().unwrap();
+        store
+            .insert_image(&image(
+                "fresh",
+                Some(ImageSeed {
+                    guest_user: "root".into(),
+                    key_fingerprint: current.key_fingerprint(),
+                    agent_sha256: None,
+                    seeded_at: 0,
+                }),
+            ))
+            .unwrap();
+        let checks = doctor_checks(&config, &layout);
+        let seeds = checks.iter().find(|c| c.name == "image seeds").unwrap();
+        assert_eq!(seeds.status, crate::doctor::CheckStatus::Warn);
+        assert!(seeds.detail.contains("old (never seeded)"), "{seeds:?}");
+        assert!(!seeds.detail.contains("fresh"), "{seeds:?}");
+        assert!(
+            seeds
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("managed-seed refresh")
+        );
+    }
 }

@@ -232,6 +232,14 @@ impl ImageService {
             if e.file_name().to_string_lossy().starts_with(".staging-") {
                 tracing::info!(dir = %e.path().display(), "removing stale image staging dir");
                 let _ = std::fs::remove_dir_all(e.path());
+            } else if let Ok(inner) = std::fs::read_dir(e.path()) {
+                // A re-seed (image_seed.rs) a crash interrupted.
+                for r in inner.flatten() {
+                    if r.file_name().to_string_lossy().starts_with(".reseed-") {
+                        tracing::info!(dir = %r.path().display(), "removing stale re-seed dir");
+                        let _ = std::fs::remove_dir_all(r.path());
+                    }
+                }
             }
         }
     }
