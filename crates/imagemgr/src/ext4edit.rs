@@ -72,7 +72,7 @@ impl Ext4Edit {
         for comp in path.split('/').filter(|c| !c.is_empty()) {
             cur.push('/');
             cur.push_str(comp);
-            if self.known_dirs.iter().any(|d| *d == cur) {
+            if self.known_dirs.contains(&cur) {
                 continue;
             }
             if !exists(&self.disk, &cur)? {
