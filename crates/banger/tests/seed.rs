@@ -279,6 +279,32 @@ fn seed_work_disk_and_refresh_end_to_end() {
     // ...while the VM's own work disk got the new key at this start.
     assert!(dfs(&work, "cat /.ssh/authorized_keys").contains("AAAAowner3"));
 
+    // `image list --json` carries the seed too.
+    let listed: Vec<Image> = d.cli_json(&["image", "list"]);
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.seed.is_some() && i.work_seed_path.is_some())
+    );
+
+    // `image pull --kernel-name` with an unknown kernel: a clear error, and
+    // nothing is fetched or published.
+    let bad = d.cli(&[
+        "image",
+        "pull",
+        "127.0.0.1:9/x/y:1",
+        "--kernel-name",
+        "nope",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no kernel named \"nope\"") && err.contains("banger kernel list"),
+        "{err}"
+    );
+    let after: Vec<Image> = d.cli_json(&["image", "list"]);
+    assert_eq!(after.len(), listed.len());
+
     // 7. Delete removes the work disk with the VM.
     d.cli_ok(&["vm", "delete", "dev", "--force"]);
     assert!(!work.exists());
