@@ -53,8 +53,12 @@ impl ImageService {
                 .iter()
                 .filter(|v| v.image_id == image.id)
                 .filter(|v| {
+                    // A snapshot's COW only makes sense over the very image
+                    // file it was made on, running or not.
+                    let dir = self.layout.vm_dir(&v.id);
                     v.state.has_vmm()
-                        || crate::vm_service::root_disk(&self.layout.vm_dir(&v.id))
+                        || dir.join(banger_dmsnap::COW_SUFFIX).exists()
+                        || crate::vm_service::root_disk(&dir)
                             .symlink_metadata()
                             .is_ok_and(|m| m.file_type().is_symlink())
                 })
