@@ -278,6 +278,16 @@ fn seed_work_disk_and_refresh_end_to_end() {
     assert!(rows[0].detail.contains("dev"), "{rows:?}");
     // ...while the VM's own work disk got the new key at this start.
     assert!(dfs(&work, "cat /.ssh/authorized_keys").contains("AAAAowner3"));
+    // A stopped VM whose root disk is a snapshot COW over the image also
+    // keeps the image from being rewritten.
+    d.cli_ok(&["vm", "stop", "dev"]);
+    let cow = Path::new(&detail.paths.dir).join("root.cow");
+    std::fs::write(&cow, b"").unwrap();
+    let rows: Vec<SeedRefresh> = d.cli_json(&["managed-seed", "refresh", "--image", "base"]);
+    assert_eq!(rows[0].outcome, "skipped", "{rows:?}");
+    std::fs::remove_file(&cow).unwrap();
+    let rows: Vec<SeedRefresh> = d.cli_json(&["managed-seed", "refresh", "--image", "base"]);
+    assert_eq!(rows[0].outcome, "refreshed", "{rows:?}");
 
     // `image list --json` carries the seed too.
     let listed: Vec<Image> = d.cli_json(&["image", "list"]);
