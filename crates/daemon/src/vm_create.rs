@@ -34,12 +34,12 @@ impl VMService {
             .clone()
             .unwrap_or_else(|| self.config.vm.image.clone());
         let image = self.images.resolve(&image_name)?;
-        let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
         let work_disk_bytes = work_disk_size(
             p.work_disk.unwrap_or(self.config.vm.work_disk),
             &image,
             p.work_disk.is_some(),
         )?;
+        let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
 
         let vm = {
             let _reserve = self.create_vm_mu.lock().await;
