@@ -114,6 +114,11 @@ pub struct Vm {
     pub started_at: Option<UnixMillis>,
     /// Why the VM last failed or stopped unexpectedly, if it did.
     pub last_error: Option<String>,
+    /// Size of the persistent work disk (`work.ext4`, the guest user's
+    /// home, made from the image's work seed at first start); 0 for a VM
+    /// without one.
+    #[serde(default)]
+    pub work_disk_bytes: u64,
 }
 
 /// Transient facts about a running VM's VMM.
@@ -138,6 +143,12 @@ pub struct VmPaths {
     pub console_log: String,
     /// Firecracker's own log.
     pub vmm_log: String,
+    /// The persistent work disk, once it exists.
+    #[serde(default)]
+    pub work_disk: Option<String>,
+    /// Its apparent size in bytes (0 while it does not exist).
+    #[serde(default)]
+    pub work_disk_bytes: u64,
 }
 
 /// Everything `vm show` prints.
@@ -192,6 +203,39 @@ pub struct Image {
     pub source: String,
     /// Registration time.
     pub created_at: UnixMillis,
+    /// What seeding wrote into the root filesystem; `None` for an image
+    /// published before seeding existed.
+    #[serde(default)]
+    pub seed: Option<ImageSeed>,
+    /// The work seed (`work-seed.ext4`), the template of each VM's work disk.
+    #[serde(default)]
+    pub work_seed_path: Option<String>,
+}
+
+/// What image seeding wrote, so `managed-seed refresh` and `doctor` can
+/// tell a stale seed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSeed {
+    /// The guest user whose home got the keys.
+    pub guest_user: String,
+    /// sha256 (`sha256:<hex>`) of the authorized_keys written.
+    pub key_fingerprint: String,
+    /// sha256 (`sha256:<hex>`) of the guest agent installed, `None` when
+    /// no agent was available.
+    pub agent_sha256: Option<String>,
+    /// When.
+    pub seeded_at: UnixMillis,
+}
+
+/// One image `image.refresh_seed` looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedRefresh {
+    /// Image name.
+    pub image: String,
+    /// `refreshed`, `current` or `skipped`.
+    pub outcome: String,
+    /// Why (what changed, or why it was skipped).
+    pub detail: String,
 }
 
 /// A kernel known to the daemon.

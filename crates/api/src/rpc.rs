@@ -132,6 +132,10 @@ pub enum Request {
     /// Turn a stopped VM's root disk into a new image. Returns [`Image`](crate::Image).
     #[serde(rename = "image.promote")]
     ImagePromote(ImagePromoteParams),
+    /// Re-seed images whose keys or guest agent changed (`managed-seed
+    /// refresh`). Returns `Vec<`[`SeedRefresh`](crate::SeedRefresh)`>`.
+    #[serde(rename = "image.refresh_seed")]
+    ImageRefreshSeed(ImageRefreshSeedParams),
 }
 
 impl Request {
@@ -172,6 +176,7 @@ impl Request {
             Request::KernelRegister(_) => "kernel.register",
             Request::KernelDelete(_) => "kernel.delete",
             Request::ImagePromote(_) => "image.promote",
+            Request::ImageRefreshSeed(_) => "image.refresh_seed",
         }
     }
 }
@@ -228,6 +233,9 @@ pub struct VmCreateParams {
     /// Root disk size; at least the image's size.
     #[serde(default)]
     pub disk: Option<ByteSize>,
+    /// Work disk size; the configured `[vm] work_disk` when absent.
+    #[serde(default)]
+    pub work_disk: Option<ByteSize>,
     /// Create without booting.
     #[serde(default)]
     pub no_start: bool,
@@ -270,6 +278,9 @@ pub struct VmSetParams {
     /// New root disk size (grow only).
     #[serde(default)]
     pub disk: Option<ByteSize>,
+    /// New work disk size (grow only).
+    #[serde(default)]
+    pub work_disk: Option<ByteSize>,
 }
 
 /// Which log `vm.logs` reads.
@@ -356,6 +367,9 @@ pub struct ImagePullParams {
     /// Platform `os/arch[/variant]` picked from a manifest list (default `linux/amd64`).
     #[serde(default)]
     pub platform: Option<String>,
+    /// A registered kernel (`banger kernel list`) to attach, instead of `kernel`.
+    #[serde(default)]
+    pub kernel_name: Option<String>,
 }
 
 /// `image.export_bundle`.
@@ -523,4 +537,13 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<ResponseEnvelope>(&line).unwrap(), r);
     }
+}
+
+/// `image.refresh_seed`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRefreshSeedParams {
+    /// Only this image (name or id); all images when absent.
+    #[serde(default)]
+    pub image: Option<String>,
 }

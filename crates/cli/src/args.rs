@@ -101,6 +101,26 @@ pub enum Command {
     /// Install, inspect, restart or remove the system path (bangerd + bangerd-root under systemd)
     #[command(subcommand)]
     System(crate::system::SystemCommand),
+    /// Re-seed images with the current SSH keys and guest agent
+    #[command(subcommand)]
+    ManagedSeed(ManagedSeedCommand),
+}
+
+/// `banger managed-seed …`.
+#[derive(Debug, Subcommand)]
+pub enum ManagedSeedCommand {
+    /// Re-seed images whose keys, guest agent or guest user changed since they were seeded
+    Refresh(ManagedSeedRefreshArgs),
+}
+
+/// `banger managed-seed refresh`.
+#[derive(Debug, Clone, Args)]
+pub struct ManagedSeedRefreshArgs {
+    /// Only this image (name or id) [default: all images]
+    #[arg(long)]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// `banger network ...`.
@@ -177,6 +197,9 @@ pub struct VmCreateArgs {
     /// Root disk size, e.g. 20G [default: `vm.disk` from the config]
     #[arg(long, value_name = "SIZE")]
     pub disk: Option<ByteSize>,
+    /// Persistent work disk size (the guest user's home), e.g. 20G [default: `vm.work_disk` from the config]
+    #[arg(long, value_name = "SIZE")]
+    pub work_disk: Option<ByteSize>,
     /// Create the VM without booting it
     #[arg(long)]
     pub no_start: bool,
@@ -213,7 +236,7 @@ pub struct VmDeleteArgs {
 
 /// `banger vm set`.
 #[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["vcpus", "memory", "disk"])))]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["vcpus", "memory", "disk", "work_disk"])))]
 pub struct VmSetArgs {
     /// VM name or id
     pub name: String,
@@ -226,6 +249,9 @@ pub struct VmSetArgs {
     /// New root disk size (disks only grow), e.g. 40G
     #[arg(long, value_name = "SIZE")]
     pub disk: Option<ByteSize>,
+    /// New work disk size (disks only grow), e.g. 40G
+    #[arg(long, value_name = "SIZE")]
+    pub work_disk: Option<ByteSize>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -308,6 +334,9 @@ pub struct ImagePullArgs {
     /// Kernel to boot the image with: an ELF vmlinux, or a bzImage (its vmlinux is extracted)
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
+    /// A registered kernel (`banger kernel list`) to boot the image with, instead of --kernel
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub kernel_name: Option<String>,
     /// Platform picked from a multi-platform image
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
     pub platform: String,

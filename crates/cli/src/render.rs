@@ -92,6 +92,16 @@ pub fn vm_detail(term: Term, now: UnixMillis, d: &VmDetail) -> Table {
     }
     rows.push(("directory", d.paths.dir.clone()));
     rows.push(("root disk", d.paths.root_disk.clone()));
+    rows.push((
+        "work disk",
+        match &d.paths.work_disk {
+            Some(p) => format!("{p} ({})", ByteSize(d.paths.work_disk_bytes)),
+            None if d.vm.work_disk_bytes > 0 => {
+                format!("{} (made at first start)", ByteSize(d.vm.work_disk_bytes))
+            }
+            None => "-".into(),
+        },
+    ));
     rows.push(("console log", d.paths.console_log.clone()));
     rows.push(("vmm log", d.paths.vmm_log.clone()));
     kv_table(term, rows)
@@ -145,8 +155,40 @@ pub fn image(term: Term, now: UnixMillis, i: &Image) -> Table {
             ("kernel", i.kernel_path.clone()),
             ("initrd", or_dash(i.initrd_path.as_ref())),
             ("created", age(now, i.created_at)),
+            ("work seed", or_dash(i.work_seed_path.as_ref())),
+            (
+                "seed",
+                match &i.seed {
+                    Some(s) => format!(
+                        "user {}, keys {}, agent {}, {}",
+                        s.guest_user,
+                        short_digest(&s.key_fingerprint),
+                        s.agent_sha256.as_deref().map_or("none", short_digest),
+                        age(now, s.seeded_at)
+                    ),
+                    None => "never (run `banger managed-seed refresh`)".into(),
+                },
+            ),
         ],
     )
+}
+
+/// `sha256:0123456789ab` (12 hex digits).
+fn short_digest(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
+}
+
+/// `managed-seed refresh`.
+pub fn seed_refresh(term: Term, rows: &[banger_api::SeedRefresh]) -> Table {
+    let mut t = table(term, &["IMAGE", "OUTCOME", "DETAIL"]);
+    for r in rows {
+        t.add_row(vec![
+            Cell::new(&r.image),
+            Cell::new(&r.outcome),
+            Cell::new(&r.detail),
+        ]);
+    }
+    t
 }
 
 /// `operation list`.

@@ -55,6 +55,7 @@ fn vm(name: &str, state: VmState) -> Vm {
         updated_at: 0,
         started_at: None,
         last_error: None,
+        work_disk_bytes: 8 << 30,
     }
 }
 
@@ -70,6 +71,8 @@ fn detail(v: Vm) -> VmDetail {
             root_disk: "/s/vms/x/root.ext4".into(),
             console_log: "/s/vms/x/console.log".into(),
             vmm_log: "/s/vms/x/vmm.log".into(),
+            work_disk: Some("/s/vms/x/work.ext4".into()),
+            work_disk_bytes: 8 << 30,
         },
         vm: v,
     }
@@ -142,6 +145,8 @@ fn daemon() -> FakeDaemon {
             size_bytes: 2 << 30,
             source: format!("register:{}", p.rootfs),
             created_at: 0,
+            seed: None,
+            work_seed_path: None,
         })],
         Request::VmCreate(p) => {
             let operation = (!p.no_start).then(|| op(OpState::Running, 0, "queued"));
@@ -185,6 +190,17 @@ fn every_command_parses() {
         &["vm", "rm", "dev"],
         &["vm", "set", "dev", "--vcpus", "4"],
         &["vm", "set", "dev", "--memory", "4G", "--disk", "40G"],
+        &["vm", "set", "dev", "--work-disk", "40G"],
+        &["vm", "create", "dev", "--work-disk", "20G"],
+        &["managed-seed", "refresh"],
+        &["managed-seed", "refresh", "--image", "deb", "--json"],
+        &[
+            "image",
+            "pull",
+            "127.0.0.1:5000/a/b:1",
+            "--kernel-name",
+            "k",
+        ],
         &["vm", "list"],
         &["vm", "ls", "--json"],
         &["vm", "show", "dev", "--json"],
@@ -420,6 +436,7 @@ fn create_follows_the_operation() {
             vcpus: Some(4),
             memory_mib: Some(2048),
             disk: Some(ByteSize::gib(20)),
+            work_disk: None,
             no_start: false,
         })
     );
@@ -496,6 +513,7 @@ fn vm_set_sends_only_the_changes() {
             vcpus: None,
             memory_mib: Some(1536),
             disk: None,
+            work_disk: None,
         })]
     );
 }
@@ -707,4 +725,42 @@ fn slow_daemon_replies_do_not_confuse_progress() {
         "operation op7: [1/3] copying root disk\noperation op7: [2/3] starting VMM\n"
     );
     assert!(out.contains("succeeded"), "{out}");
+}
+
+#[test]
+fn managed_seed_refresh_prints_each_image_and_fails_on_a_failure() {
+    let d = FakeDaemon::start(|r| match r {
+        Request::ImageRefreshSeed(p) => {
+            let mut rows = vec![banger_api::SeedRefresh {
+                image: "deb".into(),
+                outcome: "refreshed".into(),
+                detail: "SSH keys changed".into(),
+            }];
+            if p.image.is_none() {
+                rows.push(banger_api::SeedRefresh {
+                    image: "old".into(),
+                    outcome: "failed".into(),
+                    detail: "debugfs failed".into(),
+                });
+            }
+            vec![ok(rows)]
+        }
+        other => vec![error(ErrorKind::NotFound, other.method())],
+    });
+    let (code, out, err) = against(&d, &["managed-seed", "refresh", "--image", "deb"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deb") && out.contains("refreshed") && out.contains("SSH keys changed"),
+        "{out}"
+    );
+    let (code, out, err) = against(&d, &["managed-seed", "refresh"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("old") && out.contains("failed"), "{out}");
+    assert!(err.contains("could not re-seed old"), "{err}");
+    assert_eq!(
+        d.received()[0],
+        Request::ImageRefreshSeed(banger_api::rpc::ImageRefreshSeedParams {
+            image: Some("deb".into())
+        })
+    );
 }

@@ -98,6 +98,9 @@ pub struct VmDefaults {
     /// Kernel command line (banger appends the network arguments).
     /// Default `console=ttyS0 reboot=k panic=1`.
     pub kernel_args: String,
+    /// Size of each VM's persistent work disk (`work.ext4`, sparse, made
+    /// from the image's work seed at first start). Default `8G`.
+    pub work_disk: ByteSize,
 }
 
 /// `[network]`.
@@ -172,6 +175,7 @@ impl Default for VmDefaults {
             disk: None,
             image: "default".into(),
             kernel_args: "console=ttyS0 reboot=k panic=1".into(),
+            work_disk: ByteSize::gib(8),
         }
     }
 }

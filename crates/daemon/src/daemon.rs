@@ -211,7 +211,10 @@ pub fn wire_services(
         )));
     }
     let net = Arc::new(host);
-    let images = Arc::new(ImageService::new(Arc::clone(store), layout.clone()));
+    let images = Arc::new(
+        ImageService::new(Arc::clone(store), layout.clone())
+            .with_seeding(crate::image_seed::SeedSettings::from_config(config)),
+    );
     let handles = Arc::new(HandleCache::default());
     let vm_locks = Arc::new(VmLockSet::default());
     let workspaces = Arc::new(WorkspaceService::new(

@@ -121,6 +121,7 @@ impl Default for DoctorEnv {
 pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
     let mut checks = run_with(config, layout, &DoctorEnv::default());
     checks.extend(crate::doctor_net::checks(config));
+    checks.extend(crate::image_refresh::doctor_checks(config, layout));
     checks
 }
 

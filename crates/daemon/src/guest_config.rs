@@ -53,6 +53,9 @@ pub struct GuestConfig {
     /// Write banger's and the owner's public keys and the owner's git
     /// identity into the VM's disk before each boot. Default true.
     pub sync_identity: bool,
+    /// The `banger-guest` executable image seeding installs into images.
+    /// Default: `banger-guest` next to the running `bangerd`.
+    pub agent: Option<PathBuf>,
 }
 
 impl Default for GuestConfig {
@@ -70,6 +73,7 @@ impl Default for GuestConfig {
             guest_hook: false,
             vsock_port: 52,
             sync_identity: true,
+            agent: None,
         }
     }
 }
@@ -84,6 +88,17 @@ impl GuestConfig {
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
                 .unwrap_or_else(|| PathBuf::from("/etc"));
             base.join("banger/ssh/id_ed25519")
+        })
+    }
+
+    /// The guest agent executable (`agent`, or `banger-guest` beside the
+    /// running executable).
+    pub fn agent_path(&self) -> PathBuf {
+        self.agent.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("banger-guest")))
+                .unwrap_or_else(|| PathBuf::from("banger-guest"))
         })
     }
 

@@ -41,6 +41,8 @@ pub struct LaunchSpec {
     pub boot_args: String,
     /// Root disk.
     pub root_disk: PathBuf,
+    /// Persistent work disk (second drive, `work`, `/dev/vdb`), if any.
+    pub work_disk: Option<PathBuf>,
     /// vCPUs.
     pub vcpus: u32,
     /// Memory in MiB.
@@ -320,6 +322,12 @@ impl HostNetwork {
         ))
         .await
         .map_err(step)?;
+        // Second, so the guest sees it as /dev/vdb (the fstab line seeding wrote).
+        if let Some(work) = &spec.work_disk {
+            fc.put_drive(&Drive::new("work", work.display().to_string(), false))
+                .await
+                .map_err(step)?;
+        }
         if let (Some(tap), Some(g)) = (&h.tap, &spec.guest) {
             let mut nic = banger_fcapi::NetworkInterface::new("eth0", tap.as_str());
             nic.guest_mac = Some(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use banger_api::rpc::ImageRegisterParams;
-use banger_api::{Deleted, Image, Operation, validate};
+use banger_api::{Deleted, Image, ImageSeed, Operation, validate};
 use banger_opstate::Registry;
 use banger_store::Store;
 
@@ -29,7 +29,9 @@ pub struct ImageService {
     /// The publication-window lock. Lock order: after `VMService.vm_locks[id]`
     /// and the workspace locks, never together with `create_vm_mu`; nothing
     /// slow (network, copies) runs under it.
-    image_ops_mu: tokio::sync::Mutex<()>,
+    pub(crate) image_ops_mu: tokio::sync::Mutex<()>,
+    /// Image seeding inputs (image_seed.rs); `None`: publish unseeded.
+    pub(crate) seeding: Option<crate::image_seed::SeedSettings>,
 }
 
 impl ImageService {
@@ -41,7 +43,36 @@ impl ImageService {
             ops: Registry::new(),
             blob_locks: VmLockSet::default(),
             image_ops_mu: tokio::sync::Mutex::new(()),
+            seeding: None,
         }
+    }
+
+    /// Seed every image published from now on (image_seed.rs).
+    pub fn with_seeding(mut self, settings: crate::image_seed::SeedSettings) -> Self {
+        self.seeding = Some(settings);
+        self
+    }
+
+    /// Seed the staged image (slow, unlocked, on a blocking thread):
+    /// `None` when seeding is off.
+    async fn seed_staging(&self, staging: &Path) -> Result<Option<ImageSeed>, DaemonError> {
+        let Some(settings) = self.seeding.clone() else {
+            return Ok(None);
+        };
+        let st = staging.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<ImageSeed, DaemonError> {
+            let inputs = settings.inputs().map_err(seed_error)?;
+            if inputs.agent.is_none() {
+                tracing::warn!(
+                    agent = %settings.agent.display(),
+                    "the guest agent is missing; publishing the image without banger's guest bits (set `[guest] agent`, then `banger managed-seed refresh`)"
+                );
+            }
+            crate::image_seed::seed_staged(&st, &inputs).map_err(seed_error)
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        .map(Some)
     }
 
     /// `image.register`: check and copy local files, then publish.
@@ -144,7 +175,18 @@ impl ImageService {
     /// the staging directory into place, insert the row. The caller removes
     /// the staging directory if this fails.
     pub(crate) async fn publish(&self, staging: &Path, s: Staged) -> Result<Image, DaemonError> {
+        // Seeding is slow work on the staged files: before the atom.
+        let seed = self.seed_staging(staging).await?;
         let final_dir = self.layout.image_dir(&s.id);
+        let work_seed_path = staging
+            .join(crate::image_seed::WORK_SEED)
+            .is_file()
+            .then(|| {
+                final_dir
+                    .join(crate::image_seed::WORK_SEED)
+                    .display()
+                    .to_string()
+            });
         let size_bytes = std::fs::metadata(staging.join("rootfs.ext4"))
             .map_err(DaemonError::io("cannot stat", staging))?
             .len();
@@ -163,6 +205,8 @@ impl ImageService {
             size_bytes,
             source: s.source,
             created_at: banger_store::now_millis(),
+            seed,
+            work_seed_path,
         };
         let _publish = self.image_ops_mu.lock().await;
         if self.store.find_image(&s.name)?.is_some() {
@@ -188,6 +232,14 @@ impl ImageService {
             if e.file_name().to_string_lossy().starts_with(".staging-") {
                 tracing::info!(dir = %e.path().display(), "removing stale image staging dir");
                 let _ = std::fs::remove_dir_all(e.path());
+            } else if let Ok(inner) = std::fs::read_dir(e.path()) {
+                // A re-seed (image_seed.rs) a crash interrupted.
+                for r in inner.flatten() {
+                    if r.file_name().to_string_lossy().starts_with(".reseed-") {
+                        tracing::info!(dir = %r.path().display(), "removing stale re-seed dir");
+                        let _ = std::fs::remove_dir_all(r.path());
+                    }
+                }
             }
         }
     }
@@ -242,6 +294,10 @@ impl ImageService {
             name: image.name,
         })
     }
+}
+
+pub(crate) fn seed_error(e: crate::image_seed::SeedError) -> DaemonError {
+    DaemonError::Invalid(crate::error::error_chain(&e))
 }
 
 pub(crate) fn name_taken(name: &str) -> DaemonError {

@@ -105,6 +105,17 @@ impl ImageService {
             }
             BundleFrom::Url(p.reference.clone())
         };
+        let kernel = p
+            .kernel_name
+            .as_deref()
+            .map(|k| {
+                crate::image_promote::catalog_kernel(
+                    &self.store,
+                    k,
+                    p.kernel.as_deref().unwrap_or(""),
+                )
+            })
+            .transpose()?;
         if let Some(n) = &p.name {
             validate::image_name(n)?;
             if self.store.find_image(n)?.is_some() {
@@ -128,7 +139,9 @@ impl ImageService {
         let this = Arc::clone(self);
         let op_id = op.id.clone();
         tokio::spawn(async move {
-            let result = this.run_bundle(&op_id, from, p.name, &p.reference).await;
+            let result = this
+                .run_bundle(&op_id, from, p.name, kernel, &p.reference)
+                .await;
             if let Ok(image) = &result {
                 this.ops
                     .update(&op_id, |o| o.0.subject = image.name.clone());
@@ -143,6 +156,7 @@ impl ImageService {
         op_id: &str,
         from: BundleFrom,
         name: Option<String>,
+        kernel: Option<PathBuf>,
         reference: &str,
     ) -> Result<Image, DaemonError> {
         let id = banger_store::new_id();
@@ -167,6 +181,15 @@ impl ImageService {
                 if m.kernel.is_some() {
                     banger_imagemgr::check_kernel(&st.join("vmlinux"))?;
                 }
+                if let Some(k) = &kernel {
+                    if m.kernel.is_some() {
+                        return Err(DaemonError::Invalid(
+                            "this bundle carries its own kernel; pull it without --kernel-name"
+                                .into(),
+                        ));
+                    }
+                    crate::image_promote::link_or_copy(k, &st.join("vmlinux"))?;
+                }
                 Ok(m)
             })
             .await
@@ -182,7 +205,7 @@ impl ImageService {
                 Staged {
                     id: id.clone(),
                     name,
-                    has_kernel: manifest.kernel.is_some(),
+                    has_kernel: manifest.kernel.is_some() || staging.join("vmlinux").is_file(),
                     has_initrd: manifest.initrd.is_some(),
                     source: format!("bundle:{reference}"),
                 },

@@ -51,6 +51,8 @@ struct PullJob {
     reference: Reference,
     name: String,
     kernel: Option<PathBuf>,
+    /// `kernel` is a registered kernel (`--kernel-name`): hard-linked.
+    link_kernel: bool,
     os: String,
     arch: String,
     variant: Option<String>,
@@ -77,12 +79,24 @@ impl ImageService {
         if self.store.find_image(&name)?.is_some() {
             return Err(crate::image_service::name_taken(&name));
         }
-        let kernel = p
-            .kernel
-            .as_deref()
-            .map(|k| existing_file(k, "kernel"))
-            .transpose()?;
-        if let Some(k) = &kernel {
+        let (kernel, link_kernel) = match &p.kernel_name {
+            Some(k) => (
+                Some(crate::image_promote::catalog_kernel(
+                    &self.store,
+                    k,
+                    p.kernel.as_deref().unwrap_or(""),
+                )?),
+                true,
+            ),
+            None => (
+                p.kernel
+                    .as_deref()
+                    .map(|k| existing_file(k, "kernel"))
+                    .transpose()?,
+                false,
+            ),
+        };
+        if let Some(k) = kernel.as_ref().filter(|_| !link_kernel) {
             crate::image_service::check_kernel_or_bzimage(k)?;
         }
         let (os, arch, variant) = parse_platform(p.platform.as_deref().unwrap_or("linux/amd64"))?;
@@ -90,6 +104,7 @@ impl ImageService {
             reference,
             name,
             kernel,
+            link_kernel,
             os,
             arch,
             variant,
@@ -181,8 +196,8 @@ impl ImageService {
 
         self.op_stage(op_id, 2, &format!("applying {n} layers"));
         std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
-        let (st, kernel) = (staging.to_path_buf(), job.kernel.clone());
-        tokio::task::spawn_blocking(move || build_rootfs(&st, &blobs, kernel.as_deref()))
+        let (st, kernel, link) = (staging.to_path_buf(), job.kernel.clone(), job.link_kernel);
+        tokio::task::spawn_blocking(move || build_rootfs(&st, &blobs, kernel.as_deref(), link))
             .await
             .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
@@ -402,6 +417,7 @@ fn build_rootfs(
     staging: &Path,
     blobs: &[(PathBuf, String)],
     kernel: Option<&Path>,
+    link_kernel: bool,
 ) -> Result<(), DaemonError> {
     let tree_dir = staging.join("tree");
     let result = (|| -> Result<(), DaemonError> {
@@ -411,8 +427,12 @@ fn build_rootfs(
         }
         let tree = f.finish()?;
         banger_imagemgr::build_ext4(&tree, &staging.join("rootfs.ext4"))?;
-        if let Some(k) = kernel {
-            crate::image_service::install_kernel(k, &staging.join("vmlinux"))?;
+        match kernel {
+            Some(k) if link_kernel => {
+                crate::image_promote::link_or_copy(k, &staging.join("vmlinux"))?
+            }
+            Some(k) => crate::image_service::install_kernel(k, &staging.join("vmlinux"))?,
+            None => {}
         }
         Ok(())
     })();

@@ -24,6 +24,8 @@ pub mod guest_ssh;
 pub mod handles;
 pub mod host_network;
 mod image_promote;
+pub mod image_refresh;
+pub mod image_seed;
 pub mod image_service;
 mod images_bundle;
 mod images_pull;

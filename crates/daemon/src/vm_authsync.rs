@@ -1,7 +1,10 @@
 //! Auth-key and git-identity sync onto a VM's disk before boot.
 //!
-//! banger has no separate work disk yet (the images work adds it), so the
-//! files go into the guest user's home on the VM's **root disk**:
+//! The files go onto the VM's **work disk** (`work.ext4`, mounted on the
+//! guest user's home by the fstab line image seeding adds, so they sit at
+//! the root of that filesystem); a VM without a work disk (created before
+//! work disks existed, or from an image without a work seed) gets them in
+//! the guest user's home on its **root disk**:
 //! `~/.ssh/authorized_keys` (banger's public key plus the owner's own
 //! `~/.ssh/id_*.pub`) and `~/.gitconfig` (`user.name` / `user.email` from
 //! the owner's git config), so `ssh NAME.vm` works and commits made in the
@@ -212,22 +215,49 @@ pub fn git_identity(home: &Path) -> Option<Vec<u8>> {
     Some(s.into_bytes())
 }
 
-impl WorkspaceService {
-    /// Write the authorized keys and the git identity into `disk` (the VM's
-    /// root disk) before boot. Blocking.
-    pub fn sync_identity(&self, disk: &Path) -> Result<(), AuthSyncError> {
-        let key = &self.deps.ssh.key;
-        ensure_keypair(key)?;
-        let mut keys = std::fs::read(key.with_extension("pub")).unwrap_or_default();
-        for own in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
-            if let Ok(k) = std::fs::read(self.deps.home.join(".ssh").join(own)) {
-                if !keys.ends_with(b"\n") && !keys.is_empty() {
-                    keys.push(b'\n');
-                }
-                keys.extend_from_slice(&k);
+/// banger's public key (the pair is made on first use) plus the owner's own
+/// `~/.ssh/id_*.pub`: the authorized_keys banger writes into guests. When
+/// banger's key cannot be made, the owner's keys alone (logged).
+pub fn authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
+    if let Err(e) = ensure_keypair(key) {
+        tracing::warn!(error = %e, "cannot make banger's SSH key; authorizing the owner's keys only");
+    }
+    existing_authorized_keys(key, owner_home)
+}
+
+/// [`authorized_keys`] without making banger's key pair (doctor).
+pub fn existing_authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
+    let mut keys = std::fs::read(key.with_extension("pub")).unwrap_or_default();
+    for own in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
+        if let Ok(k) = std::fs::read(owner_home.join(".ssh").join(own)) {
+            if !keys.ends_with(b"\n") && !keys.is_empty() {
+                keys.push(b'\n');
             }
+            keys.extend_from_slice(&k);
         }
-        let acct = guest_account(disk, &self.deps.guest.user)?;
+    }
+    keys
+}
+
+impl WorkspaceService {
+    /// Write the authorized keys and the git identity before boot: onto
+    /// `work_disk` (whose root is the guest user's home) when the VM has
+    /// one, else into the guest user's home on `root_disk`. The guest
+    /// account comes from the root disk's `/etc/passwd`. Blocking.
+    pub fn sync_identity(
+        &self,
+        root_disk: &Path,
+        work_disk: Option<&Path>,
+    ) -> Result<(), AuthSyncError> {
+        let keys = authorized_keys(&self.deps.ssh.key, &self.deps.home);
+        let mut acct = guest_account(root_disk, &self.deps.guest.user)?;
+        let disk = match work_disk {
+            Some(w) => {
+                acct.home = "/".into();
+                w
+            }
+            None => root_disk,
+        };
         let home = acct.home.trim_end_matches('/').to_string();
         let mut files = vec![(format!("{home}/.ssh/authorized_keys"), keys, 0o600)];
         if let Some(cfg) = git_identity(&self.deps.home) {

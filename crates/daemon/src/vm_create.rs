@@ -34,6 +34,11 @@ impl VMService {
             .clone()
             .unwrap_or_else(|| self.config.vm.image.clone());
         let image = self.images.resolve(&image_name)?;
+        let work_disk_bytes = work_disk_size(
+            p.work_disk.unwrap_or(self.config.vm.work_disk),
+            &image,
+            p.work_disk.is_some(),
+        )?;
         let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
         if self.root_disks.kind() == banger_dmsnap::StrategyKind::DmSnapshot
             && disk_bytes > image.size_bytes
@@ -81,6 +86,7 @@ impl VMService {
                 updated_at: now,
                 started_at: None,
                 last_error: None,
+                work_disk_bytes,
             };
             self.store.insert_vm(&vm)?;
             vm
@@ -235,6 +241,33 @@ fn disk_size(
             image.name,
             ByteSize(image.size_bytes),
             ByteSize(image.size_bytes)
+        )));
+    }
+    Ok(size.bytes())
+}
+
+/// The work disk size: at least the image's work seed (a smaller configured
+/// default is raised to it; a smaller explicit size is refused). 0 when the
+/// image has no work seed (such a VM gets no work disk).
+fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, DaemonError> {
+    let Some(seed) = image.work_seed_path.as_deref() else {
+        return Ok(0);
+    };
+    let seed_len = std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0);
+    if size.bytes() > MAX_DISK {
+        return Err(DaemonError::Invalid(format!(
+            "invalid work disk size {size}: at most 16T"
+        )));
+    }
+    if size.bytes() < seed_len {
+        if !explicit {
+            return Ok(seed_len);
+        }
+        return Err(DaemonError::Invalid(format!(
+            "work disk size {size} is smaller than image {}'s work seed ({}); use --work-disk {} or more",
+            image.name,
+            ByteSize(seed_len),
+            ByteSize(seed_len)
         )));
     }
     Ok(size.bytes())

@@ -11,7 +11,7 @@ use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
 use crate::error::{DaemonError, error_chain};
 use crate::handles::VmHandles;
 use crate::host_network::{GuestNic, LaunchSpec, LaunchStage, VmFiles, last_lines};
-use crate::vm_service::{VMService, root_disk};
+use crate::vm_service::{VMService, root_disk, work_disk};
 
 /// States from which a VM may be started.
 const STARTABLE: &[VmState] = &[VmState::Created, VmState::Stopped, VmState::Error];
@@ -49,7 +49,7 @@ impl VMService {
         let image = match self.images.get(&vm.image_id) {
             Ok(i) if i.kernel_path.is_empty() => {
                 return Err(self.fail_start(vm, DaemonError::Conflict(format!(
-                    "image {} has no kernel (it was pulled without --kernel); pull or register it again with `--kernel FILE`",
+                    "image {} has no kernel (it was pulled without --kernel); pull or register it again with `--kernel FILE` or `--kernel-name NAME`",
                     i.name
                 ))));
             }
@@ -76,11 +76,18 @@ impl VMService {
                 v.last_error = None;
             })?;
         let dir = self.layout.vm_dir(&vm.id);
+        let work = match self.ensure_work_disk(&vm, &image).await {
+            Ok(w) => w,
+            Err(e) => return Err(self.fail_start(&vm, e)),
+        };
         if self.config.guest.sync_identity {
-            // Keys and git identity into the root disk (vm_authsync.rs).
+            // Keys and git identity onto the work disk, else the root disk
+            // (vm_authsync.rs).
             let ws = Arc::clone(&self.ws);
             let disk = root_disk(&dir);
-            let synced = tokio::task::spawn_blocking(move || ws.sync_identity(&disk)).await;
+            let w = work.clone();
+            let synced =
+                tokio::task::spawn_blocking(move || ws.sync_identity(&disk, w.as_deref())).await;
             if let Ok(Err(e)) = synced {
                 tracing::warn!(vm = %vm.name, error = %error_chain(&e), "cannot sync keys and git identity");
             }
@@ -93,6 +100,7 @@ impl VMService {
             initrd: image.initrd_path.clone().map(Into::into),
             boot_args: self.config.vm.kernel_args.clone(),
             root_disk: root_disk(&dir),
+            work_disk: work,
             dir,
             vcpus: vm.vcpus,
             memory_mib: vm.memory_mib,
@@ -159,6 +167,56 @@ impl VMService {
             "VM running"
         );
         Ok(vm)
+    }
+
+    /// The VM's work disk, made from the image's work seed at its first
+    /// start: copied (reflink or sparse) to `work.ext4.partial`, grown to
+    /// the VM's work-disk size and `resize2fs`ed, then renamed into place,
+    /// so a failed or interrupted first start leaves nothing a later start
+    /// would trust. `None` for a VM without one (size 0, or an image
+    /// without a work seed). Kept across stop/start; `vm delete` removes it
+    /// with the VM's directory.
+    async fn ensure_work_disk(
+        &self,
+        vm: &Vm,
+        image: &banger_api::Image,
+    ) -> Result<Option<std::path::PathBuf>, DaemonError> {
+        let dir = self.layout.vm_dir(&vm.id);
+        let disk = work_disk(&dir);
+        if disk.is_file() {
+            return Ok(Some(disk));
+        }
+        if vm.work_disk_bytes == 0 {
+            return Ok(None);
+        }
+        let Some(seed) = image
+            .work_seed_path
+            .as_deref()
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_file())
+        else {
+            tracing::warn!(vm = %vm.name, image = %image.name, "the image has no work seed; booting without a work disk (run `banger managed-seed refresh`)");
+            return Ok(None);
+        };
+        let size = vm.work_disk_bytes;
+        tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf, DaemonError> {
+            let partial = dir.join("work.ext4.partial");
+            let _ = std::fs::remove_file(&partial);
+            let made = (|| -> Result<(), DaemonError> {
+                banger_imagemgr::clone_or_copy(&seed, &partial)?;
+                if banger_imagemgr::grow_file(&partial, size)? {
+                    banger_imagemgr::resize_ext4(&partial)?;
+                }
+                std::fs::rename(&partial, &disk).map_err(DaemonError::io("cannot rename", &partial))
+            })();
+            if made.is_err() {
+                let _ = std::fs::remove_file(&partial);
+            }
+            made.map(|()| disk)
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        .map(Some)
     }
 
     fn fail_start(&self, vm: &Vm, e: DaemonError) -> DaemonError {
@@ -347,9 +405,10 @@ impl VMService {
 
     /// `vm.set`: resources of a VM without a VMM; disks only grow.
     pub async fn set(self: &Arc<Self>, p: &VmSetParams) -> Result<Vm, DaemonError> {
-        if p.vcpus.is_none() && p.memory_mib.is_none() && p.disk.is_none() {
+        if p.vcpus.is_none() && p.memory_mib.is_none() && p.disk.is_none() && p.work_disk.is_none()
+        {
             return Err(DaemonError::Invalid(
-                "nothing to change: give --vcpus, --memory or --disk".into(),
+                "nothing to change: give --vcpus, --memory, --disk or --work-disk".into(),
             ));
         }
         if let Some(n) = p.vcpus {
@@ -393,11 +452,39 @@ impl VMService {
                 disk_bytes = size;
             }
         }
+        let mut work_disk_bytes = vm.work_disk_bytes;
+        if let Some(w) = p.work_disk {
+            if w.bytes() < vm.work_disk_bytes {
+                return Err(DaemonError::Invalid(format!(
+                    "work disk size {w} is smaller than the current {}; disks only grow",
+                    ByteSize(vm.work_disk_bytes)
+                )));
+            }
+            if vm.work_disk_bytes == 0 {
+                return Err(DaemonError::Conflict(format!(
+                    "VM {} has no work disk (its image has no work seed); run `banger managed-seed refresh` and create a new VM",
+                    vm.name
+                )));
+            }
+            let disk = work_disk(&self.layout.vm_dir(&vm.id));
+            let size = w.bytes();
+            if size > vm.work_disk_bytes && disk.is_file() {
+                tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+                    banger_imagemgr::grow_file(&disk, size)?;
+                    banger_imagemgr::resize_ext4(&disk)?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()))??;
+            }
+            work_disk_bytes = size;
+        }
         let vm = self.store.transition_vm(
             &vm.id,
             &[VmState::Created, VmState::Stopped, VmState::Error],
             vm.state,
             |v| {
+                v.work_disk_bytes = work_disk_bytes;
                 if let Some(n) = p.vcpus {
                     v.vcpus = n;
                 }

@@ -128,11 +128,15 @@ impl VMService {
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {
         let dir = self.layout.vm_dir(id);
+        let work = work_disk(&dir);
+        let work_len = std::fs::metadata(&work).ok().map(|m| m.len());
         VmPaths {
             root_disk: root_disk(&dir).display().to_string(),
             console_log: VmFiles::console(&dir).display().to_string(),
             vmm_log: VmFiles::vmm_log(&dir).display().to_string(),
             dir: dir.display().to_string(),
+            work_disk: work_len.map(|_| work.display().to_string()),
+            work_disk_bytes: work_len.unwrap_or(0),
         }
     }
 
@@ -204,6 +208,11 @@ impl VMService {
 /// Root disk of the VM whose directory is `dir`.
 pub fn root_disk(dir: &std::path::Path) -> PathBuf {
     dir.join("root.ext4")
+}
+
+/// Persistent work disk of the VM whose directory is `dir`.
+pub fn work_disk(dir: &std::path::Path) -> PathBuf {
+    dir.join("work.ext4")
 }
 
 fn resolve_vm(store: &Store, name_or_id: &str) -> Result<Vm, DaemonError> {

@@ -132,6 +132,7 @@ async fn export_then_pull_gives_an_identical_image() {
             name: Some("x".into()),
             kernel: None,
             platform: None,
+            kernel_name: None,
         })
         .unwrap_err();
     assert!(e.to_string().contains("https"), "{e}");

@@ -135,6 +135,7 @@ async fn pulls_a_multi_layer_image_and_checks_every_file() {
         name: Some("multi".into()),
         kernel: None,
         platform: None,
+        kernel_name: None,
     });
     assert!(dup.unwrap_err().to_string().contains("already exists"));
 }
@@ -528,5 +529,72 @@ async fn an_image_built_by_umoci_and_pushed_by_skopeo() {
         dfs(&rootfs, "stat /bin/sh")
             .unwrap()
             .contains("Type: symlink")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_with_a_registered_kernel_name_links_it() {
+    if skip_without("pull_with_a_registered_kernel_name_links_it", TOOLS) {
+        return;
+    }
+    let reg = Registry::start();
+    let reference = format!("{}/test/withkernel:1", reg.addr);
+    push(
+        &reference,
+        vec![layer(gzip(&base_layer()), OCI_GZ)],
+        "amd64",
+        false,
+    )
+    .await;
+    let svc = service();
+    let kdir = svc.state.join("kernels/k1");
+    std::fs::create_dir_all(&kdir).unwrap();
+    let kfile = kdir.join("vmlinux");
+    std::fs::write(&kfile, b"\x7fELF not really a kernel").unwrap();
+    svc.store
+        .insert_kernel(&banger_api::Kernel {
+            id: "k1".into(),
+            name: "six".into(),
+            version: Some("6.1".into()),
+            path: kfile.display().to_string(),
+            sha256: "sha256:00".into(),
+            created_at: 0,
+            size_bytes: 0,
+            source: "register:/x".into(),
+        })
+        .unwrap();
+    let params = |kernel_name: &str| banger_api::rpc::ImagePullParams {
+        reference: reference.clone(),
+        name: Some("wk".into()),
+        kernel: None,
+        platform: None,
+        kernel_name: Some(kernel_name.into()),
+    };
+    // An unknown kernel name is refused before anything is fetched.
+    let err = svc.images.pull(params("nope")).unwrap_err().to_string();
+    assert!(
+        err.contains("no kernel named \"nope\"") && err.contains("banger kernel list"),
+        "{err}"
+    );
+    assert!(svc.store.list_images().unwrap().is_empty());
+
+    let op = svc.images.pull(params("six")).unwrap();
+    let mut rx = svc.images.watch_op(&op.id).unwrap();
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        rx.wait_for(|o| o.0.state.is_done()),
+    )
+    .await
+    .expect("pull finished in time")
+    .unwrap()
+    .0
+    .clone();
+    assert_eq!(done.state, OpState::Succeeded, "{:?}", done.error);
+    let image = svc.store.find_image("wk").unwrap().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&image.kernel_path).unwrap().ino(),
+        std::fs::metadata(&kfile).unwrap().ino(),
+        "the registered kernel is hard-linked"
     );
 }

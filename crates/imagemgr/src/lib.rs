@@ -9,6 +9,7 @@ mod bzimage;
 mod copy;
 mod digest;
 mod ext4build;
+mod ext4edit;
 mod layer;
 mod probe;
 mod resize;
@@ -20,6 +21,10 @@ pub use bzimage::{KernelCompression, extract_vmlinux, vmlinux_from_bzimage};
 pub use copy::{CopyMethod, clone_or_copy, grow_file};
 pub use digest::{Hasher, Sha256Digest, sha256_file, verify_file};
 pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script};
+pub use ext4edit::{
+    Ext4Edit, Owner, build_ext4_from_dir, dump_dir, exists as ext4_exists,
+    read_file as ext4_read_file,
+};
 pub use layer::{EntryMeta, Flattened, Flattener, TreeStats};
 pub use probe::{FileKind, check_kernel, check_rootfs, probe};
 pub use resize::resize_ext4;

@@ -10,14 +10,15 @@ use crate::{Store, StoreError, vms};
 /// The columns in [`from_row`]'s order.
 macro_rules! columns {
     () => {
-        "id, name, rootfs_path, kernel_path, initrd_path, size_bytes, source, created_at"
+        "id, name, rootfs_path, kernel_path, initrd_path, size_bytes, source, created_at, seed_json, \
+         work_seed_path"
     };
 }
 
 const INSERT: &str = concat!(
     "INSERT INTO images (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
 );
 const SELECT_ALL: &str = concat!("SELECT ", columns!(), " FROM images ORDER BY name");
 const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM images WHERE id = ?1");
@@ -39,6 +40,8 @@ impl Store {
                         image.size_bytes,
                         image.source,
                         image.created_at,
+                        seed_json(image)?,
+                        image.work_seed_path,
                     ])
                 })
                 .map_err(|err| match sql::violation(&err) {
@@ -81,6 +84,27 @@ impl Store {
             stmt.query_map([], from_row)
                 .and_then(|rows| rows.collect())
                 .map_err(StoreError::sqlite("list images"))
+        })
+    }
+
+    /// Records a new seed (and work seed) for the image with this id.
+    pub fn update_image_seed(&self, image: &Image) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE images SET seed_json = ?2, work_seed_path = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![image.id, seed_json(image)?, image.work_seed_path])
+                })
+                .map_err(StoreError::sqlite("save an image's seed"))?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "image",
+                    key: image.id.clone(),
+                });
+            }
+            Ok(())
         })
     }
 
@@ -129,5 +153,28 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
         size_bytes: row.get(5)?,
         source: row.get(6)?,
         created_at: row.get(7)?,
+        seed: row
+            .get::<_, Option<String>>(8)?
+            .map(|j| {
+                serde_json::from_str(&j).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        8,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })
+            })
+            .transpose()?,
+        work_seed_path: row.get(9)?,
     })
+}
+
+fn seed_json(image: &Image) -> rusqlite::Result<Option<String>> {
+    image
+        .seed
+        .as_ref()
+        .map(|s| {
+            serde_json::to_string(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+        })
+        .transpose()
 }

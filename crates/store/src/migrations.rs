@@ -72,6 +72,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX operations_state_updated_at ON operations (state, updated_at);",
     // 2: where a kernel came from (catalog URL or registered file).
     "ALTER TABLE kernels ADD COLUMN source TEXT NOT NULL DEFAULT '';",
+    // 3: image seeding (what was written, JSON), the work seed, and each
+    // VM's work-disk size.
+    "ALTER TABLE images ADD COLUMN seed_json TEXT;
+    ALTER TABLE images ADD COLUMN work_seed_path TEXT;
+    ALTER TABLE vms ADD COLUMN work_disk_bytes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this code writes and the newest it can read.

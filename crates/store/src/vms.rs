@@ -13,14 +13,14 @@ use crate::{Store, StoreError, now_millis};
 macro_rules! columns {
     () => {
         "id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes, guest_ip, \
-         guest_mac, created_at, updated_at, started_at, last_error"
+         guest_mac, created_at, updated_at, started_at, last_error, work_disk_bytes"
     };
 }
 
 const INSERT: &str = concat!(
     "INSERT INTO vms (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
 );
 const SELECT_ALL: &str = concat!("SELECT ", columns!(), " FROM vms ORDER BY name");
 const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM vms WHERE id = ?1");
@@ -52,6 +52,7 @@ impl Store {
                         vm.updated_at,
                         vm.started_at,
                         vm.last_error,
+                        vm.work_disk_bytes,
                     ])
                 })
                 .map_err(write_error(vm, "save the new VM"))?;
@@ -198,7 +199,8 @@ fn update(conn: &Connection, id: &str, vm: &Vm) -> Result<(), StoreError> {
         .prepare_cached(
             "UPDATE vms SET name = ?2, state = ?3, image_id = ?4, image_name = ?5, vcpus = ?6, \
              memory_mib = ?7, disk_bytes = ?8, guest_ip = ?9, guest_mac = ?10, \
-             created_at = ?11, updated_at = ?12, started_at = ?13, last_error = ?14 \
+             created_at = ?11, updated_at = ?12, started_at = ?13, last_error = ?14, \
+             work_disk_bytes = ?15 \
              WHERE id = ?1",
         )
         .and_then(|mut stmt| {
@@ -217,6 +219,7 @@ fn update(conn: &Connection, id: &str, vm: &Vm) -> Result<(), StoreError> {
                 vm.updated_at,
                 vm.started_at,
                 vm.last_error,
+                vm.work_disk_bytes,
             ])
         })
         .map_err(write_error(vm, "save a VM"))?;
@@ -269,5 +272,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Vm> {
         updated_at: row.get(11)?,
         started_at: row.get(12)?,
         last_error: row.get(13)?,
+        work_disk_bytes: row.get(14)?,
     })
 }

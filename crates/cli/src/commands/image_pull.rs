@@ -26,6 +26,7 @@ pub fn run(ctx: &mut Ctx, a: ImagePullArgs) -> Result<(), CliError> {
             .map(|k| file_arg("kernel", k))
             .transpose()?,
         platform: Some(a.platform.clone()),
+        kernel_name: a.kernel_name.clone(),
     };
     let mut client = ctx.connect()?;
     let op: Operation = client.call(Request::ImagePull(params))?;

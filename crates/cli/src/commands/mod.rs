@@ -20,6 +20,7 @@ mod image_bundle;
 mod image_pull;
 mod image_register;
 mod kernel;
+mod managed_seed;
 mod network;
 mod operation;
 mod status;
@@ -83,6 +84,9 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
         Command::Completions { shell } => completions::run(ctx, shell),
         Command::System(c) => system::run(ctx, c),
         Command::Network(NetworkCommand::Reset(a)) => network::reset(ctx, a),
+        Command::ManagedSeed(crate::args::ManagedSeedCommand::Refresh(a)) => {
+            managed_seed::refresh(ctx, a)
+        }
     }
 }
 

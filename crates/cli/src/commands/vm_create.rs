@@ -20,6 +20,7 @@ pub fn run(ctx: &mut Ctx, a: VmCreateArgs) -> Result<(), CliError> {
         vcpus: a.vcpus,
         memory_mib,
         disk: a.disk,
+        work_disk: a.work_disk,
         no_start: a.no_start,
     };
     let mut client = ctx.connect()?;

@@ -17,6 +17,7 @@ pub fn run(ctx: &mut Ctx, a: VmSetArgs) -> Result<(), CliError> {
         vcpus: a.vcpus,
         memory_mib,
         disk: a.disk,
+        work_disk: a.work_disk,
     };
     let vm: Vm = ctx.connect()?.call(Request::VmSet(params))?;
     if a.json.json {

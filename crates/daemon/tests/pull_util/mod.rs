@@ -346,6 +346,7 @@ impl Svc {
                 name: Some(name.to_string()),
                 kernel: None,
                 platform: platform.map(str::to_string),
+                kernel_name: None,
             })
             .unwrap();
         let mut rx = self.images.watch_op(&op.id).unwrap();

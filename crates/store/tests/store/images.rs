@@ -66,3 +66,25 @@ fn delete_of_a_missing_image_is_not_found() {
     );
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn seed_and_work_seed_are_recorded_and_updated() {
+    let (_dir, store, mut img) = store_with_image();
+    assert_eq!(store.get_image(&img.id).unwrap().unwrap().seed, None);
+    img.seed = Some(banger_api::ImageSeed {
+        guest_user: "dev".into(),
+        key_fingerprint: "sha256:aa".into(),
+        agent_sha256: None,
+        seeded_at: 5,
+    });
+    img.work_seed_path = Some("/x/work-seed.ext4".into());
+    store.update_image_seed(&img).unwrap();
+    assert_eq!(store.get_image(&img.id).unwrap().unwrap(), img);
+    let mut other = image("other");
+    other.seed = img.seed.clone();
+    store.insert_image(&other).unwrap();
+    assert_eq!(store.find_image("other").unwrap().unwrap().seed, img.seed);
+    let mut missing = image("missing");
+    missing.id = "nope".into();
+    assert!(store.update_image_seed(&missing).is_err());
+}

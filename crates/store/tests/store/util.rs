@@ -31,6 +31,8 @@ pub fn image(name: &str) -> Image {
         size_bytes: 2 << 30,
         source: format!("register:/tmp/{name}"),
         created_at: 1_700_000_000_000,
+        seed: None,
+        work_seed_path: None,
     }
 }
 
@@ -52,6 +54,7 @@ pub fn vm(name: &str, n: u8, image: &Image) -> Vm {
         updated_at: 1_700_000_000_000,
         started_at: None,
         last_error: None,
+        work_disk_bytes: 8 << 30,
     }
 }
 
