@@ -1,0 +1,411 @@
+//! What `banger-guest init` and `banger-guest serve` do inside the guest.
+//! Each step logs one line to stderr (the unit sends it to the journal and
+//! the console). Paths under `/etc` are relative to a root so the file
+//! steps are tested on temp directories.
+
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cmdline::{self, IpConfig};
+use crate::netlink::{self, Netlink};
+use crate::proto;
+
+/// Log one line as the agent.
+pub fn log(msg: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "banger-guest: {msg}");
+}
+
+/// How long `init` waits for the network device to appear (its driver may
+/// be a module udev is still loading).
+const DEVICE_WAIT: Duration = Duration::from_secs(20);
+
+/// `/etc/resolv.conf` from the `ip=` DNS servers. A symlink (managed by
+/// systemd-resolved or resolvconf) is left alone. Returns whether it wrote.
+pub fn write_resolv_conf(root: &Path, c: &IpConfig) -> io::Result<bool> {
+    let servers: Vec<Ipv4Addr> = [c.dns0, c.dns1].into_iter().flatten().collect();
+    if servers.is_empty() {
+        return Ok(false);
+    }
+    let path = root.join("etc/resolv.conf");
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        log(format!(
+            "{} is a symlink (managed by the image); not writing DNS servers",
+            path.display()
+        ));
+        return Ok(false);
+    }
+    let mut text = String::from("# written by banger-guest from the kernel's ip= argument\n");
+    for s in servers {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
+    std::fs::write(&path, text)?;
+    Ok(true)
+}
+
+/// Whether `name` is a DNS label (what banger names VMs).
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `/etc/hostname` and a `127.0.1.1 <name>` line in `/etc/hosts` (so
+/// `sudo` and friends resolve the name), replacing an older `127.0.1.1`
+/// line.
+pub fn write_hostname_files(root: &Path, name: &str) -> io::Result<()> {
+    std::fs::write(root.join("etc/hostname"), format!("{name}\n"))?;
+    let hosts = root.join("etc/hosts");
+    let old = match std::fs::read_to_string(&hosts) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out: String = old
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some("127.0.1.1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("127.0.1.1\t{name}\n"));
+    if out != old {
+        std::fs::write(&hosts, out)?;
+    }
+    Ok(())
+}
+
+fn set_kernel_hostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The device to configure: the named one once it exists, or else the
+/// only non-loopback device of `/sys/class/net` (renamed by udev).
+fn wait_for_device(name: &str) -> Option<(String, u32)> {
+    let start = Instant::now();
+    loop {
+        if let Some(i) = netlink::link_index(name) {
+            return Some((name.to_string(), i));
+        }
+        if start.elapsed() > DEVICE_WAIT {
+            let others: Vec<String> = std::fs::read_dir("/sys/class/net")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n != "lo")
+                .collect();
+            if let [only] = others.as_slice() {
+                log(format!(
+                    "no device {name}; configuring the only one, {only}"
+                ));
+                return netlink::link_index(only).map(|i| (only.clone(), i));
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Bring `lo` and the device up, add the address and default route.
+fn configure_network(c: &IpConfig) -> Result<(), String> {
+    let wanted = c.device.as_deref().unwrap_or("eth0");
+    let Some((dev, index)) = wait_for_device(wanted) else {
+        return Err(format!(
+            "network device {wanted} did not appear within {}s; is its driver (virtio_net) in the initrd or the image's modules?",
+            DEVICE_WAIT.as_secs()
+        ));
+    };
+    if netlink::has_ipv4(&dev).map_err(|e| format!("cannot list addresses: {e}"))? {
+        log(format!(
+            "{dev} already has an IPv4 address (kernel ip=); leaving the network as is"
+        ));
+        return Ok(());
+    }
+    let mut nl = Netlink::open().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+    if let Some(lo) = netlink::link_index("lo") {
+        nl.set_up(lo, "lo").map_err(|e| e.to_string())?;
+    }
+    nl.set_up(index, &dev).map_err(|e| e.to_string())?;
+    match nl.add_address(index, &dev, c.client, c.prefix) {
+        Ok(()) => {}
+        Err(e) if netlink::already_exists(&e) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    if let Some(gw) = c.gateway {
+        match nl.add_default_route(index, &dev, gw) {
+            Ok(()) => {}
+            Err(e) if netlink::already_exists(&e) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    log(format!(
+        "configured {dev}: {}/{} via {}",
+        c.client,
+        c.prefix,
+        c.gateway
+            .map_or("no gateway".to_string(), |g| g.to_string())
+    ));
+    Ok(())
+}
+
+/// `ssh-keygen -A`: create the host keys the image lacks.
+fn ensure_host_keys() {
+    if !Path::new("/etc/ssh").is_dir() {
+        log("no /etc/ssh; skipping SSH host keys");
+        return;
+    }
+    match std::process::Command::new("ssh-keygen").arg("-A").output() {
+        Ok(o) if o.status.success() => {
+            let said = String::from_utf8_lossy(&o.stdout);
+            let said = said.trim();
+            if said.is_empty() {
+                log("SSH host keys present");
+            } else {
+                log(format!("SSH host keys: {said}"));
+            }
+        }
+        Ok(o) => log(format!(
+            "ssh-keygen -A failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            log("ssh-keygen not installed; skipping SSH host keys")
+        }
+        Err(e) => log(format!("cannot run ssh-keygen -A: {e}")),
+    }
+}
+
+/// `banger-guest init`. Returns the process exit code: 0 unless the
+/// network from `ip=` could not be applied.
+pub fn init() -> i32 {
+    let mut code = 0;
+    let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let config = match cmdline::ip_arg(&line).map(cmdline::parse_ip) {
+        None => {
+            log("no ip= on the kernel command line; leaving the network to the image");
+            None
+        }
+        Some(Ok(None)) => {
+            log("ip= is not a static configuration; leaving the network to the image");
+            None
+        }
+        Some(Ok(Some(c))) => Some(c),
+        Some(Err(e)) => {
+            log(e);
+            code = 1;
+            None
+        }
+    };
+    if let Some(c) = &config {
+        if let Err(e) = configure_network(c) {
+            log(e);
+            code = 1;
+        }
+        match write_resolv_conf(Path::new("/"), c) {
+            Ok(true) => log("wrote /etc/resolv.conf from ip="),
+            Ok(false) => {}
+            Err(e) => log(format!("cannot write /etc/resolv.conf: {e}")),
+        }
+        match c.hostname.as_deref() {
+            Some(h) if is_dns_label(h) => {
+                if let Err(e) = set_kernel_hostname(h) {
+                    log(format!("cannot set the hostname to {h}: {e}"));
+                } else if let Err(e) = write_hostname_files(Path::new("/"), h) {
+                    log(format!(
+                        "hostname {h} set, but /etc/hostname or /etc/hosts not written: {e}"
+                    ));
+                } else {
+                    log(format!("hostname {h}"));
+                }
+            }
+            Some(h) => log(format!("ignoring hostname {h:?} from ip=: not a DNS label")),
+            None => {}
+        }
+    }
+    ensure_host_keys();
+    code
+}
+
+/// How long `serve` keeps trying to bind vsock before it concludes the VM
+/// has no vsock device (the transport module may still be loading).
+const VSOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A listening `AF_VSOCK` socket on `port` (any CID).
+pub fn vsock_listen(port: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_vm is valid; fields are set below.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_port = port;
+    addr.svm_cid = libc::VMADDR_CID_ANY;
+    // SAFETY: `addr` is a valid sockaddr_vm of the given size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen on a bound socket we own.
+    if unsafe { libc::listen(fd.as_raw_fd(), 16) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Accept connections on `listener` forever, one thread each, answering
+/// the protocol from `proc_root`.
+pub fn accept_loop(listener: &OwnedFd, proc_root: &'static Path) -> io::Error {
+    loop {
+        // SAFETY: accept4 on a listening socket we own; no peer address wanted.
+        let c = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if c < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::ECONNABORTED | libc::EMFILE | libc::ENFILE)
+            ) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            return e;
+        }
+        // SAFETY: `c` is the fresh connected socket accept4 returned.
+        let conn = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(c) });
+        std::thread::spawn(move || {
+            if let Err(e) = proto::handle(conn, proc_root) {
+                log(format!("connection ended: {e}"));
+            }
+        });
+    }
+}
+
+/// `banger-guest serve`: listen on vsock port `port` and answer. Exits 0
+/// when the VM has no vsock (readiness then goes over SSH).
+pub fn serve(port: u32) -> i32 {
+    let start = Instant::now();
+    let listener = loop {
+        match vsock_listen(port) {
+            Ok(l) => break l,
+            Err(e) if start.elapsed() < VSOCK_WAIT => {
+                if start.elapsed() < Duration::from_millis(200) {
+                    log(format!(
+                        "vsock port {port} not available yet ({e}); retrying"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                log(format!(
+                    "no vsock in this VM ({e}); not serving (the host falls back to SSH)"
+                ));
+                return 0;
+            }
+        }
+    };
+    log(format!(
+        "listening on vsock port {port} (agent {})",
+        proto::AGENT_VERSION
+    ));
+    let e = accept_loop(&listener, Path::new("/proc"));
+    log(format!("accept on vsock port {port} failed: {e}"));
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dns: Option<Ipv4Addr>) -> IpConfig {
+        IpConfig {
+            client: Ipv4Addr::new(10, 0, 0, 2),
+            gateway: None,
+            prefix: 24,
+            hostname: Some("dev".into()),
+            device: None,
+            dns0: dns,
+            dns1: None,
+        }
+    }
+
+    #[test]
+    fn resolv_conf_written_unless_absent_or_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        assert!(!write_resolv_conf(t.path(), &config(None)).unwrap());
+        assert!(!t.path().join("etc/resolv.conf").exists());
+        assert!(write_resolv_conf(t.path(), &config(Some(Ipv4Addr::new(192, 0, 2, 53)))).unwrap());
+        let text = std::fs::read_to_string(t.path().join("etc/resolv.conf")).unwrap();
+        assert!(text.ends_with("nameserver 192.0.2.53\n"), "{text}");
+        std::fs::remove_file(t.path().join("etc/resolv.conf")).unwrap();
+        std::os::unix::fs::symlink("../run/resolved.conf", t.path().join("etc/resolv.conf"))
+            .unwrap();
+        assert!(!write_resolv_conf(t.path(), &config(Some(Ipv4Addr::new(192, 0, 2, 53)))).unwrap());
+        assert!(
+            t.path()
+                .join("etc/resolv.conf")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn hostname_files_replace_the_old_name() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/hosts"),
+            "127.0.0.1 localhost\n127.0.1.1 debian\n::1 localhost\n",
+        )
+        .unwrap();
+        write_hostname_files(t.path(), "dev").unwrap();
+        write_hostname_files(t.path(), "dev").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/hostname")).unwrap(),
+            "dev\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/hosts")).unwrap(),
+            "127.0.0.1 localhost\n::1 localhost\n127.0.1.1\tdev\n"
+        );
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("dev-1"));
+        assert!(!is_dns_label("-dev"));
+        assert!(!is_dns_label("a.b"));
+        assert!(!is_dns_label(""));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}
