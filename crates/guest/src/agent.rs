@@ -159,13 +159,18 @@ fn configure_network(c: &IpConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// `ssh-keygen -A`: create the host keys the image lacks.
-fn ensure_host_keys() {
-    if !Path::new("/etc/ssh").is_dir() {
+/// `ssh-keygen -A`: create the host keys the image lacks (under `root`).
+fn ensure_host_keys(root: &Path) {
+    if !root.join("etc/ssh").is_dir() {
         log("no /etc/ssh; skipping SSH host keys");
         return;
     }
-    match std::process::Command::new("ssh-keygen").arg("-A").output() {
+    let mut cmd = std::process::Command::new("ssh-keygen");
+    cmd.arg("-A");
+    if root != Path::new("/") {
+        cmd.arg("-f").arg(root);
+    }
+    match cmd.output() {
         Ok(o) if o.status.success() => {
             let said = String::from_utf8_lossy(&o.stdout);
             let said = said.trim();
@@ -187,12 +192,19 @@ fn ensure_host_keys() {
     }
 }
 
-/// `banger-guest init`. Returns the process exit code: 0 unless the
-/// network from `ip=` could not be applied.
+/// `banger-guest init`: [`init_with`] on `/` and `/proc/cmdline`.
 pub fn init() -> i32 {
-    let mut code = 0;
     let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let config = match cmdline::ip_arg(&line).map(cmdline::parse_ip) {
+    init_with(Path::new("/"), &line)
+}
+
+/// Apply kernel command line `line`: the network from `ip=` (in the
+/// caller's network namespace), resolv.conf, the hostname (kernel and
+/// files), SSH host keys; files go under `root`. Returns the process exit
+/// code: 0 unless the network from `ip=` could not be applied.
+pub fn init_with(root: &Path, line: &str) -> i32 {
+    let mut code = 0;
+    let config = match cmdline::ip_arg(line).map(cmdline::parse_ip) {
         None => {
             log("no ip= on the kernel command line; leaving the network to the image");
             None
@@ -213,7 +225,7 @@ pub fn init() -> i32 {
             log(e);
             code = 1;
         }
-        match write_resolv_conf(Path::new("/"), c) {
+        match write_resolv_conf(root, c) {
             Ok(true) => log("wrote /etc/resolv.conf from ip="),
             Ok(false) => {}
             Err(e) => log(format!("cannot write /etc/resolv.conf: {e}")),
@@ -222,7 +234,7 @@ pub fn init() -> i32 {
             Some(h) if is_dns_label(h) => {
                 if let Err(e) = set_kernel_hostname(h) {
                     log(format!("cannot set the hostname to {h}: {e}"));
-                } else if let Err(e) = write_hostname_files(Path::new("/"), h) {
+                } else if let Err(e) = write_hostname_files(root, h) {
                     log(format!(
                         "hostname {h} set, but /etc/hostname or /etc/hosts not written: {e}"
                     ));
@@ -234,7 +246,7 @@ pub fn init() -> i32 {
             None => {}
         }
     }
-    ensure_host_keys();
+    ensure_host_keys(root);
     code
 }
 
@@ -398,6 +410,118 @@ mod tests {
             std::fs::read_to_string(t.path().join("etc/hosts")).unwrap(),
             "127.0.0.1 localhost\n::1 localhost\n127.0.1.1\tdev\n"
         );
+    }
+
+    #[test]
+    fn accept_loop_serves_each_connection() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("agent.sock");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let fd = OwnedFd::from(l);
+        std::thread::spawn(move || accept_loop(&fd, Path::new("/proc")));
+        for _ in 0..2 {
+            let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            c.write_all(b"PING\n").unwrap();
+            let line = proto::read_line(&mut c, proto::MAX_REPLY).unwrap().unwrap();
+            assert_eq!(proto::parse_pong(&line).unwrap(), proto::AGENT_VERSION);
+        }
+    }
+
+    #[test]
+    fn vsock_listen_binds_where_the_host_has_vsock() {
+        match vsock_listen(40000 + std::process::id() % 20000) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::ENODEV)) => {
+                let _ = writeln!(io::stderr(), "SKIP: no AF_VSOCK on this host: {e}");
+            }
+            Err(e) => panic!("vsock bind: {e}"),
+        }
+    }
+
+    /// The whole `init` in a throwaway network and UTS namespace (this
+    /// thread only) with a veth named eth0 and a temp root.
+    #[test]
+    fn init_applies_ip_hostname_dns_and_host_keys() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            let _ = writeln!(io::stderr(), "SKIP: needs root for namespaces");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc/ssh")).unwrap();
+        let r = root.path().to_path_buf();
+        let t = std::thread::spawn(move || -> Result<(i32, String, String), String> {
+            // SAFETY: unshare of net and UTS affects this thread only.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS) } != 0 {
+                return Err(format!("SKIP: unshare: {}", io::Error::last_os_error()));
+            }
+            let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output();
+            match ip(&[
+                "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+            ]) {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    return Err(format!(
+                        "SKIP: no veth links: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                }
+                Err(e) => return Err(format!("SKIP: cannot run ip: {e}")),
+            }
+            let code = init_with(
+                &r,
+                "console=ttyS0 ip=172.30.0.9::172.30.0.1:255.255.255.0:vm-one:eth0:off:192.0.2.53 quiet",
+            );
+            let mut host = [0u8; 65];
+            // SAFETY: `host` is writable for its length.
+            unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
+            let host = std::ffi::CStr::from_bytes_until_nul(&host).unwrap();
+            let addr = ip(&["-4", "-o", "addr", "show"]).unwrap();
+            let route = ip(&["-4", "route", "show", "default"]).unwrap();
+            Ok((
+                code,
+                host.to_string_lossy().into_owned(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&addr.stdout),
+                    String::from_utf8_lossy(&route.stdout)
+                ),
+            ))
+        });
+        let (code, host, net) = match t.join().unwrap() {
+            Ok(v) => v,
+            Err(skip) => {
+                let _ = writeln!(io::stderr(), "{skip}");
+                return;
+            }
+        };
+        assert_eq!(code, 0);
+        assert_eq!(host, "vm-one");
+        assert!(net.contains("lo    inet 127.0.0.1/8"), "lo is up: {net}");
+        assert!(net.contains("eth0    inet 172.30.0.9/24"), "{net}");
+        assert!(net.contains("default via 172.30.0.1 dev eth0"), "{net}");
+        let etc = root.path().join("etc");
+        assert_eq!(
+            std::fs::read_to_string(etc.join("hostname")).unwrap(),
+            "vm-one\n"
+        );
+        assert!(
+            std::fs::read_to_string(etc.join("resolv.conf"))
+                .unwrap()
+                .contains("nameserver 192.0.2.53")
+        );
+        if std::process::Command::new("ssh-keygen")
+            .arg("-?")
+            .output()
+            .is_ok()
+        {
+            assert!(
+                etc.join("ssh/ssh_host_ed25519_key").is_file(),
+                "host keys generated"
+            );
+        } else {
+            let _ = writeln!(io::stderr(), "SKIP (host keys part): no ssh-keygen");
+        }
     }
 
     #[test]
