@@ -286,6 +286,9 @@ pub fn vsock_listen(port: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// How long a connection may stay idle before the agent drops it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Accept connections on `listener` forever, one thread each, answering
 /// the protocol from `proc_root`.
 pub fn accept_loop(listener: &OwnedFd, proc_root: &'static Path) -> io::Error {
@@ -311,7 +314,23 @@ pub fn accept_loop(listener: &OwnedFd, proc_root: &'static Path) -> io::Error {
             return e;
         }
         // SAFETY: `c` is the fresh connected socket accept4 returned.
-        let conn = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(c) });
+        let conn = unsafe { OwnedFd::from_raw_fd(c) };
+        // A host that goes quiet must not pin a thread forever.
+        let idle = libc::timeval {
+            tv_sec: IDLE_TIMEOUT.as_secs() as libc::time_t,
+            tv_usec: 0,
+        };
+        // SAFETY: `idle` is a valid timeval for SO_RCVTIMEO on our socket.
+        unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&idle as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        let conn = std::fs::File::from(conn);
         std::thread::spawn(move || {
             if let Err(e) = proto::handle(conn, proc_root) {
                 log(format!("connection ended: {e}"));
