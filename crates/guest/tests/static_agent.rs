@@ -2,51 +2,12 @@
 //! dynamic loader and runs. Uses the `make guest-agent` output when it is
 //! there, otherwise builds it into `<target>/guest-static-test`.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
 
-const TRIPLE: &str = "x86_64-unknown-linux-gnu";
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn static_agent() -> Result<PathBuf, String> {
-    let made = target_dir().join(TRIPLE).join("release/banger-guest");
-    if made.is_file() {
-        return Ok(made);
-    }
-    // A separate target dir: the outer `cargo test` may hold the lock of ours.
-    let dir = target_dir().join("guest-static-test");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "banger-guest",
-            "--target",
-            TRIPLE,
-        ])
-        .arg("--target-dir")
-        .arg(&dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo build of the static agent failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ));
-    }
-    Ok(dir.join(TRIPLE).join("release/banger-guest"))
-}
+use common::static_agent;
 
 #[test]
 fn the_static_agent_has_no_interpreter_and_runs() {
