@@ -1,13 +1,22 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt demo smoke bench bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo smoke bench bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## Build banger, bangerd and the simulator (release).
 	$(CARGO) build --release --workspace --bins
+	$(MAKE) guest-agent
+	cp $(TARGET_DIR)/$(HOST_TRIPLE)/release/banger-guest $(TARGET_DIR)/release/banger-guest
+
+# The guest agent runs in any distribution: static C runtime. The explicit
+# --target keeps the flag off build scripts and proc-macros.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+HOST_TRIPLE ?= x86_64-unknown-linux-gnu
+guest-agent: ## Build the static guest agent (banger-guest) for the host's target.
+	RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' $(CARGO) build --release -p banger-guest --target $(HOST_TRIPLE)
 
 lint: ## rustfmt and clippy, warnings are errors.
 	$(CARGO) fmt --all -- --check

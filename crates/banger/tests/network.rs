@@ -169,7 +169,7 @@ fn network_end_to_end_in_a_namespace() {
     let args = cfg["boot-source"]["boot_args"].as_str().unwrap();
     assert!(
         args.contains(&format!(
-            "ip={ip}::172.30.0.1:255.255.255.0::eth0:off:172.30.0.1"
+            "ip={ip}::172.30.0.1:255.255.255.0:dev:eth0:off:172.30.0.1"
         )),
         "{args}"
     );

@@ -13,9 +13,10 @@ pub enum Readiness {
     None,
     /// Wait for an SSH banner on `guest_ip:ssh_port`.
     Ssh,
-    /// Wait for banger's guest hook to accept a hybrid-vsock `CONNECT`.
+    /// Wait for banger's guest agent to answer `PING` over hybrid vsock.
     Vsock,
-    /// `vsock` when `guest_hook` is set, otherwise `ssh`.
+    /// `vsock` when `guest_hook` is set; otherwise, when the VM has a vsock
+    /// socket, race the agent and SSH (first success wins), else `ssh`.
     Auto,
 }
 
@@ -45,8 +46,9 @@ pub struct GuestConfig {
     pub readiness: Readiness,
     /// Seconds to wait for readiness before the VM goes to `error`. Default 60.
     pub readiness_timeout_secs: u64,
-    /// Whether the images carry banger's guest hook (a vsock listener).
-    /// Default false.
+    /// Whether every image carries banger's guest agent (vsock port
+    /// `vsock_port`), so `auto` waits for it alone. Default false (`auto`
+    /// then races the agent and SSH).
     pub guest_hook: bool,
     /// The hook's vsock port. Default 52.
     pub vsock_port: u32,
@@ -106,7 +108,6 @@ impl GuestConfig {
     pub fn effective_readiness(&self) -> Readiness {
         match self.readiness {
             Readiness::Auto if self.guest_hook => Readiness::Vsock,
-            Readiness::Auto => Readiness::Ssh,
             r => r,
         }
     }

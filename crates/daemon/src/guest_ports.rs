@@ -1,9 +1,17 @@
-//! `vm.ports`: the guest's listening TCP and UDP sockets, from
-//! `ss -Htulnp` run over SSH, shown as `<vm>.vm:<port>`.
+//! `vm.ports`: the guest's listening TCP and UDP sockets, shown as
+//! `<vm>.vm:<port>`. Asked first to banger's guest agent over the VM's
+//! hybrid vsock (`PORTS`, see `banger_guest::proto`); when that does not
+//! answer (no vsock device, no agent in the image), from `ss -Htulnp` run
+//! over SSH.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use banger_api::guest::GuestPort;
+use banger_guest::proto::{self, ListenSocket};
+
+use crate::guest_ready::agent_request;
 
 use crate::error::DaemonError;
 use crate::workspace_service::{WorkspaceOpError, WorkspaceService};
@@ -43,10 +51,63 @@ pub fn parse_ss(vm: &str, text: &str) -> Vec<GuestPort> {
     out
 }
 
+/// How long `CONNECT` may take before `vm ports` falls back to SSH: a
+/// running guest's agent answers at once, a VMM without one closes or stays
+/// silent.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the agent may take to walk `/proc`.
+const AGENT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The agent's sockets as `vm.ports` entries.
+pub fn from_agent(vm: &str, sockets: Vec<ListenSocket>) -> Vec<GuestPort> {
+    let mut out: Vec<GuestPort> = sockets
+        .into_iter()
+        .map(|s| GuestPort {
+            endpoint: format!("{vm}.vm:{}", s.port),
+            proto: s.proto,
+            address: s.address,
+            port: s.port,
+            process: s.process,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.port, &a.proto, &a.address).cmp(&(b.port, &b.proto, &b.address)));
+    out.dedup();
+    out
+}
+
+/// Ask the guest agent behind `socket` for its listening sockets.
+pub async fn ports_from_agent(
+    vm: &str,
+    socket: &Path,
+    port: u32,
+) -> Result<Vec<GuestPort>, String> {
+    let line = agent_request(
+        socket,
+        port,
+        proto::PORTS,
+        AGENT_CONNECT_TIMEOUT,
+        AGENT_REPLY_TIMEOUT,
+    )
+    .await?;
+    let sockets = proto::parse_ports(&line).map_err(|e| e.to_string())?;
+    Ok(from_agent(vm, sockets))
+}
+
 impl WorkspaceService {
-    /// `vm.ports`.
+    /// `vm.ports`: the guest agent over vsock, else `ss` over SSH.
     pub async fn ports(self: &Arc<Self>, vm: &str) -> Result<Vec<GuestPort>, DaemonError> {
         let vm = self.snapshot(vm).await?;
+        if let Some(socket) = self.vms.vsock_socket(&vm.id).filter(|p| p.exists()) {
+            match ports_from_agent(&vm.name, &socket, self.deps.guest.vsock_port).await {
+                Ok(ports) => return Ok(ports),
+                Err(e) => tracing::debug!(
+                    vm = %vm.name,
+                    error = %e,
+                    "guest agent did not answer PORTS; falling back to ss over SSH"
+                ),
+            }
+        }
         let me = Arc::clone(self);
         let target = self.target(&vm);
         tokio::task::spawn_blocking(move || -> Result<Vec<GuestPort>, DaemonError> {

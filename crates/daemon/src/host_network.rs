@@ -212,7 +212,11 @@ impl HostNetwork {
                 net.give_back(t);
                 return Err(e);
             }
-            spec_net.boot_args = format!("{} {}", spec.boot_args, net.settings.kernel_ip_arg(g.ip));
+            spec_net.boot_args = format!(
+                "{} {}",
+                spec.boot_args,
+                net.settings.kernel_ip_arg_named(g.ip, &spec.name)
+            );
             tap = Some(t);
         }
         let spec = &spec_net;

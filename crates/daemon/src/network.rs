@@ -90,6 +90,22 @@ impl NetSettings {
             self.gateway, self.netmask, self.guest_dns
         )
     }
+
+    /// [`Self::kernel_ip_arg`] with the VM's name in the hostname field
+    /// (applied by the kernel's IP_PNP or by `banger-guest init`). A name
+    /// that is not a DNS label (never the case for a validated VM name) is
+    /// left out rather than put on the kernel command line.
+    pub fn kernel_ip_arg_named(&self, guest: Ipv4Addr, hostname: &str) -> String {
+        let host = if banger_api::validate::vm_name(hostname).is_ok() {
+            hostname
+        } else {
+            ""
+        };
+        format!(
+            "ip={guest}::{}:{}:{host}:eth0:off:{}",
+            self.gateway, self.netmask, self.guest_dns
+        )
+    }
 }
 
 /// The first non-loopback IPv4 `nameserver` of a resolv.conf.
@@ -287,6 +303,15 @@ mod tests {
         assert_eq!(
             s.kernel_ip_arg(Ipv4Addr::new(172, 30, 0, 2)),
             "ip=172.30.0.2::172.30.0.1:255.255.255.0::eth0:off:192.0.2.53"
+        );
+        assert_eq!(
+            s.kernel_ip_arg_named(Ipv4Addr::new(172, 30, 0, 2), "dev-1"),
+            "ip=172.30.0.2::172.30.0.1:255.255.255.0:dev-1:eth0:off:192.0.2.53"
+        );
+        assert_eq!(
+            s.kernel_ip_arg_named(Ipv4Addr::new(172, 30, 0, 2), "bad name:x"),
+            s.kernel_ip_arg(Ipv4Addr::new(172, 30, 0, 2)),
+            "a non-label never reaches the command line"
         );
         assert!(s.contains(Ipv4Addr::new(172, 30, 0, 200)));
         assert!(!s.contains(Ipv4Addr::new(172, 31, 0, 2)));

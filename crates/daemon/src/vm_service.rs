@@ -250,4 +250,8 @@ impl VmLookup for StoreVmLookup {
     fn list_vms(&self) -> Result<Vec<Vm>, DaemonError> {
         Ok(self.store.list_vms()?)
     }
+
+    fn vsock_socket(&self, vm_id: &str) -> Option<std::path::PathBuf> {
+        self.handles.get(vm_id).and_then(|h| h.vsock)
+    }
 }

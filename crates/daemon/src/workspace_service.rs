@@ -32,6 +32,11 @@ pub trait VmLookup: Send + Sync {
     fn vm_locks(&self) -> &VmLockSet;
     /// Every VM (for the ssh_config include).
     fn list_vms(&self) -> Result<Vec<Vm>, DaemonError>;
+    /// The running VM's hybrid-vsock socket, if its VMM has one (the guest
+    /// agent is asked there first).
+    fn vsock_socket(&self, _vm_id: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// The seams and settings the service is built over.

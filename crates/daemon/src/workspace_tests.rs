@@ -49,6 +49,7 @@ impl GuestDial for LocalDial {
 struct OneVm {
     vm: Vm,
     locks: VmLockSet,
+    vsock: std::sync::Mutex<Option<PathBuf>>,
 }
 
 impl VmLookup for OneVm {
@@ -68,6 +69,9 @@ impl VmLookup for OneVm {
     fn list_vms(&self) -> Result<Vec<Vm>, DaemonError> {
         Ok(vec![self.vm.clone()])
     }
+    fn vsock_socket(&self, _id: &str) -> Option<PathBuf> {
+        self.vsock.lock().unwrap().clone()
+    }
 }
 
 pub(crate) fn test_vm() -> Vm {
@@ -86,6 +90,7 @@ fn service(dir: &Path, gate: Option<PathBuf>) -> (Arc<WorkspaceService>, Arc<One
     let lookup = Arc::new(OneVm {
         vm: test_vm(),
         locks: VmLockSet::default(),
+        vsock: std::sync::Mutex::new(None),
     });
     let ssh = SshClient {
         bin: "ssh".into(),
@@ -264,4 +269,66 @@ async fn file_sync_refuses_escapes_and_copies_inside_files() {
         std::fs::read(dir.path().join("guest-home/.gitconfig")).unwrap(),
         b"[user]\n"
     );
+}
+
+/// `vm ports` asks the guest agent over vsock (a fake Firecracker socket
+/// in front of the real agent protocol handler over this host's `/proc`);
+/// SSH is gated shut, so only the agent can have answered.
+#[tokio::test]
+async fn ports_come_from_the_agent_over_vsock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, lookup) = service(dir.path(), Some(dir.path().join("never")));
+    let sock = crate::guest_ready::tests::fake(dir.path(), crate::guest_ready::tests::Fake::Agent);
+    *lookup.vsock.lock().unwrap() = Some(sock);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let ports = tokio::time::timeout(Duration::from_secs(10), ws.ports("dev"))
+        .await
+        .expect("the agent answered without SSH")
+        .unwrap();
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let hit = ports
+        .iter()
+        .find(|p| p.port == port && p.proto == "tcp")
+        .unwrap_or_else(|| panic!("{port} missing from {ports:?}"));
+    assert_eq!(hit.address, "127.0.0.1");
+    assert_eq!(hit.endpoint, format!("dev.vm:{port}"));
+    assert_eq!(hit.process.as_deref(), Some(me.trim_end()));
+}
+
+/// A VMM that closes vsock connections (no vsock device): `vm ports`
+/// tried it, then answered from `ss` over SSH.
+#[tokio::test]
+async fn ports_fall_back_to_ss_over_ssh() {
+    if Command::new("ss").arg("-V").output().is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP: no `ss` (iproute2) on this host");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, lookup) = service(dir.path(), None);
+    let path = dir.path().join("closing.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let tried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = tried.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    *lookup.vsock.lock().unwrap() = Some(path);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let ports = ws.ports("dev").await.unwrap();
+    assert!(
+        tried.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "vsock tried first"
+    );
+    let hit = ports
+        .iter()
+        .find(|p| p.port == port && p.proto == "tcp")
+        .unwrap_or_else(|| panic!("{port} missing from {ports:?}"));
+    assert_eq!(hit.endpoint, format!("dev.vm:{port}"));
+    assert_eq!(hit.address, "127.0.0.1");
 }
