@@ -142,7 +142,20 @@ impl ImageService {
 /// Reads the store when it exists; creates nothing.
 pub fn doctor_checks(config: &Config, layout: &crate::config::Layout) -> Vec<Check> {
     let settings = SeedSettings::from_config(config);
-    let mut checks = vec![if settings.agent.is_file() {
+    let agent_bytes = std::fs::read(&settings.agent).ok();
+    let mut checks = vec![if agent_bytes
+        .as_deref()
+        .is_some_and(|b| !banger_guest::is_static_elf(b))
+    {
+        Check::warn(
+            "guest agent",
+            format!(
+                "{} is dynamically linked: it runs only in guests whose C library matches the host's",
+                settings.agent.display()
+            ),
+            "build the static agent with `make guest-agent` (or `make build`), then run `banger managed-seed refresh`",
+        )
+    } else if agent_bytes.is_some() {
         Check::ok(
             "guest agent",
             format!(

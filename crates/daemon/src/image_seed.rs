@@ -101,7 +101,15 @@ impl SeedSettings {
 
     fn inputs_with(&self, authorized_keys: Vec<u8>) -> Result<SeedInputs, SeedError> {
         let agent = match std::fs::read(&self.agent) {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                if !banger_guest::is_static_elf(&b) {
+                    tracing::warn!(
+                        agent = %self.agent.display(),
+                        "the guest agent is not a static executable; it runs only in guests whose C library matches the host's (build it with `make guest-agent`)"
+                    );
+                }
+                Some(b)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(SeedError::Agent {
