@@ -132,6 +132,11 @@ pub enum Request {
     /// Turn a stopped VM's root disk into a new image. Returns [`Image`](crate::Image).
     #[serde(rename = "image.promote")]
     ImagePromote(ImagePromoteParams),
+    /// Build a Debian image locally with mmdebstrap, asynchronously.
+    /// Returns the [`Operation`](crate::Operation) to follow; its subject is
+    /// the image name.
+    #[serde(rename = "image.build")]
+    ImageBuild(ImageBuildParams),
 }
 
 impl Request {
@@ -172,6 +177,7 @@ impl Request {
             Request::KernelRegister(_) => "kernel.register",
             Request::KernelDelete(_) => "kernel.delete",
             Request::ImagePromote(_) => "image.promote",
+            Request::ImageBuild(_) => "image.build",
         }
     }
 }
@@ -356,6 +362,28 @@ pub struct ImagePullParams {
     /// Platform `os/arch[/variant]` picked from a manifest list (default `linux/amd64`).
     #[serde(default)]
     pub platform: Option<String>,
+}
+
+/// `image.build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuildParams {
+    /// Image name (default `debian-<suite>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// Debian mirror URL (default: the host's apt mirror when the host is
+    /// Debian, else `http://deb.debian.org/debian`).
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Packages installed on top of the default set.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Bootstrap again even when a cached tarball matches.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// `image.export_bundle`.

@@ -25,6 +25,7 @@ pub mod handles;
 pub mod host_network;
 mod image_promote;
 pub mod image_service;
+mod images_build;
 mod images_bundle;
 mod images_pull;
 pub mod kernel_catalog;

@@ -254,6 +254,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::KernelRegister(p) => json(d.kernels.register(&p.name, &p.file, p.version).await?),
         Request::KernelDelete(r) => json(d.kernels.delete(&r.name).await?),
         Request::ImagePromote(p) => json(d.vms.promote_to_image(p).await?),
+        Request::ImageBuild(p) => json(d.images.build(p)?),
     }
 }
 

@@ -17,6 +17,7 @@ mod doctor;
 mod follow;
 mod image;
 mod image_bundle;
+mod image_build;
 mod image_pull;
 mod image_register;
 mod kernel;
@@ -68,6 +69,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ImageCommand::Pull(a) => image_pull::run(ctx, a),
             ImageCommand::ExportBundle(a) => image_bundle::export(ctx, a),
             ImageCommand::Promote(a) => kernel::promote(ctx, a),
+            ImageCommand::Build(a) => image_build::run(ctx, a),
         },
         Command::Operation(c) => match c {
             OperationCommand::List(a) => operation::list(ctx, a),
