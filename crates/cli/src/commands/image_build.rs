@@ -36,7 +36,12 @@ pub fn run(ctx: &mut Ctx, a: ImageBuildArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let done = follow(ctx, &mut client, &op.id, &format!("building {}", op.subject))?;
+    let done = follow(
+        ctx,
+        &mut client,
+        &op.id,
+        &format!("building {}", op.subject),
+    )?;
     if let Some(e) = failure(
         &done,
         "; nothing was published (a finished bootstrap stays cached for the next build)",
