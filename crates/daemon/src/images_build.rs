@@ -637,9 +637,10 @@ pub fn boot_files(root: &Path) -> Result<(PathBuf, PathBuf), DaemonError> {
         .collect();
     versions.sort_by(|a, b| version_cmp(a, b));
     let v = versions.pop().ok_or_else(|| {
-        DaemonError::Internal(format!(
+        DaemonError::Internal(
             "the bootstrapped system has no /boot/vmlinuz-* with a matching initrd.img-*; the kernel package did not install cleanly, build again with --no-cache"
-        ))
+                .into(),
+        )
     })?;
     Ok((
         boot.join(format!("vmlinuz-{v}")),
@@ -785,7 +786,7 @@ mod tests {
         let deb = "PRETTY_NAME=\"Debian GNU/Linux 12\"\nID=debian\n".to_string();
         let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/2025\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n".to_string();
         assert_eq!(
-            mirror_from(&deb, &[deb822.clone()]).as_deref(),
+            mirror_from(&deb, std::slice::from_ref(&deb822)).as_deref(),
             Some("http://mirror.example/debian")
         );
         let security_first =
