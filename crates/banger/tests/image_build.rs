@@ -349,8 +349,22 @@ fn boot(test: &str, kernel: &str, initrd: &str, disk: &Path) {
         .map(|mhz| (mhz * 1000.0) as u64)
         .expect("cpu MHz in /proc/cpuinfo");
     let append = format!("console=ttyS0 root=/dev/vda rw panic=-1 tsc_early_khz={khz}");
+    let net = TestNet::new(test, disk);
+    let mut cmd = match &net {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &n.ns, "qemu-system-x86_64"]);
+            c.args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
+            c.args([
+                "-device",
+                "virtio-net-device,netdev=n0,mac=52:54:00:12:34:56",
+            ]);
+            c
+        }
+        None => Command::new("qemu-system-x86_64"),
+    };
     let t = Instant::now();
-    let mut qemu = Command::new("qemu-system-x86_64")
+    let mut qemu = cmd
         .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-m", "512"])
         .args(["-smp", "2", "-nographic", "-no-reboot", "-kernel", kernel])
         .args(["-initrd", initrd, "-append", &append, "-drive"])
@@ -405,10 +419,18 @@ fn boot(test: &str, kernel: &str, initrd: &str, disk: &Path) {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    let mut ssh_answer = None;
+    if let (Some(n), Some(_)) = (&net, login) {
+        ssh_answer = n.ssh_until(t, Duration::from_secs(90));
+    }
     if login.is_some() {
         // The login prompt does not wait for sshd; give ssh.service's
         // key generation and ext4's 5 s commit interval time.
-        std::thread::sleep(Duration::from_secs(15));
+        std::thread::sleep(Duration::from_secs(if ssh_answer.is_some() {
+            7
+        } else {
+            15
+        }));
     }
     let _ = qemu.kill();
     let _ = qemu.wait();
@@ -430,6 +452,21 @@ fn boot(test: &str, kernel: &str, initrd: &str, disk: &Path) {
         console.contains("OpenBSD Secure Shell server"),
         "ssh.service did not start; console:\n{console}"
     );
+    if let Some(n) = &net {
+        let Some((at, out)) = ssh_answer else {
+            panic!(
+                "ssh to the guest never succeeded; last error: {}\nconsole:\n{}",
+                n.last_error.borrow(),
+                util::tail(&console, 40)
+            );
+        };
+        report(&format!(
+            "ssh root@guest (TAP in a netns, address from a test-only networkd file) answered at {:.1} s",
+            at.as_secs_f64()
+        ));
+        assert!(out.starts_with("debian\n"), "{out}");
+        assert!(out.contains("ssh-ed25519 "), "{out}");
+    }
     let failed: Vec<&str> = console.lines().filter(|l| l.contains("FAILED")).collect();
     assert!(failed.is_empty(), "failed units:\n{}", failed.join("\n"));
     // The guest made its own host keys (journal replayed first).
@@ -444,6 +481,139 @@ fn boot(test: &str, kernel: &str, initrd: &str, disk: &Path) {
         ssh_dir.contains("ssh_host_ed25519_key"),
         "the first boot made no host keys: {ssh_dir}"
     );
+}
+
+/// A throwaway network namespace holding `tap0` (172.30.99.1/24) for the
+/// guest, plus what the guest needs to answer SSH there: the test's key in
+/// `/root/.ssh/authorized_keys` and a systemd-networkd file giving `eth0`
+/// 172.30.99.2 — written into the test's copy of the disk only, never
+/// into the image.
+struct TestNet {
+    ns: String,
+    key: PathBuf,
+    last_error: std::cell::RefCell<String>,
+}
+
+impl TestNet {
+    fn new(test: &str, disk: &Path) -> Option<TestNet> {
+        for tool in ["ip", "ssh", "ssh-keygen"] {
+            if !in_path(tool) {
+                skip(
+                    test,
+                    &format!("network part of the boot: {tool} is not installed"),
+                );
+                return None;
+            }
+        }
+        let dir = disk.parent().unwrap();
+        let key = dir.join("id_ed25519");
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ssh-keygen");
+        let network = dir.join("10-test.network");
+        std::fs::write(
+            &network,
+            "[Match]\nName=e*\n\n[Network]\nAddress=172.30.99.2/24\n",
+        )
+        .unwrap();
+        let script = dir.join("seed.debugfs");
+        std::fs::write(
+            &script,
+            format!(
+                "write {pubkey} /root/.ssh/authorized_keys\n\
+                 set_inode_field /root/.ssh mode 040700\n\
+                 set_inode_field /root/.ssh uid 0\n\
+                 set_inode_field /root/.ssh gid 0\n\
+                 set_inode_field /root/.ssh/authorized_keys mode 0100600\n\
+                 set_inode_field /root/.ssh/authorized_keys uid 0\n\
+                 set_inode_field /root/.ssh/authorized_keys gid 0\n\
+                 write {network} /etc/systemd/network/10-test.network\n\
+                 symlink /etc/systemd/system/multi-user.target.wants/systemd-networkd.service /lib/systemd/system/systemd-networkd.service\n",
+                pubkey = key.with_extension("pub").display(),
+                network = network.display(),
+            ),
+        )
+        .unwrap();
+        let out = Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&script)
+            .arg(disk)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = err.lines().filter(|l| !l.starts_with("debugfs ")).collect();
+        assert!(errors.is_empty(), "seeding the disk copy: {errors:?}");
+        let ns = format!("bimgb-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &ns]);
+        let net = TestNet {
+            ns: ns.clone(),
+            key,
+            last_error: Default::default(),
+        };
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+        ip(&["-n", &ns, "addr", "add", "172.30.99.1/24", "dev", "tap0"]);
+        ip(&["-n", &ns, "link", "set", "tap0", "up"]);
+        Some(net)
+    }
+
+    /// Try `ssh root@172.30.99.2` for up to `limit`; returns when (since
+    /// `start`, QEMU's start) it answered and what it printed.
+    fn ssh_until(&self, start: Instant, limit: Duration) -> Option<(Duration, String)> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.ns, "ssh", "-i"])
+                .arg(&self.key)
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ])
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ConnectTimeout=3",
+                    "-o",
+                    "LogLevel=ERROR",
+                ])
+                .args([
+                    "root@172.30.99.2",
+                    "cat",
+                    "/etc/hostname",
+                    "/etc/ssh/ssh_host_ed25519_key.pub",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return Some((
+                    start.elapsed(),
+                    String::from_utf8_lossy(&out.stdout).to_string(),
+                ));
+            }
+            *self.last_error.borrow_mut() = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        None
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
 }
 
 /// A measured figure, printed past the test harness's capture.
