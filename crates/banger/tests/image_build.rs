@@ -171,8 +171,31 @@ fn build_a_debian_image_check_it_and_boot_it() {
     assert_eq!(image.name, NAME);
     assert_eq!(image.source, "build:debian/bookworm");
     let initrd = image.initrd_path.clone().expect("an initrd");
-    // Keep the bootstrap for the next run and the end-to-end tests.
+    // Keep the bootstrap for the next run and the end-to-end tests, and
+    // drop tarballs of older recipes (the daemon logs the key it used).
     link_all(&state_cache, &cache.join("bootstrap"), ".tar");
+    let log = d.log();
+    let key = log
+        .lines()
+        .filter(|l| l.contains("image built"))
+        .find_map(|l| l.split("bootstrap=").nth(1))
+        .map(|k| {
+            k.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .filter(|k| k.len() == 64)
+        .unwrap_or_else(|| {
+            panic!(
+                "no bootstrap key in the daemon log:\n{}",
+                util::tail(&log, 20)
+            )
+        });
+    for name in list_dir(&cache.join("bootstrap")) {
+        if name.ends_with(".tar") && name != format!("{key}.tar") {
+            let _ = std::fs::remove_file(cache.join("bootstrap").join(name));
+        }
+    }
     assert!(
         !list_dir(&state_cache)
             .iter()

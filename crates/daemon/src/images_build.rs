@@ -548,7 +548,8 @@ impl ImageService {
         match &result {
             Ok(image) => tracing::info!(
                 op = op_id, image = %image.name, suite = %job.recipe.suite,
-                mirror = %job.recipe.mirror, timings = %timings, "image built"
+                mirror = %job.recipe.mirror, bootstrap = %job.recipe.cache_key(),
+                timings = %timings, "image built"
             ),
             Err(e) => tracing::warn!(op = op_id, error = %e, "image.build failed"),
         }
