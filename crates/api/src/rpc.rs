@@ -136,6 +136,11 @@ pub enum Request {
     /// refresh`). Returns `Vec<`[`SeedRefresh`](crate::SeedRefresh)`>`.
     #[serde(rename = "image.refresh_seed")]
     ImageRefreshSeed(ImageRefreshSeedParams),
+    /// Build a Debian image locally with mmdebstrap, asynchronously.
+    /// Returns the [`Operation`](crate::Operation) to follow; its subject is
+    /// the image name.
+    #[serde(rename = "image.build")]
+    ImageBuild(ImageBuildParams),
 }
 
 impl Request {
@@ -177,6 +182,7 @@ impl Request {
             Request::KernelDelete(_) => "kernel.delete",
             Request::ImagePromote(_) => "image.promote",
             Request::ImageRefreshSeed(_) => "image.refresh_seed",
+            Request::ImageBuild(_) => "image.build",
         }
     }
 }
@@ -370,6 +376,28 @@ pub struct ImagePullParams {
     /// A registered kernel (`banger kernel list`) to attach, instead of `kernel`.
     #[serde(default)]
     pub kernel_name: Option<String>,
+}
+
+/// `image.build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuildParams {
+    /// Image name (default `debian-<suite>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// Debian mirror URL (default: the host's apt mirror when the host is
+    /// Debian, else `http://deb.debian.org/debian`).
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Packages installed on top of the default set.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Bootstrap again even when a cached tarball matches.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// `image.export_bundle`.

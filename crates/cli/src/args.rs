@@ -290,6 +290,8 @@ pub enum ImageCommand {
     ExportBundle(ImageExportBundleArgs),
     /// Turn a stopped VM's root disk into a new image (same kernel and initrd)
     Promote(crate::args_kernel::ImagePromoteArgs),
+    /// Build a VM-ready Debian image locally with mmdebstrap (kernel and initrd included)
+    Build(ImageBuildArgs),
 }
 
 /// An image name or id, plus `--json`.
@@ -386,4 +388,29 @@ pub enum ConfigCommand {
     Default,
     /// Print the effective configuration and the resolved paths
     Show(JsonArg),
+}
+
+/// `banger image build`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageBuildArgs {
+    /// Image name [default: debian-SUITE]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Debian suite or codename
+    #[arg(long, default_value = "bookworm")]
+    pub suite: String,
+    /// Debian mirror URL [default: the host's apt mirror if the host is Debian, else http://deb.debian.org/debian]
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Extra packages to install (comma-separated; may be repeated)
+    #[arg(long, value_name = "PKG,...")]
+    pub include: Vec<String>,
+    /// Bootstrap again even if a cached bootstrap of the same recipe exists
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Build in the background and return at once (follow with `banger operation watch ID`)
+    #[arg(long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }

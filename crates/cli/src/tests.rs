@@ -763,4 +763,82 @@ fn managed_seed_refresh_prints_each_image_and_fails_on_a_failure() {
             image: Some("deb".into())
         })
     );
+fn image_build_sends_the_recipe_follows_and_prints_timings() {
+    use banger_api::rpc::{ImageBuildParams, NameRef};
+    let build_op = |state: OpState, step: u32, stage: &str| Operation {
+        kind: "image.build".into(),
+        subject: "dev".into(),
+        steps: 4,
+        ..op(state, step, stage)
+    };
+    let d = FakeDaemon::start(move |r| match r {
+        Request::ImageBuild(_) => vec![ok(build_op(OpState::Running, 0, "queued"))],
+        Request::OperationWatch(_) => vec![
+            event(build_op(
+                OpState::Running,
+                1,
+                "bootstrapping Debian bookworm",
+            )),
+            event(build_op(
+                OpState::Running,
+                2,
+                "flattening the root filesystem",
+            )),
+            ok(build_op(
+                OpState::Succeeded,
+                4,
+                "done (bootstrap 0.0 s, flatten 7.0 s, ext4+kernel 11.0 s, publish 0.0 s)",
+            )),
+        ],
+        Request::ImageShow(NameRef { name }) => vec![ok(Image {
+            id: "img9".into(),
+            name: name.clone(),
+            rootfs_path: "/s/images/img9/rootfs.ext4".into(),
+            kernel_path: "/s/images/img9/vmlinux".into(),
+            initrd_path: Some("/s/images/img9/initrd".into()),
+            size_bytes: 600 << 20,
+            source: "build:debian/bookworm".into(),
+            created_at: 0,
+        })],
+        other => vec![error(ErrorKind::NotFound, other.method())],
+    });
+    let (code, out, err) = against(
+        &d,
+        &[
+            "image",
+            "build",
+            "--name",
+            "dev",
+            "--include",
+            "vim,curl",
+            "--include",
+            "htop",
+            "--mirror",
+            "http://m.example/debian",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("building dev: [1/4] bootstrapping Debian bookworm"),
+        "{err}"
+    );
+    assert!(
+        err.contains("built dev: done (bootstrap 0.0 s, flatten 7.0 s"),
+        "{err}"
+    );
+    assert!(out.contains("build:debian/bookworm"), "{out}");
+    assert_eq!(
+        d.received()[0],
+        Request::ImageBuild(ImageBuildParams {
+            name: Some("dev".into()),
+            suite: Some("bookworm".into()),
+            mirror: Some("http://m.example/debian".into()),
+            include: vec!["vim,curl".into(), "htop".into()],
+            no_cache: false,
+        })
+    );
+    // A bad name is a usage error, before anything is sent.
+    let (code, _, _) = against(&d, &["image", "build", "--name", "no/slash"]);
+    assert_eq!(code, 2);
+    assert_eq!(d.received().len(), 3);
 }

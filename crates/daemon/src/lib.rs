@@ -27,6 +27,7 @@ mod image_promote;
 pub mod image_refresh;
 pub mod image_seed;
 pub mod image_service;
+mod images_build;
 mod images_bundle;
 mod images_pull;
 pub mod kernel_catalog;

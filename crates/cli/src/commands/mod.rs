@@ -16,6 +16,7 @@ mod config;
 mod doctor;
 mod follow;
 mod image;
+mod image_build;
 mod image_bundle;
 mod image_pull;
 mod image_register;
@@ -69,6 +70,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             ImageCommand::Pull(a) => image_pull::run(ctx, a),
             ImageCommand::ExportBundle(a) => image_bundle::export(ctx, a),
             ImageCommand::Promote(a) => kernel::promote(ctx, a),
+            ImageCommand::Build(a) => image_build::run(ctx, a),
         },
         Command::Operation(c) => match c {
             OperationCommand::List(a) => operation::list(ctx, a),
