@@ -763,6 +763,9 @@ fn managed_seed_refresh_prints_each_image_and_fails_on_a_failure() {
             image: Some("deb".into())
         })
     );
+}
+
+#[test]
 fn image_build_sends_the_recipe_follows_and_prints_timings() {
     use banger_api::rpc::{ImageBuildParams, NameRef};
     let build_op = |state: OpState, step: u32, stage: &str| Operation {
@@ -799,6 +802,8 @@ fn image_build_sends_the_recipe_follows_and_prints_timings() {
             size_bytes: 600 << 20,
             source: "build:debian/bookworm".into(),
             created_at: 0,
+            seed: None,
+            work_seed_path: None,
         })],
         other => vec![error(ErrorKind::NotFound, other.method())],
     });
