@@ -191,6 +191,64 @@ fn readiness_pinning_ssh_and_ports() {
         std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap(),
         cfg
     );
+    // ... and ~/.ssh/config includes it, once, before any Host block.
+    let main_cfg = home.join(".ssh/config");
+    let text = std::fs::read_to_string(&main_cfg).unwrap();
+    assert!(
+        text.starts_with("Include ~/.ssh/config.d/banger\n"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&main_cfg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = Command::new(util::bin("banger"))
+        .arg("--state-dir")
+        .arg(s.d.state_dir())
+        .arg("--config")
+        .arg(s.d.dir.path().join("config.toml"))
+        .arg("ssh-config")
+        .env("HOME", &home)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&main_cfg).unwrap(),
+        text,
+        "no second Include"
+    );
+    // `vm delete`/`vm create` keep an installed include current.
+    let with_home = |args: &[&str]| {
+        let out = Command::new(util::bin("banger"))
+            .arg("--state-dir")
+            .arg(s.d.state_dir())
+            .arg("--config")
+            .arg(s.d.dir.path().join("config.toml"))
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    with_home(&["vm", "create", "other", "--image", "base", "--no-start"]);
+    let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
+    assert!(
+        inc.contains("Host other.vm") && inc.contains("Host dev.vm"),
+        "{inc}"
+    );
+    with_home(&["vm", "delete", "other", "--force"]);
+    let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
+    assert!(
+        !inc.contains("Host other.vm") && inc.contains("Host dev.vm"),
+        "{inc}"
+    );
 
     // A different host key for the same VM is refused, clearly.
     s.net.start_sshd();

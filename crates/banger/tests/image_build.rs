@@ -544,10 +544,22 @@ impl TestNet {
         )
         .unwrap();
         let script = dir.join("seed.debugfs");
+        // Publication seeded banger's keys already: replace them with the
+        // test's key.
+        let seeded = Command::new("debugfs")
+            .args(["-R", "stat /root/.ssh/authorized_keys"])
+            .arg(disk)
+            .output()
+            .unwrap();
+        let rm = if String::from_utf8_lossy(&seeded.stdout).contains("Inode:") {
+            "rm /root/.ssh/authorized_keys\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &script,
             format!(
-                "write {pubkey} /root/.ssh/authorized_keys\n\
+                "{rm}write {pubkey} /root/.ssh/authorized_keys\n\
                  set_inode_field /root/.ssh mode 040700\n\
                  set_inode_field /root/.ssh uid 0\n\
                  set_inode_field /root/.ssh gid 0\n\

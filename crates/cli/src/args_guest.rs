@@ -68,4 +68,7 @@ pub struct SshConfigArgs {
     /// Print the include to stdout instead of writing ~/.ssh/config.d/banger
     #[arg(long)]
     pub print: bool,
+    /// Do not add `Include ~/.ssh/config.d/banger` to ~/.ssh/config
+    #[arg(long, conflicts_with = "print")]
+    pub no_include: bool,
 }

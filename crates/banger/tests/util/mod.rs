@@ -169,14 +169,24 @@ impl TestDaemon {
         Client::connect(&self.socket()).expect("connect to bangerd")
     }
 
-    /// Run the `banger` CLI against this daemon.
+    /// Run the `banger` CLI against this daemon. Its `HOME` is the one the
+    /// test gave the daemon, else a private one: `vm create`/`vm delete`
+    /// refresh an installed `~/.ssh/config.d/banger`, and a test must never
+    /// rewrite the real user's.
     pub fn cli(&self, args: &[&str]) -> Output {
+        let home = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "HOME")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| self.dir.path().join("cli-home"));
         Command::new(bin("banger"))
             .arg("--state-dir")
             .arg(self.state_dir())
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .args(args)
+            .env("HOME", home)
             .env("NO_COLOR", "1")
             .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())

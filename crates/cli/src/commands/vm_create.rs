@@ -47,6 +47,7 @@ pub fn run(ctx: &mut Ctx, a: VmCreateArgs) -> Result<(), CliError> {
         }
         None => {}
     }
+    super::vm_ssh::refresh_include(ctx);
     if a.json.json {
         return print_json(ctx.out, &created);
     }

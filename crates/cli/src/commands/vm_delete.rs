@@ -15,6 +15,7 @@ pub fn run(ctx: &mut Ctx, a: VmDeleteArgs) -> Result<(), CliError> {
         force: a.force,
     };
     let deleted: Deleted = ctx.connect()?.call(Request::VmDelete(params))?;
+    super::vm_ssh::refresh_include(ctx);
     if a.json.json {
         return print_json(ctx.out, &deleted);
     }

@@ -49,7 +49,9 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
     print_table(ctx.out, t)
 }
 
-/// `ssh-config`: write `~/.ssh/config.d/banger` and say which Include line to add.
+/// `ssh-config`: write `~/.ssh/config.d/banger` and make `~/.ssh/config`
+/// include it (unless `--no-include`), so plain `ssh NAME.vm` works.
+/// `vm create` and `vm delete` keep the file current once it exists.
 pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     let text: SshConfigText = ctx.connect()?.call(Request::GuestSshConfig)?;
     if a.print {
@@ -59,27 +61,95 @@ pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
         CliError::usage("$HOME is not set; use --print and place the text yourself")
     })?;
-    let dir = home.join(".ssh/config.d");
-    let file = dir.join("banger");
+    let file = write_include(&home, &text.text)?;
+    writeln!(ctx.out, "wrote {}", file.display())?;
+    let config = home.join(".ssh/config");
+    let main = std::fs::read_to_string(&config).unwrap_or_default();
+    if main.lines().any(|l| l.trim() == INCLUDE) {
+        writeln!(
+            ctx.out,
+            "{} already includes it; `ssh NAME.vm` works",
+            config.display()
+        )?;
+    } else if a.no_include {
+        writeln!(
+            ctx.out,
+            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {INCLUDE}"
+        )?;
+    } else {
+        // `Include` must come before any `Host` block to apply everywhere.
+        let updated = format!("{INCLUDE}\n\n{main}");
+        write_private(&config, updated.as_bytes()).map_err(|e| CliError::Failed {
+            message: format!(
+                "cannot update {}: {e}; add `{INCLUDE}` at its top yourself",
+                config.display()
+            ),
+            code: 1,
+        })?;
+        writeln!(
+            ctx.out,
+            "added `{INCLUDE}` at the top of {}; `ssh NAME.vm` works",
+            config.display()
+        )?;
+    }
+    Ok(())
+}
+
+const INCLUDE: &str = "Include ~/.ssh/config.d/banger";
+
+fn include_file(home: &std::path::Path) -> PathBuf {
+    home.join(".ssh/config.d/banger")
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("banger-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn write_include(home: &std::path::Path, text: &str) -> Result<PathBuf, CliError> {
+    let file = include_file(home);
     let fail = |e: std::io::Error| CliError::Failed {
         message: format!("cannot write {}: {e}", file.display()),
         code: 1,
     };
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    std::fs::write(&file, &text.text).map_err(fail)?;
-    writeln!(ctx.out, "wrote {}", file.display())?;
-    let include = "Include ~/.ssh/config.d/banger";
-    let main = std::fs::read_to_string(home.join(".ssh/config")).unwrap_or_default();
-    if main.lines().any(|l| l.trim() == include) {
-        writeln!(
-            ctx.out,
-            "~/.ssh/config already includes it; `ssh NAME.vm` works"
-        )?;
-    } else {
-        writeln!(
-            ctx.out,
-            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {include}"
-        )?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
     }
-    Ok(())
+    write_private(&file, text.as_bytes()).map_err(fail)?;
+    Ok(file)
+}
+
+/// After a VM was created or deleted: rewrite `~/.ssh/config.d/banger`
+/// when the user installed it, so `ssh NAME.vm` follows the VM set. A
+/// failure here is reported as a hint, never as the command's failure.
+pub fn refresh_include(ctx: &mut Ctx) {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        return;
+    };
+    if !include_file(&home).is_file() {
+        return;
+    }
+    let result = ctx
+        .connect()
+        .and_then(|mut c| {
+            c.call::<SshConfigText>(Request::GuestSshConfig)
+                .map_err(Into::into)
+        })
+        .and_then(|t| write_include(&home, &t.text));
+    if let Err(e) = result {
+        let _ = writeln!(
+            ctx.err,
+            "note: could not refresh ~/.ssh/config.d/banger ({e}); run `banger ssh-config`"
+        );
+    }
 }
