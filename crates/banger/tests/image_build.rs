@@ -463,10 +463,17 @@ impl TestNet {
         )
         .unwrap();
         let script = dir.join("seed.debugfs");
+        // Seeding at publication already wrote banger's keys there.
+        let disk_path = disk.display().to_string();
+        let replace = if exists(&disk_path, "/root/.ssh/authorized_keys") {
+            "rm /root/.ssh/authorized_keys\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &script,
             format!(
-                "write {pubkey} /root/.ssh/authorized_keys\n\
+                "{replace}write {pubkey} /root/.ssh/authorized_keys\n\
                  set_inode_field /root/.ssh mode 040700\n\
                  set_inode_field /root/.ssh uid 0\n\
                  set_inode_field /root/.ssh gid 0\n\
