@@ -172,7 +172,7 @@ struct E2e {
 impl E2e {
     /// Restart the daemon on the same state inside the test's namespace
     /// with the guest network on.
-    fn into_netns(&mut self, agent: &Path) {
+    fn move_into_netns(&mut self, agent: &Path) {
         self.d.kill_hard();
         std::fs::write(self.d.dir.path().join("config.toml"), config(agent, true)).unwrap();
         self.d.netns = Some(self.ns.0.clone());
@@ -306,7 +306,7 @@ fn config(agent: &Path, network: bool) -> String {
 
 /// The namespaces (the outside one behind a veth) and a daemon still in
 /// the machine's namespace with the guest network off, so `image build`
-/// can reach the Debian mirror; [`E2e::into_netns`] moves it.
+/// can reach the Debian mirror; [`E2e::move_into_netns`] moves it.
 fn setup(agent: &Path) -> E2e {
     let pid = std::process::id();
     let ns = NetNs::add(&format!("bge2e-{pid}"));
@@ -410,9 +410,12 @@ fn timings(log: &str) -> Vec<Timing> {
         .collect()
 }
 
+/// What the outside listener got: the peer and the text, or what failed.
+type Received = Result<(SocketAddr, String), String>;
+
 /// A TCP listener in the outside namespace: the port, and what the first
 /// connection sent with its peer address.
-fn outside_listener(ns: &NetNs) -> (u16, mpsc::Receiver<Result<(SocketAddr, String), String>>) {
+fn outside_listener(ns: &NetNs) -> (u16, mpsc::Receiver<Received>) {
     let path = format!("/run/netns/{}", ns.0);
     let (port_tx, port_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
@@ -497,7 +500,7 @@ fn debian_guest_end_to_end_through_the_cli() {
     ));
     keep_bootstrap(&state_cache, &e.d.log());
     assert_eq!(image.name, "debian-bookworm");
-    e.into_netns(&agent);
+    e.move_into_netns(&agent);
 
     // 2. vm create: `running` only once the guest answers.
     let t = Instant::now();
