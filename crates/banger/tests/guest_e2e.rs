@@ -483,6 +483,15 @@ fn debian_guest_end_to_end_through_the_cli() {
     let t = Instant::now();
     let built = e.cli(&["image", "build", "--json"]);
     let err = String::from_utf8_lossy(&built.stderr).into_owned();
+    if !built.status.success()
+        && let Err(why) = mirror_reachable()
+    {
+        // The cached bootstrap was of another recipe.
+        return skip(
+            T,
+            &format!("the bootstrap needs the Debian mirror, which is not reachable: {why}"),
+        );
+    }
     e.check(
         built.status.success(),
         &format!("image build failed:\n{err}"),
