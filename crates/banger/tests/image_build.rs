@@ -11,13 +11,13 @@
 mod util;
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banger_api::Image;
+use util::debian::{in_path, link_all, mirror_reachable, test_cache};
 use util::{TestDaemon, is_root, list_dir, skip};
 
 const NAME: &str = "debian-bookworm";
@@ -25,66 +25,6 @@ const NAME: &str = "debian-bookworm";
 /// TCG on a loaded 2-core machine: the guest reaches its login prompt in
 /// 15–45 s; leave room.
 const BOOT_TIMEOUT_SECS: u64 = 300;
-
-fn test_cache() -> PathBuf {
-    std::env::var_os("BANGER_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/banger-test-cache"))
-}
-
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
-/// The mirror the daemon will use (the host's Debian mirror, else
-/// deb.debian.org) answers on its port.
-fn mirror_reachable() -> Result<(), String> {
-    let sources =
-        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
-    let url = sources
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("URIs:"))
-        .flat_map(str::split_whitespace)
-        .find(|u| !u.contains("security"))
-        .unwrap_or("http://deb.debian.org/debian")
-        .to_string();
-    let (scheme, rest) = url.split_once("://").ok_or(format!("odd mirror {url}"))?;
-    let host = rest.split('/').next().unwrap_or(rest);
-    let port = if scheme == "https" { 443 } else { 80 };
-    let addr = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    };
-    let addrs: Vec<_> = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
-        .collect();
-    for a in &addrs {
-        if TcpStream::connect_timeout(a, Duration::from_secs(5)).is_ok() {
-            return Ok(());
-        }
-    }
-    Err(format!("cannot connect to {addr}"))
-}
-
-/// Hard-link (or copy) every file of `from` into `to`.
-fn link_all(from: &Path, to: &Path, suffix: &str) {
-    std::fs::create_dir_all(to).unwrap();
-    for name in list_dir(from) {
-        if !name.ends_with(suffix) {
-            continue;
-        }
-        let (src, dst) = (from.join(&name), to.join(&name));
-        if dst.exists() {
-            continue;
-        }
-        if std::fs::hard_link(&src, &dst).is_err() {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
 
 fn debugfs(image: &str, request: &str) -> (String, String) {
     let out = Command::new("debugfs")
@@ -173,29 +113,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
     let initrd = image.initrd_path.clone().expect("an initrd");
     // Keep the bootstrap for the next run and the end-to-end tests, and
     // drop tarballs of older recipes (the daemon logs the key it used).
-    link_all(&state_cache, &cache.join("bootstrap"), ".tar");
-    let log = d.log();
-    let key = log
-        .lines()
-        .filter(|l| l.contains("image built"))
-        .find_map(|l| l.split("bootstrap=").nth(1))
-        .map(|k| {
-            k.chars()
-                .take_while(char::is_ascii_hexdigit)
-                .collect::<String>()
-        })
-        .filter(|k| k.len() == 64)
-        .unwrap_or_else(|| {
-            panic!(
-                "no bootstrap key in the daemon log:\n{}",
-                util::tail(&log, 20)
-            )
-        });
-    for name in list_dir(&cache.join("bootstrap")) {
-        if name.ends_with(".tar") && name != format!("{key}.tar") {
-            let _ = std::fs::remove_file(cache.join("bootstrap").join(name));
-        }
-    }
+    util::debian::keep_bootstrap(&state_cache, &d.log());
     assert!(
         !list_dir(&state_cache)
             .iter()
@@ -224,6 +142,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
         "/usr/bin/udevadm",
         "/usr/bin/kmod",
         "/usr/bin/git",
+        "/usr/bin/dbus-daemon",
         "/usr/bin/ip",
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/systemd/system/ssh.service.d/banger-host-keys.conf",
@@ -544,14 +463,9 @@ impl TestNet {
         )
         .unwrap();
         let script = dir.join("seed.debugfs");
-        // Publication seeded banger's keys already: replace them with the
-        // test's key.
-        let seeded = Command::new("debugfs")
-            .args(["-R", "stat /root/.ssh/authorized_keys"])
-            .arg(disk)
-            .output()
-            .unwrap();
-        let rm = if String::from_utf8_lossy(&seeded.stdout).contains("Inode:") {
+        // Seeding at publication already wrote banger's keys there.
+        let disk_path = disk.display().to_string();
+        let replace = if exists(&disk_path, "/root/.ssh/authorized_keys") {
             "rm /root/.ssh/authorized_keys\n"
         } else {
             ""
@@ -559,7 +473,7 @@ impl TestNet {
         std::fs::write(
             &script,
             format!(
-                "{rm}write {pubkey} /root/.ssh/authorized_keys\n\
+                "{replace}write {pubkey} /root/.ssh/authorized_keys\n\
                  set_inode_field /root/.ssh mode 040700\n\
                  set_inode_field /root/.ssh uid 0\n\
                  set_inode_field /root/.ssh gid 0\n\

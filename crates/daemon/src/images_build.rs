@@ -55,6 +55,10 @@ pub const BASE_PACKAGES: &[&str] = &[
     "iproute2",
     "git",
     "ca-certificates",
+    // systemd-logind needs D-Bus (minbase skips systemd's Recommends);
+    // without logind nothing handles the ACPI power button, so `vm stop`
+    // under the QEMU front waited for its timeout and killed the guest.
+    "dbus",
     "initramfs-tools",
     "linux-image-cloud-amd64",
 ];

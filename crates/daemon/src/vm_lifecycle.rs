@@ -149,6 +149,7 @@ impl VMService {
                 },
             ));
         }
+        let ready = std::time::Instant::now();
         let vm = self
             .store
             .transition_vm(&vm.id, &[VmState::Starting], VmState::Running, |v| {
@@ -164,6 +165,8 @@ impl VMService {
             request_to_instance_start_us = us(requested, t.start_sent),
             vmm_startup_us = us(t.spawned, t.socket_ready),
             instance_start_us = us(t.start_sent, t.started),
+            guest_boot_us = us(t.started, ready),
+            request_to_ready_us = us(requested, ready),
             "VM running"
         );
         Ok(vm)

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod debian;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

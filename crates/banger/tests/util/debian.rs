@@ -1,0 +1,153 @@
+//! Shared by the tests that build or boot the Debian image (`image_build`,
+//! `guest_e2e`): the test cache of bootstrap tarballs, tool and mirror
+//! checks, and the static guest agent.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::list_dir;
+
+/// `$BANGER_TEST_CACHE`, default `/var/tmp/banger-test-cache`: bootstrap
+/// tarballs under `bootstrap/`, an exported bundle of the image.
+pub fn test_cache() -> PathBuf {
+    std::env::var_os("BANGER_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/banger-test-cache"))
+}
+
+pub fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// The mirror the daemon will use (the host's Debian mirror, else
+/// deb.debian.org) answers on its port.
+pub fn mirror_reachable() -> Result<(), String> {
+    let sources =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let url = sources
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("URIs:"))
+        .flat_map(str::split_whitespace)
+        .find(|u| !u.contains("security"))
+        .unwrap_or("http://deb.debian.org/debian")
+        .to_string();
+    let (scheme, rest) = url.split_once("://").ok_or(format!("odd mirror {url}"))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let port = if scheme == "https" { 443 } else { 80 };
+    let addr = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    for a in &addrs {
+        if TcpStream::connect_timeout(a, Duration::from_secs(5)).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(format!("cannot connect to {addr}"))
+}
+
+/// Hard-link (or copy) every file of `from` ending in `suffix` into `to`.
+pub fn link_all(from: &Path, to: &Path, suffix: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in list_dir(from) {
+        if !name.ends_with(suffix) {
+            continue;
+        }
+        let (src, dst) = (from.join(&name), to.join(&name));
+        if dst.exists() {
+            continue;
+        }
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Whether the test cache holds a bootstrap tarball (a build then needs no
+/// mirror, unless the recipe changed since).
+pub fn cached_bootstrap() -> bool {
+    list_dir(&test_cache().join("bootstrap"))
+        .iter()
+        .any(|n| n.ends_with(".tar"))
+}
+
+/// Keep `state`'s bootstrap tarballs in the test cache, dropping cached
+/// tarballs of other recipes: the daemon logs the key it used
+/// (`image built … bootstrap=<sha256>`).
+pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
+    let cache = test_cache().join("bootstrap");
+    link_all(state_cache, &cache, ".tar");
+    let key = daemon_log
+        .lines()
+        .filter(|l| l.contains("image built"))
+        .find_map(|l| l.split("bootstrap=").nth(1))
+        .map(|k| {
+            k.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .filter(|k| k.len() == 64)
+        .unwrap_or_else(|| {
+            panic!(
+                "no bootstrap key in the daemon log:\n{}",
+                super::tail(daemon_log, 20)
+            )
+        });
+    for name in list_dir(&cache) {
+        if name.ends_with(".tar") && name != format!("{key}.tar") {
+            let _ = std::fs::remove_file(cache.join(name));
+        }
+    }
+}
+
+const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// The static guest agent: the `make guest-agent` output, or a fresh static
+/// build in a separate target dir (the one `banger-guest`'s own tests use),
+/// since the outer `cargo test` may hold the lock of ours.
+pub fn static_agent() -> Result<PathBuf, String> {
+    let made = target_dir().join(TRIPLE).join("release/banger-guest");
+    if made.is_file() {
+        return Ok(made);
+    }
+    let dir = target_dir().join("guest-static-test");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "banger-guest",
+            "--target",
+            TRIPLE,
+        ])
+        .arg("--target-dir")
+        .arg(&dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of the static agent failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    Ok(dir.join(TRIPLE).join("release/banger-guest"))
+}
