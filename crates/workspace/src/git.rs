@@ -90,8 +90,11 @@ fn git_line(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&git(dir, args)?).trim().to_string())
 }
 
-/// Inspect the checkout containing `path`.
-pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
+/// The top of the work tree containing `path` and its directory name (the
+/// guest directory name): one `git rev-parse`, so a caller can start work
+/// that depends only on where the checkout lives before the full
+/// [`inspect`].
+pub fn toplevel(path: &Path) -> Result<(PathBuf, String), GitError> {
     let root = match git(path, &["rev-parse", "--show-toplevel"]) {
         Ok(out) => {
             let mut b = out;
@@ -110,6 +113,20 @@ pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "repo".to_string());
+    Ok((root, name))
+}
+
+/// Inspect the checkout containing `path`.
+pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
+    let (root, name) = toplevel(path)?;
+    inspect_root(root, name, true)
+}
+
+/// [`inspect`] of a work-tree top already found by [`toplevel`]. With
+/// `check_exists` false, `files` is git's listing as is: a tracked file
+/// deleted from the work tree is still listed, and the caller's own `lstat`
+/// pass (the manifest scan) drops it, so no file is stat'ed twice.
+pub fn inspect_root(root: PathBuf, name: String, check_exists: bool) -> Result<RepoInfo, GitError> {
     let head = git_line(&root, &["rev-parse", "--verify", "-q", "HEAD"]).ok();
     let head = head.filter(|h| !h.is_empty());
     let branch = git_line(&root, &["symbolic-ref", "-q", "--short", "HEAD"])
@@ -135,7 +152,9 @@ pub fn inspect(path: &Path) -> Result<RepoInfo, GitError> {
         let rel = PathBuf::from(std::ffi::OsStr::from_bytes(raw));
         // Tracked but deleted in the work tree: not carried (the guest sees
         // the deletion, as the host does). Listed twice when unmerged.
-        if root.join(&rel).symlink_metadata().is_ok() && files.last() != Some(&rel) {
+        if (!check_exists || root.join(&rel).symlink_metadata().is_ok())
+            && files.last() != Some(&rel)
+        {
             files.push(rel);
         }
     }

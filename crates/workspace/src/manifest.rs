@@ -68,20 +68,26 @@ pub struct Delta {
     pub delete: Vec<PathBuf>,
 }
 
-fn stat(root: &Path, rel: &Path) -> Result<ManifestEntry, ManifestError> {
+/// `lstat` of `root/rel`; `None` when it is gone (deleted since git listed
+/// it, or a tracked file deleted from the work tree): not carried.
+fn stat(root: &Path, rel: &Path) -> Result<Option<ManifestEntry>, ManifestError> {
     let path = root.join(rel);
-    let md = path
-        .symlink_metadata()
-        .map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(ManifestEntry {
+    let md = match path.symlink_metadata() {
+        Ok(md) => md,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Ok(None);
+        }
+        Err(source) => return Err(ManifestError::Read { path, source }),
+    };
+    Ok(Some(ManifestEntry {
         mode: md.mode(),
         size: md.size(),
         mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
         hash: None,
-    })
+    }))
 }
 
 /// BLAKE3 of a file's content, or of its link target for a symlink.
@@ -112,7 +118,9 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], ManifestError> {
 impl Manifest {
     /// Stat `files` under `root` and compare with `previous`: unchanged stats
     /// keep the old entry (and hash); changed ones are hashed and sent unless
-    /// the content is provably the same.
+    /// the content is provably the same. A listed file that does not exist
+    /// is not carried (a deletion when `previous` had it), so `files` may be
+    /// git's unchecked listing.
     pub fn scan(
         root: &Path,
         files: &[PathBuf],
@@ -141,7 +149,9 @@ impl Manifest {
                 next.entries.insert(rel.clone(), old.clone());
                 continue;
             }
-            let mut entry = stat(root, rel)?;
+            let Some(mut entry) = stat(root, rel)? else {
+                continue;
+            };
             match previous.entries.get(rel) {
                 Some(old)
                     if old.mode == entry.mode
