@@ -104,7 +104,9 @@ fi
 git cat-file -e "$base^{{commit}}" 2>/dev/null || {{ echo "the guest checkout does not contain base commit $base" >&2; exit 4; }}
 idx=$(mktemp)
 trap 'rm -f "$idx"' EXIT
-cp .git/index "$idx" 2>/dev/null || true
+# -p: the copy keeps the index mtime, so git still treats entries as
+# racy (rechecks content) where the original index would.
+cp -p .git/index "$idx" 2>/dev/null || true
 GIT_INDEX_FILE="$idx" git add -A
 tree=$(GIT_INDEX_FILE="$idx" git write-tree)
 head=$(git rev-parse HEAD)
@@ -308,5 +310,78 @@ mod marker_tests {
             std::fs::read_link(dest.join("link")).unwrap(),
             Path::new("sub/deep/a.txt")
         );
+    }
+}
+
+#[cfg(test)]
+mod racy_export_tests {
+    use super::*;
+    use crate::git::{git_dir_files, inspect};
+    use crate::manifest::Manifest;
+    use crate::tarstream::write_stated;
+    use crate::test_repo::{make_repo, run_git};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, SystemTime};
+
+    fn set_mtime(path: &std::path::Path, t: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    /// Host file, host index and the guest's same-size edit all in one
+    /// second: with `core.checkStat=minimal` only the racy-entry check can
+    /// see the edit, so the export's index copy must keep the index mtime.
+    #[test]
+    fn same_second_same_size_guest_edit_is_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let s = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        set_mtime(&root.join("sub/deep/a.txt"), s + Duration::from_millis(100));
+        run_git(&root, &["add", "sub/deep/a.txt"]);
+        set_mtime(&root.join(".git/index"), s + Duration::from_millis(200));
+        let info = inspect(&root).unwrap();
+        let mut files = info.files.clone();
+        files.extend(git_dir_files(&root).unwrap());
+        let (m, delta) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        let extra = vec![
+            (PathBuf::from(DELETE_LIST), Vec::new()),
+            (PathBuf::from(REFRESH_MARKER), Vec::new()),
+        ];
+        let mut buf = Vec::new();
+        let sent = delta.send.iter().map(|p| (p.as_path(), &m.entries[p]));
+        write_stated(&root, sent, &extra, &mut buf).unwrap();
+        let dest = dir.path().join("guest");
+        let mut child = Command::new("sh")
+            .args(["-c", &import_script(dest.to_str().unwrap(), false)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&buf).unwrap();
+        assert!(child.wait().unwrap().success());
+
+        // "a\n" -> "b\n": same size, same second.
+        std::fs::write(dest.join("sub/deep/a.txt"), "b\n").unwrap();
+        set_mtime(&dest.join("sub/deep/a.txt"), s + Duration::from_millis(700));
+        let script = export_script(
+            dest.to_str().unwrap(),
+            info.head.as_deref().unwrap(),
+            "dev",
+            ExportFormat::Patch,
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let patch = String::from_utf8_lossy(&out.stdout);
+        assert!(patch.contains("+b"), "edit missing from the export: {patch}");
     }
 }
