@@ -104,7 +104,7 @@ impl WorkspaceService {
             let mut stdout = Vec::new();
             let mut feed = |w: &mut dyn std::io::Write| {
                 let s = scanned.insert(scan(&root, &name, &record, attempt_full));
-                let Ok(s) = s else {
+                let Ok(s) = s.as_mut() else {
                     return Err(std::io::Error::other("the host checkout could not be read"));
                 };
                 let t_stream = Instant::now();
@@ -113,8 +113,12 @@ impl WorkspaceService {
                     .send
                     .iter()
                     .map(|p| (p.as_path(), &s.next.entries[p]));
-                stats = tarstream::write_stated(&root, files, &s.extra, w)?;
+                stats = tarstream::write_stated(&root, files, &s.extra, &mut *w)?;
                 streamed = t_stream.elapsed();
+                // Hand the guest the end of the stream, then serialize the
+                // manifest while it unpacks.
+                w.flush()?;
+                s.next_text = s.next.to_text();
                 Ok(())
             };
             let t_io = Instant::now();
@@ -144,7 +148,7 @@ impl WorkspaceService {
                 });
             };
             let t_save = Instant::now();
-            save(&record, &s.next, s.info.head.as_deref())?;
+            save(&record, &s.next_text, s.info.head.as_deref())?;
             tracing::info!(
                 vm = %vm.name,
                 inspect_ms = s.inspect.as_millis() as u64,
@@ -176,6 +180,8 @@ impl WorkspaceService {
 struct Scanned {
     info: git::RepoInfo,
     next: Manifest,
+    /// `next` in its text form, made once the stream is written.
+    next_text: String,
     delta: Delta,
     /// The control files at the end of the stream.
     extra: Vec<(PathBuf, Vec<u8>)>,
@@ -226,6 +232,7 @@ fn scan(
     Ok(Scanned {
         info,
         next,
+        next_text: String::new(),
         delta,
         extra,
         inspect,
@@ -257,7 +264,7 @@ fn immutable(p: &Path) -> bool {
 
 fn save(
     record: &WorkspaceRecord,
-    manifest: &Manifest,
+    manifest_text: &str,
     head: Option<&str>,
 ) -> Result<(), WorkspaceOpError> {
     let write = |path: &Path, data: &[u8]| {
@@ -273,7 +280,7 @@ fn save(
         std::fs::write(&tmp, data).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     };
-    write(&record.manifest, manifest.to_text().as_bytes())?;
+    write(&record.manifest, manifest_text.as_bytes())?;
     write(&record.base, head.unwrap_or("").as_bytes())
 }
 

@@ -205,7 +205,7 @@ pub fn git_dir_files(root: &Path) -> Result<Vec<PathBuf>, GitError> {
             }
         }
     }
-    out.sort();
+    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(out)
 }
 
