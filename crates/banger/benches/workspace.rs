@@ -10,7 +10,7 @@
 //! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
 //!
 //! Each case runs `BANGER_BENCH_ROUNDS` times (default 3), every timed run
-//! after a `sync`. Prints the medians and the ratio peer/ours (> 1 means ours
+//! after a `sync`, the order of the tools rotating from round to round. Prints the medians and the ratio peer/ours (> 1 means ours
 //! is faster), plus each round's ratio.
 //! Run with `make bench-workspace` or `cargo bench -p banger --bench workspace`.
 
@@ -157,38 +157,45 @@ fn main() {
             .arg(format!("{repo_s}/"))
             .arg(format!("{dest}:{}/", rsync_dir.display())));
     };
-    // First copies into empty directories, each round: ours, git archive,
-    // rsync, every one after a `sync`.
+    // First copies into empty directories, each round: ours, git archive
+    // and rsync, every one after a `sync`.
     let (mut ours, mut archive, mut rsync_first) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    for round in 0..rounds {
         for d in [&ours_dir, &archive_dir, &rsync_dir] {
             let _ = std::fs::remove_dir_all(d);
         }
-        settle();
-        ours.push(time(|| {
-            d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
-        }));
-        settle();
-        archive.push(time(|| {
-            let mut git = Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(["archive", "HEAD"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let remote = format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
-            let st = Command::new(&ssh[0])
-                .args(&ssh[1..])
-                .arg(dest)
-                .arg(remote)
-                .stdin(git.stdout.take().unwrap())
-                .status()
-                .unwrap();
-            assert!(st.success() && git.wait().unwrap().success());
-        }));
-        settle();
-        rsync_first.push(time(rsync));
+        // Who runs first rotates, so no tool always meets a quieter or a
+        // busier machine (or page cache) than the others.
+        let mut order = [0usize, 1, 2];
+        order.rotate_left(round % 3);
+        for which in order {
+            settle();
+            match which {
+                0 => ours.push(time(|| {
+                    d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
+                })),
+                1 => archive.push(time(|| {
+                    let mut git = Command::new("git")
+                        .arg("-C")
+                        .arg(&repo)
+                        .args(["archive", "HEAD"])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    let remote =
+                        format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
+                    let st = Command::new(&ssh[0])
+                        .args(&ssh[1..])
+                        .arg(dest)
+                        .arg(remote)
+                        .stdin(git.stdout.take().unwrap())
+                        .status()
+                        .unwrap();
+                    assert!(st.success() && git.wait().unwrap().success());
+                })),
+                _ => rsync_first.push(time(rsync)),
+            }
+        }
     }
 
     // Re-copies: each round changes 10 files, then ours (delta) and rsync.
@@ -205,14 +212,24 @@ fn main() {
             data.extend_from_slice(b"\n// touched\n");
             std::fs::write(&f, data).unwrap();
         }
+        let ours_run = || {
+            time(|| {
+                let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
+                let p: banger_api::guest::WorkspacePrepared =
+                    serde_json::from_str(&out).unwrap();
+                assert_eq!(p.files_sent, 10, "{p:?}");
+            })
+        };
         settle();
-        ours_again.push(time(|| {
-            let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
-            let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
-            assert_eq!(p.files_sent, 10, "{p:?}");
-        }));
-        settle();
-        rsync_again.push(time(rsync));
+        if round % 2 == 0 {
+            ours_again.push(ours_run());
+            settle();
+            rsync_again.push(time(rsync));
+        } else {
+            rsync_again.push(time(rsync));
+            settle();
+            ours_again.push(ours_run());
+        }
     }
     // Both ends hold the same tree: ours matches rsync's copy file by file.
     let diff = Command::new("diff")
@@ -237,7 +254,7 @@ fn main() {
     let secs = |d: Duration| d.as_secs_f64();
     println!(
         "workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns, \
-         {rounds} round(s), medians"
+         {rounds} round(s) in rotating order, medians"
     );
     println!(
         "{:<34} {:>9} {:>9} {:>13}   per-round peer/ours",
