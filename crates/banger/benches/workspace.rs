@@ -215,8 +215,7 @@ fn main() {
         let ours_run = || {
             time(|| {
                 let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
-                let p: banger_api::guest::WorkspacePrepared =
-                    serde_json::from_str(&out).unwrap();
+                let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
                 assert_eq!(p.files_sent, 10, "{p:?}");
             })
         };

@@ -137,9 +137,9 @@ impl WorkspaceService {
                 attempt_full = true;
                 continue;
             }
-            let Some(s) = s.filter(|_| {
-                run.code == 0 && String::from_utf8_lossy(&stdout).contains(IMPORT_OK)
-            }) else {
+            let Some(s) =
+                s.filter(|_| run.code == 0 && String::from_utf8_lossy(&stdout).contains(IMPORT_OK))
+            else {
                 return Err(WorkspaceOpError::Guest {
                     vm: vm.name.clone(),
                     what: "the workspace import",

@@ -382,6 +382,9 @@ mod racy_export_tests {
             String::from_utf8_lossy(&out.stderr)
         );
         let patch = String::from_utf8_lossy(&out.stdout);
-        assert!(patch.contains("+b"), "edit missing from the export: {patch}");
+        assert!(
+            patch.contains("+b"),
+            "edit missing from the export: {patch}"
+        );
     }
 }
