@@ -27,6 +27,11 @@ use crate::workspace_service::{WorkspaceOpError, WorkspaceService};
 /// has no checkout there (the disk was reset): prepare then resends all.
 const NO_CHECKOUT: i32 = 5;
 
+/// From this many loose objects to send on, they go as one pack built
+/// while the work tree streams (below it, spawning `git pack-objects`
+/// costs more than the files).
+const PACK_MIN_LOOSE: usize = 256;
+
 /// Where the state of one checkout prepared into one VM is kept.
 pub(crate) struct WorkspaceRecord {
     pub manifest: PathBuf,
@@ -108,12 +113,48 @@ impl WorkspaceService {
                     return Err(std::io::Error::other("the host checkout could not be read"));
                 };
                 let t_stream = Instant::now();
+                // Many loose objects: packed alongside the stream and sent
+                // as one pack (the guest creates 2-3 files instead of one
+                // per object); they stay in the manifest as sent.
+                let loose: Vec<String> = s
+                    .delta
+                    .send
+                    .iter()
+                    .filter_map(|p| git::loose_object_id(p))
+                    .collect();
+                let pack = loose.len() >= PACK_MIN_LOOSE;
                 let files = s
                     .delta
                     .send
                     .iter()
+                    .filter(|p| !pack || git::loose_object_id(p).is_none())
                     .map(|p| (p.as_path(), &s.next.entries[p]));
-                stats = tarstream::write_stated(&root, files, &s.extra, &mut *w)?;
+                let packing = pack.then(tempfile::tempdir).transpose()?;
+                stats = std::thread::scope(|sc| {
+                    let packer = packing
+                        .as_ref()
+                        .map(|dir| sc.spawn(|| git::pack_objects(&root, &loose, dir.path())));
+                    let tail = || {
+                        let Some(packer) = packer else {
+                            return Ok(Vec::new());
+                        };
+                        let files = packer
+                            .join()
+                            .map_err(|_| std::io::Error::other("the pack thread panicked"))?
+                            .map_err(|e| {
+                                std::io::Error::other(format!("packing loose objects: {e}"))
+                            })?;
+                        Ok(files
+                            .into_iter()
+                            .filter_map(|f| {
+                                let name = f.file_name()?.to_owned();
+                                Some((Path::new(".git/objects/pack").join(name), f))
+                            })
+                            .collect())
+                    };
+                    tarstream::write_stated_then(&root, files, tail, &s.extra, &mut *w)
+                })?;
+                s.packed = if pack { loose.len() } else { 0 };
                 streamed = t_stream.elapsed();
                 // Hand the guest the end of the stream, then serialize the
                 // manifest while it unpacks.
@@ -159,6 +200,7 @@ impl WorkspaceService {
                 save_ms = t_save.elapsed().as_millis() as u64,
                 total_ms = t_start.elapsed().as_millis() as u64,
                 files = s.delta.send.len(),
+                packed_objects = s.packed,
                 "workspace prepare phases"
             );
             return Ok(WorkspacePrepared {
@@ -182,6 +224,8 @@ struct Scanned {
     next: Manifest,
     /// `next` in its text form, made once the stream is written.
     next_text: String,
+    /// Loose objects that went as one pack.
+    packed: usize,
     delta: Delta,
     /// The control files at the end of the stream.
     extra: Vec<(PathBuf, Vec<u8>)>,
@@ -233,6 +277,7 @@ fn scan(
         info,
         next,
         next_text: String::new(),
+        packed: 0,
         delta,
         extra,
         inspect,

@@ -108,6 +108,19 @@ pub fn write_stated<'a, W: Write>(
     extra: &[(PathBuf, Vec<u8>)],
     out: W,
 ) -> io::Result<TarStats> {
+    write_stated_then(root, files, || Ok(Vec::new()), extra, out)
+}
+
+/// [`write_stated`], then the `(name in the archive, source file)` pairs
+/// `tail` returns once the files are written (work that runs alongside the
+/// stream, such as a pack being built), then `extra`.
+pub fn write_stated_then<'a, W: Write>(
+    root: &Path,
+    files: impl IntoIterator<Item = (&'a Path, &'a crate::ManifestEntry)>,
+    tail: impl FnOnce() -> io::Result<Vec<(PathBuf, PathBuf)>>,
+    extra: &[(PathBuf, Vec<u8>)],
+    out: W,
+) -> io::Result<TarStats> {
     const S_IFMT: u32 = 0o170000;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
@@ -125,6 +138,17 @@ pub fn write_stated<'a, W: Write>(
             mtime: e.mtime_ns.div_euclid(1_000_000_000) as i64,
         };
         append(&mut b, &mut stats, rel, &root.join(rel), &stat)?;
+    }
+    for (rel, path) in tail()? {
+        let md = std::fs::symlink_metadata(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let stat = Stat {
+            kind: Kind::Regular,
+            mode: md.mode(),
+            size: md.size(),
+            mtime: md.mtime(),
+        };
+        append(&mut b, &mut stats, &rel, &path, &stat)?;
     }
     finish(b, stats, extra)
 }
