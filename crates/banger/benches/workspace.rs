@@ -3,12 +3,15 @@
 //! `tests/guestnet/mod.rs`; needs root).
 //!
 //! 1. Generates a repository of `BANGER_BENCH_FILES` files (default 20000)
-//!    totalling about `BANGER_BENCH_MB` MB (default 220), committed.
-//! 2. First copy: ours (`workspace prepare --full`) vs
-//!    `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`.
+//!    totalling about `BANGER_BENCH_MB` MB (default 220), committed with
+//!    automatic gc off (all objects stay loose, the worst case for us).
+//! 2. First copy into empty directories: ours (`workspace prepare --full`)
+//!    vs `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`.
 //! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
 //!
-//! Prints each time and the ratio peer/ours (> 1 means ours is faster).
+//! Each case runs `BANGER_BENCH_ROUNDS` times (default 3), every timed run
+//! after a `sync`, the order of the tools rotating from round to round. Prints the medians and the ratio peer/ours (> 1 means ours
+//! is faster), plus each round's ratio.
 //! Run with `make bench-workspace` or `cargo bench -p banger --bench workspace`.
 
 #[path = "../tests/guestnet/mod.rs"]
@@ -71,7 +74,23 @@ fn generate(root: &Path, files: usize, total_mb: usize) {
     };
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "generated"]);
+    // No automatic gc: `git commit` would otherwise start a detached
+    // `git gc --auto` (20k loose objects) that packs the repository in the
+    // background while the copies are timed, stealing CPU from whichever
+    // runs first and changing what `.git` holds mid-run.
+    git(&["-c", "gc.auto=0", "commit", "-q", "-m", "generated"]);
+}
+
+/// Flush dirty pages (the generated repo, the previous copy's output)
+/// before a timed run, so no copy pays for another one's writeback.
+fn settle() {
+    run(&mut Command::new("sync"));
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn ssh_cmd(key: &Path) -> Vec<String> {
@@ -126,28 +145,9 @@ fn main() {
     let dest = "root@172.30.0.2";
     let repo_s = repo.display().to_string();
 
-    let ours = time(|| {
-        d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
-    });
+    let rounds = env_num("BANGER_BENCH_ROUNDS", 3).max(1);
+    let ours_dir = work.join("benchrepo");
     let archive_dir = net.dir.path().join("archive");
-    let archive = time(|| {
-        let mut git = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["archive", "HEAD"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let remote = format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
-        let st = Command::new(&ssh[0])
-            .args(&ssh[1..])
-            .arg(dest)
-            .arg(remote)
-            .stdin(git.stdout.take().unwrap())
-            .status()
-            .unwrap();
-        assert!(st.success() && git.wait().unwrap().success());
-    });
     let rsync_dir = net.dir.path().join("rsync");
     let rsync = || {
         run(Command::new("rsync")
@@ -157,20 +157,91 @@ fn main() {
             .arg(format!("{repo_s}/"))
             .arg(format!("{dest}:{}/", rsync_dir.display())));
     };
-    let rsync_first = time(rsync);
-
-    for i in 0..10 {
-        let f = repo.join(format!("src/m{:03}/d{:02}/f{:05}.rs", i, 0, i * 200));
-        let mut data = std::fs::read(&f).unwrap();
-        data.extend_from_slice(b"\n// touched\n");
-        std::fs::write(&f, data).unwrap();
+    // First copies into empty directories, each round: ours, git archive
+    // and rsync, every one after a `sync`.
+    let (mut ours, mut archive, mut rsync_first) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for d in [&ours_dir, &archive_dir, &rsync_dir] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        // Who runs first rotates, so no tool always meets a quieter or a
+        // busier machine (or page cache) than the others.
+        let mut order = [0usize, 1, 2];
+        order.rotate_left(round % 3);
+        for which in order {
+            settle();
+            match which {
+                0 => ours.push(time(|| {
+                    d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
+                })),
+                1 => archive.push(time(|| {
+                    let mut git = Command::new("git")
+                        .arg("-C")
+                        .arg(&repo)
+                        .args(["archive", "HEAD"])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    let remote =
+                        format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
+                    let st = Command::new(&ssh[0])
+                        .args(&ssh[1..])
+                        .arg(dest)
+                        .arg(remote)
+                        .stdin(git.stdout.take().unwrap())
+                        .status()
+                        .unwrap();
+                    assert!(st.success() && git.wait().unwrap().success());
+                })),
+                _ => rsync_first.push(time(rsync)),
+            }
+        }
     }
-    let ours_again = time(|| {
-        let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
-        let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
-        assert_eq!(p.files_sent, 10, "{p:?}");
-    });
-    let rsync_again = time(rsync);
+
+    // Re-copies: each round changes 10 files, then ours (delta) and rsync.
+    let (mut ours_again, mut rsync_again) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for i in 0..10 {
+            let n = (round * 10 + i) % files;
+            let f = repo.join(format!(
+                "src/m{:03}/d{:02}/f{n:05}.rs",
+                n / 200,
+                (n / 20) % 10
+            ));
+            let mut data = std::fs::read(&f).unwrap();
+            data.extend_from_slice(b"\n// touched\n");
+            std::fs::write(&f, data).unwrap();
+        }
+        let ours_run = || {
+            time(|| {
+                let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
+                let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
+                assert_eq!(p.files_sent, 10, "{p:?}");
+            })
+        };
+        settle();
+        if round % 2 == 0 {
+            ours_again.push(ours_run());
+            settle();
+            rsync_again.push(time(rsync));
+        } else {
+            rsync_again.push(time(rsync));
+            settle();
+            ours_again.push(ours_run());
+        }
+    }
+    // Both ends hold the same tree: ours matches rsync's copy file by file.
+    let diff = Command::new("diff")
+        .args(["-r", "-q", "--exclude=.git"])
+        .arg(&ours_dir)
+        .arg(&rsync_dir)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "guest trees differ: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 
     for line in d
         .log()
@@ -180,21 +251,30 @@ fn main() {
         println!("daemon: {}", line.trim());
     }
     let secs = |d: Duration| d.as_secs_f64();
-    println!("workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns");
     println!(
-        "{:<34} {:>9} {:>9} {:>13}",
+        "workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns, \
+         {rounds} round(s) in rotating order, medians"
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>13}   per-round peer/ours",
         "case", "ours s", "peer s", "peer/ours"
     );
     for (case, o, p) in [
-        ("first copy vs git archive|ssh tar", ours, archive),
-        ("first copy vs rsync -a", ours, rsync_first),
-        ("re-copy (10 files) vs rsync -a", ours_again, rsync_again),
+        ("first copy vs git archive|ssh tar", &ours, &archive),
+        ("first copy vs rsync -a", &ours, &rsync_first),
+        ("re-copy (10 files) vs rsync -a", &ours_again, &rsync_again),
     ] {
+        let rounds: Vec<String> = o
+            .iter()
+            .zip(p.iter())
+            .map(|(o, p)| format!("{:.2}", secs(*p) / secs(*o)))
+            .collect();
         println!(
-            "{case:<34} {:>9.2} {:>9.2} {:>12.2}x",
-            secs(o),
-            secs(p),
-            secs(p) / secs(o)
+            "{case:<34} {:>9.3} {:>9.3} {:>12.2}x   {}",
+            secs(median(o)),
+            secs(median(p)),
+            secs(median(p)) / secs(median(o)),
+            rounds.join(" ")
         );
     }
 }

@@ -12,11 +12,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use banger_api::Vm;
 use banger_api::guest::{WorkspacePrepareParams, WorkspacePrepared};
-use banger_workspace::manifest::Manifest;
-use banger_workspace::script::{DELETE_LIST, IMPORT_OK, import_script};
+use banger_workspace::manifest::{Delta, Manifest};
+use banger_workspace::script::{DELETE_LIST, IMPORT_OK, REFRESH_MARKER, import_script};
 use banger_workspace::{git, tarstream};
 
 use crate::error::DaemonError;
@@ -25,6 +26,11 @@ use crate::workspace_service::{WorkspaceOpError, WorkspaceService};
 /// Exit code of the import script when a delta was sent to a guest that
 /// has no checkout there (the disk was reset): prepare then resends all.
 const NO_CHECKOUT: i32 = 5;
+
+/// From this many loose objects to send on, they go as one pack built
+/// while the work tree streams (below it, spawning `git pack-objects`
+/// costs more than the files).
+const PACK_MIN_LOOSE: usize = 256;
 
 /// Where the state of one checkout prepared into one VM is kept.
 pub(crate) struct WorkspaceRecord {
@@ -76,32 +82,16 @@ impl WorkspaceService {
         path: &Path,
         full: bool,
     ) -> Result<WorkspacePrepared, WorkspaceOpError> {
-        let t_inspect = std::time::Instant::now();
-        let info = git::inspect(path)?;
-        let mut files = info.files.clone();
-        files.extend(git::git_dir_files(&info.root)?);
-        let inspected = t_inspect.elapsed();
-        let record = self.record(&vm.id, &info.root);
-        let previous = if full {
-            Manifest::default()
-        } else {
-            Manifest::load(&record.manifest)?
-        };
-        let guest_dir = self.guest_dir(&info.name);
+        let t_start = Instant::now();
+        // Only where the checkout lives is needed to start the SSH session;
+        // the rest of the host-side work (git listing, manifest, stat pass)
+        // runs while ssh connects and authenticates.
+        let (root, name) = git::toplevel(path)?;
+        let record = self.record(&vm.id, &root);
+        let guest_dir = self.guest_dir(&name);
         let target = self.target(vm);
-        let mut attempt_full = previous.entries.is_empty();
+        let mut attempt_full = full || !record.manifest.exists();
         loop {
-            let empty = Manifest::default();
-            let prev = if attempt_full { &empty } else { &previous };
-            let t_scan = std::time::Instant::now();
-            // Loose objects and packs are named by their content.
-            let (next, delta) = Manifest::scan_with(&info.root, &files, prev, immutable)?;
-            let scanned = t_scan.elapsed();
-            let mut delete_list = Vec::new();
-            for d in &delta.delete {
-                delete_list.extend_from_slice(d.as_os_str().as_bytes());
-                delete_list.push(0);
-            }
             let mut script = String::new();
             if !attempt_full {
                 // A delta needs the checkout it applies to.
@@ -110,59 +100,190 @@ impl WorkspaceService {
                     d = banger_workspace::script::quote(&guest_dir)
                 ));
             }
-            // The stat settings live in `.git/config`: re-apply them whenever
-            // it (or the index they validate) came from the host.
-            let git_state_sent = delta
-                .send
-                .iter()
-                .any(|p| p == Path::new(".git/index") || p == Path::new(".git/config"));
-            script.push_str(&import_script(&guest_dir, attempt_full || git_state_sent));
-            let extra = vec![(PathBuf::from(DELETE_LIST), delete_list)];
+            // The index settings are re-applied when the stream carries the
+            // refresh marker: decided by the scan, after the script is sent.
+            script.push_str(&import_script(&guest_dir, false));
+            let mut scanned: Option<Result<Scanned, WorkspaceOpError>> = None;
             let mut stats = tarstream::TarStats::default();
+            let mut streamed = Duration::ZERO;
             let mut stdout = Vec::new();
-            let root = info.root.clone();
-            let send = delta.send.clone();
             let mut feed = |w: &mut dyn std::io::Write| {
-                stats = tarstream::write_tar(&root, &send, &extra, w)?;
+                let s = scanned.insert(scan(&root, &name, &record, attempt_full));
+                let Ok(s) = s.as_mut() else {
+                    return Err(std::io::Error::other("the host checkout could not be read"));
+                };
+                let t_stream = Instant::now();
+                // Many loose objects: packed alongside the stream and sent
+                // as one pack (the guest creates 2-3 files instead of one
+                // per object); they stay in the manifest as sent.
+                let loose: Vec<String> = s
+                    .delta
+                    .send
+                    .iter()
+                    .filter_map(|p| git::loose_object_id(p))
+                    .collect();
+                let pack = loose.len() >= PACK_MIN_LOOSE;
+                let files = s
+                    .delta
+                    .send
+                    .iter()
+                    .filter(|p| !pack || git::loose_object_id(p).is_none())
+                    .map(|p| (p.as_path(), &s.next.entries[p]));
+                let packing = pack.then(tempfile::tempdir).transpose()?;
+                stats = std::thread::scope(|sc| {
+                    let packer = packing
+                        .as_ref()
+                        .map(|dir| sc.spawn(|| git::pack_objects(&root, &loose, dir.path())));
+                    let tail = || {
+                        let Some(packer) = packer else {
+                            return Ok(Vec::new());
+                        };
+                        let files = packer
+                            .join()
+                            .map_err(|_| std::io::Error::other("the pack thread panicked"))?
+                            .map_err(|e| {
+                                std::io::Error::other(format!("packing loose objects: {e}"))
+                            })?;
+                        Ok(files
+                            .into_iter()
+                            .filter_map(|f| {
+                                let name = f.file_name()?.to_owned();
+                                Some((Path::new(".git/objects/pack").join(name), f))
+                            })
+                            .collect())
+                    };
+                    tarstream::write_stated_then(&root, files, tail, &s.extra, &mut *w)
+                })?;
+                s.packed = if pack { loose.len() } else { 0 };
+                streamed = t_stream.elapsed();
+                // Hand the guest the end of the stream, then serialize the
+                // manifest while it unpacks.
+                w.flush()?;
+                s.next_text = s.next.to_text();
                 Ok(())
             };
-            let t_io = std::time::Instant::now();
-            let run = self.run_guest(&target, &script, Some(&mut feed), &mut stdout)?;
-            tracing::info!(
-                vm = %vm.name,
-                inspect_ms = inspected.as_millis() as u64,
-                scan_ms = scanned.as_millis() as u64,
-                guest_io_ms = t_io.elapsed().as_millis() as u64,
-                files = delta.send.len(),
-                "workspace prepare phases"
-            );
+            let t_io = Instant::now();
+            let run = self.run_guest(&target, &script, Some(&mut feed), &mut stdout);
+            let guest_io = t_io.elapsed();
+            // A failure to read the checkout is the cause of whatever the
+            // guest then said about a cut stream.
+            let s = match scanned {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(s)) => Some(s),
+                None => None,
+            };
+            let run = run?;
             if run.code == NO_CHECKOUT && !attempt_full {
                 tracing::info!(vm = %vm.name, "no checkout on the guest; sending everything");
                 attempt_full = true;
                 continue;
             }
-            if run.code != 0 || !String::from_utf8_lossy(&stdout).contains(IMPORT_OK) {
+            let Some(s) =
+                s.filter(|_| run.code == 0 && String::from_utf8_lossy(&stdout).contains(IMPORT_OK))
+            else {
                 return Err(WorkspaceOpError::Guest {
                     vm: vm.name.clone(),
                     what: "the workspace import",
                     code: run.code,
                     stderr: run.stderr.trim().to_string(),
                 });
-            }
-            save(&record, &next, info.head.as_deref())?;
+            };
+            let t_save = Instant::now();
+            save(&record, &s.next_text, s.info.head.as_deref())?;
+            tracing::info!(
+                vm = %vm.name,
+                inspect_ms = s.inspect.as_millis() as u64,
+                load_ms = s.load.as_millis() as u64,
+                scan_ms = s.scan.as_millis() as u64,
+                stream_ms = streamed.as_millis() as u64,
+                guest_io_ms = guest_io.as_millis() as u64,
+                save_ms = t_save.elapsed().as_millis() as u64,
+                total_ms = t_start.elapsed().as_millis() as u64,
+                files = s.delta.send.len(),
+                packed_objects = s.packed,
+                "workspace prepare phases"
+            );
             return Ok(WorkspacePrepared {
                 vm: vm.name.clone(),
                 guest_dir,
-                host_root: info.root.display().to_string(),
-                head: info.head.clone(),
-                branch: info.branch.clone(),
+                host_root: s.info.root.display().to_string(),
+                head: s.info.head.clone(),
+                branch: s.info.branch.clone(),
                 full: attempt_full,
-                files_sent: delta.send.len() as u64,
-                files_deleted: delta.delete.len() as u64,
+                files_sent: s.delta.send.len() as u64,
+                files_deleted: s.delta.delete.len() as u64,
                 bytes_sent: stats.bytes,
             });
         }
     }
+}
+
+/// The host side of one prepare attempt, done while ssh connects.
+struct Scanned {
+    info: git::RepoInfo,
+    next: Manifest,
+    /// `next` in its text form, made once the stream is written.
+    next_text: String,
+    /// Loose objects that went as one pack.
+    packed: usize,
+    delta: Delta,
+    /// The control files at the end of the stream.
+    extra: Vec<(PathBuf, Vec<u8>)>,
+    inspect: Duration,
+    load: Duration,
+    scan: Duration,
+}
+
+/// Inspect the checkout at `root`, compare it with the recorded manifest
+/// (none when `full`) and plan the stream: one `lstat` per carried file.
+fn scan(
+    root: &Path,
+    name: &str,
+    record: &WorkspaceRecord,
+    full: bool,
+) -> Result<Scanned, WorkspaceOpError> {
+    let t = Instant::now();
+    let info = git::inspect_root(root.to_path_buf(), name.to_string(), false)?;
+    let mut files = info.files.clone();
+    files.extend(git::git_dir_files(root)?);
+    let inspect = t.elapsed();
+    let t = Instant::now();
+    let previous = if full {
+        Manifest::default()
+    } else {
+        Manifest::load(&record.manifest)?
+    };
+    let load = t.elapsed();
+    let t = Instant::now();
+    // Loose objects and packs are named by their content.
+    let (next, delta) = Manifest::scan_with(root, &files, &previous, immutable)?;
+    let scan = t.elapsed();
+    let mut delete_list = Vec::new();
+    for d in &delta.delete {
+        delete_list.extend_from_slice(d.as_os_str().as_bytes());
+        delete_list.push(0);
+    }
+    let mut extra = vec![(PathBuf::from(DELETE_LIST), delete_list)];
+    // The stat settings live in `.git/config`: re-apply them whenever it (or
+    // the index they validate) came from the host.
+    let git_state_sent = delta
+        .send
+        .iter()
+        .any(|p| p == Path::new(".git/index") || p == Path::new(".git/config"));
+    if full || git_state_sent {
+        extra.push((PathBuf::from(REFRESH_MARKER), Vec::new()));
+    }
+    Ok(Scanned {
+        info,
+        next,
+        next_text: String::new(),
+        packed: 0,
+        delta,
+        extra,
+        inspect,
+        load,
+        scan,
+    })
 }
 
 /// Content-addressed git files: loose objects (`.git/objects/xx/…`) and
@@ -188,7 +309,7 @@ fn immutable(p: &Path) -> bool {
 
 fn save(
     record: &WorkspaceRecord,
-    manifest: &Manifest,
+    manifest_text: &str,
     head: Option<&str>,
 ) -> Result<(), WorkspaceOpError> {
     let write = |path: &Path, data: &[u8]| {
@@ -204,7 +325,7 @@ fn save(
         std::fs::write(&tmp, data).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     };
-    write(&record.manifest, manifest.to_text().as_bytes())?;
+    write(&record.manifest, manifest_text.as_bytes())?;
     write(&record.base, head.unwrap_or("").as_bytes())
 }
 

@@ -332,3 +332,46 @@ async fn ports_fall_back_to_ss_over_ssh() {
     assert_eq!(hit.endpoint, format!("dev.vm:{port}"));
     assert_eq!(hit.address, "127.0.0.1");
 }
+
+#[tokio::test]
+async fn many_loose_objects_travel_as_one_pack_and_the_guest_repo_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, _) = service(dir.path(), None);
+    let r = repo(dir.path());
+    for i in 0..300 {
+        std::fs::write(r.join(format!("src/f{i}.rs")), format!("// {i}\n")).unwrap();
+    }
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-q", "-m", "many"]);
+    std::fs::write(r.join("src/f7.rs"), "// dirty\n").unwrap();
+    let first = ws.prepare(params(&r)).await.unwrap();
+    assert!(first.full);
+    let guest = dir.path().join("guest-home/work/proj");
+    let packs: Vec<_> = std::fs::read_dir(guest.join(".git/objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "one pack for the loose objects");
+    let loose = git(&guest, &["count-objects", "-v"]);
+    assert!(loose.starts_with("count: 0\n"), "{loose}");
+    git(&guest, &["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(
+        git(&guest, &["rev-parse", "HEAD"]),
+        git(&r, &["rev-parse", "HEAD"])
+    );
+    assert_eq!(git(&guest, &["status", "--porcelain"]), " M src/f7.rs\n");
+    assert_eq!(git(&guest, &["show", "HEAD~1:src/lib.rs"]), "fn a() {}\n");
+
+    // A delta after a new commit: few new objects, sent as loose files.
+    std::fs::write(r.join("src/f8.rs"), "// changed\n").unwrap();
+    git(&r, &["commit", "-q", "-am", "three"]);
+    let second = ws.prepare(params(&r)).await.unwrap();
+    assert!(!second.full);
+    assert_eq!(
+        git(&guest, &["rev-parse", "HEAD"]),
+        git(&r, &["rev-parse", "HEAD"])
+    );
+    git(&guest, &["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(git(&guest, &["status", "--porcelain"]), "");
+}

@@ -56,7 +56,55 @@ pub struct ManifestEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     /// Entries by path (hashed: a lookup per file on every prepare).
-    pub entries: HashMap<PathBuf, ManifestEntry>,
+    pub entries: HashMap<PathBuf, ManifestEntry, PathHash>,
+}
+
+/// The manifest map's hasher: a multiply-rotate hash (as rustc's `FxHash`)
+/// instead of SipHash. Keys are the user's own paths, so flooding is no
+/// concern, and a re-prepare hashes every path of the checkout three times.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathHash;
+
+impl std::hash::BuildHasher for PathHash {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+/// See [`PathHash`].
+#[derive(Debug, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// What a prepare must send.
@@ -68,20 +116,26 @@ pub struct Delta {
     pub delete: Vec<PathBuf>,
 }
 
-fn stat(root: &Path, rel: &Path) -> Result<ManifestEntry, ManifestError> {
+/// `lstat` of `root/rel`; `None` when it is gone (deleted since git listed
+/// it, or a tracked file deleted from the work tree): not carried.
+fn stat(root: &Path, rel: &Path) -> Result<Option<ManifestEntry>, ManifestError> {
     let path = root.join(rel);
-    let md = path
-        .symlink_metadata()
-        .map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(ManifestEntry {
+    let md = match path.symlink_metadata() {
+        Ok(md) => md,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Ok(None);
+        }
+        Err(source) => return Err(ManifestError::Read { path, source }),
+    };
+    Ok(Some(ManifestEntry {
         mode: md.mode(),
         size: md.size(),
         mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
         hash: None,
-    })
+    }))
 }
 
 /// BLAKE3 of a file's content, or of its link target for a symlink.
@@ -112,7 +166,9 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], ManifestError> {
 impl Manifest {
     /// Stat `files` under `root` and compare with `previous`: unchanged stats
     /// keep the old entry (and hash); changed ones are hashed and sent unless
-    /// the content is provably the same.
+    /// the content is provably the same. A listed file that does not exist
+    /// is not carried (a deletion when `previous` had it), so `files` may be
+    /// git's unchecked listing.
     pub fn scan(
         root: &Path,
         files: &[PathBuf],
@@ -131,18 +187,24 @@ impl Manifest {
         immutable: impl Fn(&Path) -> bool,
     ) -> Result<(Manifest, Delta), ManifestError> {
         let mut next = Manifest {
-            entries: HashMap::with_capacity(files.len()),
+            entries: HashMap::with_capacity_and_hasher(files.len(), PathHash),
         };
         let mut delta = Delta::default();
+        let mut seen = 0;
         for rel in files {
-            if let Some(old) = previous.entries.get(rel)
+            let old = previous.entries.get(rel);
+            if let Some(old) = old
                 && immutable(rel)
             {
+                seen += 1;
                 next.entries.insert(rel.clone(), old.clone());
                 continue;
             }
-            let mut entry = stat(root, rel)?;
-            match previous.entries.get(rel) {
+            let Some(mut entry) = stat(root, rel)? else {
+                continue;
+            };
+            seen += usize::from(old.is_some());
+            match old {
                 Some(old)
                     if old.mode == entry.mode
                         && old.size == entry.size
@@ -165,9 +227,13 @@ impl Manifest {
             }
             next.entries.insert(rel.clone(), entry);
         }
-        for rel in previous.entries.keys() {
-            if !next.entries.contains_key(rel) {
-                delta.delete.push(rel.clone());
+        // `files` holds each path once: when every previous path was seen
+        // again, nothing was deleted and the check below is skipped.
+        if seen != previous.entries.len() {
+            for rel in previous.entries.keys() {
+                if !next.entries.contains_key(rel) {
+                    delta.delete.push(rel.clone());
+                }
             }
         }
         delta.delete.sort();
@@ -197,34 +263,45 @@ impl Manifest {
 
     /// Parse the text form; `origin` names the file in errors.
     pub fn from_text(text: &str, origin: &Path) -> Result<Manifest, ManifestError> {
-        let mut m = Manifest::default();
+        // Sized up front: a re-prepare parses tens of thousands of lines,
+        // and rehashing while growing cost more than the parse itself.
+        let lines = text.bytes().filter(|b| *b == b'\n').count() + 1;
+        let mut m = Manifest {
+            entries: HashMap::with_capacity_and_hasher(lines, PathHash),
+        };
         for (i, line) in text.lines().enumerate() {
             let damaged = || ManifestError::Damaged {
                 path: origin.to_path_buf(),
                 line: i + 1,
             };
-            let f: Vec<&str> = line.split(' ').collect();
-            if f.len() != 5 {
+            let mut f = line.split(' ');
+            let (Some(mode), Some(size), Some(mtime), Some(hash), Some(path), None) =
+                (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
                 return Err(damaged());
-            }
-            let hash = match f[3] {
+            };
+            let hash = match hash {
                 "-" => None,
-                h => Some(
-                    unhex(h)
-                        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                        .ok_or_else(damaged)?,
-                ),
+                h => {
+                    let mut out = [0u8; 32];
+                    if !unhex_into(h.as_bytes(), &mut out) {
+                        return Err(damaged());
+                    }
+                    Some(out)
+                }
             };
             let entry = ManifestEntry {
-                mode: u32::from_str_radix(f[0], 8).map_err(|_| damaged())?,
-                size: f[1].parse().map_err(|_| damaged())?,
-                mtime_ns: f[2].parse().map_err(|_| damaged())?,
+                mode: u32::from_str_radix(mode, 8).map_err(|_| damaged())?,
+                size: size.parse().map_err(|_| damaged())?,
+                mtime_ns: mtime.parse().map_err(|_| damaged())?,
                 hash,
             };
-            let path = PathBuf::from(std::ffi::OsString::from_vec(
-                unhex(f[4]).ok_or_else(damaged)?,
-            ));
-            m.entries.insert(path, entry);
+            let mut raw = vec![0u8; path.len() / 2];
+            if !unhex_into(path.as_bytes(), &mut raw) {
+                return Err(damaged());
+            }
+            m.entries
+                .insert(PathBuf::from(std::ffi::OsString::from_vec(raw)), entry);
         }
         Ok(m)
     }
@@ -252,14 +329,27 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
+/// Decode hex `s` into exactly `out.len()` bytes; false on a bad digit or
+/// length.
+fn unhex_into(s: &[u8], out: &mut [u8]) -> bool {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    if s.len() != out.len() * 2 {
+        return false;
+    }
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => *o = h << 4 | l,
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -309,6 +399,20 @@ mod tests {
             .unwrap();
         let (_, d4) = Manifest::scan(&root, &info.files, &fourth).unwrap();
         assert!(d4.send.is_empty(), "same content, known hash: {d4:?}");
+    }
+
+    #[test]
+    fn listed_but_vanished_file_becomes_a_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let files = vec![PathBuf::from("run.sh"), PathBuf::from("untracked.txt")];
+        let (first, _) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        std::fs::remove_file(root.join("untracked.txt")).unwrap();
+        // Still listed (git's unchecked listing): gone on disk, so deleted.
+        let (next, d) = Manifest::scan(&root, &files, &first).unwrap();
+        assert_eq!(d.delete, vec![PathBuf::from("untracked.txt")]);
+        assert!(d.send.is_empty());
+        assert_eq!(next.entries.len(), 1);
     }
 
     #[test]

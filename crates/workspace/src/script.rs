@@ -7,6 +7,10 @@
 pub const IMPORT_DIR: &str = ".git/banger-import";
 /// The NUL-separated list of paths the guest deletes after extracting.
 pub const DELETE_LIST: &str = ".git/banger-import/delete";
+/// A marker in the import stream: the guest re-applies the index settings
+/// (see [`import_script`]) when it is present, so a script sent before the
+/// host knows what the stream holds can still do it.
+pub const REFRESH_MARKER: &str = ".git/banger-import/refresh";
 /// The last line the import script prints on success.
 pub const IMPORT_OK: &str = "banger-import-ok";
 
@@ -26,8 +30,9 @@ fn dir_expr(dir: &str) -> String {
 }
 
 /// Unpack a workspace stream from stdin into `dir`, apply the deletion list,
-/// drop the control files and, with `refresh`, make the copied index valid
-/// on the guest (HEAD, branch, index and remotes came with `.git`).
+/// drop the control files and, with `refresh` or when the stream carries
+/// [`REFRESH_MARKER`], make the copied index valid on the guest (HEAD,
+/// branch, index and remotes came with `.git`).
 ///
 /// A copied index carries the host's inode/ctime/uid data; rather than
 /// rehashing the whole tree (`update-index --refresh`, the cost of a full
@@ -39,11 +44,15 @@ fn dir_expr(dir: &str) -> String {
 /// settings are re-applied on every import since `.git/config` may be
 /// re-sent from the host.
 pub fn import_script(dir: &str, refresh: bool) -> String {
+    let settings = "git -c safe.directory='*' config core.checkStat minimal \\\n    \
+                    && git -c safe.directory='*' config core.trustCtime false || true";
     let refresh = if refresh {
-        "if command -v git >/dev/null 2>&1; then\n  \
-         git -c safe.directory='*' config core.checkStat minimal \\\n    && git -c safe.directory='*' config core.trustCtime false || true\nfi\n"
+        format!("if command -v git >/dev/null 2>&1; then\n  {settings}\nfi\n")
     } else {
-        ""
+        format!(
+            "if [ -e {marker} ] && command -v git >/dev/null 2>&1; then\n  {settings}\nfi\n",
+            marker = quote(REFRESH_MARKER)
+        )
     };
     format!(
         r#"set -eu
@@ -52,8 +61,8 @@ mkdir -p "$dir"
 cd "$dir"
 tar -x --no-same-owner -f -
 if [ -s {del} ]; then xargs -0 rm -f -- < {del}; fi
-rm -rf {imp}
-{refresh}echo {ok}
+{refresh}rm -rf {imp}
+echo {ok}
 "#,
         dir = dir_expr(dir),
         del = quote(DELETE_LIST),
@@ -95,7 +104,9 @@ fi
 git cat-file -e "$base^{{commit}}" 2>/dev/null || {{ echo "the guest checkout does not contain base commit $base" >&2; exit 4; }}
 idx=$(mktemp)
 trap 'rm -f "$idx"' EXIT
-cp .git/index "$idx" 2>/dev/null || true
+# -p: the copy keeps the index mtime, so git still treats entries as
+# racy (rechecks content) where the original index would.
+cp -p .git/index "$idx" 2>/dev/null || true
 GIT_INDEX_FILE="$idx" git add -A
 tree=$(GIT_INDEX_FILE="$idx" git write-tree)
 head=$(git rev-parse HEAD)
@@ -141,7 +152,14 @@ mod tests {
     fn import_script_is_valid_sh_and_relative_dirs_hang_off_home() {
         let s = import_script("work/my repo", true);
         assert!(s.contains("core.checkStat minimal"));
-        assert!(!import_script("w", false).contains("checkStat"));
+        let marked = import_script("w", false);
+        assert!(marked.contains(&format!("[ -e {} ]", quote(REFRESH_MARKER))));
+        assert!(!s.contains(&quote(REFRESH_MARKER)));
+        let st = Command::new("sh")
+            .args(["-n", "-c", &marked])
+            .status()
+            .unwrap();
+        assert!(st.success());
         assert!(s.contains(r#"dir="$HOME"/'work/my repo'"#));
         let st = Command::new("sh").args(["-n", "-c", &s]).status().unwrap();
         assert!(st.success());
@@ -216,5 +234,157 @@ mod import_tests {
         import(&root, &delta.send, &delta.delete, dest_s);
         assert!(!dest.join("untracked.txt").exists());
         assert!(dest.join("run.sh").exists());
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+    use crate::git::{git_dir_files, inspect_root, toplevel};
+    use crate::manifest::Manifest;
+    use crate::tarstream::write_stated;
+    use crate::test_repo::{make_repo, run_git};
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    fn import_stated(root: &Path, m: &Manifest, send: &[PathBuf], marker: bool, dest: &Path) {
+        let mut extra = vec![(PathBuf::from(DELETE_LIST), Vec::new())];
+        if marker {
+            extra.push((PathBuf::from(REFRESH_MARKER), Vec::new()));
+        }
+        let mut buf = Vec::new();
+        let files = send.iter().map(|p| (p.as_path(), &m.entries[p]));
+        write_stated(root, files, &extra, &mut buf).unwrap();
+        let mut child = Command::new("sh")
+            .args(["-c", &import_script(dest.to_str().unwrap(), false)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&buf).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(IMPORT_OK));
+        assert!(!dest.join(IMPORT_DIR).exists());
+    }
+
+    fn check_stat(dest: &Path) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dest)
+            .args(["config", "core.checkStat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn one_stat_pass_carries_the_checkout_and_the_marker_refreshes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        // Tracked but deleted: listed by git, dropped by the scan's lstat.
+        std::fs::remove_file(root.join("sub/with space.txt")).unwrap();
+        let (top, name) = toplevel(&root.join("sub")).unwrap();
+        let info = inspect_root(top, name, false).unwrap();
+        assert!(info.files.contains(&PathBuf::from("sub/with space.txt")));
+        let mut files = info.files.clone();
+        files.extend(git_dir_files(&root).unwrap());
+        let (m, delta) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        assert!(!delta.send.contains(&PathBuf::from("sub/with space.txt")));
+        assert_eq!(delta.send.len(), files.len() - 1);
+
+        let dest = dir.path().join("guest");
+        import_stated(&root, &m, &delta.send, false, &dest);
+        assert_eq!(check_stat(&dest), "", "no marker, no refresh");
+        import_stated(&root, &m, &[], true, &dest);
+        assert_eq!(check_stat(&dest), "minimal");
+        let st = run_git(&dest, &["status", "--porcelain"]);
+        assert_eq!(
+            String::from_utf8(st).unwrap(),
+            " D \"sub/with space.txt\"\n?? untracked.txt\n"
+        );
+        let g = crate::git::inspect(&dest).unwrap();
+        assert_eq!(g.head, info.head);
+        assert_eq!(
+            std::fs::read_link(dest.join("link")).unwrap(),
+            Path::new("sub/deep/a.txt")
+        );
+    }
+}
+
+#[cfg(test)]
+mod racy_export_tests {
+    use super::*;
+    use crate::git::{git_dir_files, inspect};
+    use crate::manifest::Manifest;
+    use crate::tarstream::write_stated;
+    use crate::test_repo::{make_repo, run_git};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, SystemTime};
+
+    fn set_mtime(path: &std::path::Path, t: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    /// Host file, host index and the guest's same-size edit all in one
+    /// second: with `core.checkStat=minimal` only the racy-entry check can
+    /// see the edit, so the export's index copy must keep the index mtime.
+    #[test]
+    fn same_second_same_size_guest_edit_is_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_repo(dir.path());
+        let s = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        set_mtime(&root.join("sub/deep/a.txt"), s + Duration::from_millis(100));
+        run_git(&root, &["add", "sub/deep/a.txt"]);
+        set_mtime(&root.join(".git/index"), s + Duration::from_millis(200));
+        let info = inspect(&root).unwrap();
+        let mut files = info.files.clone();
+        files.extend(git_dir_files(&root).unwrap());
+        let (m, delta) = Manifest::scan(&root, &files, &Manifest::default()).unwrap();
+        let extra = vec![
+            (PathBuf::from(DELETE_LIST), Vec::new()),
+            (PathBuf::from(REFRESH_MARKER), Vec::new()),
+        ];
+        let mut buf = Vec::new();
+        let sent = delta.send.iter().map(|p| (p.as_path(), &m.entries[p]));
+        write_stated(&root, sent, &extra, &mut buf).unwrap();
+        let dest = dir.path().join("guest");
+        let mut child = Command::new("sh")
+            .args(["-c", &import_script(dest.to_str().unwrap(), false)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&buf).unwrap();
+        assert!(child.wait().unwrap().success());
+
+        // "a\n" -> "b\n": same size, same second.
+        std::fs::write(dest.join("sub/deep/a.txt"), "b\n").unwrap();
+        set_mtime(&dest.join("sub/deep/a.txt"), s + Duration::from_millis(700));
+        let script = export_script(
+            dest.to_str().unwrap(),
+            info.head.as_deref().unwrap(),
+            "dev",
+            ExportFormat::Patch,
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let patch = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            patch.contains("+b"),
+            "edit missing from the export: {patch}"
+        );
     }
 }

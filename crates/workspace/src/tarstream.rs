@@ -78,36 +78,148 @@ pub fn write_pairs<W: Write>(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(md.mode() & 0o7777);
-        h.set_mtime(md.mtime().max(0) as u64);
-        h.set_uid(0);
-        h.set_gid(0);
-        let ft = md.file_type();
-        if ft.is_symlink() {
-            let target = std::fs::read_link(&path)?;
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            b.append_link(&mut h, &rel, &target)?;
-        } else if ft.is_file() {
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(md.size());
-            let f = std::fs::File::open(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            b.append_data(
-                &mut h,
-                &rel,
-                Exact {
-                    inner: f,
-                    left: md.size(),
-                },
-            )?;
-            stats.bytes += md.size();
+        let kind = if md.file_type().is_symlink() {
+            Kind::Symlink
+        } else if md.file_type().is_file() {
+            Kind::Regular
         } else {
             continue;
-        }
-        stats.entries += 1;
+        };
+        let stat = Stat {
+            kind,
+            mode: md.mode(),
+            size: md.size(),
+            mtime: md.mtime(),
+        };
+        append(&mut b, &mut stats, &rel, &path, &stat)?;
     }
+    finish(b, stats, extra)
+}
+
+/// Write `files` (relative to `root`) with the `lstat` results the caller
+/// already holds (`mode` with its type bits, `size`, `mtime_ns`: a
+/// [`ManifestEntry`](crate::ManifestEntry) from the scan), then `extra`: no
+/// file is stat'ed again. A file that grew since is cut at the stated size,
+/// one that shrank is padded with zeros, one that vanished is skipped; its
+/// changed stat makes the next prepare send it again.
+pub fn write_stated<'a, W: Write>(
+    root: &Path,
+    files: impl IntoIterator<Item = (&'a Path, &'a crate::ManifestEntry)>,
+    extra: &[(PathBuf, Vec<u8>)],
+    out: W,
+) -> io::Result<TarStats> {
+    write_stated_then(root, files, || Ok(Vec::new()), extra, out)
+}
+
+/// [`write_stated`], then the `(name in the archive, source file)` pairs
+/// `tail` returns once the files are written (work that runs alongside the
+/// stream, such as a pack being built), then `extra`.
+pub fn write_stated_then<'a, W: Write>(
+    root: &Path,
+    files: impl IntoIterator<Item = (&'a Path, &'a crate::ManifestEntry)>,
+    tail: impl FnOnce() -> io::Result<Vec<(PathBuf, PathBuf)>>,
+    extra: &[(PathBuf, Vec<u8>)],
+    out: W,
+) -> io::Result<TarStats> {
+    const S_IFMT: u32 = 0o170000;
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let mut stats = TarStats::default();
+    for (rel, e) in files {
+        let kind = match e.mode & S_IFMT {
+            0o120000 => Kind::Symlink,
+            0o100000 => Kind::Regular,
+            _ => continue,
+        };
+        let stat = Stat {
+            kind,
+            mode: e.mode,
+            size: e.size,
+            mtime: e.mtime_ns.div_euclid(1_000_000_000) as i64,
+        };
+        append(&mut b, &mut stats, rel, &root.join(rel), &stat)?;
+    }
+    for (rel, path) in tail()? {
+        let md = std::fs::symlink_metadata(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let stat = Stat {
+            kind: Kind::Regular,
+            mode: md.mode(),
+            size: md.size(),
+            mtime: md.mtime(),
+        };
+        append(&mut b, &mut stats, &rel, &path, &stat)?;
+    }
+    finish(b, stats, extra)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Regular,
+    Symlink,
+}
+
+/// What a tar header needs of a file's `lstat`.
+struct Stat {
+    kind: Kind,
+    mode: u32,
+    size: u64,
+    mtime: i64,
+}
+
+fn append<W: Write>(
+    b: &mut tar::Builder<W>,
+    stats: &mut TarStats,
+    rel: &Path,
+    path: &Path,
+    st: &Stat,
+) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.mode & 0o7777);
+    h.set_mtime(st.mtime.max(0) as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    let located = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    match st.kind {
+        Kind::Symlink => {
+            let target = match std::fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(located(e)),
+            };
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, rel, &target)?;
+        }
+        Kind::Regular => {
+            let f = match std::fs::File::open(path) {
+                Ok(f) => f,
+                // Vanished since the listing: the next prepare deletes it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(located(e)),
+            };
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(st.size);
+            b.append_data(
+                &mut h,
+                rel,
+                Exact {
+                    inner: f,
+                    left: st.size,
+                },
+            )?;
+            stats.bytes += st.size;
+        }
+    }
+    stats.entries += 1;
+    Ok(())
+}
+
+fn finish<W: Write>(
+    mut b: tar::Builder<W>,
+    mut stats: TarStats,
+    extra: &[(PathBuf, Vec<u8>)],
+) -> io::Result<TarStats> {
     for (rel, data) in extra {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o600);
