@@ -9,12 +9,15 @@
 //! `~/.ssh/id_*.pub`) and `~/.gitconfig` (`user.name` / `user.email` from
 //! the owner's git config), so `ssh NAME.vm` works and commits made in the
 //! guest carry the owner's identity. The ext4 image is edited without
-//! mounting, with `debugfs -w` by argv; the disk file belongs to the owner,
+//! mounting, through banger-imagemgr's `Ext4Edit` (one `debugfs -w` run by
+//! argv); the disk file belongs to the owner,
 //! so no privilege is needed. The guest user's uid, gid and home come from
 //! the image's own `/etc/passwd`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use banger_imagemgr::{Ext4Edit, Owner};
 
 use crate::guest_ssh::ensure_keypair;
 use crate::workspace_service::WorkspaceService;
@@ -51,34 +54,21 @@ pub struct GuestAccount {
     pub home: String,
 }
 
-fn debugfs(disk: &Path, write: bool, request: &str) -> Result<String, AuthSyncError> {
-    let mut c = Command::new("debugfs");
-    if write {
-        c.arg("-w");
+fn ext4_error(disk: &Path) -> impl Fn(banger_imagemgr::ImageMgrError) -> AuthSyncError + '_ {
+    move |e| AuthSyncError::Debugfs {
+        disk: disk.to_path_buf(),
+        reason: e.to_string(),
     }
-    let out = c
-        .arg("-R")
-        .arg(request)
-        .arg(disk)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| AuthSyncError::Debugfs {
-            disk: disk.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(AuthSyncError::Debugfs {
-            disk: disk.to_path_buf(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Look `user` up in the image's `/etc/passwd`; root when the file or the
 /// entry is missing and the user is root.
 pub fn guest_account(disk: &Path, user: &str) -> Result<GuestAccount, AuthSyncError> {
-    let passwd = debugfs(disk, false, "cat /etc/passwd").unwrap_or_default();
+    let passwd = banger_imagemgr::ext4_read_file(disk, "/etc/passwd")
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() >= 6
@@ -105,86 +95,38 @@ pub fn guest_account(disk: &Path, user: &str) -> Result<GuestAccount, AuthSyncEr
     })
 }
 
-/// Write `files` (`(path in guest, content, mode)`) into `disk`, creating
-/// the parent directories (mode 0700 for `.ssh`), owned by `acct`.
+/// Write `files` (`(path in guest, content, mode)`) into `disk` in one
+/// batch (banger-imagemgr's `Ext4Edit`: one `debugfs -w` run, checked
+/// afterwards), owned by `acct`. Directories on the way under the guest
+/// user's home are made (or fixed to) the user's, `.ssh` mode 0700.
 pub fn write_files(
     disk: &Path,
     acct: &GuestAccount,
     files: &[(String, Vec<u8>, u32)],
 ) -> Result<(), AuthSyncError> {
-    let tmp = tempfile::tempdir().map_err(AuthSyncError::Temp)?;
-    let mut script = String::new();
-    let mut dirs: Vec<String> = Vec::new();
-    for (i, (path, data, mode)) in files.iter().enumerate() {
-        let mut parent = Path::new(path).parent();
-        let mut chain = Vec::new();
-        while let Some(p) = parent {
-            let s = p.display().to_string();
-            if s == "/" || s.is_empty() {
-                break;
-            }
-            chain.push(s);
-            parent = p.parent();
+    let owner = Owner {
+        uid: acct.uid,
+        gid: acct.gid,
+    };
+    let home = Path::new(&acct.home);
+    let fail = ext4_error(disk);
+    let mut edit = Ext4Edit::new(disk).map_err(&fail)?;
+    for (path, data, mode) in files {
+        let mut under_home: Vec<&Path> = Path::new(path)
+            .ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(home) && *d != home)
+            .collect();
+        under_home.reverse();
+        for d in under_home {
+            let mode = if d.ends_with(".ssh") { 0o700 } else { 0o755 };
+            let d = d.display().to_string();
+            edit.mkdir_p(&d, mode, owner).map_err(&fail)?;
+            edit.chown_dir(&d, mode, owner).map_err(&fail)?;
         }
-        for d in chain.into_iter().rev() {
-            if !dirs.contains(&d) {
-                script.push_str(&format!("mkdir \"{d}\"\n"));
-                dirs.push(d);
-            }
-        }
-        let src = tmp.path().join(format!("f{i}"));
-        std::fs::write(&src, data).map_err(AuthSyncError::Temp)?;
-        script.push_str(&format!("rm \"{path}\"\n"));
-        script.push_str(&format!("write \"{}\" \"{path}\"\n", src.display()));
-        script.push_str(&format!("sif \"{path}\" mode 0{:o}\n", 0o100000 | mode));
-        script.push_str(&format!(
-            "sif \"{path}\" uid {}\nsif \"{path}\" gid {}\n",
-            acct.uid, acct.gid
-        ));
+        edit.write_file(path, data, *mode, owner).map_err(&fail)?;
     }
-    // Directories banger created under the home belong to the user.
-    for d in dirs
-        .iter()
-        .filter(|d| d.starts_with(&acct.home) && **d != acct.home)
-    {
-        let mode = if d.ends_with("/.ssh") {
-            0o40700
-        } else {
-            0o40755
-        };
-        script.push_str(&format!(
-            "sif \"{d}\" mode 0{mode:o}\nsif \"{d}\" uid {}\nsif \"{d}\" gid {}\n",
-            acct.uid, acct.gid
-        ));
-    }
-    let cmds = tmp.path().join("cmds");
-    std::fs::write(&cmds, script).map_err(AuthSyncError::Temp)?;
-    let out = Command::new("debugfs")
-        .arg("-w")
-        .arg("-f")
-        .arg(&cmds)
-        .arg(disk)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| AuthSyncError::Debugfs {
-            disk: disk.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    // `mkdir`/`rm` of existing/missing entries complain harmlessly; check
-    // the result instead of debugfs's chatter.
-    for (path, data, _) in files {
-        let got = debugfs(disk, false, &format!("cat \"{path}\""))?;
-        if got.as_bytes() != data.as_slice() {
-            return Err(AuthSyncError::Debugfs {
-                disk: disk.to_path_buf(),
-                reason: format!(
-                    "{path} was not written: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-    }
-    Ok(())
+    edit.commit().map_err(&fail)
 }
 
 /// The owner's git identity as a `.gitconfig`, if any is set.
@@ -270,6 +212,18 @@ impl WorkspaceService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read-only debugfs request against `disk` (what the checks look at).
+    fn debugfs(disk: &Path, _write: bool, request: &str) -> Result<String, String> {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(request)
+            .arg(disk)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 
     fn image(dir: &Path, passwd: Option<&str>) -> Option<PathBuf> {
         let tree = dir.join("tree");

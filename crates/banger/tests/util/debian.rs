@@ -4,7 +4,6 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use super::list_dir;
@@ -108,46 +107,10 @@ pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
     }
 }
 
-const TRIPLE: &str = "x86_64-unknown-linux-gnu";
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
 /// The static guest agent: the `make guest-agent` output, or a fresh static
-/// build in a separate target dir (the one `banger-guest`'s own tests use),
-/// since the outer `cargo test` may hold the lock of ours.
-pub fn static_agent() -> Result<PathBuf, String> {
-    let made = target_dir().join(TRIPLE).join("release/banger-guest");
-    if made.is_file() {
-        return Ok(made);
-    }
-    let dir = target_dir().join("guest-static-test");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "banger-guest",
-            "--target",
-            TRIPLE,
-        ])
-        .arg("--target-dir")
-        .arg(&dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo build of the static agent failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ));
-    }
-    Ok(dir.join(TRIPLE).join("release/banger-guest"))
-}
+/// build in a separate target dir — the same function `banger-guest`'s own
+/// tests use, included from that crate rather than copied.
+#[path = "../../../guest/tests/common/mod.rs"]
+mod guest_common;
+#[allow(unused_imports)] // not every test binary boots a guest
+pub use guest_common::static_agent;
