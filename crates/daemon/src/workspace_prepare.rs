@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use banger_api::Vm;
 use banger_api::guest::{WorkspacePrepareParams, WorkspacePrepared};
 use banger_workspace::manifest::{Delta, Manifest};
+use banger_workspace::pack::LoosePack;
 use banger_workspace::script::{DELETE_LIST, IMPORT_OK, REFRESH_MARKER, import_script};
 use banger_workspace::{git, tarstream};
 
@@ -27,9 +28,9 @@ use crate::workspace_service::{WorkspaceOpError, WorkspaceService};
 /// has no checkout there (the disk was reset): prepare then resends all.
 const NO_CHECKOUT: i32 = 5;
 
-/// From this many loose objects to send on, they go as one pack built
-/// while the work tree streams (below it, spawning `git pack-objects`
-/// costs more than the files).
+/// From this many loose objects to send on, they go as one pack planned
+/// while the work tree streams and written into the stream (below it, the
+/// files are as cheap).
 const PACK_MIN_LOOSE: usize = 256;
 
 /// Where the state of one checkout prepared into one VM is kept.
@@ -113,14 +114,16 @@ impl WorkspaceService {
                     return Err(std::io::Error::other("the host checkout could not be read"));
                 };
                 let t_stream = Instant::now();
-                // Many loose objects: packed alongside the stream and sent
-                // as one pack (the guest creates 2-3 files instead of one
-                // per object); they stay in the manifest as sent.
-                let loose: Vec<String> = s
+                // Many loose objects: planned into one pack alongside the
+                // stream and sent as that pack, made on the fly (the guest
+                // creates 2 files instead of one per object); they stay in
+                // the manifest as sent.
+                let loose: Vec<&Path> = s
                     .delta
                     .send
                     .iter()
-                    .filter_map(|p| git::loose_object_id(p))
+                    .filter(|p| git::loose_object_id(p).is_some())
+                    .map(PathBuf::as_path)
                     .collect();
                 let pack = loose.len() >= PACK_MIN_LOOSE;
                 let files = s
@@ -129,32 +132,52 @@ impl WorkspaceService {
                     .iter()
                     .filter(|p| !pack || git::loose_object_id(p).is_none())
                     .map(|p| (p.as_path(), &s.next.entries[p]));
-                let packing = pack.then(tempfile::tempdir).transpose()?;
+                let mut packed = 0;
                 stats = std::thread::scope(|sc| {
-                    let packer = packing
-                        .as_ref()
-                        .map(|dir| sc.spawn(|| git::pack_objects(&root, &loose, dir.path())));
-                    let tail = || {
-                        let Some(packer) = packer else {
-                            return Ok(Vec::new());
+                    let planner = pack.then(|| {
+                        sc.spawn(|| {
+                            let ids: Vec<String> = loose
+                                .iter()
+                                .filter_map(|p| git::loose_object_id(p))
+                                .collect();
+                            LoosePack::plan(&root, &ids)
+                        })
+                    });
+                    let tail = |add: &mut tarstream::AddEntry<'_>| {
+                        let Some(planner) = planner else {
+                            return Ok(());
                         };
-                        let files = packer
+                        let plan = planner
                             .join()
-                            .map_err(|_| std::io::Error::other("the pack thread panicked"))?
-                            .map_err(|e| {
-                                std::io::Error::other(format!("packing loose objects: {e}"))
-                            })?;
-                        Ok(files
-                            .into_iter()
-                            .filter_map(|f| {
-                                let name = f.file_name()?.to_owned();
-                                Some((Path::new(".git/objects/pack").join(name), f))
-                            })
-                            .collect())
+                            .map_err(|_| std::io::Error::other("the pack thread panicked"))?;
+                        match plan {
+                            Ok(Some(plan)) => {
+                                let dir = Path::new(".git/objects/pack");
+                                let (pack_name, idx_name) = plan.file_names();
+                                let mut r = plan.reader();
+                                add(&dir.join(pack_name), 0o444, plan.pack_size(), &mut r)?;
+                                let idx = r.finish()?;
+                                add(&dir.join(idx_name), 0o444, idx.len() as u64, &mut &idx[..])?;
+                                packed = plan.len();
+                            }
+                            // A SHA-256 repository, or an object git would
+                            // not read either: sent as the files they are.
+                            other => {
+                                if let Err(e) = other {
+                                    tracing::warn!(error = %e, "cannot pack loose objects; sending them as files");
+                                }
+                                for rel in &loose {
+                                    let e = &s.next.entries[*rel];
+                                    let mut f = std::fs::File::open(root.join(rel))?;
+                                    add(rel, e.mode & 0o7777, e.size, &mut f)?;
+                                }
+                            }
+                        }
+                        Ok(())
                     };
                     tarstream::write_stated_then(&root, files, tail, &s.extra, &mut *w)
                 })?;
-                s.packed = if pack { loose.len() } else { 0 };
+                s.packed = packed;
                 streamed = t_stream.elapsed();
                 // Hand the guest the end of the stream, then serialize the
                 // manifest while it unpacks.

@@ -230,73 +230,6 @@ pub fn loose_object_id(rel: &Path) -> Option<String> {
     )?
 }
 
-/// Pack the objects `ids` of the repository at `root` into `dir` with
-/// `git pack-objects --window=0` (no delta search, so the pack is
-/// self-contained) and return the pack's files (`pack-<sha>.pack`, `.idx`,
-/// and `.rev` when git writes one). A guest then creates a few files
-/// instead of one per object. `pack.compression=0`: git must inflate loose
-/// objects to pack them, and deflating them again cost several times more
-/// CPU (4 s for 21k objects at level 1) than the bytes it saves on a local
-/// link; the guest's pack is as large as the content until a `git gc`.
-pub fn pack_objects(root: &Path, ids: &[String], dir: &Path) -> Result<Vec<PathBuf>, GitError> {
-    use std::io::Write;
-    let spawn_err = |source| GitError::Spawn {
-        dir: root.to_path_buf(),
-        source,
-    };
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args([
-            "-c",
-            "pack.compression=0",
-            "pack-objects",
-            "-q",
-            "--window=0",
-            "--depth=0",
-        ])
-        .arg(dir.join("pack"))
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let list: String = ids.iter().flat_map(|i| [i.as_str(), "\n"]).collect();
-    let fed = std::thread::scope(|s| {
-        let w = s.spawn(move || stdin.write_all(list.as_bytes()));
-        let out = child.wait_with_output();
-        (w.join(), out)
-    });
-    let out = fed.1.map_err(spawn_err)?;
-    let failed = |stderr: String| GitError::Failed {
-        args: "pack-objects --window=0".to_string(),
-        dir: root.to_path_buf(),
-        stderr,
-    };
-    if !out.status.success() || !matches!(fed.0, Ok(Ok(()))) {
-        return Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut files = Vec::new();
-    for ext in ["pack", "idx", "rev"] {
-        let f = dir.join(format!("pack-{sha}.{ext}"));
-        if f.exists() {
-            files.push(f);
-        }
-    }
-    if files.len() < 2 {
-        return Err(failed(format!(
-            "no pack-{sha}.pack/.idx written in {}",
-            dir.display()
-        )));
-    }
-    Ok(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn loose_object_ids_and_a_pack_of_them() {
+    fn loose_object_ids() {
         let id = "ab".to_string() + &"0".repeat(38);
         let p = PathBuf::from(format!(".git/objects/ab/{}", &id[2..]));
         assert_eq!(loose_object_id(&p), Some(id));
@@ -354,27 +287,6 @@ mod tests {
         );
         assert_eq!(loose_object_id(Path::new(".git/objects/info/packs")), None);
         assert_eq!(loose_object_id(Path::new("src/objects/ab/cd")), None);
-
-        let dir = tempfile::tempdir().unwrap();
-        let root = make_repo(dir.path());
-        let ids: Vec<String> = git_dir_files(&root)
-            .unwrap()
-            .iter()
-            .filter_map(|p| loose_object_id(p))
-            .collect();
-        assert!(ids.len() > 5);
-        let out = tempfile::tempdir().unwrap();
-        let files = pack_objects(&root, &ids, out.path()).unwrap();
-        assert!(files[0].to_string_lossy().ends_with(".pack"));
-        let verify = Command::new("git")
-            .args(["verify-pack", "-v"])
-            .arg(files[1].as_os_str())
-            .output()
-            .unwrap();
-        assert!(verify.status.success());
-        let listed = String::from_utf8_lossy(&verify.stdout);
-        assert!(ids.iter().all(|i| listed.contains(i.as_str())));
-        assert!(pack_objects(&root, &["not-an-id".to_string()], out.path()).is_err());
     }
 
     #[test]
