@@ -6,8 +6,12 @@
 //!    totalling about `BANGER_BENCH_MB` MB (default 220), committed with
 //!    automatic gc off (all objects stay loose, the worst case for us).
 //! 2. First copy into empty directories: ours (`workspace prepare --full`)
-//!    vs `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`.
+//!    vs `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`, first with
+//!    every object loose, then after `git gc` (packed, as in a clone).
 //! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
+//!
+//! The peers' `ssh` gets the same options as the daemon's, including its
+//! cipher preference (AES-GCM first on a CPU with AES instructions).
 //!
 //! Each case runs `BANGER_BENCH_ROUNDS` times (default 3), every timed run
 //! after a `sync`, the order of the tools rotating from round to round.
@@ -118,6 +122,14 @@ fn ssh_cmd(key: &Path) -> Vec<String> {
         "-p".into(),
         guestnet::SSH_PORT.to_string(),
     ]
+    .into_iter()
+    // The peers run over the same SSH as ours, cipher preference included.
+    .chain(
+        banger_daemon::guest_ssh::bulk_cipher_preference()
+            .into_iter()
+            .flat_map(|p| ["-o".to_string(), p.to_string()]),
+    )
+    .collect()
 }
 
 fn time(f: impl FnOnce()) -> Duration {
@@ -142,7 +154,7 @@ fn main() {
     let mb = env_num("BANGER_BENCH_MB", 220);
     // The checkout is renamed every round, so `workspace prepare` (which
     // names the guest directory after it) copies into a fresh directory.
-    let repo_at = |round: usize| net.dir.path().join(format!("benchrepo{round}"));
+    let repo_at = |n: usize| net.dir.path().join(format!("benchrepo{n}"));
     let mut repo = repo_at(0);
     eprintln!("generating {files} files, ~{mb} MB ...");
     generate(&repo, files, mb);
@@ -163,50 +175,59 @@ fn main() {
             .arg(format!("{dest}:{}/", to.display())));
     };
     // First copies into fresh directories, each round: ours, git archive
-    // and rsync, every one after a `sync`.
-    let (mut ours, mut archive, mut rsync_first) = (Vec::new(), Vec::new(), Vec::new());
+    // and rsync, every one after a `sync`. Twice: with every object loose
+    // (as generated, gc off: the worst case for us, git state as 21 000
+    // files or a pack made on the fly), then packed by `git gc` (what a
+    // clone or any repository git has auto-gc'ed holds).
+    let mut seq = 0;
     let mut rsync_dir = PathBuf::new();
-    for round in 0..rounds {
-        if round > 0 {
-            std::fs::rename(&repo, repo_at(round)).unwrap();
-            repo = repo_at(round);
-        }
-        let repo_s = repo.display().to_string();
-        let archive_dir = net.dir.path().join(format!("archive{round}"));
-        rsync_dir = net.dir.path().join(format!("rsync{round}"));
-        // Who runs first rotates, so no tool always meets a quieter or a
-        // busier machine (or page cache) than the others.
-        let mut order = [0usize, 1, 2];
-        order.rotate_left(round % 3);
-        for which in order {
-            settle();
-            match which {
-                0 => ours.push(time(|| {
-                    d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
-                })),
-                1 => archive.push(time(|| {
-                    let mut git = Command::new("git")
-                        .arg("-C")
-                        .arg(&repo)
-                        .args(["archive", "HEAD"])
-                        .stdout(Stdio::piped())
-                        .spawn()
-                        .unwrap();
-                    let remote =
-                        format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
-                    let st = Command::new(&ssh[0])
-                        .args(&ssh[1..])
-                        .arg(dest)
-                        .arg(remote)
-                        .stdin(git.stdout.take().unwrap())
-                        .status()
-                        .unwrap();
-                    assert!(st.success() && git.wait().unwrap().success());
-                })),
-                _ => rsync_first.push(time(|| rsync(&repo, &rsync_dir))),
+    let mut first_copies = |repo: &mut PathBuf| {
+        let (mut ours, mut archive, mut rsync_first) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            seq += 1;
+            std::fs::rename(&*repo, repo_at(seq)).unwrap();
+            *repo = repo_at(seq);
+            let repo_s = repo.display().to_string();
+            let archive_dir = net.dir.path().join(format!("archive{seq}"));
+            rsync_dir = net.dir.path().join(format!("rsync{seq}"));
+            // Who runs first rotates, so no tool always meets a quieter or
+            // a busier machine (or page cache) than the others.
+            let mut order = [0usize, 1, 2];
+            order.rotate_left(round % 3);
+            for which in order {
+                settle();
+                match which {
+                    0 => ours.push(time(|| {
+                        d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
+                    })),
+                    1 => archive.push(time(|| {
+                        let mut git = Command::new("git")
+                            .arg("-C")
+                            .arg(&*repo)
+                            .args(["archive", "HEAD"])
+                            .stdout(Stdio::piped())
+                            .spawn()
+                            .unwrap();
+                        let remote =
+                            format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
+                        let st = Command::new(&ssh[0])
+                            .args(&ssh[1..])
+                            .arg(dest)
+                            .arg(remote)
+                            .stdin(git.stdout.take().unwrap())
+                            .status()
+                            .unwrap();
+                        assert!(st.success() && git.wait().unwrap().success());
+                    })),
+                    _ => rsync_first.push(time(|| rsync(repo, &rsync_dir))),
+                }
             }
         }
-    }
+        (ours, archive, rsync_first)
+    };
+    let (ours_loose, archive_loose, rsync_loose) = first_copies(&mut repo);
+    run(Command::new("git").arg("-C").arg(&repo).args(["gc", "-q"]));
+    let (ours, archive, rsync_first) = first_copies(&mut repo);
 
     // Re-copies into the last round's copies: each round changes 10 files,
     // then ours (delta) and rsync.
@@ -269,12 +290,22 @@ fn main() {
          {rounds} round(s) in rotating order, medians"
     );
     println!(
-        "{:<34} {:>9} {:>9} {:>13}   per-round peer/ours",
+        "{:<44} {:>9} {:>9} {:>13}   per-round peer/ours",
         "case", "ours s", "peer s", "peer/ours"
     );
     for (case, o, p) in [
         ("first copy vs git archive|ssh tar", &ours, &archive),
         ("first copy vs rsync -a", &ours, &rsync_first),
+        (
+            "loose objects: first copy vs git archive",
+            &ours_loose,
+            &archive_loose,
+        ),
+        (
+            "loose objects: first copy vs rsync -a",
+            &ours_loose,
+            &rsync_loose,
+        ),
         ("re-copy (10 files) vs rsync -a", &ours_again, &rsync_again),
     ] {
         let rounds: Vec<String> = o
@@ -283,7 +314,7 @@ fn main() {
             .map(|(o, p)| format!("{:.2}", secs(*p) / secs(*o)))
             .collect();
         println!(
-            "{case:<34} {:>9.3} {:>9.3} {:>12.2}x   {}",
+            "{case:<44} {:>9.3} {:>9.3} {:>12.2}x   {}",
             secs(median(o)),
             secs(median(p)),
             secs(median(p)) / secs(median(o)),

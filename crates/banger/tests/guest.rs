@@ -55,7 +55,17 @@ fn awkward_repo(dir: &Path, big_mib: usize) -> PathBuf {
     std::fs::write(r.join("tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
     std::fs::set_permissions(r.join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("a/b/c/deep.txt", r.join("deep-link")).unwrap();
-    let big: Vec<u8> = (0..big_mib << 20).map(|i| (i * 7 % 251) as u8).collect();
+    // Incompressible (xorshift), so a compressed stream is as long as a
+    // plain one and the slow-link test stays slow.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let big: Vec<u8> = (0..big_mib << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
     std::fs::write(r.join("big.dat"), big).unwrap();
     git(&r, &["add", "-A"]);
     git(&r, &["commit", "-q", "-m", "first"]);

@@ -38,6 +38,10 @@ pub struct GuestConfig {
     /// Where `workspace prepare` puts checkouts: relative to the guest
     /// user's home, or absolute. Default `work` (so `~/work/<repo>`).
     pub work_dir: String,
+    /// Compress `workspace prepare` streams with zstd when the guest has
+    /// `zstd` (it says so before the stream starts; without it the stream
+    /// is plain tar). Default true.
+    pub compress_stream: bool,
     /// Files under the owner's home copied into the guest user's home by
     /// `workspace sync-files` (relative to home or absolute under it).
     /// Default empty.
@@ -69,6 +73,7 @@ impl Default for GuestConfig {
             ssh_key: None,
             connect_timeout_secs: 10,
             work_dir: "work".into(),
+            compress_stream: true,
             sync_files: Vec::new(),
             readiness: Readiness::Auto,
             readiness_timeout_secs: 60,

@@ -52,8 +52,9 @@ impl WorkspaceService {
                 quote("banger-sync-ok")
             );
             let mut out = Vec::new();
-            let mut feed =
-                |w: &mut dyn std::io::Write| write_pairs(plan.clone(), true, &[], w).map(|_| ());
+            let mut feed = |w: &mut dyn std::io::Write, _: &_| {
+                write_pairs(plan.clone(), true, &[], w).map(|_| ())
+            };
             let run = me.run_guest(&target, &script, Some(&mut feed), &mut out)?;
             if run.code != 0 {
                 return Err(WorkspaceOpError::Guest {

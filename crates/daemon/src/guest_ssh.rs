@@ -193,6 +193,9 @@ impl GuestDial for SshClient {
     fn command(&self, target: &GuestTarget, remote: &str) -> std::process::Command {
         let mut c = std::process::Command::new(&self.bin);
         c.arg("-F").arg("none").arg("-T").args(self.args(target));
+        if let Some(pref) = bulk_cipher_preference() {
+            c.arg("-o").arg(pref);
+        }
         // The remote side joins argv into one string for the login shell;
         // a single quoted `sh -c` keeps the script intact whatever it is.
         c.arg("--")
@@ -203,6 +206,30 @@ impl GuestDial for SshClient {
     fn classify(&self, target: &GuestTarget, stderr: &str) -> GuestSshError {
         classify(self, target, stderr)
     }
+}
+
+/// The cipher option of the daemon's own connections (workspace streams,
+/// exports, file sync), or `None` to keep OpenSSH's order.
+///
+/// OpenSSH lists chacha20-poly1305 first, the right default on a CPU
+/// without AES instructions. With them (the guest runs on the same CPU),
+/// AES-GCM moves bulk data markedly faster: 400 MB through a local sshd
+/// took 2.0 s against 3.2 s on our 2-core machines, and a workspace copy is
+/// bound by exactly that. `^` only moves it to the head of the default
+/// list, so a guest sshd without it still negotiates the next one.
+pub fn bulk_cipher_preference() -> Option<&'static str> {
+    static AES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    AES.get_or_init(|| std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|s| cpu_has_aes(&s)))
+        .then_some("Ciphers=^aes128-gcm@openssh.com")
+}
+
+/// Whether `/proc/cpuinfo` text lists the AES instructions (`flags` on
+/// x86, `Features` on arm64).
+fn cpu_has_aes(cpuinfo: &str) -> bool {
+    cpuinfo.lines().any(|l| {
+        (l.starts_with("flags") || l.starts_with("Features"))
+            && l.split_whitespace().any(|w| w == "aes")
+    })
 }
 
 fn classify(c: &SshClient, target: &GuestTarget, stderr: &str) -> GuestSshError {
@@ -344,6 +371,22 @@ mod tests {
         assert!(s.contains("StrictHostKeyChecking=accept-new"));
         assert!(s.contains("BatchMode=yes"));
         assert!(s.ends_with("-p 22 root@172.30.0.2 -- uname -a"));
+    }
+
+    #[test]
+    fn aes_gcm_goes_first_only_with_aes_instructions() {
+        assert!(cpu_has_aes("flags\t\t: fpu vme sse2 aes avx2\n"));
+        assert!(cpu_has_aes("Features\t: fp asimd aes pmull sha1\n"));
+        assert!(!cpu_has_aes(
+            "flags\t\t: fpu vme sse2 avx2\nmodel name\t: aes box\n"
+        ));
+        let c = client().command(&target(), "true");
+        let argv: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let pinned = argv.iter().any(|a| a == "Ciphers=^aes128-gcm@openssh.com");
+        assert_eq!(pinned, bulk_cipher_preference().is_some());
     }
 
     #[test]

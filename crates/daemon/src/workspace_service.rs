@@ -118,8 +118,57 @@ impl From<WorkspaceOpError> for DaemonError {
     }
 }
 
-/// Writes a guest command's stdin.
-pub(crate) type Feed<'a> = dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send + 'a;
+/// Writes a guest command's stdin; [`GuestHello`] gives the first line the
+/// command printed, for a feed that must hear from the guest first.
+pub(crate) type Feed<'a> =
+    dyn FnMut(&mut dyn Write, &GuestHello) -> std::io::Result<()> + Send + 'a;
+
+/// The first line of a guest command's stdout, as it arrives.
+pub(crate) struct GuestHello(std::sync::mpsc::Receiver<String>);
+
+impl GuestHello {
+    /// Wait up to `timeout` for the first line (without its newline).
+    pub(crate) fn first_line(&self, timeout: std::time::Duration) -> std::io::Result<String> {
+        self.0.recv_timeout(timeout).map_err(|e| {
+            std::io::Error::other(match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => {
+                    "the guest command printed nothing in time"
+                }
+                std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                    "the guest command ended before printing its first line"
+                }
+            })
+        })
+    }
+}
+
+/// Passes everything through to `out` and sends the first line to the feed.
+struct FirstLine<'a> {
+    out: &'a mut (dyn Write + Send),
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    line: Vec<u8>,
+}
+
+impl Write for FirstLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(tx) = &self.tx {
+            match buf[..n].iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&buf[..i]);
+                    let _ = tx.send(String::from_utf8_lossy(&self.line).into_owned());
+                    self.tx = None;
+                }
+                None => self.line.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
 
 /// What a guest command returned.
 pub(crate) struct GuestRun {
@@ -211,11 +260,20 @@ impl WorkspaceService {
                 let _ = stderr.read_to_end(&mut v);
                 String::from_utf8_lossy(&v).into_owned()
             });
-            let out_t = s.spawn(move || std::io::copy(&mut stdout, out));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let hello = GuestHello(rx);
+            let out_t = s.spawn(move || {
+                let mut w = FirstLine {
+                    out,
+                    tx: Some(tx),
+                    line: Vec::new(),
+                };
+                std::io::copy(&mut stdout, &mut w)
+            });
             let fed = match (feed, stdin) {
                 (Some(f), Some(stdin)) => {
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
-                    f(&mut w).and_then(|()| w.flush())
+                    f(&mut w, &hello).and_then(|()| w.flush())
                 }
                 _ => Ok(()),
             };

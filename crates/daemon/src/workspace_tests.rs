@@ -19,6 +19,8 @@ use crate::workspace_service::{VmLookup, WorkspaceDeps, WorkspaceService};
 struct LocalDial {
     home: PathBuf,
     gate: Option<PathBuf>,
+    /// Put first on the guest's `PATH`.
+    bin: Option<PathBuf>,
 }
 
 impl GuestDial for LocalDial {
@@ -35,6 +37,10 @@ impl GuestDial for LocalDial {
             .arg(script)
             .env("HOME", &self.home)
             .current_dir(&self.home);
+        if let Some(bin) = &self.bin {
+            let path = std::env::var("PATH").unwrap_or_default();
+            c.env("PATH", format!("{}:{path}", bin.display()));
+        }
         c
     }
     fn classify(&self, t: &GuestTarget, stderr: &str) -> GuestSshError {
@@ -85,6 +91,15 @@ pub(crate) fn test_vm() -> Vm {
 }
 
 fn service(dir: &Path, gate: Option<PathBuf>) -> (Arc<WorkspaceService>, Arc<OneVm>) {
+    service_with(dir, gate, GuestConfig::default(), None)
+}
+
+fn service_with(
+    dir: &Path,
+    gate: Option<PathBuf>,
+    guest: GuestConfig,
+    bin: Option<PathBuf>,
+) -> (Arc<WorkspaceService>, Arc<OneVm>) {
     let guest_home = dir.join("guest-home");
     std::fs::create_dir_all(&guest_home).unwrap();
     let lookup = Arc::new(OneVm {
@@ -103,10 +118,11 @@ fn service(dir: &Path, gate: Option<PathBuf>) -> (Arc<WorkspaceService>, Arc<One
         dial: Arc::new(LocalDial {
             home: guest_home,
             gate,
+            bin,
         }),
         wait_for_ssh: banner_waiter(),
         ssh,
-        guest: GuestConfig::default(),
+        guest,
         vms_dir: dir.join("vms"),
         home: dir.join("owner-home"),
     };
@@ -374,4 +390,73 @@ async fn many_loose_objects_travel_as_one_pack_and_the_guest_repo_is_whole() {
     );
     git(&guest, &["fsck", "--no-progress", "--no-dangling"]);
     assert_eq!(git(&guest, &["status", "--porcelain"]), "");
+}
+
+#[tokio::test]
+async fn the_stream_is_zstd_when_the_guest_has_it_and_plain_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo(dir.path());
+    for i in 0..300 {
+        std::fs::write(r.join(format!("src/f{i}.rs")), format!("// {i}\n")).unwrap();
+    }
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-q", "-m", "many"]);
+    std::fs::write(r.join("src/f7.rs"), "// dirty\n").unwrap();
+
+    // Plain tar when compression is off, whatever the guest has.
+    let plain_dir = dir.path().join("plain");
+    let guest = GuestConfig {
+        compress_stream: false,
+        ..GuestConfig::default()
+    };
+    let (ws, _) = service_with(&plain_dir, None, guest, None);
+    ws.prepare(params(&r)).await.unwrap();
+    let plain = plain_dir.join("guest-home/work/proj");
+    git(&plain, &["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(git(&plain, &["status", "--porcelain"]), " M src/f7.rs\n");
+
+    let Some(real) = ["/usr/bin/zstd", "/bin/zstd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP zstd stream: no zstd on this machine (apt-get install zstd)");
+        return;
+    };
+    // A zstd on the guest's PATH that notes each use.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.path().join("zstd.log");
+    let wrapper = bin.join("zstd");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&wrapper, perm).unwrap();
+    let z_dir = dir.path().join("zstd");
+    let (ws, _) = service_with(&z_dir, None, GuestConfig::default(), Some(bin));
+    ws.prepare(params(&r)).await.unwrap();
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("-dcq"),
+        "the guest decompressed the stream"
+    );
+    let zd = z_dir.join("guest-home/work/proj");
+    git(&zd, &["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(git(&zd, &["status", "--porcelain"]), " M src/f7.rs\n");
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(&plain)
+        .arg(&zd)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 }

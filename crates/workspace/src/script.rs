@@ -11,6 +11,15 @@ pub const DELETE_LIST: &str = ".git/banger-import/delete";
 /// (see [`import_script`]) when it is present, so a script sent before the
 /// host knows what the stream holds can still do it.
 pub const REFRESH_MARKER: &str = ".git/banger-import/refresh";
+/// The first line the import script prints: the guest can take a
+/// zstd-compressed stream. The host answers with the format it writes.
+pub const HELLO_ZSTD: &str = "banger-import zstd";
+/// The first line the import script prints when the guest has no `zstd`.
+pub const HELLO_TAR: &str = "banger-import tar";
+/// The format line the host sends first: a plain tar stream follows.
+pub const FORMAT_TAR: &str = "tar";
+/// The format line the host sends first: a zstd frame of the tar follows.
+pub const FORMAT_ZSTD: &str = "zstd";
 /// The last line the import script prints on success.
 pub const IMPORT_OK: &str = "banger-import-ok";
 
@@ -34,6 +43,11 @@ fn dir_expr(dir: &str) -> String {
 /// [`REFRESH_MARKER`], make the copied index valid on the guest (HEAD,
 /// branch, index and remotes came with `.git`).
 ///
+/// The script first says whether the guest can decompress zstd
+/// ([`HELLO_ZSTD`] or [`HELLO_TAR`] on stdout), then reads one line from
+/// stdin naming the stream that follows ([`FORMAT_ZSTD`] or [`FORMAT_TAR`];
+/// `read` takes exactly that line, the rest stays for the decoder).
+///
 /// A copied index carries the host's inode/ctime/uid data; rather than
 /// rehashing the whole tree (`update-index --refresh`, the cost of a full
 /// content hash on every full copy), the checkout is told to compare only
@@ -56,10 +70,16 @@ pub fn import_script(dir: &str, refresh: bool) -> String {
     };
     format!(
         r#"set -eu
+if command -v zstd >/dev/null 2>&1; then echo {hello_zstd}; else echo {hello_tar}; fi
+IFS= read -r fmt
 dir={dir}
 mkdir -p "$dir"
 cd "$dir"
-tar -x --no-same-owner -f -
+case "$fmt" in
+  {zstd}) zstd -dcq | tar -x --no-same-owner -f - ;;
+  {tar}) tar -x --no-same-owner -f - ;;
+  *) echo "unknown workspace stream format: $fmt" >&2; exit 2 ;;
+esac
 if [ -s {del} ]; then xargs -0 rm -f -- < {del}; fi
 {refresh}rm -rf {imp}
 echo {ok}
@@ -68,6 +88,10 @@ echo {ok}
         del = quote(DELETE_LIST),
         imp = quote(IMPORT_DIR),
         ok = IMPORT_OK,
+        hello_zstd = quote(HELLO_ZSTD),
+        hello_tar = quote(HELLO_TAR),
+        zstd = FORMAT_ZSTD,
+        tar = FORMAT_TAR,
     )
 }
 
@@ -188,7 +212,7 @@ mod import_tests {
             list.extend_from_slice(d.as_os_str().as_bytes());
             list.push(0);
         }
-        let mut buf = Vec::new();
+        let mut buf = format!("{FORMAT_TAR}\n").into_bytes();
         write_tar(root, files, &[(PathBuf::from(DELETE_LIST), list)], &mut buf).unwrap();
         let mut child = Command::new("sh")
             .args(["-c", &import_script(dest, true)])
@@ -253,7 +277,7 @@ mod marker_tests {
         if marker {
             extra.push((PathBuf::from(REFRESH_MARKER), Vec::new()));
         }
-        let mut buf = Vec::new();
+        let mut buf = format!("{FORMAT_TAR}\n").into_bytes();
         let files = send.iter().map(|p| (p.as_path(), &m.entries[p]));
         write_stated(root, files, &extra, &mut buf).unwrap();
         let mut child = Command::new("sh")
@@ -353,7 +377,7 @@ mod racy_export_tests {
             (PathBuf::from(DELETE_LIST), Vec::new()),
             (PathBuf::from(REFRESH_MARKER), Vec::new()),
         ];
-        let mut buf = Vec::new();
+        let mut buf = format!("{FORMAT_TAR}\n").into_bytes();
         let sent = delta.send.iter().map(|p| (p.as_path(), &m.entries[p]));
         write_stated(&root, sent, &extra, &mut buf).unwrap();
         let dest = dir.path().join("guest");
