@@ -7,7 +7,9 @@
 //!    automatic gc off (all objects stay loose, the worst case for us).
 //! 2. First copy into empty directories: ours (`workspace prepare --full`)
 //!    vs `git archive HEAD | ssh … tar -x` vs `rsync -a -e ssh`, first with
-//!    every object loose, then after `git gc` (packed, as in a clone).
+//!    every object loose, then after `git gc` (packed, as in a clone); and,
+//!    for reference, the raw pipe ours is built on: `tar -c . | ssh tar -x`
+//!    of the whole checkout (no git listing, no manifest, `.git` as is).
 //! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
 //!
 //! The peers' `ssh` gets the same options as the daemon's, including its
@@ -182,7 +184,8 @@ fn main() {
     let mut seq = 0;
     let mut rsync_dir = PathBuf::new();
     let mut first_copies = |repo: &mut PathBuf| {
-        let (mut ours, mut archive, mut rsync_first) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut archive, mut rsync_first, mut raw) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             seq += 1;
             std::fs::rename(&*repo, repo_at(seq)).unwrap();
@@ -190,10 +193,11 @@ fn main() {
             let repo_s = repo.display().to_string();
             let archive_dir = net.dir.path().join(format!("archive{seq}"));
             rsync_dir = net.dir.path().join(format!("rsync{seq}"));
+            let raw_dir = net.dir.path().join(format!("raw{seq}"));
             // Who runs first rotates, so no tool always meets a quieter or
             // a busier machine (or page cache) than the others.
-            let mut order = [0usize, 1, 2];
-            order.rotate_left(round % 3);
+            let mut order = [0usize, 1, 2, 3];
+            order.rotate_left(round % 4);
             for which in order {
                 settle();
                 match which {
@@ -219,15 +223,36 @@ fn main() {
                             .unwrap();
                         assert!(st.success() && git.wait().unwrap().success());
                     })),
-                    _ => rsync_first.push(time(|| rsync(repo, &rsync_dir))),
+                    2 => rsync_first.push(time(|| rsync(repo, &rsync_dir))),
+                    // The raw pipe ours is built on: the whole checkout
+                    // (ignored files and all) through `tar | ssh tar`.
+                    _ => raw.push(time(|| {
+                        let mut tar = Command::new("tar")
+                            .arg("-C")
+                            .arg(&*repo)
+                            .args(["-cf", "-", "."])
+                            .stdout(Stdio::piped())
+                            .spawn()
+                            .unwrap();
+                        let remote =
+                            format!("mkdir -p '{0}' && tar -x -C '{0}'", raw_dir.display());
+                        let st = Command::new(&ssh[0])
+                            .args(&ssh[1..])
+                            .arg(dest)
+                            .arg(remote)
+                            .stdin(tar.stdout.take().unwrap())
+                            .status()
+                            .unwrap();
+                        assert!(st.success() && tar.wait().unwrap().success());
+                    })),
                 }
             }
         }
-        (ours, archive, rsync_first)
+        (ours, archive, rsync_first, raw)
     };
-    let (ours_loose, archive_loose, rsync_loose) = first_copies(&mut repo);
+    let (ours_loose, archive_loose, rsync_loose, raw_loose) = first_copies(&mut repo);
     run(Command::new("git").arg("-C").arg(&repo).args(["gc", "-q"]));
-    let (ours, archive, rsync_first) = first_copies(&mut repo);
+    let (ours, archive, rsync_first, raw) = first_copies(&mut repo);
 
     // Re-copies into the last round's copies: each round changes 10 files,
     // then ours (delta) and rsync.
@@ -296,6 +321,7 @@ fn main() {
     for (case, o, p) in [
         ("first copy vs git archive|ssh tar", &ours, &archive),
         ("first copy vs rsync -a", &ours, &rsync_first),
+        ("first copy vs tar|ssh tar (reference)", &ours, &raw),
         (
             "loose objects: first copy vs git archive",
             &ours_loose,
@@ -305,6 +331,11 @@ fn main() {
             "loose objects: first copy vs rsync -a",
             &ours_loose,
             &rsync_loose,
+        ),
+        (
+            "loose objects: vs tar|ssh tar (reference)",
+            &ours_loose,
+            &raw_loose,
         ),
         ("re-copy (10 files) vs rsync -a", &ours_again, &rsync_again),
     ] {

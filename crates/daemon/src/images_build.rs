@@ -61,9 +61,6 @@ pub const BASE_PACKAGES: &[&str] = &[
     "dbus",
     "initramfs-tools",
     "linux-image-cloud-amd64",
-    // `workspace prepare` streams zstd-compressed tar when the guest can
-    // decompress it (plain tar otherwise).
-    "zstd",
 ];
 
 /// Modules the initrd loads: the Debian cloud kernel has virtio-mmio,

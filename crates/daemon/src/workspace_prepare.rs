@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use banger_api::Vm;
 use banger_api::guest::{WorkspacePrepareParams, WorkspacePrepared};
 use banger_workspace::manifest::{Delta, Manifest};
-use banger_workspace::pack::LoosePack;
 use banger_workspace::script::{
     DELETE_LIST, FORMAT_TAR, FORMAT_ZSTD, HELLO_ZSTD, IMPORT_OK, REFRESH_MARKER, import_script,
 };
@@ -29,11 +28,6 @@ use crate::workspace_service::{GuestHello, WorkspaceOpError, WorkspaceService};
 /// Exit code of the import script when a delta was sent to a guest that
 /// has no checkout there (the disk was reset): prepare then resends all.
 const NO_CHECKOUT: i32 = 5;
-
-/// From this many loose objects to send on, they go as one pack planned
-/// while the work tree streams and written into the stream (below it, the
-/// files are as cheap).
-const PACK_MIN_LOOSE: usize = 256;
 
 /// How long the guest may take, once ssh is up, to say which stream it
 /// takes (its shell starting `command -v zstd`).
@@ -129,89 +123,26 @@ impl WorkspaceService {
                 let zstd = self.deps.guest.compress_stream
                     && hello.first_line(HELLO_TIMEOUT)?.trim() == HELLO_ZSTD;
                 let t_stream = Instant::now();
-                // Many loose objects: planned into one pack alongside the
-                // stream and sent as that pack, made on the fly (the guest
-                // creates 2 files instead of one per object); they stay in
-                // the manifest as sent.
-                let loose: Vec<&Path> = s
-                    .delta
-                    .send
-                    .iter()
-                    .filter(|p| git::loose_object_id(p).is_some())
-                    .map(PathBuf::as_path)
-                    .collect();
-                let pack = loose.len() >= PACK_MIN_LOOSE;
+                // Loose objects go as the files they are: packing them
+                // (with `git pack-objects`, then with a pack writer of our
+                // own) was measured slower; see ARCHITECTURE.md.
                 let files = s
                     .delta
                     .send
                     .iter()
-                    .filter(|p| !pack || git::loose_object_id(p).is_none())
                     .map(|p| (p.as_path(), &s.next.entries[p]));
-                let mut packed = 0;
-                let write_stream = |out: &mut dyn std::io::Write| {
-                    std::thread::scope(|sc| {
-                        let planner = pack.then(|| {
-                            sc.spawn(|| {
-                                let ids: Vec<String> = loose
-                                    .iter()
-                                    .filter_map(|p| git::loose_object_id(p))
-                                    .collect();
-                                LoosePack::plan(&root, &ids)
-                            })
-                        });
-                        let tail = |add: &mut tarstream::AddEntry<'_>| {
-                            let Some(planner) = planner else {
-                                return Ok(());
-                            };
-                            let plan = planner
-                                .join()
-                                .map_err(|_| std::io::Error::other("the pack thread panicked"))?;
-                            match plan {
-                                Ok(Some(plan)) => {
-                                    let dir = Path::new(".git/objects/pack");
-                                    let (pack_name, idx_name) = plan.file_names();
-                                    let mut r = plan.reader();
-                                    add(&dir.join(pack_name), 0o444, plan.pack_size(), &mut r)?;
-                                    let idx = r.finish()?;
-                                    add(
-                                        &dir.join(idx_name),
-                                        0o444,
-                                        idx.len() as u64,
-                                        &mut &idx[..],
-                                    )?;
-                                    packed = plan.len();
-                                }
-                                // A SHA-256 repository, or an object git would
-                                // not read either: sent as the files they are.
-                                other => {
-                                    if let Err(e) = other {
-                                        tracing::warn!(error = %e, "cannot pack loose objects; sending them as files");
-                                    }
-                                    for rel in &loose {
-                                        let e = &s.next.entries[*rel];
-                                        let mut f = std::fs::File::open(root.join(rel))?;
-                                        add(rel, e.mode & 0o7777, e.size, &mut f)?;
-                                    }
-                                }
-                            }
-                            Ok(())
-                        };
-                        tarstream::write_stated_then(&root, files, tail, &s.extra, &mut *out)
-                    })
-                };
                 if zstd {
                     w.write_all(format!("{FORMAT_ZSTD}\n").as_bytes())?;
                     let mut enc = zstd::Encoder::new(&mut *w, ZSTD_LEVEL)?;
                     // One worker: compression runs beside the thread that
-                    // reads the files and makes the pack.
+                    // reads the files.
                     enc.multithread(1)?;
-                    stats = write_stream(&mut enc)?;
+                    stats = tarstream::write_stated(&root, files, &s.extra, &mut enc)?;
                     enc.finish()?;
                 } else {
                     w.write_all(format!("{FORMAT_TAR}\n").as_bytes())?;
-                    stats = write_stream(&mut *w)?;
+                    stats = tarstream::write_stated(&root, files, &s.extra, &mut *w)?;
                 }
-                s.packed = packed;
                 streamed = t_stream.elapsed();
                 // Hand the guest the end of the stream, then serialize the
                 // manifest while it unpacks.
@@ -257,7 +188,6 @@ impl WorkspaceService {
                 save_ms = t_save.elapsed().as_millis() as u64,
                 total_ms = t_start.elapsed().as_millis() as u64,
                 files = s.delta.send.len(),
-                packed_objects = s.packed,
                 "workspace prepare phases"
             );
             return Ok(WorkspacePrepared {
@@ -281,8 +211,6 @@ struct Scanned {
     next: Manifest,
     /// `next` in its text form, made once the stream is written.
     next_text: String,
-    /// Loose objects that went as one pack.
-    packed: usize,
     delta: Delta,
     /// The control files at the end of the stream.
     extra: Vec<(PathBuf, Vec<u8>)>,
@@ -334,7 +262,6 @@ fn scan(
         info,
         next,
         next_text: String::new(),
-        packed: 0,
         delta,
         extra,
         inspect,

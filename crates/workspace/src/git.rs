@@ -209,27 +209,6 @@ pub fn git_dir_files(root: &Path) -> Result<Vec<PathBuf>, GitError> {
     Ok(out)
 }
 
-/// The object id of a loose object path (`.git/objects/ab/cdef…` →
-/// `abcdef…`), or `None` for any other path.
-pub fn loose_object_id(rel: &Path) -> Option<String> {
-    let rest = rel.strip_prefix(".git/objects").ok()?;
-    let mut c = rest.components();
-    let (dir, file) = (c.next()?, c.next()?);
-    if c.next().is_some() {
-        return None;
-    }
-    let (dir, file) = (dir.as_os_str().as_bytes(), file.as_os_str().as_bytes());
-    let hex = |b: &[u8]| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    (dir.len() == 2 && hex(dir) && (file.len() == 38 || file.len() == 62) && hex(file)).then(
-        || {
-            let mut id = String::with_capacity(2 + file.len());
-            id.push_str(std::str::from_utf8(dir).ok()?);
-            id.push_str(std::str::from_utf8(file).ok()?);
-            Some(id)
-        },
-    )?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,19 +253,6 @@ mod tests {
         assert_eq!(inspect(&root).unwrap().branch, None);
         let plain = tempfile::tempdir().unwrap();
         assert!(matches!(inspect(plain.path()), Err(GitError::NotARepo(_))));
-    }
-
-    #[test]
-    fn loose_object_ids() {
-        let id = "ab".to_string() + &"0".repeat(38);
-        let p = PathBuf::from(format!(".git/objects/ab/{}", &id[2..]));
-        assert_eq!(loose_object_id(&p), Some(id));
-        assert_eq!(
-            loose_object_id(Path::new(".git/objects/pack/pack-1.pack")),
-            None
-        );
-        assert_eq!(loose_object_id(Path::new(".git/objects/info/packs")), None);
-        assert_eq!(loose_object_id(Path::new("src/objects/ab/cd")), None);
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //!
 //! It imports no sibling crate and does no network or guest I/O itself: it
 //! inspects a git checkout on the host ([`git`]), records what was sent
-//! ([`manifest`]), writes the tar stream a guest unpacks ([`tarstream`]) with
-//! loose objects packed on the fly ([`pack`]),
+//! ([`manifest`]), writes the tar stream a guest unpacks ([`tarstream`]),
 //! generates the guest-side shell scripts ([`script`]), brings guest work back
 //! into the host repository without touching its working tree ([`export`]) and
 //! validates file-sync paths ([`homepath`]). The daemon's `WorkspaceService`
@@ -13,7 +12,6 @@ pub mod export;
 pub mod git;
 pub mod homepath;
 pub mod manifest;
-pub mod pack;
 pub mod script;
 pub mod tarstream;
 

@@ -108,23 +108,6 @@ pub fn write_stated<'a, W: Write>(
     extra: &[(PathBuf, Vec<u8>)],
     out: W,
 ) -> io::Result<TarStats> {
-    write_stated_then(root, files, |_| Ok(()), extra, out)
-}
-
-/// Appends one generated regular file to the stream: its name, permission
-/// bits, exact size and content.
-pub type AddEntry<'r> = dyn FnMut(&Path, u32, u64, &mut dyn Read) -> io::Result<()> + 'r;
-
-/// [`write_stated`], then whatever `tail` appends once the files are
-/// written (content made alongside the stream, such as a pack of loose
-/// objects), then `extra`.
-pub fn write_stated_then<'a, W: Write>(
-    root: &Path,
-    files: impl IntoIterator<Item = (&'a Path, &'a crate::ManifestEntry)>,
-    tail: impl FnOnce(&mut AddEntry<'_>) -> io::Result<()>,
-    extra: &[(PathBuf, Vec<u8>)],
-    out: W,
-) -> io::Result<TarStats> {
     const S_IFMT: u32 = 0o170000;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
@@ -143,30 +126,6 @@ pub fn write_stated_then<'a, W: Write>(
         };
         append(&mut b, &mut stats, rel, &root.join(rel), &stat)?;
     }
-    let mut add = |rel: &Path, mode: u32, size: u64, data: &mut dyn Read| {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        );
-        h.set_entry_type(tar::EntryType::Regular);
-        // `Exact`: the header promised `size` bytes, whatever `data` yields.
-        b.append_data(
-            &mut h,
-            rel,
-            Exact {
-                inner: data,
-                left: size,
-            },
-        )?;
-        stats.entries += 1;
-        stats.bytes += size;
-        Ok(())
-    };
-    tail(&mut add)?;
     finish(b, stats, extra)
 }
 
