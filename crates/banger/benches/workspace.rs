@@ -168,6 +168,19 @@ fn main() {
     let ssh = ssh_cmd(&net.client_key);
     let dest = "root@172.30.0.2";
     let rounds = env_num("BANGER_BENCH_ROUNDS", 3).max(1);
+    // `source | ssh … tar -x` into `dir` on the guest.
+    let pipe_to_guest = |mut source: Command, dir: &Path| {
+        let mut src = source.stdout(Stdio::piped()).spawn().unwrap();
+        let remote = format!("mkdir -p '{0}' && tar -x -C '{0}'", dir.display());
+        let st = Command::new(&ssh[0])
+            .args(&ssh[1..])
+            .arg(dest)
+            .arg(remote)
+            .stdin(src.stdout.take().unwrap())
+            .status()
+            .unwrap();
+        assert!(st.success() && src.wait().unwrap().success());
+    };
     let rsync = |repo: &Path, to: &Path| {
         run(Command::new("rsync")
             .arg("-a")
@@ -205,45 +218,17 @@ fn main() {
                         d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--full"]);
                     })),
                     1 => archive.push(time(|| {
-                        let mut git = Command::new("git")
-                            .arg("-C")
-                            .arg(&*repo)
-                            .args(["archive", "HEAD"])
-                            .stdout(Stdio::piped())
-                            .spawn()
-                            .unwrap();
-                        let remote =
-                            format!("mkdir -p '{0}' && tar -x -C '{0}'", archive_dir.display());
-                        let st = Command::new(&ssh[0])
-                            .args(&ssh[1..])
-                            .arg(dest)
-                            .arg(remote)
-                            .stdin(git.stdout.take().unwrap())
-                            .status()
-                            .unwrap();
-                        assert!(st.success() && git.wait().unwrap().success());
+                        let mut git = Command::new("git");
+                        git.arg("-C").arg(&*repo).args(["archive", "HEAD"]);
+                        pipe_to_guest(git, &archive_dir);
                     })),
                     2 => rsync_first.push(time(|| rsync(repo, &rsync_dir))),
                     // The raw pipe ours is built on: the whole checkout
                     // (ignored files and all) through `tar | ssh tar`.
                     _ => raw.push(time(|| {
-                        let mut tar = Command::new("tar")
-                            .arg("-C")
-                            .arg(&*repo)
-                            .args(["-cf", "-", "."])
-                            .stdout(Stdio::piped())
-                            .spawn()
-                            .unwrap();
-                        let remote =
-                            format!("mkdir -p '{0}' && tar -x -C '{0}'", raw_dir.display());
-                        let st = Command::new(&ssh[0])
-                            .args(&ssh[1..])
-                            .arg(dest)
-                            .arg(remote)
-                            .stdin(tar.stdout.take().unwrap())
-                            .status()
-                            .unwrap();
-                        assert!(st.success() && tar.wait().unwrap().success());
+                        let mut tar = Command::new("tar");
+                        tar.arg("-C").arg(&*repo).args(["-cf", "-", "."]);
+                        pipe_to_guest(tar, &raw_dir);
                     })),
                 }
             }

@@ -159,6 +159,19 @@ fn repo(dir: &Path) -> PathBuf {
     r
 }
 
+/// [`repo`] plus a commit of 300 more files (300+ loose objects) and a
+/// dirty `src/f7.rs`.
+fn repo_with_many_objects(dir: &Path) -> PathBuf {
+    let r = repo(dir);
+    for i in 0..300 {
+        std::fs::write(r.join(format!("src/f{i}.rs")), format!("// {i}\n")).unwrap();
+    }
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-q", "-m", "many"]);
+    std::fs::write(r.join("src/f7.rs"), "// dirty\n").unwrap();
+    r
+}
+
 fn params(r: &Path) -> WorkspacePrepareParams {
     WorkspacePrepareParams {
         vm: "dev".into(),
@@ -353,13 +366,7 @@ async fn ports_fall_back_to_ss_over_ssh() {
 async fn many_loose_objects_arrive_as_they_are_and_the_guest_repo_is_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (ws, _) = service(dir.path(), None);
-    let r = repo(dir.path());
-    for i in 0..300 {
-        std::fs::write(r.join(format!("src/f{i}.rs")), format!("// {i}\n")).unwrap();
-    }
-    git(&r, &["add", "-A"]);
-    git(&r, &["commit", "-q", "-m", "many"]);
-    std::fs::write(r.join("src/f7.rs"), "// dirty\n").unwrap();
+    let r = repo_with_many_objects(dir.path());
     let first = ws.prepare(params(&r)).await.unwrap();
     assert!(first.full);
     let guest = dir.path().join("guest-home/work/proj");
@@ -396,13 +403,7 @@ async fn many_loose_objects_arrive_as_they_are_and_the_guest_repo_is_whole() {
 #[tokio::test]
 async fn the_stream_is_zstd_when_the_guest_has_it_and_plain_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    let r = repo(dir.path());
-    for i in 0..300 {
-        std::fs::write(r.join(format!("src/f{i}.rs")), format!("// {i}\n")).unwrap();
-    }
-    git(&r, &["add", "-A"]);
-    git(&r, &["commit", "-q", "-m", "many"]);
-    std::fs::write(r.join("src/f7.rs"), "// dirty\n").unwrap();
+    let r = repo_with_many_objects(dir.path());
 
     // Plain tar when compression is off, whatever the guest has.
     let plain_dir = dir.path().join("plain");
