@@ -13,6 +13,7 @@
 //! blocking thread otherwise.
 #![warn(missing_docs)]
 
+pub mod beneath;
 mod client;
 mod disk_op;
 mod host;
