@@ -1,9 +1,10 @@
 //! `banger system install` and `uninstall`: the files of the system path
 //! under an optional prefix (`--root DIR`, for packaging and tests).
 //!
-//! Install writes the binaries, both units, the daemon config (when
-//! missing), the state directory (owned by the owner) and
-//! `/etc/banger/install.toml`, recording every path it created there, so
+//! Install writes the binaries, both units, the tmpfiles.d line of the
+//! daemon's runtime directory, the daemon config (when missing), the state
+//! directory (owned by the owner) and `/etc/banger/install.toml`,
+//! recording every path it created there, so
 //! uninstall removes exactly those and leaves the prefix as it was. On the
 //! real root with systemd running it also reloads, enables and starts the
 //! units (and stops and disables them on uninstall).
@@ -15,7 +16,7 @@ use banger_roothelper::install_meta::{INSTALL_META, InstallMeta, InstallPaths};
 
 use super::SystemError;
 use super::systemd::Systemd;
-use super::units::{DAEMON_UNIT, HELPER_UNIT, daemon_unit, helper_unit};
+use super::units::{DAEMON_UNIT, HELPER_UNIT, TMPFILES, daemon_unit, helper_unit, tmpfiles};
 
 /// Where a system install puts things (installed-host paths).
 pub const CONFIG: &str = "/etc/banger/config.toml";
@@ -25,7 +26,7 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// State directory.
 pub const STATE_DIR: &str = "/var/lib/banger";
-/// Runtime directory.
+/// The daemon's runtime directory (the owner's, 0700).
 pub const RUNTIME_DIR: &str = "/run/banger";
 /// The binaries installed.
 pub const BINARIES: [&str; 3] = ["banger", "bangerd", "bangerd-root"];
@@ -33,7 +34,7 @@ pub const BINARIES: [&str; 3] = ["banger", "bangerd", "bangerd-root"];
 /// The daemon config written by install when none exists.
 pub const DEFAULT_CONFIG: &str = "# banger system configuration (`banger config default` lists every key).\n\
 firecracker_bin = \"firecracker\"\n\
-privileged_helper = \"/run/banger/root.sock\"\n";
+privileged_helper = \"/run/banger-root/root.sock\"\n";
 
 /// What `install` needs.
 #[derive(Debug, Clone)]
@@ -181,6 +182,12 @@ pub fn install(
         "wrote {HELPER_UNIT} and {DAEMON_UNIT} into {}",
         unit_dir.display()
     ));
+    c.file(Path::new(TMPFILES), tmpfiles(&meta).as_bytes(), 0o644)?;
+    done.push(format!(
+        "wrote {TMPFILES} ({} owned by {}, mode 0700)",
+        meta.paths.runtime_dir.display(),
+        opts.owner
+    ));
     if !under(&opts.root, &meta.paths.config).exists() {
         c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
         done.push(format!("wrote {}", meta.paths.config.display()));
@@ -216,6 +223,7 @@ pub fn install(
         .map_err(io("chmod", &real_meta))?;
     done.push(format!("wrote {INSTALL_META}"));
     if real_root {
+        done.push(sd.tmpfiles_create(Path::new(TMPFILES)));
         done.push(sd.enable_now(&[HELPER_UNIT, DAEMON_UNIT]));
     } else {
         done.push(format!(
@@ -281,5 +289,30 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
         "removed the files of the install ({} paths)",
         meta.created.len()
     ));
+    // The runtime directories (systemd removes the helper's when it stops
+    // it; the daemon's is kept across restarts): removed when empty, or
+    // with everything in them on --purge.
+    let helper_dir = meta.paths.helper_socket.parent().map(Path::to_path_buf);
+    for dir in [Some(meta.paths.runtime_dir.clone()), helper_dir]
+        .into_iter()
+        .flatten()
+    {
+        let real = under(root, &dir);
+        if !real.is_dir() {
+            continue;
+        }
+        let removed = if purge {
+            std::fs::remove_dir_all(&real)
+        } else {
+            std::fs::remove_dir(&real)
+        };
+        done.push(match removed {
+            Ok(()) => format!("removed {}", dir.display()),
+            Err(_) => format!(
+                "kept {} (sockets of running VMs; `uninstall --purge` removes it)",
+                dir.display()
+            ),
+        });
+    }
     Ok(done)
 }
