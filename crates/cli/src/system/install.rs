@@ -36,6 +36,13 @@ pub const DEFAULT_CONFIG: &str = "# banger system configuration (`banger config 
 firecracker_bin = \"firecracker\"\n\
 privileged_helper = \"/run/banger-root/root.sock\"\n";
 
+/// The daemon config earlier versions wrote (helper socket in the then
+/// group-writable `/run/banger`): replaced by [`DEFAULT_CONFIG`] on
+/// install when unedited.
+const OLD_DEFAULT_CONFIG: &str = "# banger system configuration (`banger config default` lists every key).\n\
+firecracker_bin = \"firecracker\"\n\
+privileged_helper = \"/run/banger/root.sock\"\n";
+
 /// What `install` needs.
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
@@ -188,9 +195,28 @@ pub fn install(
         meta.paths.runtime_dir.display(),
         opts.owner
     ));
-    if !under(&opts.root, &meta.paths.config).exists() {
-        c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
-        done.push(format!("wrote {}", meta.paths.config.display()));
+    let real_config = under(&opts.root, &meta.paths.config);
+    match std::fs::read(&real_config) {
+        Err(_) => {
+            c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
+            done.push(format!("wrote {}", meta.paths.config.display()));
+        }
+        Ok(old) if old == OLD_DEFAULT_CONFIG.as_bytes() => {
+            c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
+            done.push(format!(
+                "updated {} (the helper socket moved to {})",
+                meta.paths.config.display(),
+                meta.paths.helper_socket.display()
+            ));
+        }
+        Ok(text) if String::from_utf8_lossy(&text).contains("\"/run/banger/root.sock\"") => {
+            done.push(format!(
+                "WARNING: {} names privileged_helper = \"/run/banger/root.sock\"; the helper now listens on {}: change that line (or remove it) before restarting bangerd",
+                meta.paths.config.display(),
+                meta.paths.helper_socket.display()
+            ));
+        }
+        Ok(_) => {}
     }
     let state = meta.paths.state_dir.clone();
     c.dir(&state)?;
@@ -274,7 +300,8 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
             continue;
         }
         if p == &meta.paths.config
-            && std::fs::read(&real).is_ok_and(|b| b != DEFAULT_CONFIG.as_bytes())
+            && std::fs::read(&real)
+                .is_ok_and(|b| b != DEFAULT_CONFIG.as_bytes() && b != OLD_DEFAULT_CONFIG.as_bytes())
             && !purge
         {
             done.push(format!(
@@ -315,4 +342,63 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
         });
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unedited_old_config_is_moved_to_the_new_helper_socket() {
+        assert_ne!(OLD_DEFAULT_CONFIG, DEFAULT_CONFIG);
+        assert!(DEFAULT_CONFIG.contains(banger_privops::DEFAULT_HELPER_SOCKET));
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap();
+        if me.uid.is_root() {
+            // install refuses root as the owner; use nobody.
+            if nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                eprintln!(
+                    "SKIP an_unedited_old_config_is_moved_to_the_new_helper_socket: no user nobody"
+                );
+                return;
+            }
+        }
+        let owner = if me.uid.is_root() {
+            "nobody".to_string()
+        } else {
+            me.name
+        };
+        let bins = tempfile::tempdir().unwrap();
+        for b in BINARIES {
+            std::fs::write(bins.path().join(b), "#!/bin/true\n").unwrap();
+        }
+        let sd = Systemd::probe();
+        for (old, expect_new, warns) in [
+            (OLD_DEFAULT_CONFIG.to_string(), true, false),
+            (format!("{OLD_DEFAULT_CONFIG}# edited\n"), false, true),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let cfg = under(root.path(), Path::new(CONFIG));
+            std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+            std::fs::write(&cfg, &old).unwrap();
+            let opts = InstallOptions {
+                root: root.path().to_path_buf(),
+                owner: owner.clone(),
+                bin_src: bins.path().to_path_buf(),
+            };
+            let (_, done) = install(&opts, &sd).unwrap();
+            let now = std::fs::read_to_string(&cfg).unwrap();
+            assert_eq!(now == DEFAULT_CONFIG, expect_new, "{now}");
+            assert_eq!(
+                done.iter().any(|l| l.starts_with("WARNING")),
+                warns,
+                "{done:?}"
+            );
+        }
+    }
 }
