@@ -155,6 +155,10 @@ fn hostile_child() {
             owner_runtime_dir(Path::new(&arg));
             return;
         }
+        "emfile-helper" => {
+            emfile_helper(Path::new(&arg));
+            return;
+        }
         other => panic!("unknown child mode {other}"),
     };
     println!("{}", tally.report());
@@ -371,6 +375,41 @@ fn owner_runtime_dir(run: &Path) {
     banger_daemon::config::secure_runtime_dir(run).unwrap();
     let _l = UnixListener::bind(run.join("bangerd.sock")).unwrap();
     println!("DONE");
+}
+
+/// As root: serve a helper at `socket` with a descriptor limit only a few
+/// above what is open, so held connections make `accept` fail (EMFILE).
+fn emfile_helper(socket: &Path) {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let bound = bind(socket, OWNER).unwrap();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + 4,
+        rlim_max: open + 4,
+    };
+    // SAFETY: setrlimit reads the struct it is given; no memory is shared.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let policy = Policy {
+        device_prefix: "bg".into(),
+        state_dir: "/nonexistent/state".into(),
+        runtime_dir: "/nonexistent/run".into(),
+        subnet: (std::net::Ipv4Addr::new(172, 30, 0, 0), 24),
+        owner_uid: OWNER,
+        vmm_binary: PathBuf::from("/bin/true"),
+    };
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    serve(
+        bound,
+        LocalPrivOps::new(policy),
+        ServeOptions {
+            idle_timeout: Duration::from_secs(30),
+            ..ServeOptions::new(OWNER)
+        },
+    );
 }
 
 // ------------------------------------------------------------------ parent
@@ -639,5 +678,80 @@ fn hostile_sockets() {
         tally.accepted, 0,
         "accepted outside the rules: {:#?}",
         tally.notes
+    );
+}
+
+/// Out of descriptors, the helper's `accept` fails on every try: it backs
+/// off (a handful of failures in seconds, not a spin), logs at most one
+/// line a second with the count held back, and serves again once
+/// descriptors are free.
+#[test]
+fn accept_errors_back_off_with_rate_limited_logs() {
+    if std::env::var_os("HOSTILE_CHILD").is_some() {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIP accept_errors_back_off_with_rate_limited_logs: needs root to serve the helper"
+        );
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let socket = t.path().join("helper/root.sock");
+    let log = t.path().join("helper.log");
+    let mut child = Command::new(exe())
+        .args([
+            "hostile_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HOSTILE_CHILD", "emfile-helper")
+        .env("HOSTILE_ARG", &socket)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "helper child ended");
+    }
+    // Hold connections: the first few are accepted (and held by their
+    // threads), the rest wait in the backlog while accept fails.
+    let mut held: Vec<UnixStream> = (0..24)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("accept failed; backing off"))
+        .collect();
+    let held_back: u64 = lines
+        .iter()
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(!lines.is_empty(), "accept never failed; log:\n{text}");
+    let failures = lines.len() as u64 + held_back;
+    // 2.5 s of back-off from 5 ms doubling to 1 s is about 10 failures;
+    // without it, millions.
+    assert!(
+        failures < 50,
+        "{failures} accept failures in 2.5 s:\n{text}"
+    );
+    assert!(lines.len() <= 4, "more than one line a second:\n{text}");
+    // Descriptors come back: it serves again.
+    held.clear();
+    let got = root_client(&socket)
+        .with_timeout(Duration::from_secs(10))
+        .ping();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        got.is_ok(),
+        "not served after descriptors came back: {got:?}"
     );
 }
