@@ -183,4 +183,36 @@ mod tests {
         ));
         assert!(tmpfiles(&meta).ends_with("\nd /run/banger 0700 1000 1001 -\n"));
     }
+
+    #[test]
+    fn the_tmpfiles_line_makes_the_runtime_dir_the_owners_0700() {
+        use std::os::unix::fs::MetadataExt;
+        const T: &str = "the_tmpfiles_line_makes_the_runtime_dir_the_owners_0700";
+        if !nix::unistd::geteuid().is_root() {
+            return eprintln!("SKIP {T}: needs root to create a directory for another uid");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let mut meta = crate::system::install::meta_for("alice", 64_611, 64_612);
+        meta.paths.runtime_dir = t.path().join("run/banger");
+        let conf = t.path().join("banger.conf");
+        std::fs::write(&conf, tmpfiles(&meta)).unwrap();
+        let out = match std::process::Command::new("systemd-tmpfiles")
+            .arg("--create")
+            .arg(&conf)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => return eprintln!("SKIP {T}: cannot run systemd-tmpfiles ({e})"),
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = std::fs::metadata(&meta.paths.runtime_dir).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (64_611, 64_612, 0o700)
+        );
+    }
 }
