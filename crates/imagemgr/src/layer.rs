@@ -13,11 +13,19 @@
 //! no entry is written through a symlink (a parent that is a symlink is an
 //! error), so a hostile layer cannot write outside the staging tree.
 //!
+//! Bounds: OCI descriptors declare only the compressed size of a layer, so
+//! the decompressed tar streams of all layers together may be at most the
+//! flattener's limit ([`MAX_FLATTENED_BYTES`] unless [`Flattener::with_limit`]
+//! lowers it; the daemon passes half the staging filesystem's free space,
+//! the other half being for the ext4 image built from the tree). A layer
+//! that would pass it fails with [`ImageMgrError::Oversized`] and nothing
+//! past the limit is written.
+//!
 //! umoci writes layer tars without the final padding and end-of-archive
 //! blocks; an end of file after the last complete entry is accepted as the
 //! end of the layer. A decompression error never is.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
@@ -68,9 +76,16 @@ pub struct Flattened {
     pub stats: TreeStats,
 }
 
+/// Default ceiling of the decompressed content of all layers of one image
+/// (256 GiB).
+pub const MAX_FLATTENED_BYTES: u64 = 256 << 30;
+
 /// Applies layers one after the other to a staging tree.
 pub struct Flattener {
     root: PathBuf,
+    /// Decompressed bytes the remaining layers may still produce.
+    budget: Rc<Cell<u64>>,
+    limit: u64,
     meta: BTreeMap<PathBuf, EntryMeta>,
     sizes: BTreeMap<PathBuf, u64>,
     dir_mtimes: BTreeMap<PathBuf, i64>,
@@ -98,11 +113,21 @@ impl Flattener {
         known_dirs.insert(PathBuf::new());
         Ok(Self {
             root: root.to_path_buf(),
+            budget: Rc::new(Cell::new(MAX_FLATTENED_BYTES)),
+            limit: MAX_FLATTENED_BYTES,
             meta,
             sizes: BTreeMap::new(),
             dir_mtimes: BTreeMap::new(),
             known_dirs,
         })
+    }
+
+    /// Limit the decompressed content of all layers applied from now on to
+    /// `bytes` in total (at most [`MAX_FLATTENED_BYTES`]).
+    pub fn with_limit(self, bytes: u64) -> Self {
+        let limit = bytes.min(MAX_FLATTENED_BYTES);
+        self.budget.set(limit);
+        Self { limit, ..self }
     }
 
     /// Apply one layer blob (plain, gzip or zstd tar). `label` names it in
@@ -123,11 +148,25 @@ impl Flattener {
             }
             _ => Box::new(reader),
         };
+        let over = Rc::new(Cell::new(false));
         let guarded = Guard {
-            inner: decoder,
+            inner: Budget {
+                inner: decoder,
+                left: Rc::clone(&self.budget),
+                over: Rc::clone(&over),
+            },
             failed: Rc::clone(&failed),
         };
-        self.apply_tar(guarded, label, &failed)
+        let result = self.apply_tar(guarded, label, &failed);
+        if over.get() {
+            return Err(ImageMgrError::Oversized {
+                what: format!("the decompressed content of the layers (at {label})"),
+                declared: self.limit,
+                declared_by: "banger allows for one image (half the free space of the staging filesystem, at most 256 GiB)",
+                advice: "the image is too large for this host or the layer is a decompression bomb; free space or pull a smaller image",
+            });
+        }
+        result
     }
 
     fn apply_tar(
@@ -477,6 +516,31 @@ impl<R: Read> Read for Guard<R> {
                 .borrow_mut()
                 .get_or_insert_with(|| e.to_string());
         })
+    }
+}
+
+/// Counts decompressed bytes against the flattener's budget; past it,
+/// reads fail (and `over` says why).
+struct Budget<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+    over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let left = self.left.get();
+        if n as u64 > left {
+            self.left.set(0);
+            self.over.set(true);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the layers' content passed the limit",
+            ));
+        }
+        self.left.set(left - n as u64);
+        Ok(n)
     }
 }
 
