@@ -598,3 +598,74 @@ async fn pull_with_a_registered_kernel_name_links_it() {
         "the registered kernel is hard-linked"
     );
 }
+
+/// A registry whose blob is larger than its descriptor says: the download
+/// stops at the declared size, fails naming it, and keeps nothing (no
+/// cached blob, no partial file). A manifest declaring more than the disk
+/// can hold is refused before any blob is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_larger_than_its_descriptor_is_refused() {
+    let blob = zstd(&tar_bytes(&[E::File("data", 0o644, &vec![1u8; 1 << 20])]));
+    let digest =
+        oci_client::client::ImageLayer::new(blob.clone(), OCI_ZSTD.into(), None).sha256_digest();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let cfg = oci_client::client::Config::new(
+        config.clone(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    let config_digest = cfg.sha256_digest();
+    let declared = blob.len() / 4;
+    let manifest = |size: u64| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": OCI_ZSTD, "digest": digest, "size": size}],
+        }))
+        .unwrap()
+    };
+    let reg = flaky_registry(
+        manifest(declared as u64),
+        (config_digest.clone(), config.clone()),
+        (digest.clone(), blob.clone()),
+    );
+    let svc = service();
+    let op = svc
+        .pull(&format!("{}/test/big:1", reg.addr), "big", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(
+        msg.contains(&format!(
+            "larger than the {declared} bytes its descriptor in the image manifest declares"
+        )),
+        "{msg}"
+    );
+    svc.assert_nothing_published("big");
+    let left: Vec<_> = std::fs::read_dir(svc.state.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing cached or partial: {left:?}");
+
+    let reg = flaky_registry(manifest(1 << 62), (config_digest, config), (digest, blob));
+    let op = svc
+        .pull(&format!("{}/test/huge:1", reg.addr), "huge", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("not enough free space"), "{msg}");
+    assert!(
+        !reg.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/blobs/")),
+        "no blob fetched"
+    );
+    svc.assert_nothing_published("huge");
+}
