@@ -305,6 +305,9 @@ impl VMService {
 
     /// `vm.stop`: Ctrl-Alt-Del, SIGKILL after the timeout.
     pub async fn stop(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        if let Some(t) = p.timeout_secs {
+            validate::stop_timeout_secs(t)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -332,6 +335,9 @@ impl VMService {
 
     /// `vm.restart`.
     pub async fn restart(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        if let Some(t) = p.timeout_secs {
+            validate::stop_timeout_secs(t)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -420,6 +426,12 @@ impl VMService {
         if let Some(m) = p.memory_mib {
             validate::memory_mib(m)?;
         }
+        if let Some(d) = p.disk {
+            validate::disk_size("disk", d)?;
+        }
+        if let Some(w) = p.work_disk {
+            validate::disk_size("work disk", w)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -438,6 +450,12 @@ impl VMService {
                 )));
             }
             if d.bytes() > vm.disk_bytes {
+                // Within what the disk's ext4 can grow to (a dm snapshot
+                // refuses any growth below).
+                let root = root_disk(&self.layout.vm_dir(&vm.id));
+                if self.root_disks.kind() == banger_dmsnap::StrategyKind::Copy && root.is_file() {
+                    crate::vm_create::check_growable(&root, d, "disk")?;
+                }
                 // Through the root-disk strategy: a copy grows (file and
                 // ext4), a device-mapper snapshot refuses clearly.
                 let strategy = Arc::clone(&self.root_disks);
@@ -471,6 +489,9 @@ impl VMService {
             }
             let disk = work_disk(&self.layout.vm_dir(&vm.id));
             let size = w.bytes();
+            if size > vm.work_disk_bytes && disk.is_file() {
+                crate::vm_create::check_growable(&disk, w, "work disk")?;
+            }
             if size > vm.work_disk_bytes && disk.is_file() {
                 tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
                     banger_imagemgr::grow_file(&disk, size)?;
