@@ -2,7 +2,8 @@
 //!
 //! 1. Resolve the reference and credentials (`registry_auth`); plain HTTP
 //!    only for `localhost`/`127.0.0.1`/`[::1]`.
-//! 2. Fetch the manifest (a manifest list picks the requested platform).
+//! 2. Fetch the manifest (a manifest list picks the requested platform),
+//!    at most 4 MiB of it (`images_manifest.rs`).
 //! 3. Check that the layers not cached yet fit in the free space (plus
 //!    `banger_imagemgr::SPACE_MARGIN`), then fetch each into the blob cache
 //!    `<state>/blobs/sha256/<hex>`, hashing as it streams and writing never
@@ -16,8 +17,8 @@
 //!    most half of the staging filesystem's free space (and at most
 //!    `banger_imagemgr::MAX_FLATTENED_BYTES`); the rest is for the image.
 //!
-//! Not bounded yet: the manifest (and index) bodies and the registry's
-//! token answer are read whole into memory by oci-client.
+//! Not bounded yet: the registry's token answer is read whole into memory
+//! by oci-client.
 //! 5. Publish under `image_ops_mu` (see `image_service.rs`).
 //!
 //! Everything but step 5 runs unlocked, on the operation's own task. Any
@@ -33,7 +34,7 @@ use banger_api::{Image, OpState, Operation, RpcErrorBody, validate};
 use banger_imagemgr::{Flattener, Hasher, Sha256Digest};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
+use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
@@ -172,12 +173,23 @@ impl ImageService {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
         };
-        let client = client_for(&registry, job);
+        let client = client_for(&registry);
         let whole = job.reference.whole();
-        let (manifest, manifest_digest) = client
-            .pull_image_manifest(&job.reference, &auth)
-            .await
-            .map_err(|e| {
+        let platform = crate::images_manifest::Platform {
+            os: &job.os,
+            arch: &job.arch,
+            variant: job.variant.as_deref(),
+        };
+        let scheme = if is_local(&registry) { "http" } else { "https" };
+        let (manifest, manifest_digest) = crate::images_manifest::fetch_manifest(
+            &client,
+            &auth,
+            &job.reference,
+            scheme,
+            &platform,
+        )
+        .await
+        .map_err(|e| {
                 DaemonError::Invalid(format!(
                     "cannot fetch the manifest of {whole}: {e}; check the reference, the platform ({}/{}) and your registry login",
                     job.os, job.arch
@@ -487,31 +499,24 @@ fn build_rootfs(
     result
 }
 
-fn client_for(registry: &str, job: &PullJob) -> Client {
+/// Whether `registry` (`host[:port]`) is loopback (plain HTTP allowed).
+fn is_local(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
         .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
         .map_or(registry, |(h, _)| h);
-    let local = matches!(host, "localhost" | "[::1]") || host.starts_with("127.");
-    let (os, arch, variant) = (job.os.clone(), job.arch.clone(), job.variant.clone());
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
+}
+
+/// The registry client (authentication, blobs). Manifests are fetched by
+/// `images_manifest`, which picks the platform itself.
+fn client_for(registry: &str) -> Client {
     Client::new(ClientConfig {
-        protocol: if local {
+        protocol: if is_local(registry) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
-        platform_resolver: Some(Box::new(move |entries: &[ImageIndexEntry]| {
-            entries
-                .iter()
-                .find(|e| {
-                    e.platform.as_ref().is_some_and(|p| {
-                        p.os.to_string() == os
-                            && p.architecture.to_string() == arch
-                            && (variant.is_none() || p.variant == variant)
-                    })
-                })
-                .map(|e| e.digest.clone())
-        })),
         ..Default::default()
     })
 }

@@ -669,3 +669,27 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
     );
     svc.assert_nothing_published("huge");
 }
+
+/// A manifest larger than 4 MiB is refused without being read whole, and
+/// the pull publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_manifest_is_refused() {
+    let mut manifest = br#"{"schemaVersion": 2, "layers": [], "pad": ""#.to_vec();
+    manifest.resize(8 << 20, b' ');
+    let reg = flaky_registry(
+        manifest,
+        ("sha256:00".into(), Vec::new()),
+        ("sha256:11".into(), Vec::new()),
+    );
+    let svc = service();
+    let op = svc
+        .pull(&format!("{}/test/fat:1", reg.addr), "fat", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(
+        msg.contains("cannot fetch the manifest") && msg.contains("larger than 4194304 bytes"),
+        "{msg}"
+    );
+    svc.assert_nothing_published("fat");
+}
