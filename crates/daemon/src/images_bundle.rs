@@ -238,6 +238,20 @@ async fn stream_bundle(
     if !resp.status().is_success() {
         return Err(fail(&format!("HTTP {}", resp.status())));
     }
+    // A valid bundle is no larger than the files it unpacks to (plus tar
+    // headers), which must fit in the free space: a longer stream (say,
+    // endless compressed padding that unpacks to nothing) is cut there.
+    let cap = banger_imagemgr::available_bytes(staging)?.saturating_add(1 << 20);
+    let too_long = || {
+        format!(
+            "bundle {url} is longer than the {cap} bytes its files could take in {} (the free space, plus 1 MiB); the bundle is corrupt or hostile, or free space there",
+            staging.display()
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(DaemonError::Invalid(too_long()));
+    }
+    let mut received = 0u64;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
     let (st, label) = (staging.to_path_buf(), PathBuf::from(url));
     let reader = tokio::task::spawn_blocking(move || {
@@ -250,7 +264,13 @@ async fn stream_bundle(
     });
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let item = chunk.map(Vec::from).map_err(|e| fail(&e).to_string());
+        let mut item = chunk.map(Vec::from).map_err(|e| fail(&e).to_string());
+        if let Ok(c) = &item {
+            received = received.saturating_add(c.len() as u64);
+            if received > cap {
+                item = Err(too_long());
+            }
+        }
         let failed = item.is_err();
         // A closed channel: the reader is done (or refused the bundle).
         if tx.send(item).await.is_err() || failed {

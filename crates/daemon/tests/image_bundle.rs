@@ -235,6 +235,35 @@ async fn a_bundle_bomb_stops_at_its_declared_size() {
         );
         svc.assert_nothing_published("bomb");
     }
+    // A download announcing more than the free space could ever unpack is
+    // refused before its body is read.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let huge = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                1u64 << 62
+            );
+            let _ = c.write_all(&[0x28, 0xb5, 0x2f, 0xfd]);
+        }
+    });
+    let op = svc
+        .pull(&format!("http://{huge}/huge.tar.zst"), "bomb", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("is longer than the"), "{msg}");
+    svc.assert_nothing_published("bomb");
     // No downloaded copy either: the URL streamed into the reader.
     let images: Vec<_> = std::fs::read_dir(svc.state.join("images"))
         .unwrap()
