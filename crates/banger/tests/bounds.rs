@@ -172,6 +172,17 @@ fn a_disk_beyond_what_the_ext4_can_grow_to_is_refused_up_front() {
         "{out:?}"
     );
     assert_eq!(d.vm("ok").unwrap().disk_bytes, before.disk_bytes);
+    // Every check comes before any change: a refused work disk leaves the
+    // root disk as it was, in the row and on disk.
+    let root = d.state_dir().join("vms").join(&before.id).join("root.ext4");
+    let root_len = std::fs::metadata(&root).unwrap().len();
+    let out = d.cli(&["vm", "set", "ok", "--disk", "128M", "--work-disk", "1M"]);
+    assert_eq!(
+        out.status.code(),
+        Some(ErrorKind::InvalidArgument.exit_code())
+    );
+    assert_eq!(d.vm("ok").unwrap().disk_bytes, before.disk_bytes);
+    assert_eq!(std::fs::metadata(&root).unwrap().len(), root_len);
     // A size it can reach still works.
     d.cli_ok(&["vm", "set", "ok", "--disk", "64M"]);
     assert_eq!(d.vm("ok").unwrap().disk_bytes, 64 << 20);
