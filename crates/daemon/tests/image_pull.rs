@@ -693,3 +693,65 @@ async fn an_oversized_manifest_is_refused() {
     );
     svc.assert_nothing_published("fat");
 }
+
+/// A registry that streams an endless chunked manifest (no Content-Length):
+/// the pull stops reading at the 4 MiB bound and fails cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_manifest_stream_is_cut_at_the_bound() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                if !line.contains("/manifests/") {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                    return;
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                );
+                let chunk = vec![b' '; 1 << 20];
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                // Until the client hangs up (or 1 GiB, as a backstop).
+                for _ in 0..1024 {
+                    if conn.write_all(&framed).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(framed.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let svc = service();
+    let op = svc
+        .pull(&format!("{addr}/test/endless:1"), "endless", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("larger than 4194304 bytes"), "{msg}");
+    svc.assert_nothing_published("endless");
+    // The server stops once the client hangs up: far less than the backstop
+    // (what socket buffers took is all that was sent past the bound).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 64 << 20, "{sent} bytes sent");
+}
