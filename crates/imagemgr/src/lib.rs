@@ -27,7 +27,9 @@ pub use ext4edit::{
     Ext4Edit, Owner, build_ext4_from_dir, dump_dir, exists as ext4_exists,
     read_file as ext4_read_file,
 };
-pub use layer::{EntryMeta, Flattened, Flattener, MAX_FLATTENED_BYTES, TreeStats};
+pub use layer::{
+    EntryMeta, Flattened, Flattener, MAX_FLATTENED_BYTES, MAX_TAR_METADATA_BYTES, TreeStats,
+};
 pub use limits::{
     BoundedCopyError, BoundedWriter, Ext4Geometry, SPACE_MARGIN, available_bytes,
     check_ext4_growable, copy_bounded, ensure_free_space, ext4_geometry,

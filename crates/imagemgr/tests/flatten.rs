@@ -360,3 +360,38 @@ fn layer_content_is_bounded_by_the_flatteners_limit() {
     let written = std::fs::metadata(root.join("zeros")).map_or(0, |m| m.len());
     assert!(written <= 1 << 20, "stopped within the limit: {written}");
 }
+
+/// A GNU long name of 64 MiB (a few KiB compressed): the tar crate would
+/// read it whole into memory; the flattener stops it at 16 MiB.
+#[test]
+fn an_oversized_tar_header_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(64 << 20);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(
+        &mut h,
+        "././@LongLink",
+        std::io::repeat(b'a').take(64 << 20),
+    )
+    .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "x", &b"x"[..]).unwrap();
+    let blob = write_blob(t.path(), "l", &zstd(&b.into_inner().unwrap()));
+    let mut f = Flattener::new(&t.path().join("s")).unwrap();
+    let err = f.apply_layer(&blob, "sha256:l").unwrap_err().to_string();
+    assert!(
+        err.contains("tar header") && err.contains("larger than 16777216 bytes"),
+        "{err}"
+    );
+}
