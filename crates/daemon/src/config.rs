@@ -263,11 +263,71 @@ impl Config {
                 ),
             });
         }
-        if self.network.tap_pool_size > 64 {
-            return Err(ConfigError::Invalid {
-                key: "network.tap_pool_size",
-                message: format!("{} is more than 64", self.network.tap_pool_size),
-            });
+        // Durations: bounded so that `now + d` and `secs * 1000` cannot
+        // overflow (and a zero interval cannot spin).
+        let ranges: [(&'static str, u64, u64, u64); 9] = [
+            (
+                "daemon.stop_timeout_secs",
+                self.daemon.stop_timeout_secs,
+                0,
+                banger_api::validate::MAX_STOP_TIMEOUT_SECS,
+            ),
+            (
+                "daemon.socket_timeout_ms",
+                self.daemon.socket_timeout_ms,
+                1,
+                600_000,
+            ),
+            (
+                "daemon.idle_stop_secs",
+                self.daemon.idle_stop_secs,
+                0,
+                30 * 86_400,
+            ),
+            ("daemon.idle_cpu_ms", self.daemon.idle_cpu_ms, 0, 86_400_000),
+            (
+                "daemon.stats_interval_secs",
+                self.daemon.stats_interval_secs,
+                1,
+                86_400,
+            ),
+            (
+                "daemon.operation_retention_secs",
+                self.daemon.operation_retention_secs,
+                0,
+                365 * 86_400,
+            ),
+            (
+                "guest.connect_timeout_secs",
+                self.guest.connect_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "guest.readiness_timeout_secs",
+                self.guest.readiness_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "network.tap_pool_size",
+                self.network.tap_pool_size as u64,
+                0,
+                64,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{value} is not between {min} and {max}"),
+                });
+            }
+        }
+        banger_api::validate::disk_size("work disk", self.vm.work_disk)
+            .map_err(|e| invalid("vm.work_disk", e))?;
+        if let Some(d) = self.vm.disk {
+            banger_api::validate::disk_size("disk", d).map_err(|e| invalid("vm.disk", e))?;
         }
         if self.firecracker_bin.is_empty() {
             return Err(ConfigError::Invalid {
@@ -525,6 +585,47 @@ mod tests {
             Config::load(&dir.path().join("none")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn durations_and_sizes_are_range_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        for (text, key) in [
+            (
+                "[daemon]\nstop_timeout_secs = 18446744073709551615\n",
+                "daemon.stop_timeout_secs",
+            ),
+            (
+                "[daemon]\nsocket_timeout_ms = 0\n",
+                "daemon.socket_timeout_ms",
+            ),
+            (
+                "[daemon]\nstats_interval_secs = 18446744073709551615\n",
+                "daemon.stats_interval_secs",
+            ),
+            (
+                "[daemon]\noperation_retention_secs = 18446744073709551615\n",
+                "daemon.operation_retention_secs",
+            ),
+            (
+                "[guest]\nreadiness_timeout_secs = 18446744073709551615\n",
+                "guest.readiness_timeout_secs",
+            ),
+            (
+                "[guest]\nconnect_timeout_secs = 0\n",
+                "guest.connect_timeout_secs",
+            ),
+            ("[vm]\nwork_disk = \"17T\"\n", "vm.work_disk"),
+            ("[vm]\ndisk = \"0\"\n", "vm.disk"),
+            ("[network]\ntap_pool_size = 65\n", "network.tap_pool_size"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let err = Config::load(&f).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        std::fs::write(&f, "[daemon]\nstop_timeout_secs = 3600\n").unwrap();
+        Config::load(&f).unwrap();
     }
 
     #[test]
