@@ -236,8 +236,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Internal(e.to_string()))?
 }
 
-/// Download `url` to `dest`, hashing as it streams; a digest mismatch is an
-/// error (the caller removes the staging directory).
+/// Largest kernel or initrd `kernel.pull` downloads (kernels are tens of
+/// MiB; a bigger answer is a wrong URL or a hostile server).
+const MAX_KERNEL_DOWNLOAD: u64 = 512 << 20;
+
+/// A download that sends nothing for this long fails.
+const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Download `url` to `dest`, hashing as it streams, at most
+/// [`MAX_KERNEL_DOWNLOAD`] bytes (free space checked against the declared
+/// length first); a digest mismatch is an error (the caller removes the
+/// staging directory).
 async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), DaemonError> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| DaemonError::Invalid(format!("kernel catalog URL {url:?} is invalid: {e}")))?;
@@ -257,13 +266,36 @@ async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), D
     if !resp.status().is_success() {
         return Err(fail(&format!("HTTP {}", resp.status())));
     }
+    let too_big = |n: u64| {
+        DaemonError::Invalid(format!(
+            "kernel download {url} is larger than {n} bytes; banger accepts kernel and initrd files of at most {MAX_KERNEL_DOWNLOAD} bytes (check the catalog entry)"
+        ))
+    };
+    if let Some(len) = resp.content_length() {
+        if len > MAX_KERNEL_DOWNLOAD {
+            return Err(too_big(len.saturating_sub(1)));
+        }
+        if let Some(dir) = dest.parent() {
+            banger_imagemgr::ensure_free_space(dir, len, "the kernel download")
+                .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        }
+    }
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(DaemonError::io("cannot write", dest))?;
     let mut hasher = banger_imagemgr::Hasher::new();
     let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
+    let mut written: u64 = 0;
+    loop {
+        let next = tokio::time::timeout(DOWNLOAD_STALL, stream.next())
+            .await
+            .map_err(|_| fail(&format!("no data for {} s", DOWNLOAD_STALL.as_secs())))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| fail(&e))?;
+        written = written.saturating_add(chunk.len() as u64);
+        if written > MAX_KERNEL_DOWNLOAD {
+            return Err(too_big(MAX_KERNEL_DOWNLOAD));
+        }
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await

@@ -138,3 +138,42 @@ async fn pull_of_a_bzimage_with_initrd_and_a_bad_initrd_digest() {
         .collect();
     assert_eq!(left.len(), 1, "no staging left: {left:?}");
 }
+
+#[tokio::test]
+async fn pull_refuses_a_download_declared_larger_than_a_kernel() {
+    let t = tempfile::tempdir().unwrap();
+    // A server that declares 1 GiB and then sends a few bytes: refused on
+    // the declared length, before anything is written.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 1073741824\r\n\r\nxxxx");
+        }
+    });
+    let catalog = t.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[kernel]]\nname='huge'\nversion='6.6'\nurl='http://127.0.0.1:{port}/bz'\nsha256='{}'\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let svc = service(t.path(), Some(catalog));
+    let e = svc.pull("huge").await.unwrap_err().to_string();
+    assert!(e.contains("larger than") && e.contains("at most"), "{e}");
+    assert!(svc.list().unwrap().is_empty());
+    let left = std::fs::read_dir(t.path().join("state/kernels"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no staging left");
+}
