@@ -220,6 +220,13 @@ pub fn open_error(op: &'static str, p: &BeneathPath, e: std::io::Error) -> PrivO
                 p.display_path().display()
             ),
         },
+        Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) => PrivOpsError::Refused {
+            op,
+            reason: format!(
+                "{} is not a file banger can use ({e})",
+                p.display_path().display()
+            ),
+        },
         Some(libc::EACCES) | Some(libc::EPERM) => PrivOpsError::Refused {
             op,
             reason: format!(

@@ -14,6 +14,8 @@ use crate::{Policy, PrivOpsError};
 /// attach fails.
 pub(crate) fn create_tap(policy: &Policy, name: &str, bridge: &str) -> Result<(), PrivOpsError> {
     let op = "create_tap";
+    // The bridge first, so nothing is created for a foreign bridge.
+    crate::netlink::check_bridge(policy, bridge)?;
     let created = match crate::netlink::tap_state(policy, name)? {
         TapState::Absent => {
             crate::tap::create_persistent(name, policy.owner_uid)?;

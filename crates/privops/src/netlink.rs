@@ -180,6 +180,32 @@ pub(crate) fn tap_state(policy: &Policy, name: &str) -> Result<TapState, PrivOps
     })
 }
 
+/// Refused unless `bridge` exists and is banger's bridge.
+pub(crate) fn check_bridge(policy: &Policy, bridge: &str) -> Result<(), PrivOpsError> {
+    let op = "create_tap";
+    with_handle(op, async |h| {
+        let br = find(&h, bridge)
+            .await
+            .map_err(nl_err(op, bridge))?
+            .ok_or_else(|| PrivOpsError::Refused {
+                op,
+                reason: format!("bridge {bridge} does not exist; the daemon creates it at start"),
+            })?;
+        let all = dump(&h).await.map_err(nl_err(op, bridge))?;
+        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
+            op,
+            reason: format!("{bridge} is not banger's bridge: {why}"),
+        })
+    })
+}
+
+fn bridge_is_bangers(policy: &Policy, br: &LinkMessage, all: &[LinkMessage]) -> Result<(), String> {
+    if kind(br) != "bridge" {
+        return Err(format!("it is a {:?} link, not a bridge", kind(br)));
+    }
+    bangers(policy, br, all)
+}
+
 /// Attach `tap` to `bridge` (which must be banger's bridge) and bring it up.
 pub(crate) fn attach_up(policy: &Policy, tap: &str, bridge: &str) -> Result<(), PrivOpsError> {
     let op = "create_tap";
@@ -192,13 +218,7 @@ pub(crate) fn attach_up(policy: &Policy, tap: &str, bridge: &str) -> Result<(), 
                 reason: format!("bridge {bridge} does not exist; the daemon creates it at start"),
             })?;
         let all = dump(&h).await.map_err(nl_err(op, bridge))?;
-        if kind(&br) != "bridge" {
-            return Err(PrivOpsError::Refused {
-                op,
-                reason: format!("{bridge} is a {:?} link, not a bridge", kind(&br)),
-            });
-        }
-        bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
+        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
             op,
             reason: format!("{bridge} is not banger's bridge: {why}"),
         })?;
