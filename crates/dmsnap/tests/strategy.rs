@@ -394,6 +394,37 @@ fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
 }
 
 #[test]
+fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let cow = h.vm_dir.join("root.cow");
+    std::fs::write(&cow, b"").unwrap();
+    // A crash after both attaches, recorded by an older version (no
+    // backing files in root.dm): the helper needs the files to detach.
+    rec.loop_attach(&h.base, true).unwrap();
+    rec.loop_attach(&cow, false).unwrap();
+    std::fs::write(
+        h.vm_dir.join("root.dm"),
+        r#"{"name":"bgroot-vm1","base_loop":"/dev/loop0","cow_loop":"/dev/loop1"}"#,
+    )
+    .unwrap();
+    rec.clear_log();
+    s.remove("vm1", &h.vm_dir).unwrap();
+    assert_eq!(
+        rec.log(),
+        vec![
+            "dm_remove bgroot-vm1",
+            "list_disks",
+            "loop_detach /dev/loop1",
+            "loop_detach /dev/loop0"
+        ]
+    );
+    assert!(rec.loops().is_empty(), "{:?}", rec.loops());
+    assert!(!cow.exists() && !h.vm_dir.join("root.dm").exists());
+}
+
+#[test]
 fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
     let h = host();
     let rec = Arc::new(Recorder::new(h.dir.path(), None));

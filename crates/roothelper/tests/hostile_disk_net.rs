@@ -717,6 +717,11 @@ fn hostile_disk_and_net_requests_are_refused() {
         );
     }
 
+    tally.check(
+        "a TAP was made for a foreign bridge",
+        ip_json(n, "bgtapnew").is_none(),
+    );
+
     // Banger's own objects still work within the rules (not counted).
     assert!(c.delete_link("bgtap0").unwrap());
     for (d, f) in [(&base_l, &img), (&cow_l, &cow), (&cow_l_ro, &cow2)] {
