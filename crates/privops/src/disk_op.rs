@@ -1218,3 +1218,178 @@ mod tests {
         assert!(err.is_err());
     }
 }
+
+/// The checks of `DmRemove`/`ListDisks` and of the node handed to the
+/// owner, on real loop devices (root only; device-mapper itself is not
+/// available on the machines these were written on).
+#[cfg(test)]
+mod real_loop_tests {
+    use std::io::Write;
+    use std::net::Ipv4Addr;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    const OWNER: u32 = 64_321;
+
+    fn skip(test: &str) -> bool {
+        if nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists() {
+            return false;
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP {test}: needs root and /dev/loop-control"
+        );
+        true
+    }
+
+    struct Attached(PathBuf);
+    impl Drop for Attached {
+        fn drop(&mut self) {
+            let _ = loopdev::LoopDevice::open(&self.0).and_then(|d| d.detach());
+        }
+    }
+
+    /// Attach as root, not through the checks (another test may take the
+    /// free device first: retry on EBUSY).
+    fn attach_direct(file: &Path) -> Attached {
+        let ctl = loopdev::LoopControl::open().unwrap();
+        for _ in 0..20 {
+            let dev = ctl.next_free().unwrap();
+            match dev.attach_file(file) {
+                Ok(()) => return Attached(dev.path().unwrap()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free loop device")
+    }
+
+    fn setup() -> (tempfile::TempDir, PathBuf, Policy) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(root.join("state/vms")).unwrap();
+        for d in ["state", "state/vms"] {
+            std::os::unix::fs::chown(root.join(d), Some(OWNER), Some(OWNER)).unwrap();
+        }
+        let policy = Policy {
+            device_prefix: "bg".into(),
+            state_dir: root.join("state"),
+            runtime_dir: root.join("run"),
+            subnet: (Ipv4Addr::new(172, 30, 0, 0), 24),
+            owner_uid: OWNER,
+            vmm_binary: PathBuf::from("/bin/true"),
+        };
+        (t, root, policy)
+    }
+
+    fn file(p: &Path, owner: u32) {
+        std::fs::File::create(p).unwrap().set_len(1 << 20).unwrap();
+        std::os::unix::fs::chown(p, Some(owner), Some(owner)).unwrap();
+    }
+
+    fn num(dev: &Path) -> DevNum {
+        DevNum::of(std::fs::metadata(dev).unwrap().rdev())
+    }
+
+    #[test]
+    fn dm_tables_may_name_only_loops_backed_by_banger_files() {
+        if skip("dm_tables_may_name_only_loops_backed_by_banger_files") {
+            return;
+        }
+        let (_t, root, policy) = setup();
+        let cx = Ctx {
+            policy: &policy,
+            run_as: Some((OWNER, OWNER)),
+        };
+        let ours = root.join("state/vms/root.cow");
+        let roots = root.join("state/vms/roots.img");
+        let outside = root.join("outside.img");
+        file(&ours, OWNER);
+        file(&roots, 0);
+        file(&outside, OWNER);
+        let (a, b, c) = (
+            attach_direct(&ours),
+            attach_direct(&roots),
+            attach_direct(&outside),
+        );
+        let got = banger_loop_by_num(cx, num(&a.0));
+        assert_eq!(
+            got.as_ref().map(|(d, f)| (d.clone(), f.display_path())),
+            Ok((a.0.clone(), ours.clone()))
+        );
+        for (what, dev) in [
+            ("root's file", num(&b.0)),
+            ("outside the state dir", num(&c.0)),
+            ("not a loop", DevNum { major: 1, minor: 3 }),
+            (
+                "no such loop",
+                DevNum {
+                    major: LOOP_MAJOR,
+                    minor: 1_048_000,
+                },
+            ),
+        ] {
+            assert!(banger_loop_by_num(cx, dev).is_err(), "{what}");
+        }
+        // The file moved out of the state dir and another put at its name:
+        // the loop follows its inode out, and is not banger's any more.
+        std::fs::rename(&ours, root.join("moved")).unwrap();
+        file(&ours, OWNER);
+        let swapped = banger_loop_by_num(cx, num(&a.0));
+        assert!(swapped.is_err(), "{swapped:?}");
+        // Listing agrees: none of these loops is banger's now.
+        let listed = list_loops(cx);
+        assert!(
+            !listed
+                .iter()
+                .any(|l| [&a.0, &b.0, &c.0].contains(&&l.device)),
+            "{listed:?}"
+        );
+    }
+
+    #[test]
+    fn the_node_given_to_the_owner_must_be_that_block_device() {
+        if skip("the_node_given_to_the_owner_must_be_that_block_device") {
+            return;
+        }
+        let (_t, root, policy) = setup();
+        let img = root.join("state/vms/a.img");
+        file(&img, OWNER);
+        let l = attach_direct(&img);
+        let meta = std::fs::metadata(&l.0).unwrap();
+        let dev = num(&l.0);
+        let restore = || {
+            std::os::unix::fs::chown(&l.0, Some(meta.uid()), Some(meta.gid())).unwrap();
+        };
+        // A symlink to the node, and the node with another number: refused,
+        // the node untouched.
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&l.0, &link).unwrap();
+        let via_link = give_node_to_owner(&policy, &link, dev);
+        let other = give_node_to_owner(
+            &policy,
+            &l.0,
+            DevNum {
+                major: dev.major,
+                minor: dev.minor + 1,
+            },
+        );
+        let untouched = std::fs::metadata(&l.0).unwrap().uid();
+        let given = give_node_to_owner(&policy, &l.0, dev);
+        let now = std::fs::metadata(&l.0).unwrap().uid();
+        restore();
+        assert!(
+            matches!(via_link, Err(PrivOpsError::Refused { .. })),
+            "{via_link:?}"
+        );
+        assert!(
+            matches!(other, Err(PrivOpsError::Refused { .. })),
+            "{other:?}"
+        );
+        assert_eq!(untouched, meta.uid());
+        given.unwrap();
+        assert_eq!(now, OWNER);
+    }
+}

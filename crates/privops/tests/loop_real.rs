@@ -76,9 +76,16 @@ fn fixture(test: &str) -> Option<Fixture> {
 /// device banger did not make.
 fn foreign_attach(file: &Path, read_only: bool) -> PathBuf {
     let ctl = loopdev::LoopControl::open().unwrap();
-    let dev = ctl.next_free().unwrap();
-    dev.with().read_only(read_only).attach(file).unwrap();
-    dev.path().unwrap()
+    // Another test may take the free device first: retry on EBUSY.
+    for _ in 0..20 {
+        let dev = ctl.next_free().unwrap();
+        match dev.with().read_only(read_only).attach(file) {
+            Ok(()) => return dev.path().unwrap(),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free loop device")
 }
 
 fn foreign_detach(dev: &Path) {

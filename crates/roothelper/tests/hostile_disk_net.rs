@@ -176,11 +176,20 @@ struct Foreign(Vec<PathBuf>);
 impl Foreign {
     fn attach(&mut self, file: &Path, ro: bool) -> PathBuf {
         let ctl = loopdev::LoopControl::open().unwrap();
-        let dev = ctl.next_free().unwrap();
-        dev.with().read_only(ro).attach(file).unwrap();
-        let p = dev.path().unwrap();
-        self.0.push(p.clone());
-        p
+        // Someone else may take the free device first: retry on EBUSY.
+        for _ in 0..20 {
+            let dev = ctl.next_free().unwrap();
+            match dev.with().read_only(ro).attach(file) {
+                Ok(()) => {
+                    let p = dev.path().unwrap();
+                    self.0.push(p.clone());
+                    return p;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free loop device")
     }
 }
 impl Drop for Foreign {
