@@ -191,7 +191,10 @@ impl PrivilegedOps for LocalPrivOps {
                 bridge,
                 dns,
                 revert,
-            } => crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done),
+            } => {
+                crate::netlink::check_bridge_if_present(&self.policy, "resolver_route", &bridge)?;
+                crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done)
+            }
             disk @ (PrivOp::LoopAttach { .. }
             | PrivOp::LoopDetach { .. }
             | PrivOp::DmCreateSnapshot { .. }

@@ -199,6 +199,25 @@ pub(crate) fn check_bridge(policy: &Policy, bridge: &str) -> Result<(), PrivOpsE
     })
 }
 
+/// Refused when a link named `bridge` exists and is not banger's bridge
+/// (an absent one is left to the operation to report).
+pub(crate) fn check_bridge_if_present(
+    policy: &Policy,
+    op: &'static str,
+    bridge: &str,
+) -> Result<(), PrivOpsError> {
+    with_handle(op, async |h| {
+        let Some(br) = find(&h, bridge).await.map_err(nl_err(op, bridge))? else {
+            return Ok(());
+        };
+        let all = dump(&h).await.map_err(nl_err(op, bridge))?;
+        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
+            op,
+            reason: format!("{bridge} is not banger's bridge: {why}"),
+        })
+    })
+}
+
 fn bridge_is_bangers(policy: &Policy, br: &LinkMessage, all: &[LinkMessage]) -> Result<(), String> {
     if kind(br) != "bridge" {
         return Err(format!("it is a {:?} link, not a bridge", kind(br)));

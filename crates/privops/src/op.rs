@@ -132,8 +132,10 @@ pub enum PrivOp {
     /// Route `~vm` queries to `dns` through systemd-resolved on `bridge`
     /// (`resolvectl dns` + `resolvectl domain`), or undo it (`revert`).
     ///
-    /// Preconditions: `bridge` passes `check_device`; `dns` is inside the
-    /// guest subnet; systemd-resolved runs (otherwise refused with a hint).
+    /// Preconditions: `bridge` passes `check_device` and, when it exists,
+    /// is banger's bridge (kind `bridge`, only banger TAPs as ports); `dns`
+    /// is inside the guest subnet; systemd-resolved runs (otherwise
+    /// refused with a hint).
     ResolverRoute {
         /// The bridge.
         bridge: String,

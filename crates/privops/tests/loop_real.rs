@@ -268,6 +268,33 @@ fn foreign_loops_are_neither_detached_nor_listed_nor_snapshotted() {
 }
 
 #[test]
+fn a_loop_whose_file_is_gone_cannot_be_shown_to_be_banger_s() {
+    let Some(f) = fixture("a_loop_whose_file_is_gone_cannot_be_shown_to_be_banger_s") else {
+        return;
+    };
+    let cow = f.owned("vms/a/root.cow", 1 << 20);
+    let dev = f.ops.loop_attach(&cow, false).unwrap();
+    std::fs::remove_file(&cow).unwrap();
+    let gone = f.ops.loop_detach(&dev, &cow);
+    let listed = f.ops.list_disks();
+    // A new file at the same name is another inode: refused.
+    let again = f.owned("vms/a/root.cow", 1 << 20);
+    let other = f.ops.loop_detach(&dev, &again);
+    let still = loop_backing_file(&dev);
+    foreign_detach(&dev);
+    assert!(!gone.unwrap(), "nothing of ours to detach");
+    assert!(
+        !listed.unwrap().1.iter().any(|l| l.device == dev),
+        "a deleted file's loop is not listed"
+    );
+    assert!(
+        matches!(other, Err(PrivOpsError::Refused { .. })),
+        "{other:?}"
+    );
+    assert!(still.is_some_and(|p| p.to_string_lossy().ends_with("(deleted)")));
+}
+
+#[test]
 fn autoclear_detaches_when_the_last_holder_closes() {
     let Some(f) = fixture("autoclear_detaches_when_the_last_holder_closes") else {
         return;
