@@ -124,8 +124,19 @@ fn network_end_to_end_in_a_namespace() {
     }
     let Some(fx) = Fixtures::new(T) else { return };
     let ns = NetNs::add(&format!("bgtest-e2e-{}", std::process::id()));
-    // A TAP left behind by an earlier daemon: reconcile must remove it.
-    ns.exec(&["ip", "tuntap", "add", "dev", "bgtdeadbeef", "mode", "tap"]);
+    // A TAP left behind by an earlier daemon (owned by the daemon's uid,
+    // root here, as banger's TAPs are): reconcile must remove it.
+    ns.exec(&[
+        "ip",
+        "tuntap",
+        "add",
+        "dev",
+        "bgtdeadbeef",
+        "mode",
+        "tap",
+        "user",
+        "0",
+    ]);
     let keys = format!("dns_port = {PORT}\ntap_pool_size = 2\nguest_dns = \"172.30.0.1\"\n");
     let mut d = TestDaemon::start_full(&[], "", &keys, Some(&ns.0));
 
@@ -219,7 +230,17 @@ fn network_end_to_end_in_a_namespace() {
     // A daemon restart republishes a running VM and removes a new leak.
     d.cli_ok(&["vm", "start", "dev"]);
     d.kill_hard();
-    ns.exec(&["ip", "tuntap", "add", "dev", "bgt0badf00d", "mode", "tap"]);
+    ns.exec(&[
+        "ip",
+        "tuntap",
+        "add",
+        "dev",
+        "bgt0badf00d",
+        "mode",
+        "tap",
+        "user",
+        "0",
+    ]);
     d.spawn();
     assert_eq!(
         ns.dig(&["+short", "dev.vm"]).trim(),

@@ -7,7 +7,8 @@
 //! reverse order. Teardown is the reverse: symlink, dm remove, COW loop
 //! detach, base loop detach, record and COW file. (Once the dm device
 //! holds them the loops are autoclear, so they usually vanish with it; the
-//! detaches name their backing file and leave a reused device alone.)
+//! detaches name their backing file, the helper refuses a device backed by
+//! anything else, and such a reused device is left alone.)
 //!
 //! The devices do not survive a host reboot, the COW file does: before a
 //! boot, [`RootDiskStrategy::ensure`] re-assembles a snapshot whose dm
@@ -134,7 +135,7 @@ impl DmSnapshotStrategy {
                 .map_err(step("attaching the image read-only"))?;
             let bl = base_loop.clone();
             undo.push(Box::new(move || {
-                let _ = self.ops.loop_detach_if(&bl, base);
+                let _ = detach_ours(self.ops.as_ref(), &bl, base);
             }));
             let cow_loop = self
                 .ops
@@ -143,14 +144,14 @@ impl DmSnapshotStrategy {
             let cl = cow_loop.clone();
             let c = cow.clone();
             undo.push(Box::new(move || {
-                let _ = self.ops.loop_detach_if(&cl, &c);
+                let _ = detach_ours(self.ops.as_ref(), &cl, &c);
             }));
             self.ops
                 .dm_create_snapshot(
                     &name,
                     base_bytes / 512,
-                    &base_loop,
-                    &cow_loop,
+                    (&base_loop, base),
+                    (&cow_loop, &cow),
                     CHUNK_SECTORS,
                 )
                 .map_err(step("creating the snapshot"))?;
@@ -180,6 +181,25 @@ impl DmSnapshotStrategy {
             }
         }
         result
+    }
+}
+
+/// Detach `device` while `file` backs it. The helper refuses a device
+/// backed by anything else (reused since we attached or listed it): that
+/// device is not ours to touch, so it is left alone (`Ok(false)`), with a
+/// warning carrying the helper's reason.
+pub(crate) fn detach_ours(
+    ops: &dyn PrivilegedOps,
+    device: &Path,
+    file: &Path,
+) -> Result<bool, PrivOpsError> {
+    match ops.loop_detach(device, file) {
+        Err(PrivOpsError::Refused { reason, .. }) => {
+            tracing::warn!(device = %device.display(), file = %file.display(), %reason,
+                "loop device left alone: not backed by our file");
+            Ok(false)
+        }
+        other => other,
     }
 }
 
@@ -286,8 +306,7 @@ impl RootDiskStrategy for DmSnapshotStrategy {
         // (they share the image) and is left to reconcile.
         for l in &loops {
             if same_file(&l.backing_file, &cow) {
-                self.ops
-                    .loop_detach_if(&l.device, &l.backing_file)
+                detach_ours(self.ops.as_ref(), &l.device, &l.backing_file)
                     .map_err(step("detaching a leftover loop device"))?;
             }
         }
@@ -343,9 +362,27 @@ impl RootDiskStrategy for DmSnapshotStrategy {
             .dm_remove(&name)
             .map_err(step("removing the snapshot"))?;
         if let Some(r) = &record {
-            let detach = |device: &Path, file: &Option<PathBuf>| match file {
-                Some(f) => self.ops.loop_detach_if(device, f),
-                None => self.ops.loop_detach(device),
+            // Records of older versions name no backing files: the helper
+            // reports which banger file backs each device, if any.
+            let listed = if r.base.is_none() || r.cow.is_none() {
+                self.ops
+                    .list_disks()
+                    .map_err(step("listing the host's devices"))?
+                    .1
+            } else {
+                Vec::new()
+            };
+            let detach = |device: &Path, file: &Option<PathBuf>| {
+                let file = file.clone().or_else(|| {
+                    listed
+                        .iter()
+                        .find(|l| l.device == device)
+                        .map(|l| l.backing_file.clone())
+                });
+                match file {
+                    Some(f) => detach_ours(self.ops.as_ref(), device, &f),
+                    None => Ok(false),
+                }
             };
             detach(&r.cow_loop, &r.cow).map_err(step("detaching the COW file"))?;
             detach(&r.base_loop, &r.base).map_err(step("detaching the image"))?;

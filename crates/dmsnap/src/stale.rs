@@ -55,8 +55,8 @@ pub fn remove_stale(
             continue;
         }
         // Named with its backing file: a device reused since the listing
-        // is left alone.
-        if ops.loop_detach_if(&l.device, &l.backing_file)? {
+        // is refused by the helper and left alone.
+        if crate::dm::detach_ours(ops, &l.device, &l.backing_file)? {
             report.loops_detached.push(l.device);
         }
     }

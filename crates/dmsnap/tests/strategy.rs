@@ -12,7 +12,8 @@ use banger_dmsnap::{
     CopyStrategy, DmSnapshotStrategy, RootDiskStrategy, StrategyKind, choose, detect, remove_stale,
 };
 use banger_privops::{
-    DiskOps, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps, snapshot_table,
+    DevNum, DiskOps, LOOP_MAJOR, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps,
+    snapshot_table,
 };
 
 /// The host's devices as the fake sees them.
@@ -27,12 +28,17 @@ struct FakeHost {
 /// Records every operation (after checking it against the policy, as the
 /// real adapters do), fails the one named in `fail_on`, and keeps the
 /// devices in a [`FakeHost`] with the kernel's rules: the lowest free loop
-/// number, autoclear loops detached with the dm device holding them.
+/// number, autoclear loops detached with the dm device holding them. Like
+/// the helper, it refuses a detach or a snapshot whose loops are not
+/// backed by the files the request names.
 struct Recorder {
     policy: Policy,
     log: Mutex<Vec<String>>,
     host: Mutex<FakeHost>,
     fail_on: Option<&'static str>,
+    /// Answered once to the next `ListDisks` instead of the truth (a
+    /// listing that went stale before the next operation).
+    stale_listing: Mutex<Option<Vec<LoopInfo>>>,
 }
 
 impl Recorder {
@@ -49,6 +55,7 @@ impl Recorder {
             log: Mutex::new(Vec::new()),
             host: Mutex::new(FakeHost::default()),
             fail_on,
+            stale_listing: Mutex::new(None),
         }
     }
     fn log(&self) -> Vec<String> {
@@ -74,6 +81,17 @@ fn loop_no(p: &Path) -> u32 {
     p.to_str().unwrap()["/dev/loop".len()..].parse().unwrap()
 }
 
+fn devnum(p: &Path) -> DevNum {
+    DevNum {
+        major: LOOP_MAJOR,
+        minor: loop_no(p),
+    }
+}
+
+fn refused(op: &'static str, reason: String) -> PrivOpsError {
+    PrivOpsError::Refused { op, reason }
+}
+
 impl PrivilegedOps for Recorder {
     fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
         let op = op.validate(&self.policy)?;
@@ -90,9 +108,10 @@ impl PrivilegedOps for Recorder {
                 base,
                 cow,
                 chunk_sectors,
+                ..
             } => format!(
                 "dm_create {name} {}",
-                snapshot_table(*sectors, base, cow, *chunk_sectors)
+                snapshot_table(*sectors, devnum(base), devnum(cow), *chunk_sectors)
             ),
             PrivOp::DmRemove { name } => format!("dm_remove {name}"),
             other => other.name().to_string(),
@@ -119,19 +138,36 @@ impl PrivilegedOps for Recorder {
                 backing_file,
             } => {
                 let n = loop_no(&device);
-                let ours = match (h.loops.get(&n), &backing_file) {
-                    (None, _) => false,
-                    (Some(_), None) => true,
-                    (Some((f, _)), Some(want)) => f == want,
-                };
-                if ours {
-                    h.loops.remove(&n);
+                match h.loops.get(&n) {
+                    None => PrivReply::Removed { existed: false },
+                    Some((f, _)) if *f == backing_file => {
+                        h.loops.remove(&n);
+                        PrivReply::Removed { existed: true }
+                    }
+                    Some((f, _)) => {
+                        return Err(refused(
+                            "loop_detach",
+                            format!("{} is backed by {}", device.display(), f.display()),
+                        ));
+                    }
                 }
-                PrivReply::Removed { existed: ours }
             }
             PrivOp::DmCreateSnapshot {
-                name, base, cow, ..
+                name,
+                base,
+                base_file,
+                cow,
+                cow_file,
+                ..
             } => {
+                for (l, file) in [(&base, &base_file), (&cow, &cow_file)] {
+                    if h.loops.get(&loop_no(l)).map(|(f, _)| f) != Some(file) {
+                        return Err(refused(
+                            "dm_create_snapshot",
+                            format!("{} is not backed by {}", l.display(), file.display()),
+                        ));
+                    }
+                }
                 for l in [&base, &cow] {
                     let e = h
                         .loops
@@ -156,14 +192,17 @@ impl PrivilegedOps for Recorder {
             },
             PrivOp::ListDisks => PrivReply::Disks {
                 dm: h.dm.keys().cloned().collect(),
-                loops: h
-                    .loops
-                    .iter()
-                    .map(|(n, (f, _))| LoopInfo {
-                        device: format!("/dev/loop{n}").into(),
-                        backing_file: f.clone(),
-                    })
-                    .collect(),
+                loops: match self.stale_listing.lock().unwrap().take() {
+                    Some(stale) => stale,
+                    None => h
+                        .loops
+                        .iter()
+                        .map(|(n, (f, _))| LoopInfo {
+                            device: format!("/dev/loop{n}").into(),
+                            backing_file: f.clone(),
+                        })
+                        .collect(),
+                },
             },
             _ => PrivReply::Done,
         })
@@ -207,7 +246,7 @@ fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
         vec![
             format!("loop_attach {} ro", h.base.display()),
             format!("loop_attach {} rw", cow.display()),
-            "dm_create bgroot-vm1 0 4194304 snapshot /dev/loop0 /dev/loop1 P 8".to_string(),
+            "dm_create bgroot-vm1 0 4194304 snapshot 7:0 7:1 P 8".to_string(),
         ]
     );
     assert_eq!(drive, h.vm_dir.join("root.ext4"));
@@ -336,19 +375,53 @@ fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
     let other = vms.join("vm1/root.cow");
     std::fs::write(&other, b"").unwrap();
     // Listed as backed by the image; by the time of the detach, loop0 is
-    // someone else's: the guarded detach does not touch it.
-    rec.loop_attach(&h.base, true).unwrap();
-    let listed = LoopInfo {
+    // backed by another file: the helper refuses the detach, and
+    // reconcile leaves the device alone instead of failing.
+    rec.loop_attach(&other, false).unwrap();
+    *rec.stale_listing.lock().unwrap() = Some(vec![LoopInfo {
         device: "/dev/loop0".into(),
         backing_file: h.base.clone(),
-    };
-    rec.loop_detach(Path::new("/dev/loop0")).unwrap();
-    rec.loop_attach(&other, false).unwrap();
-    assert!(
-        !rec.loop_detach_if(&listed.device, &listed.backing_file)
-            .unwrap()
+    }]);
+    let report = remove_stale(&rec, &vms, &HashSet::new()).unwrap();
+    assert!(report.loops_detached.is_empty(), "{report:?}");
+    assert_eq!(rec.loops(), vec![(0, other.clone())]);
+    // Directly, the refusal is what the helper answers.
+    assert!(matches!(
+        rec.loop_detach(Path::new("/dev/loop0"), &h.base),
+        Err(PrivOpsError::Refused { .. })
+    ));
+    assert!(rec.loop_detach(Path::new("/dev/loop0"), &other).unwrap());
+}
+
+#[test]
+fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
+    let h = host();
+    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let s = DmSnapshotStrategy::new(rec.clone());
+    let cow = h.vm_dir.join("root.cow");
+    std::fs::write(&cow, b"").unwrap();
+    // A crash after both attaches, recorded by an older version (no
+    // backing files in root.dm): the helper needs the files to detach.
+    rec.loop_attach(&h.base, true).unwrap();
+    rec.loop_attach(&cow, false).unwrap();
+    std::fs::write(
+        h.vm_dir.join("root.dm"),
+        r#"{"name":"bgroot-vm1","base_loop":"/dev/loop0","cow_loop":"/dev/loop1"}"#,
+    )
+    .unwrap();
+    rec.clear_log();
+    s.remove("vm1", &h.vm_dir).unwrap();
+    assert_eq!(
+        rec.log(),
+        vec![
+            "dm_remove bgroot-vm1",
+            "list_disks",
+            "loop_detach /dev/loop1",
+            "loop_detach /dev/loop0"
+        ]
     );
-    assert_eq!(rec.loops(), vec![(0, other)]);
+    assert!(rec.loops().is_empty(), "{:?}", rec.loops());
+    assert!(!cow.exists() && !h.vm_dir.join("root.dm").exists());
 }
 
 #[test]
@@ -387,7 +460,7 @@ fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
             "list_disks".to_string(),
             format!("loop_attach {} ro", h.base.display()),
             format!("loop_attach {} rw", cow.display()),
-            "dm_create bgroot-vm1 0 4194304 snapshot /dev/loop2 /dev/loop3 P 8".to_string(),
+            "dm_create bgroot-vm1 0 4194304 snapshot 7:2 7:3 P 8".to_string(),
         ],
         "vm2's loops are not vm1's, even with the record's numbers"
     );
@@ -449,7 +522,7 @@ fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
             "loop_detach /dev/loop1".to_string(),
             format!("loop_attach {} ro", h.base.display()),
             format!("loop_attach {} rw", cow.display()),
-            "dm_create bgroot-vm1 0 4194304 snapshot /dev/loop1 /dev/loop2 P 8".to_string(),
+            "dm_create bgroot-vm1 0 4194304 snapshot 7:1 7:2 P 8".to_string(),
         ]
     );
     // The image's leftover loop0 (indistinguishable from another VM's)

@@ -98,6 +98,52 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// [`beneath`](Policy::beneath), refused unless the path lies beneath
+    /// the state directory (banger's disks and images live there; the
+    /// runtime directory holds only sockets).
+    pub fn beneath_state(
+        &self,
+        op: &'static str,
+        path: &Path,
+    ) -> Result<BeneathPath, PrivOpsError> {
+        let b = self.beneath(op, path)?;
+        if b.root == Root::State {
+            Ok(b)
+        } else {
+            Err(PrivOpsError::Refused {
+                op,
+                reason: format!(
+                    "path {} is in the runtime directory, not below the state directory {}",
+                    path.display(),
+                    self.state_dir.display()
+                ),
+            })
+        }
+    }
+
+    /// A path the kernel reports (a loop device's backing file, resolved),
+    /// expressed below the state directory as configured: lexically, or
+    /// below its canonical form (a configured state directory may have a
+    /// symlinked ancestor). `None` when it is not below it. This only
+    /// names a candidate: callers open it with [`open_beneath`] and
+    /// compare `(st_dev, st_ino)` with what the kernel holds.
+    pub fn beneath_state_reported(&self, path: &Path) -> Option<BeneathPath> {
+        if let Ok(b) = self.beneath_state("reported", path) {
+            return Some(b);
+        }
+        let canon = self.state_dir.canonicalize().ok()?;
+        let rel = path.strip_prefix(&canon).ok()?;
+        let clean = rel.components().next().is_some()
+            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        clean.then(|| BeneathPath {
+            root: Root::State,
+            root_dir: self.state_dir.clone(),
+            rel: rel.to_path_buf(),
+        })
+    }
+}
+
 /// Open `p` beneath its root with `flags` (`O_CLOEXEC` is always added;
 /// `mode` applies with `O_CREAT`), following no symlink below the root.
 pub fn open_beneath(p: &BeneathPath, flags: OFlag, mode: Mode) -> std::io::Result<OwnedFd> {
@@ -153,6 +199,11 @@ pub fn owned_by(st: &FileStat, owner_uid: u32) -> bool {
     st.st_uid == owner_uid
 }
 
+/// Whether `st` is a block device.
+pub fn is_block(st: &FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFBLK
+}
+
 /// Whether `st` is a regular file.
 pub fn is_regular(st: &FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
@@ -166,6 +217,20 @@ pub fn open_error(op: &'static str, p: &BeneathPath, e: std::io::Error) -> PrivO
             op,
             reason: format!(
                 "{} goes through a symlink or leaves banger's directory ({e})",
+                p.display_path().display()
+            ),
+        },
+        Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) => PrivOpsError::Refused {
+            op,
+            reason: format!(
+                "{} is not a file banger can use ({e})",
+                p.display_path().display()
+            ),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) => PrivOpsError::Refused {
+            op,
+            reason: format!(
+                "the owner may not open {} ({e})",
                 p.display_path().display()
             ),
         },

@@ -31,8 +31,8 @@ pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
 mod tap;
 
 pub use disk_op::{
-    DM_CONTROL, LoopInfo, MAX_DM_NAME, dm_name_ok, is_loop_device, loop_backing_file,
-    loop_set_autoclear, snapshot_params, snapshot_table,
+    DM_CONTROL, DevNum, LOOP_MAJOR, LoopInfo, MAX_DM_NAME, dm_name_ok, is_loop_device,
+    loop_backing_file, loop_set_autoclear, parse_snapshot_table, snapshot_params, snapshot_table,
 };
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use local::LocalPrivOps;
@@ -292,19 +292,10 @@ pub trait DiskOps: PrivilegedOps {
             other => Err(unexpected("loop_attach", &other)),
         }
     }
-    /// [`PrivOp::LoopDetach`]; `Ok(false)` when not attached.
-    fn loop_detach(&self, device: &std::path::Path) -> Result<bool, PrivOpsError> {
-        removed(
-            self.execute(PrivOp::LoopDetach {
-                device: device.into(),
-                backing_file: None,
-            })?,
-            "loop_detach",
-        )
-    }
-    /// [`PrivOp::LoopDetach`] only while `backing_file` backs `device`;
-    /// `Ok(false)` when not attached or attached to another file.
-    fn loop_detach_if(
+    /// [`PrivOp::LoopDetach`]: detach `device` only while `backing_file`
+    /// backs it; `Ok(false)` when not attached (or the file is gone),
+    /// refused when something else backs it.
+    fn loop_detach(
         &self,
         device: &std::path::Path,
         backing_file: &std::path::Path,
@@ -312,26 +303,29 @@ pub trait DiskOps: PrivilegedOps {
         removed(
             self.execute(PrivOp::LoopDetach {
                 device: device.into(),
-                backing_file: Some(backing_file.into()),
+                backing_file: backing_file.into(),
             })?,
             "loop_detach",
         )
     }
-    /// [`PrivOp::DmCreateSnapshot`].
+    /// [`PrivOp::DmCreateSnapshot`]; `base` and `cow` are each
+    /// `(loop device, the banger file backing it)`.
     fn dm_create_snapshot(
         &self,
         name: &str,
         sectors: u64,
-        base: &std::path::Path,
-        cow: &std::path::Path,
+        base: (&std::path::Path, &std::path::Path),
+        cow: (&std::path::Path, &std::path::Path),
         chunk_sectors: u32,
     ) -> Result<(), PrivOpsError> {
         done(
             self.execute(PrivOp::DmCreateSnapshot {
                 name: name.into(),
                 sectors,
-                base: base.into(),
-                cow: cow.into(),
+                base: base.0.into(),
+                base_file: base.1.into(),
+                cow: cow.0.into(),
+                cow_file: cow.1.into(),
                 chunk_sectors,
             })?,
             "dm_create_snapshot",

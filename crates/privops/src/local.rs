@@ -116,7 +116,7 @@ impl LocalPrivOps {
     /// `(uid, gid)` the VMM runs as: the owner's when this process is root
     /// and the owner is not (the helper on the system path), so the owner
     /// daemon can use the API socket and files; `None` keeps our identity.
-    fn run_as(&self) -> Option<(u32, u32)> {
+    pub(crate) fn run_as(&self) -> Option<(u32, u32)> {
         let owner = self.policy.owner_uid;
         if !nix::unistd::geteuid().is_root() || owner == 0 {
             return None;
@@ -169,20 +169,16 @@ impl PrivilegedOps for LocalPrivOps {
                 name,
                 gateway,
                 prefix,
-            } => crate::netlink::ensure_bridge(&name, gateway, prefix).map(|()| PrivReply::Done),
+            } => crate::netlink::ensure_bridge(&self.policy, &name, gateway, prefix)
+                .map(|()| PrivReply::Done),
             PrivOp::CreateTap { name, bridge } => {
-                crate::tap::create_persistent(&name, self.policy.owner_uid)?;
-                if let Err(e) = crate::netlink::attach_up(&name, &bridge) {
-                    let _ = crate::netlink::delete(&name);
-                    return Err(e);
-                }
-                Ok(PrivReply::Done)
+                crate::net_op::create_tap(&self.policy, &name, &bridge).map(|()| PrivReply::Done)
             }
-            PrivOp::DeleteLink { name } => {
-                crate::netlink::delete(&name).map(|existed| PrivReply::Removed { existed })
+            PrivOp::DeleteLink { name } => crate::netlink::delete(&self.policy, &name)
+                .map(|existed| PrivReply::Removed { existed }),
+            PrivOp::ListLinks => {
+                crate::netlink::list_bangers(&self.policy).map(|links| PrivReply::Links { links })
             }
-            PrivOp::ListLinks => crate::netlink::list(&self.policy.device_prefix)
-                .map(|links| PrivReply::Links { links }),
             PrivOp::ApplyNat {
                 bridge,
                 network,
@@ -195,12 +191,15 @@ impl PrivilegedOps for LocalPrivOps {
                 bridge,
                 dns,
                 revert,
-            } => crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done),
+            } => {
+                crate::netlink::check_bridge_if_present(&self.policy, "resolver_route", &bridge)?;
+                crate::host::resolver_route(&bridge, dns, revert).map(|()| PrivReply::Done)
+            }
             disk @ (PrivOp::LoopAttach { .. }
             | PrivOp::LoopDetach { .. }
             | PrivOp::DmCreateSnapshot { .. }
             | PrivOp::DmRemove { .. }
-            | PrivOp::ListDisks) => crate::disk_op::execute(disk, &self.policy),
+            | PrivOp::ListDisks) => crate::disk_op::execute(disk, &self.policy, self.run_as()),
         }
     }
 }
@@ -208,7 +207,7 @@ impl PrivilegedOps for LocalPrivOps {
 /// Run `f` with this thread's filesystem uid/gid set to `run_as` (Linux
 /// `setfsuid`/`setfsgid` are per thread), restoring ours afterwards; so
 /// file access inside `f` is checked as the owner. `None`: just run `f`.
-fn as_owner<T>(
+pub(crate) fn as_owner<T>(
     run_as: Option<(u32, u32)>,
     f: impl FnOnce() -> Result<T, PrivOpsError>,
 ) -> Result<T, PrivOpsError> {

@@ -1,9 +1,42 @@
 //! Validation of the network operations of [`PrivOp`]: device names carry
 //! banger's prefix, addresses lie in the guest subnet, the NAT subnet is
-//! exactly the policy's.
+//! exactly the policy's. Execution then checks the link itself (see
+//! `netlink::bangers`): a TAP is the owner's, a bridge has only banger
+//! TAPs as ports.
 
+use crate::netlink::TapState;
 use crate::op::PrivOp;
 use crate::{Policy, PrivOpsError};
+
+/// [`PrivOp::CreateTap`]: create the TAP exclusively, or re-use banger's
+/// TAP of that name, then attach it to banger's bridge. A foreign link of
+/// that name is refused; a TAP created here is deleted again when the
+/// attach fails.
+pub(crate) fn create_tap(policy: &Policy, name: &str, bridge: &str) -> Result<(), PrivOpsError> {
+    let op = "create_tap";
+    // The bridge first, so nothing is created for a foreign bridge.
+    crate::netlink::check_bridge(policy, bridge)?;
+    let created = match crate::netlink::tap_state(policy, name)? {
+        TapState::Absent => {
+            crate::tap::create_persistent(name, policy.owner_uid)?;
+            true
+        }
+        TapState::Ours => false,
+        TapState::Foreign(why) => {
+            return Err(PrivOpsError::Refused {
+                op,
+                reason: format!("{name} exists and is not banger's TAP: {why}"),
+            });
+        }
+    };
+    if let Err(e) = crate::netlink::attach_up(policy, name, bridge) {
+        if created {
+            let _ = crate::netlink::delete(policy, name);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
 
 /// Validate a network variant (the VMM variants are checked in `op.rs`).
 pub(crate) fn validate(op: PrivOp, policy: &Policy) -> Result<PrivOp, PrivOpsError> {

@@ -64,7 +64,8 @@ pub enum PrivOp {
         signal: VmmSignal,
     },
     /// Create the bridge if missing, give it `gateway/prefix` and bring it
-    /// up; idempotent.
+    /// up; idempotent. An existing link of that name must be banger's
+    /// bridge (kind `bridge`, every port a banger TAP); otherwise refused.
     ///
     /// Preconditions: `name` passes `check_device`; `gateway` is inside the
     /// guest subnet and `prefix` is the subnet's prefix length.
@@ -78,7 +79,11 @@ pub enum PrivOp {
     },
     /// Create a persistent TAP (`IFF_TAP|IFF_NO_PI|IFF_VNET_HDR`, the flags
     /// Firecracker opens it with) owned by the policy's owner uid, attach it
-    /// to `bridge` and bring it up; idempotent on an existing TAP.
+    /// to `bridge` and bring it up; idempotent on an existing TAP, which
+    /// must be banger's (kind `tun`, TAP mode, owned by the owner uid):
+    /// anything else of that name is refused, never taken over (the TAP
+    /// is created with `IFF_TUN_EXCL`, so a link appearing meanwhile is
+    /// not reused either). The bridge must be banger's bridge.
     ///
     /// Preconditions: `name` and `bridge` pass `check_device`; the bridge
     /// exists.
@@ -88,15 +93,18 @@ pub enum PrivOp {
         /// Bridge to attach to.
         bridge: String,
     },
-    /// Delete a banger link (TAP or bridge). A missing link is not an error:
-    /// the reply says `existed: false`.
+    /// Delete a banger link: a TAP owned by the owner uid, or a bridge
+    /// whose every port is such a TAP. A missing link is not an error (the
+    /// reply says `existed: false`); a prefixed link that is not banger's
+    /// is refused.
     ///
     /// Preconditions: `name` passes `check_device`.
     DeleteLink {
         /// Link name.
         name: String,
     },
-    /// List every link whose name carries the policy's prefix.
+    /// List banger's links: those with the policy's prefix that
+    /// [`PrivOp::DeleteLink`] would accept.
     ListLinks,
     /// Replace banger's nftables table ([`NAT_TABLE`](crate::NAT_TABLE),
     /// family `inet`) in one `nft -j -f -` transaction: masquerade for the
@@ -124,8 +132,10 @@ pub enum PrivOp {
     /// Route `~vm` queries to `dns` through systemd-resolved on `bridge`
     /// (`resolvectl dns` + `resolvectl domain`), or undo it (`revert`).
     ///
-    /// Preconditions: `bridge` passes `check_device`; `dns` is inside the
-    /// guest subnet; systemd-resolved runs (otherwise refused with a hint).
+    /// Preconditions: `bridge` passes `check_device` and, when it exists,
+    /// is banger's bridge (kind `bridge`, only banger TAPs as ports); `dns`
+    /// is inside the guest subnet; systemd-resolved runs (otherwise
+    /// refused with a hint).
     ResolverRoute {
         /// The bridge.
         bridge: String,
@@ -135,75 +145,105 @@ pub enum PrivOp {
         revert: bool,
     },
     /// Attach `file` to a free loop device (`LOOP_CTL_GET_FREE` +
-    /// `LOOP_CONFIGURE`/`LOOP_SET_FD`, through the `loopdev` crate),
-    /// read-only when asked; the reply names the device.
+    /// `LOOP_SET_FD`, through the `loopdev` crate), read-only when asked;
+    /// the reply names the device.
     ///
-    /// Preconditions: `file` passes `check_path`.
+    /// By construction: the helper opens `file` itself, beneath the state
+    /// directory (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`)
+    /// with the owner's filesystem identity, `O_RDONLY` when `read_only`
+    /// (the loop is then read-only) and `O_RDWR` otherwise; the file must
+    /// be a regular file owned by the policy's owner uid, and that very fd
+    /// is attached. No path is checked and then opened again.
+    ///
+    /// Preconditions: `file` lies lexically below the state directory
+    /// (absolute, no `.`/`..`).
     LoopAttach {
         /// The backing file.
         file: PathBuf,
         /// Attach read-only.
         read_only: bool,
     },
-    /// Detach a loop device; `existed: false` when it was not attached,
-    /// or when `backing_file` is given and the device is now backed by
-    /// another file (it was auto-cleared and reused meanwhile: not ours).
+    /// Detach a loop device, only while it is backed by `backing_file`:
+    /// the device's `(lo_device, lo_inode)` (`LOOP_GET_STATUS64`, read on
+    /// the helper's own fd of the device, which also keeps the binding
+    /// from changing until the detach) must equal `(st_dev, st_ino)` of
+    /// `backing_file` opened beneath the state directory, no symlinks, and
+    /// owned by the owner uid. `existed: false` when the device is not
+    /// attached (or the file is gone); refused when it is backed by
+    /// anything else.
     ///
-    /// Preconditions: `device` is exactly `/dev/loopN`; `backing_file`,
-    /// when given, passes `check_path`.
+    /// Preconditions: `device` is exactly `/dev/loopN`; `backing_file`
+    /// lies lexically below the state directory.
     LoopDetach {
         /// The loop device.
         device: PathBuf,
-        /// Detach only while this file backs the device.
-        #[serde(default)]
-        backing_file: Option<PathBuf>,
+        /// The banger file that must back it.
+        backing_file: PathBuf,
     },
-    /// Create the dm device `name` with the table
-    /// [`snapshot_table`](crate::snapshot_table)`(sectors, base, cow,
-    /// chunk_sectors)`: a persistent `dm-snapshot` of `base` whose
-    /// exceptions live on `cow` (an existing COW is reused as it is, so a
-    /// snapshot re-created after a reboot keeps its writes). The table is
-    /// built by the implementation, never taken from the request. Effects,
-    /// through the `devicemapper` crate: create, load the table, resume;
-    /// then both loop devices are marked autoclear (the dm device holds
-    /// them, so they detach themselves when it is removed),
-    /// `/dev/mapper/<name>` is made when udev did not make it, and the
-    /// device node is given to the policy's owner uid (the VMM runs as the
-    /// owner and opens it read-write). A failure after the create removes
-    /// the dm device again.
+    /// Create the dm device `name`: a persistent `dm-snapshot` of the loop
+    /// device `base` whose exceptions live on the loop device `cow` (an
+    /// existing COW is reused as it is, so a snapshot re-created after a
+    /// reboot keeps its writes).
+    ///
+    /// By construction: both loop devices are opened by the helper (block
+    /// devices of the loop major), and each must be backed (`lo_device`,
+    /// `lo_inode`) by its named banger file (`base_file`, `cow_file`,
+    /// opened beneath the state directory, no symlinks, owned by the owner
+    /// uid); `base` must be attached read-only. The table
+    /// ([`snapshot_table`](crate::snapshot_table)) is built from the
+    /// `major:minor` numbers read from those device fds, never from the
+    /// request. Effects, through the `devicemapper` crate: create, load
+    /// the table, resume; both loops are marked autoclear (the dm device
+    /// holds them, so they detach themselves when it is removed);
+    /// `/dev/mapper/<name>` is made when udev did not make it; and the
+    /// node of this dm device (checked to be that block device) is given
+    /// to the policy's owner uid (the VMM runs as the owner and opens it
+    /// read-write). A failure after the create removes the dm device.
     ///
     /// Preconditions: `name` carries the policy's prefix (see
     /// [`dm_name_ok`](crate::dm_name_ok)); `base` and `cow` are distinct
-    /// `/dev/loopN`; `sectors` is in `1..=2^40`; `chunk_sectors` is a power
-    /// of two in `8..=2048`.
+    /// `/dev/loopN`; the files lie lexically below the state directory;
+    /// `sectors` is in `1..=2^40`; `chunk_sectors` is a power of two in
+    /// `8..=2048`.
     DmCreateSnapshot {
         /// dm device name (`/dev/mapper/<name>`).
         name: String,
         /// Size in 512-byte sectors.
         sectors: u64,
-        /// The read-only origin.
+        /// The read-only origin's loop device.
         base: PathBuf,
-        /// The COW store.
+        /// The banger file backing `base` (the image).
+        base_file: PathBuf,
+        /// The COW store's loop device.
         cow: PathBuf,
+        /// The banger file backing `cow` (the VM's COW file).
+        cow_file: PathBuf,
         /// Chunk size in sectors.
         chunk_sectors: u32,
     },
-    /// Remove a dm device; `existed: false` when absent.
+    /// Remove a dm device; `existed: false` when absent. Only banger's:
+    /// the name carries the prefix and its live table is one `snapshot`
+    /// target whose two devices are loop devices backed by banger files
+    /// (beneath the state directory, owned by the owner uid); anything
+    /// else is refused.
     ///
     /// Preconditions: `name` carries the policy's prefix.
     DmRemove {
         /// dm device name.
         name: String,
     },
-    /// banger's dm devices (prefix) and the loop devices whose backing
-    /// file is inside banger's directories; for reconcile.
+    /// banger's dm devices (prefix, and a table that [`PrivOp::DmRemove`]
+    /// would accept) and the loop devices backed by banger files (the
+    /// [`PrivOp::LoopDetach`] rule); for reconcile.
     ListDisks,
 }
 
 impl PrivOp {
     /// Check every field against `policy`; on success return the operation
-    /// with its paths resolved (symlinks followed), which is what must be
-    /// performed. Nothing is touched on failure.
+    /// to perform. The VMM variants' paths come back resolved (symlinks
+    /// followed); the disk variants' paths stay as given (lexically below
+    /// the state directory) because execution opens them beneath it with
+    /// no symlink following. Nothing is touched on failure.
     pub fn validate(self, policy: &Policy) -> Result<PrivOp, PrivOpsError> {
         let op = self.name();
         match self {

@@ -2,7 +2,10 @@
 //! state and runtime directories, its subnet. Every [`PrivOp`](crate::PrivOp)
 //! is checked against a [`Policy`] before anything happens, by the
 //! in-process adapter and by `bangerd-root` alike, so both paths refuse the
-//! same requests.
+//! same requests. These are the checks on the request; execution then
+//! checks the objects themselves (files opened beneath the state directory
+//! with no symlink following, see [`crate::beneath`]; loop, dm and link
+//! identities, see `disk_op` and `netlink`).
 
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};

@@ -22,7 +22,9 @@ pub const TAP_FLAGS: libc::c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_V
 /// Path of the clone device.
 pub const TUN_DEVICE: &str = "/dev/net/tun";
 
-/// Create (or re-open) the persistent TAP `name`, owned by `owner`.
+/// Create the persistent TAP `name`, owned by `owner`. Exclusive
+/// (`IFF_TUN_EXCL`): an existing device of that name is never re-opened
+/// and taken over (`EBUSY`, refused).
 pub(crate) fn create_persistent(name: &str, owner: u32) -> Result<(), PrivOpsError> {
     let tap_err = |what: &'static str| {
         let name = name.to_string();
@@ -37,11 +39,20 @@ pub(crate) fn create_persistent(name: &str, owner: u32) -> Result<(), PrivOpsErr
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         })?;
-    let req = ifreq(name, TAP_FLAGS as libc::c_short);
+    let req = ifreq(name, (TAP_FLAGS | libc::IFF_TUN_EXCL) as libc::c_short);
     let fd = file.as_raw_fd();
     // SAFETY: `fd` is an open /dev/net/tun descriptor and `req` a valid,
     // NUL-terminated ifreq living across the call.
-    unsafe { tunsetiff(fd, &req) }.map_err(tap_err("TUNSETIFF"))?;
+    match unsafe { tunsetiff(fd, &req) } {
+        Ok(_) => {}
+        Err(nix::Error::EBUSY) => {
+            return Err(PrivOpsError::Refused {
+                op: "create_tap",
+                reason: format!("a link named {name} appeared meanwhile; not taking it over"),
+            });
+        }
+        Err(e) => return Err(tap_err("TUNSETIFF")(e)),
+    }
     // SAFETY: TUNSETOWNER takes the uid by value.
     unsafe { tunsetowner(fd, owner as nix::sys::ioctl::ioctl_param_type) }
         .map_err(tap_err("TUNSETOWNER"))?;
