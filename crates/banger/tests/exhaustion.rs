@@ -1,16 +1,17 @@
 //! Exhaustion: a real `bangerd` started with a small open-files limit
 //! raises its soft limit to the hard one, and when client connections use
 //! up every descriptor its accept loop backs off (no spinning core, a
-//! handful of log lines) and serves again once they close.
+//! handful of log lines) and serves again once they close. A slow idle
+//! stop does not hold the stats loop up.
 
 mod util;
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use banger_api::{DaemonStatus, Request};
+use banger_api::{DaemonStatus, Request, VmState};
 use banger_cli::client::Client;
-use util::{TestDaemon, tail};
+use util::{Fixtures, TestDaemon, tail};
 
 /// The soft and hard `RLIMIT_NOFILE` bangerd is started with.
 const SOFT: u64 = 24;
@@ -112,4 +113,38 @@ fn out_of_descriptors_bangerd_backs_off_and_recovers() {
         }
     };
     assert_eq!(status.pid, pid);
+}
+
+#[test]
+fn sampling_goes_on_while_an_idle_stop_waits() {
+    let Some(fx) = Fixtures::new("sampling_goes_on_while_an_idle_stop_waits") else {
+        return;
+    };
+    // The simulator ignores Ctrl-Alt-Del, so the idle stop waits the whole
+    // stop timeout (2 s) before SIGKILL; samples come every second.
+    let d = TestDaemon::start_with(
+        &[("FCSIM_IGNORE_CTRL_ALT_DEL", "1")],
+        "idle_stop_secs = 1\nidle_cpu_ms = 50",
+    );
+    d.register_image(&fx, "base");
+    d.create("slow", "base").unwrap();
+    d.wait_state("slow", VmState::Stopped, 30);
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in the log:\n{}", tail(&log, 30)))
+    };
+    let (from, to) = (at("stopping idle VM"), at("idle VM stopped"));
+    let ticks = lines[from..to]
+        .iter()
+        .filter(|l| l.contains("stats tick"))
+        .count();
+    assert!(
+        ticks >= 1,
+        "no stats tick while the idle stop waited:\n{}",
+        lines[from..=to].join("\n")
+    );
 }
