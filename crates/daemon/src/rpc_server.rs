@@ -38,7 +38,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// Accept connections until `shutdown` resolves.
+/// Accept connections until `shutdown` resolves. A failed `accept` pauses
+/// the loop with back-off instead of retrying at once (see `accept_failed`).
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
