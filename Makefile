@@ -33,8 +33,9 @@ demo: ## Build, start a dev bangerd and run the main job as far as this host all
 
 smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
 
-bench: ## Lifecycle benchmark against the simulator, and the root-helper round trip vs in-process (p50/p95).
+bench: ## Lifecycle and 200-VM stats-load benchmarks against the simulator, and the root-helper round trip vs in-process.
 	$(CARGO) bench -p banger --bench lifecycle
+	$(CARGO) bench -p banger --bench stats_load
 	$(CARGO) bench -p banger-roothelper --bench helper_rtt
 
 bench-net: ## Network benchmark (root): vm. DNS qps vs dnsmasq, TAP-from-pool start path.

@@ -95,6 +95,9 @@ fn install_then_uninstall_leaves_the_prefix_as_it_was() {
         std::fs::read_to_string(t.path().join("etc/systemd/system/bangerd-root.service")).unwrap();
     assert!(helper.contains("CAP_NET_ADMIN") && helper.contains("NoNewPrivileges=yes"));
     assert!(!helper.contains("User="), "the helper runs as root");
+    for unit in [&daemon, &helper] {
+        assert!(unit.contains("\nLimitNOFILE=65536\n"), "{unit}");
+    }
     // Installing twice is fine and still uninstalls cleanly.
     ok(&["system", "install", "--root", root, "--owner", "nobody"]);
     ok(&["system", "uninstall", "--root", root]);

@@ -138,19 +138,13 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Start the background loops: stats polling (with idle stop) and
-    /// operation pruning, each on its own ticker.
+    /// Start the background loops: stats sampling (one `/proc` pass per
+    /// tick on a blocking thread; idle stops as tasks of their own, see
+    /// `VMService::stats_loop`) and operation pruning, each on its own
+    /// ticker.
     pub fn spawn_background(&self) {
-        let vms = Arc::clone(&self.vms);
         let every = Duration::from_secs(self.config.daemon.stats_interval_secs.max(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                vms.poll_stats().await;
-            }
-        });
+        tokio::spawn(Arc::clone(&self.vms).stats_loop(every));
         let vms = Arc::clone(&self.vms);
         let images = Arc::clone(&self.images);
         let keep = Duration::from_secs(self.config.daemon.operation_retention_secs);

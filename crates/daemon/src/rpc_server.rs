@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use banger_api::rpc::{MAX_LINE_BYTES, RequestEnvelope, ResponseBody, ResponseEnvelope};
 use banger_api::{ErrorKind, Hello, PROTOCOL_VERSION, Request, RpcError};
+use banger_privops::{AcceptBackoff, is_exhaustion};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -37,7 +38,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// Accept connections until `shutdown` resolves.
+/// Accept connections until `shutdown` resolves. A failed `accept` pauses
+/// the loop with back-off instead of retrying at once (see `accept_failed`).
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
@@ -45,15 +47,24 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let me = nix::unistd::geteuid().as_raw();
+    let mut backoff = AcceptBackoff::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        if let Some(unlogged) = backoff.success() {
+                            tracing::info!(unlogged, "accept works again");
+                        }
+                        s
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
+                        let pause = accept_failed(&mut backoff, &e);
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep(pause) => continue,
+                        }
                     }
                 };
                 let peer = stream.peer_cred().map(|c| c.uid()).ok();
@@ -71,6 +82,24 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Note one failed `accept` in `backoff`, log it when due, and return the
+/// pause before the next try. Out of file descriptors, the pending
+/// connection stays queued and the listener readable: retrying at once
+/// would spin (see [`AcceptBackoff`]).
+fn accept_failed(backoff: &mut AcceptBackoff, e: &std::io::Error) -> std::time::Duration {
+    let f = backoff.failure(std::time::Instant::now());
+    if let Some(unlogged) = f.log {
+        tracing::warn!(
+            error = %e,
+            exhausted = is_exhaustion(e),
+            unlogged,
+            pause_ms = f.pause.as_millis() as u64,
+            "accept failed; backing off (raise LimitNOFILE if this repeats)"
+        );
+    }
+    f.pause
 }
 
 /// Answer the peer's first request with a refusal (read it first, so the
@@ -229,7 +258,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::VmSet(p) => json(d.vms.set(&p).await?),
         Request::VmList => json(d.vms.list()?),
         Request::VmShow(r) => json(d.vms.show(&r.vm)?),
-        Request::VmStats(r) => json(d.vms.stats(&r.vm)?),
+        Request::VmStats(r) => json(d.vms.stats(&r.vm).await?),
         Request::VmLogs(p) => json(d.vms.logs(&p)?),
         Request::ImageRegister(p) => json(d.images.register(p).await?),
         Request::ImageList => json(d.images.list()?),

@@ -30,7 +30,7 @@ pub use client::{DEFAULT_TIMEOUT, FcClientError, FirecrackerClient};
 pub use exit::{ExitError, ExitWatcher, POLL_INTERVAL, wait_exit, wait_exit_timeout};
 /// The HTTP method named in [`FcClientError`] variants.
 pub use hyper::Method;
-pub use process::{ProcError, ProcFs, ProcessStats, clock_ticks_per_sec, page_size};
+pub use process::{ProcError, ProcFs, ProcTree, ProcessStats, clock_ticks_per_sec, page_size};
 pub use signal::{Signal, SignalError, kill_now, send_signal, terminate};
 pub use socket::{INITIAL_BACKOFF, MAX_BACKOFF, SocketError, remove_stale_socket, wait_for_socket};
 pub use stop::{StopError, StopOutcome, graceful_shutdown};

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use nix::unistd::{SysconfVar, sysconf};
 
+mod tree;
+pub use tree::ProcTree;
+
 /// Errors from reading `/proc`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -146,15 +149,10 @@ impl ProcFs {
     /// guest in a child process (banger's QEMU front runs `qemu-system-x86_64`)
     /// is measured whole; for Firecracker, which has no children, this equals
     /// `stats`. Descendants that exit during the scan are left out.
+    /// It scans all of `/proc`: to measure many trees, take one
+    /// [`snapshot`](Self::snapshot) and ask it.
     pub fn tree_stats(&self, pid: u32) -> Result<ProcessStats, ProcError> {
-        let mut total = self.stats(pid)?;
-        for child in self.descendants(pid) {
-            if let Ok(s) = self.stats(child) {
-                total.cpu_time_ms = total.cpu_time_ms.saturating_add(s.cpu_time_ms);
-                total.rss_bytes = total.rss_bytes.saturating_add(s.rss_bytes);
-            }
-        }
-        Ok(total)
+        self.snapshot().tree_stats(pid)
     }
 
     /// Every live descendant of `pid` (children, grandchildren, ...), from a

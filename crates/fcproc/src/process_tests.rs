@@ -66,6 +66,40 @@ fn tree_stats_sum_the_vmm_and_its_descendants() {
 }
 
 #[test]
+fn one_snapshot_measures_every_tree_as_of_its_scan() {
+    let root = TempDir::new().expect("tempdir");
+    let ticks = clock_ticks_per_sec();
+    // Two VMMs: a QEMU front (10) with its QEMU (11), and a Firecracker (20).
+    add_process(root.path(), 10, 1, ticks, 1024);
+    add_process(root.path(), 11, 10, 3 * ticks, 4096);
+    add_process(root.path(), 20, 1, 7 * ticks, 8192);
+    add_process(root.path(), 30, 1, ticks, 1024);
+    let procfs = ProcFs::new(root.path());
+    let tree = procfs.snapshot();
+    assert_eq!(tree.len(), 4);
+    for pid in [10, 20, 30] {
+        assert_eq!(
+            tree.tree_stats(pid).unwrap(),
+            procfs.tree_stats(pid).unwrap(),
+            "pid {pid}"
+        );
+    }
+    assert_eq!(tree.descendants(10), [11]);
+    // A process started after the scan is not part of it (one scan, not
+    // one per tree); one gone since is left out; a missing VMM is an error.
+    add_process(root.path(), 12, 10, 50 * ticks, 1024);
+    fs::remove_dir_all(root.path().join("11")).unwrap();
+    let front = tree.tree_stats(10).unwrap();
+    assert_eq!(front.cpu_time_ms, 1000, "only the front, as of the scan");
+    assert_eq!(front.rss_bytes, 1024 * 1024);
+    assert_eq!(procfs.tree_stats(10).unwrap().cpu_time_ms, 51_000);
+    assert!(matches!(
+        tree.tree_stats(99),
+        Err(ProcError::NotFound { pid: 99 })
+    ));
+}
+
+#[test]
 fn fake_running_process_is_alive_and_ours() {
     let root = fake_proc(
         4242,

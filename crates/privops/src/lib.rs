@@ -17,6 +17,7 @@ pub mod beneath;
 mod client;
 mod disk_op;
 mod host;
+mod limits;
 mod local;
 mod nat;
 mod net_op;
@@ -35,6 +36,10 @@ pub use disk_op::{
     loop_backing_file, loop_set_autoclear, parse_snapshot_table, snapshot_params, snapshot_table,
 };
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
+pub use limits::{
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, ACCEPT_LOG_EVERY, AcceptBackoff, AcceptFailure,
+    NofileLimit, is_exhaustion, raise_nofile_limit,
+};
 pub use local::LocalPrivOps;
 
 /// banger's links (name prefix `prefix`) as rtnetlink reports them; a

@@ -1,16 +1,10 @@
-//! Answering one query: the pure lookup ([`answer`]) and the hickory
-//! `RequestHandler` that wraps it.
+//! Answering one query: the pure lookup ([`answer`]) and the zone's SOA.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, PTR, SOA};
-use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::zone::{TTL, Zone};
 
@@ -84,120 +78,6 @@ pub(crate) fn soa_record() -> Record {
             TTL,
         )),
     )
-}
-
-/// The hickory handler over a [`Zone`].
-pub(crate) struct ZoneHandler {
-    zone: Arc<Zone>,
-    pub(crate) soa: Record,
-}
-
-impl ZoneHandler {
-    pub(crate) fn new(zone: Arc<Zone>) -> Self {
-        Self {
-            zone,
-            soa: soa_record(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for ZoneHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let mut resp_edns = None;
-        if let Some(req) = request.edns.as_ref() {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
-            resp_edns = Some(e);
-        }
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = resp_edns.as_ref() {
-            builder.edns(e);
-        }
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        let queries = request.queries.queries();
-        let bad = request.metadata.message_type != MessageType::Query
-            || request.metadata.op_code != OpCode::Query;
-        let query = match queries {
-            [q] if !bad => q,
-            _ => {
-                meta.response_code = if bad {
-                    ResponseCode::NotImp
-                } else {
-                    ResponseCode::FormErr
-                };
-                return send(response_handle, builder.build_no_records(meta)).await;
-            }
-        };
-        if query.query_class() != DNSClass::IN {
-            meta.response_code = ResponseCode::Refused;
-            return send(response_handle, builder.build_no_records(meta)).await;
-        }
-        let qname: &LowerName = query.name();
-        let owner: Name = qname.into();
-        let result = answer(&self.zone, &owner.to_ascii(), query.query_type());
-        let mut answers = Vec::new();
-        let mut authority = Vec::new();
-        meta.authoritative = true;
-        meta.recursion_available = false;
-        match result {
-            Answer::A(ip) => answers.push(Record::from_rdata(owner, TTL, RData::A(A(ip)))),
-            Answer::Ptr(name) => match Name::from_ascii(format!("{name}.vm.")) {
-                Ok(target) => answers.push(Record::from_rdata(owner, TTL, RData::PTR(PTR(target)))),
-                Err(_) => meta.response_code = ResponseCode::ServFail,
-            },
-            Answer::NoData => authority.push(self.soa.clone()),
-            Answer::NxDomain => {
-                meta.response_code = ResponseCode::NXDomain;
-                authority.push(self.soa.clone());
-            }
-            Answer::Refused => {
-                meta.authoritative = false;
-                meta.response_code = ResponseCode::Refused;
-            }
-        }
-        let response = builder.build(meta, answers.iter(), authority.iter(), None, None);
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot send DNS response");
-                let mut m = Metadata::response_from_request(&request.metadata);
-                m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_server::proto::op::Header {
-                    metadata: m,
-                    counts: Default::default(),
-                })
-            }
-        }
-    }
-}
-
-async fn send<'a, R: ResponseHandler>(
-    mut handle: R,
-    response: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-) -> ResponseInfo {
-    let meta = *response.metadata();
-    match handle.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot send DNS response");
-            ResponseInfo::from(hickory_server::proto::op::Header {
-                metadata: meta,
-                counts: Default::default(),
-            })
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,18 +12,18 @@
 #![warn(missing_docs)]
 
 mod handler;
+mod tcp;
 mod udp;
 mod wire;
 mod zone;
 
 pub use handler::answer;
+pub use tcp::{TCP_MAX_CONNECTIONS, TCP_MESSAGE_TIMEOUT};
 pub use udp::respond;
 pub use zone::{TTL, Zone};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use hickory_server::Server;
 
 /// Why the DNS server could not start or stop.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +53,8 @@ pub enum VmDnsError {
 /// leaves its tasks to end with the runtime.
 pub struct DnsServer {
     addr: SocketAddr,
-    server: Server<handler::ZoneHandler>,
-    stop_udp: tokio::sync::watch::Sender<bool>,
-    udp_tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
@@ -108,27 +107,25 @@ impl DnsServer {
                 addr: local,
                 source,
             })?;
-        let handler = handler::ZoneHandler::new(Arc::clone(&zone));
-        let (stop_udp, stop_rx) = tokio::sync::watch::channel(false);
-        let udp_tasks = udp
+        let soa = handler::soa_record();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks: Vec<_> = udp
             .into_iter()
             .map(|sock| {
                 tokio::spawn(udp::serve(
                     sock,
                     Arc::clone(&zone),
-                    handler.soa.clone(),
+                    soa.clone(),
                     stop_rx.clone(),
                 ))
             })
             .collect();
-        let mut server = Server::new(handler);
-        server.register_listener(tcp, std::time::Duration::from_secs(5), 4096);
+        tasks.push(tokio::spawn(tcp::serve(tcp, zone, soa, stop_rx)));
         tracing::info!(addr = %local, "vm. DNS server listening");
         Ok(DnsServer {
             addr: local,
-            server,
-            stop_udp,
-            udp_tasks,
+            stop,
+            tasks,
         })
     }
 
@@ -139,16 +136,13 @@ impl DnsServer {
 
     /// Stop serving and wait for the server's tasks.
     pub async fn shutdown(mut self) -> Result<(), VmDnsError> {
-        let _ = self.stop_udp.send(true);
-        for t in self.udp_tasks.drain(..) {
-            let _ = t.await;
-        }
-        self.server
-            .shutdown_gracefully()
-            .await
-            .map_err(|e| VmDnsError::Shutdown {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.await.map_err(|e| VmDnsError::Shutdown {
                 addr: self.addr,
                 message: e.to_string(),
-            })
+            })?;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The UDP fast path: one receive loop per `SO_REUSEPORT` socket that
 //! decodes, answers and sends in place (no task or channel per query).
-//! TCP goes through hickory-server's `Server` with the same answers.
+//! TCP (`tcp.rs`) gives the same answers through the same functions.
 
 use std::sync::Arc;
 

@@ -28,6 +28,11 @@ pub const DAEMON_UNIT: &str = "bangerd.service";
 /// the owner's directories (`CAP_DAC_OVERRIDE`).
 pub const HELPER_CAPS: &str = "CAP_NET_ADMIN CAP_SYS_ADMIN CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_KILL CAP_DAC_OVERRIDE";
 
+/// `LimitNOFILE=` of both units (soft and hard): a VM costs `bangerd` a
+/// few descriptors (API socket, pidfd, logs, connections), and both
+/// daemons raise their soft limit to the hard one at start anyway.
+pub const LIMIT_NOFILE: u32 = 65536;
+
 /// `bangerd-root.service`.
 pub fn helper_unit(meta: &InstallMeta, install_meta_path: &str) -> String {
     let p = &meta.paths;
@@ -70,6 +75,7 @@ RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
+LimitNOFILE={LIMIT_NOFILE}
 
 [Install]
 WantedBy=multi-user.target
@@ -126,6 +132,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
+LimitNOFILE={LIMIT_NOFILE}
 
 [Install]
 WantedBy=multi-user.target

@@ -1,0 +1,294 @@
+//! Stats-loop load benchmark (run with `cargo bench -p banger --bench
+//! stats_load` or `make bench`): a release `bangerd` whose firecracker is
+//! the simulator, network disabled, `stats_interval_secs = 1`, and
+//! `BENCH_VMS` (default 200) running VMs.
+//!
+//! While the stats loop samples every VM once a second, one client calls
+//! `vm.list` back to back over an open connection for `BENCH_SECS`
+//! (default 12) seconds, and a second one `vm.stats` of one VM every 50 ms.
+//! It prints p50, p99 and max of each, the longest gap between two answers,
+//! the daemon's CPU use, and the stats tick duration the daemon logs
+//! (`stats tick` lines, debug level). The target: no RPC waits more than
+//! 50 ms behind the stats loop, judged on `vm.list` (a cheap RPC);
+//! `vm.stats` scans `/proc` itself (on a blocking thread) to find the
+//! VMM's children, so its own cost grows with the host's process count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmRef};
+use banger_api::{Image, Request, Vm, VmCreated, VmStats};
+use banger_cli::client::Client;
+
+fn env_num(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let vms = env_num("BENCH_VMS", 200);
+    let secs = env_num("BENCH_SECS", 12) as u64;
+    let dir = tempfile::Builder::new()
+        .prefix("banger-bench-stats-")
+        .tempdir()
+        .unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\nstats_interval_secs = 1\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
+            env!("CARGO_BIN_EXE_banger-fcsim")
+        ),
+    )
+    .unwrap();
+    let (rootfs, kernel) = fixtures(dir.path());
+    let log = dir.path().join("bangerd.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bangerd"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--config")
+        .arg(&config)
+        .arg("--log")
+        .arg("info,banger_daemon::vm_stats=debug")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start bangerd");
+    let socket = state.join("run/bangerd.sock");
+    let mut c = connect(&socket);
+    let _: Image = c
+        .call(Request::ImageRegister(ImageRegisterParams {
+            name: "bench".into(),
+            rootfs: rootfs.display().to_string(),
+            kernel: kernel.display().to_string(),
+            initrd: None,
+            kernel_name: None,
+        }))
+        .expect("register");
+
+    let t = Instant::now();
+    let mut ops = Vec::new();
+    for i in 0..vms {
+        let created: VmCreated = c
+            .call(Request::VmCreate(VmCreateParams {
+                name: format!("load{i}"),
+                image: Some("bench".into()),
+                vcpus: Some(1),
+                ..Default::default()
+            }))
+            .expect("create");
+        ops.push(created.operation.unwrap().id);
+    }
+    for op in &ops {
+        let op = c.watch(op, |_| {}).expect("watch");
+        assert!(op.error.is_none(), "{:?}", op.error);
+    }
+    let started_in = t.elapsed();
+    let listed: Vec<Vm> = c.call(Request::VmList).expect("list");
+    let running = listed
+        .iter()
+        .filter(|v| v.state == banger_api::VmState::Running)
+        .count();
+    let sim_rss = sim_rss_bytes(&mut c, vms.min(10));
+    // Let the first ticks that see every VM pass.
+    std::thread::sleep(Duration::from_secs(2));
+    let log_mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let daemon_cpu_before = cpu_ticks(daemon.id());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats_thread = {
+        let stop = Arc::clone(&stop);
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let mut c = connect(&socket);
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _: VmStats = c
+                    .call(Request::VmStats(VmRef { vm: "load0".into() }))
+                    .expect("vm stats");
+                lat.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            lat
+        })
+    };
+    let mut list = Vec::new();
+    let mut gap = Duration::ZERO;
+    let window = Instant::now();
+    let mut last = Instant::now();
+    while window.elapsed() < Duration::from_secs(secs) {
+        let t = Instant::now();
+        let vms_now: Vec<Vm> = c.call(Request::VmList).expect("list");
+        let done = Instant::now();
+        list.push(done - t);
+        gap = gap.max(done - last);
+        last = done;
+        assert_eq!(vms_now.len(), vms);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stats_lat = stats_thread.join().unwrap();
+    let daemon_cpu = cpu_ticks(daemon.id()).saturating_sub(daemon_cpu_before);
+    let window_secs = window.elapsed().as_secs_f64();
+
+    // End the VMMs (they outlive the daemon), then the daemon.
+    for v in &listed {
+        let _ = c.call::<Vm>(Request::VmKill(VmRef { vm: v.id.clone() }));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let ticks = tick_durations(&log, log_mark);
+
+    println!(
+        "banger stats-load benchmark (simulator as firecracker, release build, stats every 1 s)"
+    );
+    println!(
+        "{vms} VMs started in {:.1} s, {running} running; simulator RSS {:.1} MiB each (p50)",
+        started_in.as_secs_f64(),
+        sim_rss as f64 / 1048576.0
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        format!("over {secs} s"),
+        "p50 ms",
+        "p99 ms",
+        "max ms"
+    );
+    row(&format!("vm.list, {vms} VMs (open connection)"), &list);
+    row("vm.stats, one VM (every 50 ms)", &stats_lat);
+    row("stats tick (daemon log)", &ticks);
+    println!(
+        "longest gap between two vm.list answers: {:.1} ms; daemon CPU {:.0} % of one core",
+        gap.as_secs_f64() * 1000.0,
+        daemon_cpu as f64 / clock_ticks() as f64 / window_secs * 100.0
+    );
+    let worst = pct(&list, 100);
+    println!(
+        "target: no RPC waits more than 50 ms behind the stats loop (vm.list max {:.1} ms): {}",
+        worst.as_secs_f64() * 1000.0,
+        if worst <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name, field 3 is f[0]: utime (14) and stime (15).
+    let n = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(14) + n(15)
+}
+
+fn clock_ticks() -> u64 {
+    banger_fcproc::clock_ticks_per_sec()
+}
+
+/// The median resident size of the first `n` VMMs, as `vm.stats` reports it.
+fn sim_rss_bytes(c: &mut Client, n: usize) -> u64 {
+    let mut rss: Vec<u64> = (0..n)
+        .filter_map(|i| {
+            c.call::<VmStats>(Request::VmStats(VmRef {
+                vm: format!("load{i}"),
+            }))
+            .ok()
+        })
+        .map(|s| s.rss_bytes)
+        .collect();
+    rss.sort();
+    rss.get(rss.len() / 2).copied().unwrap_or(0)
+}
+
+/// `elapsed_us` of the `stats tick` lines logged after byte `from`.
+fn tick_durations(log: &Path, from: u64) -> Vec<Duration> {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+    text.lines()
+        .filter(|l| l.contains("stats tick"))
+        .filter_map(|l| {
+            let start = l.find("elapsed_us=")? + "elapsed_us=".len();
+            l[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .map(Duration::from_micros)
+        .collect()
+}
+
+fn connect(socket: &Path) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Client::connect(socket) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("bangerd did not come up: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "bench\n").unwrap();
+    let rootfs = dir.join("rootfs.ext4");
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&rootfs)
+        .arg("16M")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mkfs.ext4 is needed (apt-get install e2fsprogs)");
+    let kernel = dir.join("vmlinux");
+    let mut h = vec![0u8; 4096];
+    h[0..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2;
+    h[5] = 1;
+    h[6] = 1;
+    h[16] = 2;
+    h[18] = 62;
+    h[20] = 1;
+    h[24..32].copy_from_slice(&0x0100_0000u64.to_le_bytes());
+    h[32] = 64; // program headers right after the ELF header
+    h[54] = 56; // program header size
+    h[56] = 1; // one program header
+    std::fs::write(&kernel, h).unwrap();
+    (rootfs, kernel)
+}
+
+fn pct(samples: &[Duration], p: usize) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = samples.to_vec();
+    s.sort();
+    s[((s.len() - 1) * p) / 100]
+}
+
+fn row(name: &str, samples: &[Duration]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<44} {:>9.2} {:>9.2} {:>9.2}   (n={})",
+        ms(pct(samples, 50)),
+        ms(pct(samples, 99)),
+        ms(pct(samples, 100)),
+        samples.len()
+    );
+}
