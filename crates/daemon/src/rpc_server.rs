@@ -38,6 +38,9 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
+/// Refusals of foreign peers answered at once; more are closed unanswered.
+const MAX_PENDING_REFUSALS: usize = 8;
+
 /// Accept connections until `shutdown` resolves. A failed `accept` pauses
 /// the loop with back-off instead of retrying at once (see `accept_failed`).
 pub async fn serve(
@@ -48,6 +51,8 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let me = nix::unistd::geteuid().as_raw();
     let mut backoff = AcceptBackoff::new();
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_REFUSALS));
+    let mut refusal_log = banger_privops::LogLimiter::new(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -69,8 +74,18 @@ pub async fn serve(
                 };
                 let peer = stream.peer_cred().map(|c| c.uid()).ok();
                 if !matches!(peer, Some(uid) if uid == me || uid == 0) {
-                    tracing::warn!(?peer, "refused connection from another user");
-                    let _ = refuse(stream).await;
+                    if let Some(unlogged) = refusal_log.allow(std::time::Instant::now()) {
+                        tracing::warn!(?peer, unlogged, "refused connection from another user");
+                    }
+                    // Answered off the accept loop, a few at a time; beyond
+                    // that the peer is just closed. A foreign peer never
+                    // stalls accepting nor holds more than one short task.
+                    if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                        tokio::spawn(async move {
+                            let _ = refuse(stream).await;
+                            drop(permit);
+                        });
+                    }
                     continue;
                 }
                 let d = Arc::clone(&daemon);
@@ -109,7 +124,7 @@ async fn refuse(stream: UnixStream) -> std::io::Result<()> {
     let mut line = Vec::new();
     let mut reader = BufReader::new(read).take(MAX_LINE_BYTES as u64);
     let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(500),
         reader.read_until(b'\n', &mut line),
     )
     .await;

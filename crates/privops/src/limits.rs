@@ -144,9 +144,56 @@ impl AcceptBackoff {
     }
 }
 
+/// At most one log line per interval; counts the ones it held back.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// One line per `interval`.
+    pub fn new(interval: Duration) -> LogLimiter {
+        LogLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a line may be logged at `now` (`n` lines were held
+    /// back since the last one), `None` when this one is held back.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_limiter_allows_one_line_per_interval_and_counts_the_rest() {
+        let mut l = LogLimiter::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(l.allow(t0), Some(0));
+        for i in 1..=500 {
+            assert_eq!(l.allow(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(l.allow(t0 + Duration::from_millis(1000)), Some(500));
+        assert_eq!(l.allow(t0 + Duration::from_millis(1001)), None);
+        assert_eq!(l.allow(t0 + Duration::from_millis(2500)), Some(1));
+    }
 
     #[test]
     fn pauses_double_up_to_the_cap_and_reset_on_success() {

@@ -35,7 +35,9 @@ use banger_privops::wire::{
     Answer, Call, FrameError, MAX_REQUEST, PROTOCOL_VERSION, RemoteError, WireErrorKind,
     WireResponse, decode_request, read_frame_within, write_frame_within,
 };
-use banger_privops::{LocalPrivOps, Policy, PrivOpsError, PrivilegedOps};
+use banger_privops::{
+    AcceptBackoff, LocalPrivOps, LogLimiter, Policy, PrivOpsError, PrivilegedOps,
+};
 
 /// Connections served at once per uid (the owner and root each get this
 /// many); more are answered with an error and closed.
@@ -242,72 +244,6 @@ pub fn bind(socket: &Path, owner_uid: u32) -> Result<Bound, ServerError> {
     })
 }
 
-/// At most one log line per interval; counts the ones it held back.
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    /// One line per `interval`.
-    pub fn new(interval: Duration) -> LogLimiter {
-        LogLimiter {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` when a line may be logged at `now` (`n` lines were held
-    /// back since the last one), `None` when this one is held back.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
-/// Exponential pause after failed `accept`s: 5 ms doubling up to
-/// [`AcceptBackoff::MAX`], back to the start after a success.
-#[derive(Debug)]
-pub struct AcceptBackoff {
-    next: Duration,
-}
-
-impl Default for AcceptBackoff {
-    fn default() -> Self {
-        AcceptBackoff { next: Self::FIRST }
-    }
-}
-
-impl AcceptBackoff {
-    /// The first pause.
-    pub const FIRST: Duration = Duration::from_millis(5);
-    /// The longest pause.
-    pub const MAX: Duration = Duration::from_secs(1);
-
-    /// An accept failed: how long to pause before the next one.
-    pub fn failed(&mut self) -> Duration {
-        let pause = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        pause
-    }
-
-    /// An accept succeeded.
-    pub fn succeeded(&mut self) {
-        self.next = Self::FIRST;
-    }
-}
-
 /// Connections held per uid.
 #[derive(Debug, Default)]
 struct Slots {
@@ -368,27 +304,28 @@ fn answer_and_close(stream: UnixStream, result: Result<Answer, RemoteError>) {
 pub fn serve(bound: Bound, ops: LocalPrivOps, opts: ServeOptions) {
     let ops = Arc::new(ops);
     let slots = Arc::new(Slots::default());
-    let mut backoff = AcceptBackoff::default();
-    let mut accept_log = LogLimiter::new(Duration::from_secs(1));
+    let mut backoff = AcceptBackoff::new();
     let mut refusal_log = LogLimiter::new(Duration::from_secs(1));
     loop {
         let stream = match bound.listener.accept() {
             Ok((s, _)) => {
-                backoff.succeeded();
+                if let Some(unlogged) = backoff.success() {
+                    tracing::info!(unlogged, "accept works again");
+                }
                 s
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let pause = backoff.failed();
-                if let Some(suppressed) = accept_log.allow(Instant::now()) {
+                let failure = backoff.failure(Instant::now());
+                if let Some(suppressed) = failure.log {
                     tracing::warn!(
                         error = %e,
                         suppressed,
-                        pause_ms = pause.as_millis() as u64,
+                        pause_ms = failure.pause.as_millis() as u64,
                         "accept failed; backing off"
                     );
                 }
-                std::thread::sleep(pause);
+                std::thread::sleep(failure.pause);
                 continue;
             }
         };
@@ -609,32 +546,6 @@ pub fn describe(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_backoff_doubles_to_a_second_and_resets() {
-        let mut b = AcceptBackoff::default();
-        let pauses: Vec<_> = (0..10).map(|_| b.failed()).collect();
-        assert_eq!(pauses[0], AcceptBackoff::FIRST);
-        assert_eq!(pauses[1], AcceptBackoff::FIRST * 2);
-        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
-        assert_eq!(*pauses.last().unwrap(), AcceptBackoff::MAX);
-        assert_eq!(b.failed(), AcceptBackoff::MAX);
-        b.succeeded();
-        assert_eq!(b.failed(), AcceptBackoff::FIRST);
-    }
-
-    #[test]
-    fn log_limiter_allows_one_line_per_interval_and_counts_the_rest() {
-        let mut l = LogLimiter::new(Duration::from_secs(1));
-        let t0 = Instant::now();
-        assert_eq!(l.allow(t0), Some(0));
-        for i in 1..=500 {
-            assert_eq!(l.allow(t0 + Duration::from_millis(i)), None);
-        }
-        assert_eq!(l.allow(t0 + Duration::from_millis(1000)), Some(500));
-        assert_eq!(l.allow(t0 + Duration::from_millis(1001)), None);
-        assert_eq!(l.allow(t0 + Duration::from_millis(2500)), Some(1));
-    }
 
     #[test]
     fn slots_are_capped_per_uid_and_released_on_drop() {
