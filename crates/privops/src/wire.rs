@@ -193,7 +193,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             call: Call::Op(PrivOp::SignalVmm {
                 pid: 42,
-                api_sock: "/run/banger/vms/a/api.sock".into(),
+                start_time: 4242,
                 signal: VmmSignal::Term,
             }),
         };
