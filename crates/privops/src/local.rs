@@ -153,7 +153,8 @@ impl LocalPrivOps {
                 Mode::from_bits_truncate(0o640),
             )
             .map_err(|e| crate::beneath::open_error(OP, &b, e))?;
-            let st = crate::beneath::stat_fd(&fd).map_err(|e| crate::beneath::open_error(OP, &b, e))?;
+            let st =
+                crate::beneath::stat_fd(&fd).map_err(|e| crate::beneath::open_error(OP, &b, e))?;
             if !crate::beneath::is_regular(&st) || !crate::beneath::owned_by(&st, owner) {
                 return Err(PrivOpsError::Refused {
                     op: OP,
@@ -191,7 +192,8 @@ impl LocalPrivOps {
         let b = self.policy.beneath(OP, &spec.api_sock)?;
         let (dir, name) = crate::beneath::open_parent_beneath(&b)
             .map_err(|e| crate::beneath::open_error(OP, &b, e))?;
-        let st = crate::beneath::stat_fd(&dir).map_err(|e| crate::beneath::open_error(OP, &b, e))?;
+        let st =
+            crate::beneath::stat_fd(&dir).map_err(|e| crate::beneath::open_error(OP, &b, e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR || !crate::beneath::owned_by(&st, owner) {
             return Err(PrivOpsError::Refused {
                 op: OP,
@@ -520,8 +522,7 @@ mod tests {
         // Symlinks are not followed, wherever they are.
         std::fs::remove_file(t.path().join("api.sock")).unwrap();
         let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("x"), t.path().join("console.log"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), t.path().join("console.log")).unwrap();
         std::os::unix::fs::symlink(outside.path(), t.path().join("d")).unwrap();
         let mut s = spec(t.path(), "/bin/true");
         s.console_log = t.path().join("console.log");
@@ -584,8 +585,7 @@ mod tests {
         assert!(!t.path().join("console2.log").exists(), "nothing opened");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
         wait_for(|| {
-            std::fs::read_to_string(t.path().join("exit"))
-                .is_ok_and(|s| s.ends_with('\n'))
+            std::fs::read_to_string(t.path().join("exit")).is_ok_and(|s| s.ends_with('\n'))
         });
         let (pid2, _) = ops.spawn_vmm(second).unwrap();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid2 as i32), Signal::SIGKILL).unwrap();
@@ -606,7 +606,15 @@ mod tests {
         assert!(err.to_string().contains("recycled"), "{err}");
         // Another executable with a VMM-looking command line.
         let mut fake = Command::new("sh")
-            .args(["-c", "sleep 30; true", "sh", "--api-sock", "/x", "--id", "vm-1"])
+            .args([
+                "-c",
+                "sleep 30; true",
+                "sh",
+                "--api-sock",
+                "/x",
+                "--id",
+                "vm-1",
+            ])
             .spawn()
             .unwrap();
         let fstart = crate::proc::start_time(proc, fake.id()).unwrap();
@@ -618,10 +626,11 @@ mod tests {
         assert!(vmm.try_wait().unwrap().is_none(), "sleep must still run");
         // The real one.
         assert!(ops.signal_vmm(vmm.id(), start, VmmSignal::Kill).unwrap());
-        wait_for(|| {
-            crate::proc::read_identity(proc, vmm.id()).is_none_or(|i| i.zombie)
-        });
-        assert!(!ops.signal_vmm(vmm.id(), start, VmmSignal::Kill).unwrap(), "zombie");
+        wait_for(|| crate::proc::read_identity(proc, vmm.id()).is_none_or(|i| i.zombie));
+        assert!(
+            !ops.signal_vmm(vmm.id(), start, VmmSignal::Kill).unwrap(),
+            "zombie"
+        );
         vmm.wait().unwrap();
         fake.kill().unwrap();
         fake.wait().unwrap();

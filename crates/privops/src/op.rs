@@ -257,7 +257,11 @@ impl PrivOp {
                     &s.exit_status_file,
                     &s.lock_file,
                 ] {
+                    // Lexically beneath a root, and (a first filter; the
+                    // executor's no-symlink open is what holds) not
+                    // resolving outside either.
                     policy.beneath(op, p)?;
+                    policy.check_path(op, p)?;
                 }
                 Ok(PrivOp::SpawnVmm(s))
             }
