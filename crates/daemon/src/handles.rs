@@ -172,7 +172,7 @@ mod tests {
         };
         cache.put("a", t.path(), h.clone()).unwrap();
         assert_eq!(read_file(t.path()), Some(h.clone()));
-        assert_eq!(cache.get("a"), Some(h));
+        assert_eq!(cache.get("a"), Some(h.clone()));
         cache.remove("a", t.path());
         assert_eq!(read_file(t.path()), None);
         assert_eq!(cache.get("a"), None);

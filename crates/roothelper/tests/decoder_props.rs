@@ -211,6 +211,11 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         "firecracker",
     ]);
     let id = prop_oneof!["[a-z0-9-]{1,12}", "[a-zA-Z0-9_/.-]{0,70}"];
+    // Mostly the usual lock file, so that whole valid spawns still occur.
+    let lock = prop_oneof![
+        3 => Just(root2.join("state/vms/a/vmm.lock")),
+        1 => path.clone(),
+    ];
     let spawn = (
         binary,
         path.clone(),
@@ -218,7 +223,7 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         path.clone(),
         path.clone(),
         path.clone(),
-        path.clone(),
+        lock,
     )
         .prop_map(|(b, a, id, c, e, x, l)| {
             PrivOp::SpawnVmm(SpawnVmm {
