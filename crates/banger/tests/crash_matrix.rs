@@ -413,3 +413,84 @@ fn a_restart_leaves_the_vmms_of_another_state_dir_alone() {
     assert_eq!(vmms_with_id(&vmm_id(&theirs)).len(), 1, "b's VMM survives");
     assert_eq!(b.vm("theirs").unwrap().state, VmState::Running);
 }
+
+/// A VMM no record names, holding the VM's lock the way a VMM spawned by
+/// the helper does (an inherited locked fd): `flock(1)` locks the file and
+/// runs the simulator with the fd open.
+fn unrecorded_vmm(d: &TestDaemon, vm: &Vm) -> std::process::Child {
+    let dir = vm_dir(d, vm);
+    let run = d.state_dir().join("run/vms").join(&vm.id);
+    std::fs::create_dir_all(&run).unwrap();
+    let child = std::process::Command::new("flock")
+        .arg("-n")
+        .arg(dir.join("vmm.lock"))
+        .arg(util::bin("banger-fcsim"))
+        .arg("--api-sock")
+        .arg(run.join("api.sock"))
+        .arg("--id")
+        .arg(vmm_id(vm))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the unrecorded VMM", 10, || run.join("api.sock").exists());
+    child
+}
+
+#[test]
+fn start_ends_an_unrecorded_vmm_holding_the_lock_instead_of_running_a_second() {
+    let Some(fx) = Fixtures::new("start_ends_an_unrecorded_vmm") else {
+        return;
+    };
+    if std::process::Command::new("flock")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        util::skip("start_ends_an_unrecorded_vmm", "flock(1) is not installed");
+        return;
+    }
+    let d = TestDaemon::start(&[]);
+    d.register_image(&fx, "base");
+    let vm = d.create("dev", "base").unwrap();
+    d.cli_ok(&["vm", "stop", "dev"]);
+    let mut orphan = unrecorded_vmm(&d, &vm);
+    // flock(1) and the simulator both carry the id.
+    let old = vmms_with_id(&vmm_id(&vm));
+    d.cli_ok(&["vm", "start", "dev"]);
+    // flock(1) exits once its child was ended.
+    orphan.wait().unwrap();
+    let now = vmms_with_id(&vmm_id(&vm));
+    assert_eq!(now.len(), 1, "one VMM on the VM's disks: {now:?}");
+    assert!(
+        !old.iter().any(|p| now.contains(p)),
+        "the unrecorded VMM was ended, a new one runs"
+    );
+    assert!(d.log().contains("held the VM's lock"), "said so in the log");
+    assert_true_and_clean(&d);
+}
+
+#[test]
+fn delete_ends_an_unrecorded_vmm() {
+    let Some(fx) = Fixtures::new("delete_ends_an_unrecorded_vmm") else {
+        return;
+    };
+    if std::process::Command::new("flock")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        util::skip("delete_ends_an_unrecorded_vmm", "flock(1) is not installed");
+        return;
+    }
+    let d = TestDaemon::start(&[]);
+    d.register_image(&fx, "base");
+    d.cli_ok(&["vm", "create", "dev", "--image", "base", "--no-start"]);
+    let vm = d.vm("dev").unwrap();
+    let mut orphan = unrecorded_vmm(&d, &vm);
+    d.cli_ok(&["vm", "delete", "dev"]);
+    orphan.wait().unwrap();
+    assert!(vmms_with_id(&vmm_id(&vm)).is_empty());
+    assert_true_and_clean(&d);
+    assert!(d.vm_dirs().is_empty());
+}
