@@ -164,7 +164,9 @@ impl VMService {
         }
         // Nothing runs for this VM any more: release what the records hold
         // (TAP, DNS record, sockets) and remove them.
-        for h in recorded.iter().chain(intent.iter()) {
+        // Both exist only between the handles write and the intent's
+        // removal, for the same launch (same TAP): release it once.
+        if let Some(h) = recorded.as_ref().or(intent.as_ref()) {
             self.net.release(h);
         }
         self.handles.remove(&vm.id, &dir);
