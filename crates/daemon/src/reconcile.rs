@@ -203,7 +203,7 @@ impl VMService {
             }
             VmState::Running => {
                 let reason = if ended > 0 {
-                    "the VMM did not answer its API after bangerd restarted and was ended"
+                    "its VMM could not be adopted after bangerd restarted (no matching record, or its API did not answer) and was ended"
                         .to_string()
                 } else {
                     let status = std::fs::read_to_string(VmFiles::exit_status(&dir))
