@@ -494,3 +494,85 @@ fn delete_ends_an_unrecorded_vmm() {
     assert_true_and_clean(&d);
     assert!(d.vm_dirs().is_empty());
 }
+
+/// banger's TAPs inside network namespace `ns`.
+fn taps_in(ns: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-j", "-d", "link", "show"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .map(|links| {
+            links
+                .iter()
+                .filter(|l| l["linkinfo"]["info_kind"] == "tun")
+                .filter_map(|l| l["ifname"].as_str())
+                .filter(|n| n.starts_with("bgt"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct NetNs(String);
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn crash_between_spawn_and_record_with_the_network_leaks_no_tap() {
+    const T: &str = "crash_with_the_network";
+    if !util::is_root() {
+        return util::skip(T, "needs root (network namespace, TAPs)");
+    }
+    let ns_ok = ["ip", "nft"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !ns_ok {
+        return util::skip(T, "ip or nft is not installed");
+    }
+    let Some(fx) = Fixtures::new(T) else { return };
+    let ns = NetNs(format!("bgtest-crash-{}", std::process::id()));
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &ns.0])
+        .output();
+    assert!(
+        std::process::Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let keys = "dns_port = 5355\ntap_pool_size = 2\nguest_dns = \"172.30.0.1\"\n";
+    let mut d = TestDaemon::start_full(&[("FCSIM_START_DELAY_MS", "5000")], "", keys, Some(&ns.0));
+    wait_until("the TAP pool", 10, || taps_in(&ns.0).len() == 2);
+    d.register_image(&fx, "base");
+    let vm = create_async(&d, "dev");
+    wait_until("the VMM", 20, || !vmms_with_id(&vmm_id(&vm)).is_empty());
+    let intent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vm_dir(&d, &vm).join("vmm.intent")).unwrap())
+            .unwrap();
+    assert!(
+        intent["tap"].is_string(),
+        "the intent names the TAP: {intent}"
+    );
+    crash_and_restart(&mut d);
+    assert_eq!(d.vm("dev").unwrap().state, VmState::Error);
+    // The TAP went back to the pool (or was deleted): only the pool remains.
+    wait_until("the TAP pool after the restart", 10, || {
+        taps_in(&ns.0).len() == 2
+    });
+    restartable_and_deletable(&d, "dev");
+    wait_until("the TAP pool after the delete", 10, || {
+        taps_in(&ns.0).len() == 2
+    });
+}
