@@ -345,13 +345,11 @@ impl HostNetwork {
     /// VMMs of another state directory of the same user are left alone),
     /// in one pass over `/proc` (on a blocking thread).
     pub async fn find_vmms(&self, runtime_dir: &Path) -> Vec<FoundVmm> {
-        let Some(exe) = banger_privops::file_id(&self.firecracker_bin) else {
-            return Vec::new();
-        };
+        let binary = self.firecracker_bin.clone();
         let uid = nix::unistd::geteuid().as_raw();
         let under = runtime_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let mut found = banger_privops::scan_vmms(Path::new("/proc"), uid, exe);
+            let mut found = banger_privops::scan_vmms(Path::new("/proc"), uid, &binary);
             found.retain(|f| f.api_sock.as_ref().is_some_and(|a| a.starts_with(&under)));
             found
         })
@@ -391,8 +389,7 @@ impl HostNetwork {
         let ident = banger_privops::read_identity(Path::new("/proc"), pid)?;
         let ok = ident.uid == nix::unistd::geteuid().as_raw()
             && !ident.zombie
-            && ident.exe.is_some()
-            && ident.exe == banger_privops::file_id(&self.firecracker_bin);
+            && ident.runs(&self.firecracker_bin);
         ok.then_some(ident.start_time)
     }
 

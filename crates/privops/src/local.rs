@@ -286,8 +286,7 @@ impl LocalPrivOps {
                 ident.start_time
             )));
         }
-        let vmm = crate::proc::file_id(&self.policy.vmm_binary);
-        if vmm.is_none() || ident.exe != vmm {
+        if !ident.runs(&self.policy.vmm_binary) {
             return Err(refuse(format!(
                 "process {pid} is not running the configured VMM binary {}",
                 self.policy.vmm_binary.display()

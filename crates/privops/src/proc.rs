@@ -25,6 +25,33 @@ pub struct ProcIdentity {
     pub zombie: bool,
     /// `(st_dev, st_ino)` of its executable, when readable.
     pub exe: Option<FileId>,
+    /// The executable's path as `/proc/<pid>/exe` names it (with
+    /// ` (deleted)` appended once the file was removed or replaced).
+    pub exe_path: Option<PathBuf>,
+}
+
+impl ProcIdentity {
+    /// Whether the process runs `binary`: the same `(st_dev, st_ino)`, or
+    /// the file that was at `binary`'s (canonical) path before it was
+    /// replaced (an upgrade of the VMM binary; the kernel names it
+    /// `<path> (deleted)`). `binary` is the helper's own configuration,
+    /// a root-owned path the owner cannot create files at.
+    pub fn runs(&self, binary: &Path) -> bool {
+        if let (Some(exe), Some(id)) = (self.exe, file_id(binary))
+            && exe == id
+        {
+            return true;
+        }
+        let Some(path) = &self.exe_path else {
+            return false;
+        };
+        let canonical = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
+        [binary, canonical.as_path()].iter().any(|b| {
+            let mut deleted = b.as_os_str().to_owned();
+            deleted.push(" (deleted)");
+            path.as_os_str() == deleted
+        })
+    }
 }
 
 /// `(st_dev, st_ino)` of `path` (symlinks followed), if it exists.
@@ -70,6 +97,7 @@ pub fn read_identity(proc_root: &Path, pid: u32) -> Option<ProcIdentity> {
         start_time,
         zombie: matches!(state, 'Z' | 'X' | 'x'),
         exe: file_id(&dir.join("exe")),
+        exe_path: std::fs::read_link(dir.join("exe")).ok(),
     })
 }
 
@@ -103,12 +131,13 @@ pub struct FoundVmm {
 }
 
 /// One pass over `proc_root`: every live (non-zombie) process whose real
-/// uid is `uid`, whose executable is `exe` and whose command line carries
+/// uid is `uid`, which runs `binary` ([`ProcIdentity::runs`]) and whose
+/// command line carries
 /// an `--id`. This is how reconcile finds VMMs that no record names (a
 /// daemon killed between spawn and its handles write); acting on one still
 /// goes through `SignalVmm`, which checks uid, start time and executable
 /// itself.
-pub fn scan_vmms(proc_root: &Path, uid: u32, exe: FileId) -> Vec<FoundVmm> {
+pub fn scan_vmms(proc_root: &Path, uid: u32, binary: &Path) -> Vec<FoundVmm> {
     let Ok(entries) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
@@ -124,7 +153,7 @@ pub fn scan_vmms(proc_root: &Path, uid: u32, exe: FileId) -> Vec<FoundVmm> {
         let Some(ident) = read_identity(proc_root, pid) else {
             continue;
         };
-        if ident.uid != uid || ident.zombie || ident.exe != Some(exe) {
+        if ident.uid != uid || ident.zombie || !ident.runs(binary) {
             continue;
         }
         let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
@@ -198,23 +227,42 @@ mod tests {
 
     #[test]
     fn scan_finds_only_matching_executables() {
-        let sleep = Path::new("/bin/sleep");
+        let sleep = Path::new("/bin/true");
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 30; true", "sh", "--id", "banger-fake"])
             .spawn()
             .unwrap();
         let uid = nix::unistd::getuid().as_raw();
         // `sh` carries the --id but is not the executable we ask for.
-        let found = scan_vmms(Path::new("/proc"), uid, file_id(sleep).unwrap());
+        let found = scan_vmms(Path::new("/proc"), uid, sleep);
         assert!(!found.iter().any(|f| f.pid == child.id()), "{found:?}");
         let sh = read_identity(Path::new("/proc"), child.id())
             .unwrap()
-            .exe
+            .exe_path
             .unwrap();
-        let found = scan_vmms(Path::new("/proc"), uid, sh);
+        let found = scan_vmms(Path::new("/proc"), uid, &sh);
         let f = found.iter().find(|f| f.pid == child.id()).expect("found");
         assert_eq!(f.id, "banger-fake");
         assert_eq!(f.api_sock, None);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_replaced_binary_still_counts_by_its_old_path() {
+        let t = tempfile::tempdir().unwrap();
+        let fc = t.path().join("fc");
+        std::fs::copy("/bin/sleep", &fc).unwrap();
+        let mut child = std::process::Command::new(&fc).arg("30").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let ident = || read_identity(Path::new("/proc"), child.id()).unwrap();
+        assert!(ident().runs(&fc));
+        assert!(!ident().runs(Path::new("/bin/sleep")), "another file");
+        // An upgrade: the file is replaced by another one at the same path.
+        std::fs::remove_file(&fc).unwrap();
+        std::fs::copy("/bin/true", &fc).unwrap();
+        assert!(ident().runs(&fc), "{:?}", ident().exe_path);
+        assert!(!ident().runs(&t.path().join("other")));
         child.kill().unwrap();
         child.wait().unwrap();
     }
