@@ -316,6 +316,15 @@ fn spawn_cases(env: &Env, t: &mut Tally) {
             refused(s.clone()),
         );
         clear(&at);
+        // A FIFO (would hang a blocking open) and a directory.
+        nix::unistd::mkfifo(&at, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        std::os::unix::fs::chown(&at, Some(OWNER), Some(OWNER)).unwrap();
+        t.check(&format!("{what} that is a FIFO"), refused(s.clone()));
+        clear(&at);
+        std::fs::create_dir(&at).unwrap();
+        std::os::unix::fs::chown(&at, Some(OWNER), Some(OWNER)).unwrap();
+        t.check(&format!("{what} that is a directory"), refused(s.clone()));
+        std::fs::remove_dir(&at).unwrap();
         // Outside banger's directories, and escaping with `..`.
         *field(&mut s) = PathBuf::from("/etc/banger-hostile");
         t.check(&format!("{what} in /etc"), refused(s.clone()));
