@@ -253,7 +253,7 @@ impl HostNetwork {
             return Err(e);
         }
         let spawned = std::time::Instant::now();
-        let (pid, start_time) = match self.spawn_once_unlocked(spec, &api_sock, &vsock).await {
+        let (pid, start_time) = match self.spawn_exclusive(spec, &api_sock, &vsock).await {
             Ok(p) => p,
             Err(e) => {
                 give_back(&intent);
@@ -300,7 +300,7 @@ impl HostNetwork {
     /// record of still runs on its disks (a daemon killed between a spawn
     /// and its records): it is found by its `--id`, killed, and the spawn
     /// tried again; never are two VMMs run on one VM's disks.
-    async fn spawn_once_unlocked(
+    async fn spawn_exclusive(
         &self,
         spec: &LaunchSpec,
         api_sock: &Path,
@@ -367,16 +367,25 @@ impl HostNetwork {
     }
 
     /// SIGKILL the given VMMs (through the helper, which checks uid, start
-    /// time and executable) and wait for each to be gone.
+    /// time and executable) and wait for each to be gone. A refusal (the
+    /// process changed between the scan and the signal) is logged and the
+    /// others are still ended.
     pub async fn end_found(&self, found: Vec<FoundVmm>) -> Result<usize, DaemonError> {
         let mut n = 0;
         for f in found {
-            if self
+            match self
                 .privops
-                .signal_vmm(f.pid, f.start_time, VmmSignal::Kill)?
+                .signal_vmm(f.pid, f.start_time, VmmSignal::Kill)
             {
-                n += 1;
-                let _ = banger_fcproc::wait_exit_timeout(f.pid, Duration::from_secs(5)).await;
+                Ok(true) => {
+                    n += 1;
+                    let _ = banger_fcproc::wait_exit_timeout(f.pid, Duration::from_secs(5)).await;
+                }
+                Ok(false) => {}
+                Err(e @ PrivOpsError::Refused { .. }) => {
+                    tracing::warn!(pid = f.pid, id = %f.id, error = %e, "not ending a VMM the helper refused to signal");
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(n)
