@@ -10,6 +10,9 @@
 //!    answers with `{"id": N, "result": ...}` or `{"id": N, "error": {...}}`.
 //!    `operation.watch` first streams `{"id": N, "event": <Operation>}` lines,
 //!    one per change, and ends with the final `result`.
+//! 5. Every numeric field has a documented range (see each field and
+//!    [`crate::validate`]); the daemon refuses a value outside it with
+//!    [`ErrorKind::InvalidArgument`] before anything changes.
 
 use std::fmt;
 
@@ -230,16 +233,18 @@ pub struct VmCreateParams {
     /// Image name or id; the configured default image when absent.
     #[serde(default)]
     pub image: Option<String>,
-    /// vCPUs; the configured default when absent.
+    /// vCPUs (1–32); the configured default when absent.
     #[serde(default)]
     pub vcpus: Option<u32>,
-    /// Memory in MiB; the configured default when absent.
+    /// Memory in MiB (128–1048576); the configured default when absent.
     #[serde(default)]
     pub memory_mib: Option<u32>,
-    /// Root disk size; at least the image's size.
+    /// Root disk size; at least the image's size, at most 16 TiB and at
+    /// most what the image's ext4 can be grown to.
     #[serde(default)]
     pub disk: Option<ByteSize>,
-    /// Work disk size; the configured `[vm] work_disk` when absent.
+    /// Work disk size (same bounds, against the work seed's ext4); the
+    /// configured `[vm] work_disk` when absent.
     #[serde(default)]
     pub work_disk: Option<ByteSize>,
     /// Create without booting.
@@ -253,7 +258,8 @@ pub struct VmCreateParams {
 pub struct VmStopParams {
     /// Name or id.
     pub vm: String,
-    /// Seconds to wait after Ctrl-Alt-Del before SIGKILL; config default when absent.
+    /// Seconds to wait after Ctrl-Alt-Del before SIGKILL (0–3600); config
+    /// default when absent.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
 }
@@ -275,16 +281,16 @@ pub struct VmDeleteParams {
 pub struct VmSetParams {
     /// Name or id.
     pub vm: String,
-    /// New vCPU count.
+    /// New vCPU count (1–32).
     #[serde(default)]
     pub vcpus: Option<u32>,
-    /// New memory size in MiB.
+    /// New memory size in MiB (128–1048576).
     #[serde(default)]
     pub memory_mib: Option<u32>,
-    /// New root disk size (grow only).
+    /// New root disk size (grow only; bounds as in `vm.create`).
     #[serde(default)]
     pub disk: Option<ByteSize>,
-    /// New work disk size (grow only).
+    /// New work disk size (grow only; bounds as in `vm.create`).
     #[serde(default)]
     pub work_disk: Option<ByteSize>,
 }
@@ -309,7 +315,8 @@ pub struct VmLogsParams {
     /// Console or VMM log.
     #[serde(default)]
     pub source: LogSource,
-    /// Number of last lines (default 100, at most 10000).
+    /// Number of last lines (1–10000; default 100). Out of range is
+    /// `invalid_argument`.
     #[serde(default)]
     pub tail: Option<u32>,
 }

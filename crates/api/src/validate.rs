@@ -1,6 +1,7 @@
 //! Validation shared by the CLI and the daemon.
 
 use crate::rpc::{ErrorKind, RpcError};
+use crate::size::ByteSize;
 
 /// Longest VM name (a DNS label).
 pub const MAX_NAME_LEN: usize = 63;
@@ -10,6 +11,53 @@ pub const MAX_VCPUS: u32 = 32;
 pub const MIN_MEMORY_MIB: u32 = 128;
 /// Largest guest memory banger accepts, in MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u32 = 1 << 20;
+/// Longest wait `vm stop --timeout` / `daemon.stop_timeout_secs` allows
+/// between Ctrl-Alt-Del and SIGKILL (1 hour).
+pub const MAX_STOP_TIMEOUT_SECS: u64 = 3600;
+/// Largest root or work disk banger creates (16 TiB). An image's ext4 may
+/// allow less (its block size and `64bit` feature); the daemon checks that
+/// too.
+pub const MAX_DISK_BYTES: u64 = 16 << 40;
+/// Most lines `vm logs --tail` returns.
+pub const MAX_LOG_TAIL: u32 = 10_000;
+
+fn invalid(message: String) -> RpcError {
+    RpcError::new(ErrorKind::InvalidArgument, message)
+}
+
+/// Check a stop timeout in seconds (0–3600).
+pub fn stop_timeout_secs(n: u64) -> Result<(), RpcError> {
+    if n <= MAX_STOP_TIMEOUT_SECS {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid stop timeout {n} s: use 0 to {MAX_STOP_TIMEOUT_SECS} seconds (the wait between Ctrl-Alt-Del and kill)"
+        )))
+    }
+}
+
+/// Check a disk size (`what` is "disk" or "work disk"): more than 0 and at
+/// most [`MAX_DISK_BYTES`].
+pub fn disk_size(what: &str, size: ByteSize) -> Result<(), RpcError> {
+    if size.bytes() == 0 || size.bytes() > MAX_DISK_BYTES {
+        return Err(invalid(format!(
+            "invalid {what} size {size}: use more than 0 and at most {} (e.g. 20G)",
+            ByteSize(MAX_DISK_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// Check a `vm logs` line count (1–10000).
+pub fn log_tail(n: u32) -> Result<(), RpcError> {
+    if (1..=MAX_LOG_TAIL).contains(&n) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid line count {n}: use 1 to {MAX_LOG_TAIL}"
+        )))
+    }
+}
 
 /// Check that `name` is a DNS label: 1–63 characters of lower-case letters,
 /// digits and `-`, starting with a letter and not ending with `-`.
@@ -123,6 +171,27 @@ mod tests {
         assert!(vcpus(33).is_err());
         assert!(memory_mib(64).is_err());
         assert!(memory_mib(512).is_ok());
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(stop_timeout_secs(0).is_ok());
+        assert!(stop_timeout_secs(3600).is_ok());
+        let e = stop_timeout_secs(u64::MAX).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("0 to 3600"), "{}", e.message);
+        assert!(disk_size("disk", ByteSize::gib(20)).is_ok());
+        assert!(disk_size("disk", ByteSize(16 << 40)).is_ok());
+        assert!(disk_size("disk", ByteSize((16 << 40) + 1)).is_err());
+        assert!(disk_size("work disk", ByteSize(0)).is_err());
+        let e = disk_size("work disk", ByteSize(u64::MAX)).unwrap_err();
+        assert!(e.message.contains("at most 16T"), "{}", e.message);
+        assert!(log_tail(0).is_err());
+        assert!(log_tail(1).is_ok());
+        assert!(log_tail(10_000).is_ok());
+        assert!(log_tail(10_001).is_err());
+        assert!(memory_mib(u32::MAX).is_err());
+        assert!(vcpus(u32::MAX).is_err());
     }
 
     #[test]

@@ -258,9 +258,12 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     let state = d.state_dir();
     let helper = Helper::start(d.dir.path(), 4242, &state, &state.join("run"));
 
-    // The socket: root-owned, group of the owner, 0660.
+    // The socket: the owner's, 0600 (root connects anyway); the lock
+    // beside it names the helper's pid.
     let m = std::fs::metadata(&helper.socket).unwrap();
-    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (0, 4242, 0o660));
+    assert_eq!((m.uid(), m.mode() & 0o777), (4242, 0o600));
+    let lock = std::fs::read_to_string(helper.socket.with_extension("lock")).unwrap();
+    assert_eq!(lock.trim(), helper.child.id().to_string());
 
     // Another uid is refused with a clear error (the socket is opened up so
     // the refusal comes from SO_PEERCRED, not from file permissions).

@@ -1,6 +1,9 @@
-//! The command line, as clap parses it. Values are checked here only as far
-//! as their type goes (sizes parse, numbers are numbers); the commands check
-//! ranges with `banger_api::validate` before anything reaches the daemon.
+//! The command line, as clap parses it. `--timeout` (0-3600) and `--tail`
+//! (1-10000) carry their ranges here, the same as `banger_api::validate`;
+//! `--vcpus` and the sizes are checked by the commands with
+//! `banger_api::validate` (for its messages) before anything reaches the
+//! daemon, and the daemon checks everything again (the RPC is the trust
+//! boundary).
 
 use std::path::PathBuf;
 
@@ -188,7 +191,7 @@ pub struct VmCreateArgs {
     /// Image name or id [default: `vm.image` from the config]
     #[arg(long)]
     pub image: Option<String>,
-    /// Virtual CPUs [default: `vm.vcpus` from the config]
+    /// Virtual CPUs, 1 to 32 [default: `vm.vcpus` from the config]
     #[arg(long, value_name = "N")]
     pub vcpus: Option<u32>,
     /// Guest memory, e.g. 512M or 2G [default: `vm.memory` from the config]
@@ -215,8 +218,8 @@ pub struct VmCreateArgs {
 pub struct VmStopArgs {
     /// VM name or id
     pub name: String,
-    /// Seconds to wait after Ctrl-Alt-Del before killing [default: `daemon.stop_timeout_secs`]
-    #[arg(long, value_name = "SECS")]
+    /// Seconds to wait after Ctrl-Alt-Del before killing, 0 to 3600 [default: `daemon.stop_timeout_secs`]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub timeout: Option<u64>,
     #[command(flatten)]
     pub json: JsonArg,
@@ -240,7 +243,7 @@ pub struct VmDeleteArgs {
 pub struct VmSetArgs {
     /// VM name or id
     pub name: String,
-    /// New number of virtual CPUs
+    /// New number of virtual CPUs, 1 to 32
     #[arg(long, value_name = "N")]
     pub vcpus: Option<u32>,
     /// New guest memory, e.g. 2G

@@ -5,6 +5,11 @@
 //! time, each answered by zero or more `event` lines and one final `result` or
 //! `error` line.
 //!
+//! Right after connecting, before anything is sent, the client checks who
+//! serves the socket (`SO_PEERCRED`): only this process's uid, the
+//! installed owner ([`TrustedPeers::for_cli`]) or root. A socket taken
+//! over by someone else fails with [`ClientError::UntrustedPeer`].
+//!
 //! A [`Client`] owns one connection and is used by one thread at a time (it is
 //! `Send`); to talk to the daemon from many threads, open one client per
 //! thread. It is used by the CLI, by the integration tests and by the
@@ -56,6 +61,22 @@ pub enum ClientError {
         /// Why the connection failed.
         #[source]
         source: io::Error,
+    },
+    /// The socket is served by a uid the client does not trust; nothing
+    /// was sent.
+    #[error(
+        "bangerd's socket {} is served by uid {uid} (pid {pid}), which is not {trusted}; banger sent it nothing. Someone else may have replaced the socket: find that process, stop it and remove the socket, then restart bangerd (`sudo systemctl restart bangerd` on the system path, `bangerd` on the dev path)",
+        socket.display()
+    )]
+    UntrustedPeer {
+        /// The socket.
+        socket: PathBuf,
+        /// The uid serving it.
+        uid: u32,
+        /// The pid serving it.
+        pid: i32,
+        /// Who would have been trusted, in words.
+        trusted: String,
     },
     /// The daemon speaks another protocol version.
     #[error(
@@ -113,6 +134,7 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Connect { .. } => 6,
+            ClientError::UntrustedPeer { .. } => ErrorKind::PermissionDenied.exit_code(),
             ClientError::VersionMismatch { .. } => ErrorKind::VersionMismatch.exit_code(),
             ClientError::Rpc(e) => e.kind.exit_code(),
             ClientError::Protocol { .. } | ClientError::Timeout { .. } | ClientError::Io { .. } => {
@@ -148,6 +170,57 @@ fn connect_message(socket: &Path, source: &io::Error) -> String {
     }
 }
 
+/// The uids whose daemon the client talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPeers {
+    me: u32,
+    owner: Option<u32>,
+}
+
+impl TrustedPeers {
+    /// This process's uid, root, and the installed owner when the install
+    /// metadata (`$BANGER_INSTALL_META`, else `/etc/banger/install.toml`)
+    /// can be read.
+    pub fn for_cli() -> TrustedPeers {
+        let meta = std::env::var_os("BANGER_INSTALL_META")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(banger_roothelper::install_meta::INSTALL_META));
+        TrustedPeers::from_install_meta(&meta)
+    }
+
+    /// This process's uid, root, and the owner named in the install
+    /// metadata at `path` when it can be read.
+    pub fn from_install_meta(path: &Path) -> TrustedPeers {
+        let owner = banger_roothelper::install_meta::InstallMeta::load(path)
+            .ok()
+            .map(|m| m.owner_uid);
+        TrustedPeers::with_owner(owner)
+    }
+
+    /// This process's uid, root, and `owner` when given.
+    pub fn with_owner(owner: Option<u32>) -> TrustedPeers {
+        TrustedPeers {
+            me: nix::unistd::getuid().as_raw(),
+            owner,
+        }
+    }
+
+    /// Whether a daemon running as `uid` is trusted.
+    pub fn allows(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.me || self.owner == Some(uid)
+    }
+
+    fn describe(&self) -> String {
+        match self.owner {
+            Some(o) if o != self.me && o != 0 => format!(
+                "you (uid {}), the installed owner (uid {o}) or root",
+                self.me
+            ),
+            _ => format!("you (uid {}) or root", self.me),
+        }
+    }
+}
+
 /// One connection to `bangerd`.
 #[derive(Debug)]
 pub struct Client {
@@ -160,17 +233,35 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to the daemon at `socket` and perform the handshake.
+    /// Connect to the daemon at `socket` and perform the handshake, trusting
+    /// [`TrustedPeers::for_cli`].
     ///
-    /// Fails with [`ClientError::Connect`] when nothing listens there and
-    /// with [`ClientError::VersionMismatch`] when the daemon speaks another
+    /// Fails with [`ClientError::Connect`] when nothing listens there, with
+    /// [`ClientError::UntrustedPeer`] when another user serves it and with
+    /// [`ClientError::VersionMismatch`] when the daemon speaks another
     /// protocol version.
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream =
-            connect_stream(socket, CONNECT_TIMEOUT).map_err(|source| ClientError::Connect {
+        Client::connect_with(socket, &TrustedPeers::for_cli())
+    }
+
+    /// [`Client::connect`], trusting `peers`.
+    pub fn connect_with(socket: &Path, peers: &TrustedPeers) -> Result<Client, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        };
+        let stream = connect_stream(socket, CONNECT_TIMEOUT).map_err(connect_err)?;
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| connect_err(e.into()))?;
+        if !peers.allows(cred.uid()) {
+            return Err(ClientError::UntrustedPeer {
                 socket: socket.to_path_buf(),
-                source,
-            })?;
+                uid: cred.uid(),
+                pid: cred.pid(),
+                trusted: peers.describe(),
+            });
+        }
         let io_err = |source| ClientError::Io {
             method: "daemon.hello".into(),
             source,

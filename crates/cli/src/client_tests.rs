@@ -227,3 +227,27 @@ fn one_client_per_thread() {
     }
     assert_eq!(daemon.received().len(), 160);
 }
+
+#[test]
+fn trusted_peers_are_me_root_and_the_installed_owner() {
+    let p = TrustedPeers {
+        me: 1000,
+        owner: Some(1001),
+    };
+    assert!(p.allows(1000) && p.allows(1001) && p.allows(0));
+    assert!(!p.allows(1002) && !p.allows(65534));
+    assert!(p.describe().contains("installed owner (uid 1001)"));
+    let alone = TrustedPeers {
+        me: 1000,
+        owner: None,
+    };
+    assert!(!alone.allows(1001));
+    assert_eq!(alone.describe(), "you (uid 1000) or root");
+    // The install metadata names the owner.
+    let t = tempfile::tempdir().unwrap();
+    let meta = crate::system::install::meta_for("alice", 4242, 4242);
+    std::fs::write(t.path().join("install.toml"), meta.to_toml()).unwrap();
+    let from_meta = TrustedPeers::from_install_meta(&t.path().join("install.toml"));
+    assert!(from_meta.allows(4242));
+    assert!(!TrustedPeers::from_install_meta(&t.path().join("none.toml")).allows(4243));
+}

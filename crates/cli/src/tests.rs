@@ -252,6 +252,8 @@ fn usage_errors_exit_2() {
         &["vm", "set", "dev", "--disk", "lots"],
         &["vm", "create", "dev", "--no-start", "--detach"],
         &["vm", "logs", "dev", "--tail", "0"],
+        &["vm", "stop", "dev", "--timeout", "18446744073709551615"],
+        &["vm", "restart", "dev", "--timeout", "3601"],
         &["vm", "frobnicate"],
         &["completions", "cmd.exe"],
         &[],

@@ -62,7 +62,9 @@ pub struct Config {
     /// `/var/lib/banger`.
     pub state_dir: Option<PathBuf>,
     /// Where sockets live. Default: dev path `$XDG_RUNTIME_DIR/banger`, or
-    /// `<state_dir>/run` when that is unset; system path `/run/banger`.
+    /// `<state_dir>/run` when that is unset; system path `/run/banger`
+    /// (the owner's, 0700; `bangerd` refuses one that others may change,
+    /// see [`secure_runtime_dir`]).
     pub runtime_dir: Option<PathBuf>,
     /// Defaults for `vm create`.
     pub vm: VmDefaults,
@@ -71,8 +73,9 @@ pub struct Config {
     /// Timeouts and background loops.
     pub daemon: DaemonConfig,
     /// Socket of `bangerd-root`. When set (and always on the system path,
-    /// default `/run/banger/root.sock`) every privileged operation goes to
-    /// that helper; unset on the dev path, they run in-process.
+    /// default `/run/banger-root/root.sock`, in the helper's own root-owned
+    /// directory) every privileged operation goes to that helper, which
+    /// must run as root; unset on the dev path, they run in-process.
     pub privileged_helper: Option<PathBuf>,
     /// Guest access and workspaces (`guest_config.rs`).
     pub guest: crate::guest_config::GuestConfig,
@@ -260,11 +263,71 @@ impl Config {
                 ),
             });
         }
-        if self.network.tap_pool_size > 64 {
-            return Err(ConfigError::Invalid {
-                key: "network.tap_pool_size",
-                message: format!("{} is more than 64", self.network.tap_pool_size),
-            });
+        // Durations: bounded so that `now + d` and `secs * 1000` cannot
+        // overflow (and a zero interval cannot spin).
+        let ranges: [(&'static str, u64, u64, u64); 9] = [
+            (
+                "daemon.stop_timeout_secs",
+                self.daemon.stop_timeout_secs,
+                0,
+                banger_api::validate::MAX_STOP_TIMEOUT_SECS,
+            ),
+            (
+                "daemon.socket_timeout_ms",
+                self.daemon.socket_timeout_ms,
+                1,
+                600_000,
+            ),
+            (
+                "daemon.idle_stop_secs",
+                self.daemon.idle_stop_secs,
+                0,
+                30 * 86_400,
+            ),
+            ("daemon.idle_cpu_ms", self.daemon.idle_cpu_ms, 0, 86_400_000),
+            (
+                "daemon.stats_interval_secs",
+                self.daemon.stats_interval_secs,
+                1,
+                86_400,
+            ),
+            (
+                "daemon.operation_retention_secs",
+                self.daemon.operation_retention_secs,
+                0,
+                365 * 86_400,
+            ),
+            (
+                "guest.connect_timeout_secs",
+                self.guest.connect_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "guest.readiness_timeout_secs",
+                self.guest.readiness_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "network.tap_pool_size",
+                self.network.tap_pool_size as u64,
+                0,
+                64,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{value} is not between {min} and {max}"),
+                });
+            }
+        }
+        banger_api::validate::disk_size("work disk", self.vm.work_disk)
+            .map_err(|e| invalid("vm.work_disk", e))?;
+        if let Some(d) = self.vm.disk {
+            banger_api::validate::disk_size("disk", d).map_err(|e| invalid("vm.disk", e))?;
         }
         if self.firecracker_bin.is_empty() {
             return Err(ConfigError::Invalid {
@@ -393,6 +456,104 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// Why the runtime directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDirError {
+    /// Someone else could replace the daemon's sockets there.
+    #[error(
+        "runtime directory {path} is {problem}: another user could replace bangerd's socket there; {fix}"
+    )]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+    /// A filesystem step failed.
+    #[error("cannot {action} runtime directory {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Make `dir` safe to hold the daemon's sockets: created 0700 when
+/// missing; when this uid owns it, group and other bits are removed (0700);
+/// owned by another uid, it must not be writable by group or others; and
+/// its parent must not let group or others rename it (writable without
+/// the sticky bit). On the system path systemd creates it (the owner's,
+/// 0700) and this only checks.
+pub fn secure_runtime_dir(dir: &Path) -> Result<(), RuntimeDirError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let io = |action: &'static str| {
+        move |source| RuntimeDirError::Io {
+            action,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    let unsafe_dir = |path: &Path, problem: String, fix: String| RuntimeDirError::Unsafe {
+        path: path.to_path_buf(),
+        problem,
+        fix,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create"))?;
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(io("inspect"))?;
+    if !m.is_dir() {
+        return Err(unsafe_dir(
+            dir,
+            "not a directory".into(),
+            "remove it or set runtime_dir to a directory".into(),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = m.mode() & 0o7777;
+    if m.uid() == me {
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("chmod"))?;
+        }
+    } else if mode & 0o022 != 0 {
+        return Err(unsafe_dir(
+            dir,
+            format!(
+                "owned by uid {} and writable by group or others (mode {mode:o})",
+                m.uid()
+            ),
+            "set runtime_dir to a directory you own (bangerd creates it 0700)".into(),
+        ));
+    }
+    if let Some(parent) = dir.parent()
+        && let Ok(pm) = std::fs::metadata(parent)
+        && pm.mode() & 0o022 != 0
+        && pm.mode() & 0o1000 == 0
+    {
+        return Err(unsafe_dir(
+            dir,
+            format!(
+                "in {}, which group or others may write (mode {:o}, no sticky bit)",
+                parent.display(),
+                pm.mode() & 0o7777
+            ),
+            "set runtime_dir to a directory whose parent only you can change".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +585,47 @@ mod tests {
             Config::load(&dir.path().join("none")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn durations_and_sizes_are_range_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        for (text, key) in [
+            (
+                "[daemon]\nstop_timeout_secs = 18446744073709551615\n",
+                "daemon.stop_timeout_secs",
+            ),
+            (
+                "[daemon]\nsocket_timeout_ms = 0\n",
+                "daemon.socket_timeout_ms",
+            ),
+            (
+                "[daemon]\nstats_interval_secs = 18446744073709551615\n",
+                "daemon.stats_interval_secs",
+            ),
+            (
+                "[daemon]\noperation_retention_secs = 18446744073709551615\n",
+                "daemon.operation_retention_secs",
+            ),
+            (
+                "[guest]\nreadiness_timeout_secs = 18446744073709551615\n",
+                "guest.readiness_timeout_secs",
+            ),
+            (
+                "[guest]\nconnect_timeout_secs = 0\n",
+                "guest.connect_timeout_secs",
+            ),
+            ("[vm]\nwork_disk = \"17T\"\n", "vm.work_disk"),
+            ("[vm]\ndisk = \"0\"\n", "vm.disk"),
+            ("[network]\ntap_pool_size = 65\n", "network.tap_pool_size"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let err = Config::load(&f).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        std::fs::write(&f, "[daemon]\nstop_timeout_secs = 3600\n").unwrap();
+        Config::load(&f).unwrap();
     }
 
     #[test]
@@ -461,13 +663,15 @@ firecracker_bin = "firecracker"
 # state_dir = "/var/lib/banger"
 
 # Where sockets live. Unset: $XDG_RUNTIME_DIR/banger, else <state_dir>/run
-# (dev path), or /run/banger (system path).
+# (dev path), or /run/banger (system path). bangerd keeps it 0700 and
+# refuses one that other users may change.
 # runtime_dir = "/run/banger"
 
 # Socket of the root helper bangerd-root. Set (or --system, where it
-# defaults to /run/banger/root.sock): privileged operations go to the helper.
-# Unset on the dev path: they run inside bangerd.
-# privileged_helper = "/run/banger/root.sock"
+# defaults to /run/banger-root/root.sock): privileged operations go to the
+# helper (which must run as root). Unset on the dev path: they run inside
+# bangerd.
+# privileged_helper = "/run/banger-root/root.sock"
 
 [vm]
 # Defaults for `banger vm create`.
@@ -512,6 +716,46 @@ stats_interval_secs = 10
 # Finished operations (e.g. creates) are forgotten after this many seconds.
 operation_retention_secs = 3600
 "#;
+
+#[cfg(test)]
+mod runtime_dir_tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn runtime_dir_is_created_0700_tightened_and_refused_when_others_can_change_it() {
+        let t = tempfile::tempdir().unwrap();
+        let fresh = t.path().join("a/run");
+        secure_runtime_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+        // Ours but group-writable: tightened.
+        let loose = t.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o770)).unwrap();
+        secure_runtime_dir(&loose).unwrap();
+        assert_eq!(std::fs::metadata(&loose).unwrap().mode() & 0o777, 0o700);
+        // In a parent others may write (no sticky bit): refused.
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = secure_runtime_dir(&open.join("run")).unwrap_err();
+        assert!(e.to_string().contains("no sticky bit"), "{e}");
+        // With the sticky bit (like /tmp) others cannot rename it: fine.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        secure_runtime_dir(&open.join("run")).unwrap();
+        // Another uid's group-writable directory: refused (needs root to
+        // create one owned by someone else).
+        if nix::unistd::geteuid().is_root() {
+            let theirs = t.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(64_123), Some(64_123)).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o770)).unwrap();
+            let e = secure_runtime_dir(&theirs).unwrap_err();
+            assert!(e.to_string().contains("owned by uid 64123"), "{e}");
+            assert_eq!(std::fs::metadata(&theirs).unwrap().mode() & 0o777, 0o770);
+        }
+    }
+}
 
 #[cfg(test)]
 mod example_tests {

@@ -68,9 +68,10 @@ impl Daemon {
             layout,
             privops,
         } = opts;
-        for dir in [&layout.state_dir, &layout.runtime_dir] {
-            std::fs::create_dir_all(dir).map_err(DaemonError::io("cannot create", dir))?;
-        }
+        std::fs::create_dir_all(&layout.state_dir)
+            .map_err(DaemonError::io("cannot create", &layout.state_dir))?;
+        crate::config::secure_runtime_dir(&layout.runtime_dir)
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
         let lock_path = layout.state_dir.join("bangerd.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

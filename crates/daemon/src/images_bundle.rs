@@ -4,16 +4,20 @@
 //!
 //! Import reads and verifies the bundle into a staging directory
 //! (unlocked), checks the root filesystem and kernel, then publishes with
-//! the same atom as every other image (`ImageService::publish`).
+//! the same atom as every other image (`ImageService::publish`). A URL is
+//! streamed straight into the reader (no downloaded copy). Bounds (see
+//! `banger_imagemgr::read_bundle_from`): the manifest is at most 1 MiB, the
+//! declared sizes must fit in the free space of the state directory's
+//! filesystem before anything is written, and each member is written
+//! through a writer that stops at its declared size.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use banger_api::rpc::{ImageExportBundleParams, ImagePullParams};
 use banger_api::{BundleExported, Image, OpState, Operation, validate};
-use banger_imagemgr::{BundleSource, read_bundle, write_bundle};
+use banger_imagemgr::{BundleManifest, BundleSource, read_bundle, read_bundle_from, write_bundle};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use crate::error::DaemonError;
 use crate::image_service::{ImageService, Staged, name_taken};
@@ -163,20 +167,8 @@ impl ImageService {
         let staging = self.staging_dir(&id);
         std::fs::create_dir_all(&staging).map_err(DaemonError::io("cannot create", &staging))?;
         let result = async {
-            let bundle = match &from {
-                BundleFrom::File(p) => p.clone(),
-                BundleFrom::Url(url) => {
-                    self.stage(op_id, 1, "downloading bundle");
-                    let dest = staging.join("bundle.download");
-                    download(url, &dest).await?;
-                    dest
-                }
-            };
-            self.stage(op_id, 2, "verifying bundle");
             let st = staging.clone();
-            let b = bundle.clone();
-            let manifest = tokio::task::spawn_blocking(move || -> Result<_, DaemonError> {
-                let m = read_bundle(&b, &st)?;
+            let check = move |m: BundleManifest| -> Result<BundleManifest, DaemonError> {
                 banger_imagemgr::check_rootfs(&st.join("rootfs.ext4"))?;
                 if m.kernel.is_some() {
                     banger_imagemgr::check_kernel(&st.join("vmlinux"))?;
@@ -191,12 +183,21 @@ impl ImageService {
                     crate::image_promote::link_or_copy(k, &st.join("vmlinux"))?;
                 }
                 Ok(m)
-            })
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
-            if matches!(from, BundleFrom::Url(_)) {
-                let _ = std::fs::remove_file(&bundle);
-            }
+            };
+            let st = staging.clone();
+            let manifest = match &from {
+                BundleFrom::File(p) => {
+                    self.stage(op_id, 2, "verifying bundle");
+                    let b = p.clone();
+                    tokio::task::spawn_blocking(move || check(read_bundle(&b, &st)?))
+                        .await
+                        .map_err(|e| DaemonError::Internal(e.to_string()))??
+                }
+                BundleFrom::Url(url) => {
+                    self.stage(op_id, 1, "downloading and verifying bundle");
+                    stream_bundle(url, &st, check).await?
+                }
+            };
             let name = name.unwrap_or(manifest.name.clone());
             validate::image_name(&name)?;
             self.stage(op_id, 3, "publishing");
@@ -220,7 +221,16 @@ impl ImageService {
     }
 }
 
-async fn download(url: &str, dest: &Path) -> Result<(), DaemonError> {
+/// Read a bundle straight from its download into `staging` (no copy of the
+/// bundle is kept on disk): the body streams through a channel into
+/// [`read_bundle_from`] on a blocking thread, so every member is bounded by
+/// its declared size and the free-space check sees the manifest before
+/// anything is written. `check` runs on the same thread after the read.
+async fn stream_bundle(
+    url: &str,
+    staging: &Path,
+    check: impl FnOnce(BundleManifest) -> Result<BundleManifest, DaemonError> + Send + 'static,
+) -> Result<BundleManifest, DaemonError> {
     let fail = |e: &dyn std::fmt::Display| {
         DaemonError::Internal(format!("downloading bundle {url} failed: {e}; try again"))
     };
@@ -228,18 +238,70 @@ async fn download(url: &str, dest: &Path) -> Result<(), DaemonError> {
     if !resp.status().is_success() {
         return Err(fail(&format!("HTTP {}", resp.status())));
     }
-    let mut file = tokio::fs::File::create(dest)
-        .await
-        .map_err(DaemonError::io("cannot write", dest))?;
+    // A valid bundle is no larger than the files it unpacks to (plus tar
+    // headers), which must fit in the free space: a longer stream (say,
+    // endless compressed padding that unpacks to nothing) is cut there.
+    let cap = banger_imagemgr::available_bytes(staging)?.saturating_add(1 << 20);
+    let too_long = || {
+        format!(
+            "bundle {url} is longer than the {cap} bytes its files could take in {} (the free space, plus 1 MiB); the bundle is corrupt or hostile, or free space there",
+            staging.display()
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(DaemonError::Invalid(too_long()));
+    }
+    let mut received = 0u64;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
+    let (st, label) = (staging.to_path_buf(), PathBuf::from(url));
+    let reader = tokio::task::spawn_blocking(move || {
+        let input = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        check(read_bundle_from(input, &label, &st)?)
+    });
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| fail(&e))?;
-        file.write_all(&chunk)
-            .await
-            .map_err(DaemonError::io("cannot write", dest))?;
+        let mut item = chunk.map(Vec::from).map_err(|e| fail(&e).to_string());
+        if let Ok(c) = &item {
+            received = received.saturating_add(c.len() as u64);
+            if received > cap {
+                item = Err(too_long());
+            }
+        }
+        let failed = item.is_err();
+        // A closed channel: the reader is done (or refused the bundle).
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
     }
-    file.flush()
+    drop(tx);
+    reader
         .await
-        .map_err(DaemonError::io("cannot write", dest))?;
-    Ok(())
+        .map_err(|e| DaemonError::Internal(e.to_string()))?
+}
+
+/// `Read` over the chunks of a download, for the blocking bundle reader.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => (self.buf, self.pos) = (b, 0),
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

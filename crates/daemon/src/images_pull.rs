@@ -2,14 +2,23 @@
 //!
 //! 1. Resolve the reference and credentials (`registry_auth`); plain HTTP
 //!    only for `localhost`/`127.0.0.1`/`[::1]`.
-//! 2. Fetch the manifest (a manifest list picks the requested platform).
-//! 3. Fetch each layer into the blob cache `<state>/blobs/sha256/<hex>`,
-//!    hashing as it streams; a blob already cached with the right digest is
+//! 2. Fetch the manifest (a manifest list picks the requested platform),
+//!    at most 4 MiB of it (`images_manifest.rs`).
+//! 3. Check that the layers not cached yet fit in the free space (plus
+//!    `banger_imagemgr::SPACE_MARGIN`), then fetch each into the blob cache
+//!    `<state>/blobs/sha256/<hex>`, hashing as it streams and writing never
+//!    more than its descriptor's size (more is refused: `Oversized`); a blob already cached with the right digest is
 //!    not fetched again, and an interrupted download resumes from its
 //!    `.partial` file with a range request. Nothing enters the cache
 //!    without matching its digest.
 //! 4. Apply the layers in a staging directory and build the ext4 image
-//!    without mounting (`banger_imagemgr`).
+//!    without mounting (`banger_imagemgr`). Descriptors declare only
+//!    compressed sizes: the decompressed content of all layers may use at
+//!    most half of the staging filesystem's free space (and at most
+//!    `banger_imagemgr::MAX_FLATTENED_BYTES`); the rest is for the image.
+//!
+//! Not bounded yet: the registry's token answer is read whole into memory
+//! by oci-client.
 //! 5. Publish under `image_ops_mu` (see `image_service.rs`).
 //!
 //! Everything but step 5 runs unlocked, on the operation's own task. Any
@@ -25,7 +34,7 @@ use banger_api::{Image, OpState, Operation, RpcErrorBody, validate};
 use banger_imagemgr::{Flattener, Hasher, Sha256Digest};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
+use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
@@ -164,12 +173,23 @@ impl ImageService {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
         };
-        let client = client_for(&registry, job);
+        let client = client_for(&registry);
         let whole = job.reference.whole();
-        let (manifest, manifest_digest) = client
-            .pull_image_manifest(&job.reference, &auth)
-            .await
-            .map_err(|e| {
+        let platform = crate::images_manifest::Platform {
+            os: &job.os,
+            arch: &job.arch,
+            variant: job.variant.as_deref(),
+        };
+        let scheme = if is_local(&registry) { "http" } else { "https" };
+        let (manifest, manifest_digest) = crate::images_manifest::fetch_manifest(
+            &client,
+            &auth,
+            &job.reference,
+            scheme,
+            &platform,
+        )
+        .await
+        .map_err(|e| {
                 DaemonError::Invalid(format!(
                     "cannot fetch the manifest of {whole}: {e}; check the reference, the platform ({}/{}) and your registry login",
                     job.os, job.arch
@@ -184,6 +204,29 @@ impl ImageService {
             }
         }
         let n = manifest.layers.len();
+        // Free space for the layers not cached yet, before any is fetched.
+        let dir = self.blob_dir();
+        std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+        let mut to_fetch = 0u64;
+        for l in &manifest.layers {
+            let size = u64::try_from(l.size).map_err(|_| {
+                DaemonError::Invalid(format!(
+                    "{whole}: layer {} declares a negative size; the registry is broken",
+                    l.digest
+                ))
+            })?;
+            let cached = Sha256Digest::parse(&l.digest)
+                .map(|d| dir.join(d.hex()).is_file())
+                .unwrap_or(false);
+            if !cached {
+                to_fetch = to_fetch.saturating_add(size);
+            }
+        }
+        banger_imagemgr::ensure_free_space(
+            &dir,
+            to_fetch,
+            &format!("the layers of {whole} ({to_fetch} bytes to download)"),
+        )?;
         let mut blobs = Vec::with_capacity(n);
         for (i, layer) in manifest.layers.iter().enumerate() {
             let label = format!("layer {}/{n}", i + 1);
@@ -223,7 +266,7 @@ impl ImageService {
     ) -> Result<PathBuf, DaemonError> {
         let digest = Sha256Digest::parse(&desc.digest)?;
         let _blob = self.blob_locks.lock(digest.hex()).await;
-        let dir = self.layout.state_dir.join("blobs").join("sha256");
+        let dir = self.blob_dir();
         std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
         let blob = dir.join(digest.hex());
         if blob.is_file() {
@@ -239,6 +282,7 @@ impl ImageService {
             let _ = std::fs::remove_file(&blob);
         }
         let partial = dir.join(format!("{}.partial", digest.hex()));
+        // Checked non-negative by pull_into; never unbounded.
         let size = u64::try_from(desc.size).unwrap_or(0);
         let result = self
             .download(op_id, client, reference, desc, &partial, size, label)
@@ -275,7 +319,7 @@ impl ImageService {
     ) -> Result<Hasher, DaemonError> {
         // Resume: hash what an interrupted download left, then ask for the rest.
         let mut have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
-        if have > size && size > 0 {
+        if have > size {
             let _ = std::fs::remove_file(partial);
             have = 0;
         }
@@ -337,18 +381,24 @@ impl ImageService {
                     return Err(fetch_err(have, &e));
                 }
             };
-            hasher.update(&chunk);
-            file.write_all(&chunk)
+            // Never more than the descriptor's size is written.
+            let room = usize::try_from(size - have).unwrap_or(usize::MAX);
+            let part = &chunk[..chunk.len().min(room)];
+            hasher.update(part);
+            file.write_all(part)
                 .await
                 .map_err(DaemonError::io("cannot write", partial))?;
-            have += chunk.len() as u64;
-            if size > 0 && have > size {
+            have += part.len() as u64;
+            if chunk.len() > room {
                 drop(file);
                 let _ = std::fs::remove_file(partial);
-                return Err(fetch_err(
-                    have,
-                    &"the registry sent more bytes than the manifest says",
-                ));
+                return Err(banger_imagemgr::ImageMgrError::Oversized {
+                    what: format!("{label} ({}) of {whole}", desc.digest),
+                    declared: size,
+                    declared_by: "its descriptor in the image manifest declares",
+                    advice: "the registry is broken or hostile",
+                }
+                .into());
             }
             if last.elapsed() > Duration::from_millis(250) {
                 last = Instant::now();
@@ -365,11 +415,16 @@ impl ImageService {
         file.sync_all()
             .await
             .map_err(DaemonError::io("cannot write", partial))?;
-        if size > 0 && have != size {
+        if have != size {
             // Keep the partial file: the next pull resumes from it.
             return Err(fetch_err(have, &"the connection ended early"));
         }
         Ok(hasher)
+    }
+
+    /// The blob cache, `<state>/blobs/sha256`.
+    fn blob_dir(&self) -> PathBuf {
+        self.layout.state_dir.join("blobs").join("sha256")
     }
 
     pub(crate) fn stage(&self, op_id: &str, step: u32, stage: &str) {
@@ -421,7 +476,11 @@ fn build_rootfs(
 ) -> Result<(), DaemonError> {
     let tree_dir = staging.join("tree");
     let result = (|| -> Result<(), DaemonError> {
-        let mut f = Flattener::new(&tree_dir)?;
+        // The layers' decompressed content may fill half of the free space
+        // (the ext4 image built from it needs about as much again).
+        let free = banger_imagemgr::available_bytes(staging)?;
+        let limit = free.saturating_sub(banger_imagemgr::SPACE_MARGIN) / 2;
+        let mut f = Flattener::new(&tree_dir)?.with_limit(limit);
         for (blob, digest) in blobs {
             f.apply_layer(blob, digest)?;
         }
@@ -440,31 +499,24 @@ fn build_rootfs(
     result
 }
 
-fn client_for(registry: &str, job: &PullJob) -> Client {
+/// Whether `registry` (`host[:port]`) is loopback (plain HTTP allowed).
+fn is_local(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
         .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
         .map_or(registry, |(h, _)| h);
-    let local = matches!(host, "localhost" | "[::1]") || host.starts_with("127.");
-    let (os, arch, variant) = (job.os.clone(), job.arch.clone(), job.variant.clone());
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
+}
+
+/// The registry client (authentication, blobs). Manifests are fetched by
+/// `images_manifest`, which picks the platform itself.
+fn client_for(registry: &str) -> Client {
     Client::new(ClientConfig {
-        protocol: if local {
+        protocol: if is_local(registry) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
-        platform_resolver: Some(Box::new(move |entries: &[ImageIndexEntry]| {
-            entries
-                .iter()
-                .find(|e| {
-                    e.platform.as_ref().is_some_and(|p| {
-                        p.os.to_string() == os
-                            && p.architecture.to_string() == arch
-                            && (variant.is_none() || p.variant == variant)
-                    })
-                })
-                .map(|e| e.digest.clone())
-        })),
         ..Default::default()
     })
 }

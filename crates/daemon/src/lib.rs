@@ -29,6 +29,7 @@ pub mod image_seed;
 pub mod image_service;
 mod images_build;
 mod images_bundle;
+mod images_manifest;
 mod images_pull;
 pub mod kernel_catalog;
 pub mod kernel_service;

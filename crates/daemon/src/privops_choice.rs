@@ -4,7 +4,8 @@
 //! `Daemon::open` build the in-process `LocalPrivOps`. System path
 //! (`--system`, or `privileged_helper` set): `RootHelperClient` of
 //! `bangerd-root` at the configured socket (default
-//! `/run/banger/root.sock`). The daemon performs nothing privileged any
+//! `/run/banger-root/root.sock`; the client talks only to a helper running
+//! as root). The daemon performs nothing privileged any
 //! other way.
 
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ mod tests {
         assert_eq!(helper_socket(Mode::Dev, &c), None);
         assert_eq!(
             helper_socket(Mode::System, &c),
-            Some(PathBuf::from("/run/banger/root.sock"))
+            Some(PathBuf::from("/run/banger-root/root.sock"))
         );
         let c = Config {
             privileged_helper: Some("/tmp/x.sock".into()),

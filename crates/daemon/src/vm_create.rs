@@ -14,9 +14,6 @@ use crate::alloc;
 use crate::error::{DaemonError, to_rpc};
 use crate::vm_service::{OpEntry, VMService, root_disk};
 
-/// Largest root disk banger creates (16 TiB).
-const MAX_DISK: u64 = 16 << 40;
-
 impl VMService {
     /// `vm.create`.
     pub async fn create(self: &Arc<Self>, p: VmCreateParams) -> Result<VmCreated, DaemonError> {
@@ -40,6 +37,26 @@ impl VMService {
             p.work_disk.is_some(),
         )?;
         let disk_bytes = disk_size(p.disk.or(self.config.vm.disk), &image, p.disk.is_some())?;
+        // Sizes the ext4 inside cannot grow to fail here, before any row
+        // or file exists (not later in resize2fs).
+        if disk_bytes > image.size_bytes
+            && self.root_disks.kind() == banger_dmsnap::StrategyKind::Copy
+        {
+            check_growable(
+                std::path::Path::new(&image.rootfs_path),
+                ByteSize(disk_bytes),
+                "disk",
+            )?;
+        }
+        if let Some(seed) = image.work_seed_path.as_deref()
+            && work_disk_bytes > 0
+        {
+            let seed = std::path::Path::new(seed);
+            let seed_len = std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0);
+            if work_disk_bytes > seed_len {
+                check_growable(seed, ByteSize(work_disk_bytes), "work disk")?;
+            }
+        }
         if self.root_disks.kind() == banger_dmsnap::StrategyKind::DmSnapshot
             && disk_bytes > image.size_bytes
         {
@@ -227,11 +244,7 @@ fn disk_size(
     let Some(size) = requested else {
         return Ok(image.size_bytes);
     };
-    if size.bytes() > MAX_DISK {
-        return Err(DaemonError::Invalid(format!(
-            "invalid disk size {size}: at most 16T"
-        )));
-    }
+    validate::disk_size("disk", size)?;
     if size.bytes() < image.size_bytes {
         if !explicit {
             return Ok(image.size_bytes);
@@ -254,11 +267,7 @@ fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, 
         return Ok(0);
     };
     let seed_len = std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0);
-    if size.bytes() > MAX_DISK {
-        return Err(DaemonError::Invalid(format!(
-            "invalid work disk size {size}: at most 16T"
-        )));
-    }
+    validate::disk_size("work disk", size)?;
     if size.bytes() < seed_len {
         if !explicit {
             return Ok(seed_len);
@@ -271,4 +280,42 @@ fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, 
         )));
     }
     Ok(size.bytes())
+}
+
+/// Refuse `size` for a disk made from the ext4 image `fs` when resize2fs
+/// could not grow that filesystem so far (its block size and `64bit`
+/// feature set the limit; see `banger_imagemgr::Ext4Geometry`). `what` is
+/// "disk" or "work disk", as the option is named.
+pub(crate) fn check_growable(
+    fs: &std::path::Path,
+    size: ByteSize,
+    what: &str,
+) -> Result<(), DaemonError> {
+    match banger_imagemgr::check_ext4_growable(fs, size.bytes()) {
+        Ok(()) => Ok(()),
+        Err(banger_imagemgr::ImageMgrError::TooLargeForFilesystem {
+            max,
+            block_size,
+            is_64bit,
+            ..
+        }) => {
+            // Whole MiB, rounded down, so the suggested size is accepted.
+            let max_mib = format!("{}M", max / ByteSize::MIB);
+            Err(DaemonError::Invalid(format!(
+                "{what} size {size} is more than the ext4 filesystem of {} can grow to: at most {max_mib} (about {}) with its {block_size}-byte blocks{}; use --{} {max_mib} or less, or an image made with 4 KiB blocks (mkfs.ext4 -b 4096 -O 64bit)",
+                fs.display(),
+                ByteSize(max),
+                if is_64bit {
+                    ""
+                } else {
+                    " and no 64bit feature"
+                },
+                what.replace(' ', "-"),
+            )))
+        }
+        Err(e) => Err(DaemonError::Invalid(format!(
+            "cannot check the {what} size against {}: {e}",
+            fs.display()
+        ))),
+    }
 }

@@ -308,6 +308,9 @@ impl VMService {
 
     /// `vm.stop`: Ctrl-Alt-Del, SIGKILL after the timeout.
     pub async fn stop(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        if let Some(t) = p.timeout_secs {
+            validate::stop_timeout_secs(t)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -335,6 +338,9 @@ impl VMService {
 
     /// `vm.restart`.
     pub async fn restart(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+        if let Some(t) = p.timeout_secs {
+            validate::stop_timeout_secs(t)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -445,6 +451,12 @@ impl VMService {
         if let Some(m) = p.memory_mib {
             validate::memory_mib(m)?;
         }
+        if let Some(d) = p.disk {
+            validate::disk_size("disk", d)?;
+        }
+        if let Some(w) = p.work_disk {
+            validate::disk_size("work disk", w)?;
+        }
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
@@ -454,7 +466,7 @@ impl VMService {
                 vm.name, vm.state, vm.name
             )));
         }
-        let mut disk_bytes = vm.disk_bytes;
+        // Every check first, so a refused request changes nothing.
         if let Some(d) = p.disk {
             if d.bytes() < vm.disk_bytes {
                 return Err(DaemonError::Invalid(format!(
@@ -462,25 +474,16 @@ impl VMService {
                     ByteSize(vm.disk_bytes)
                 )));
             }
-            if d.bytes() > vm.disk_bytes {
-                // Through the root-disk strategy: a copy grows (file and
-                // ext4), a device-mapper snapshot refuses clearly.
-                let strategy = Arc::clone(&self.root_disks);
-                let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
-                let size = d.bytes();
-                tokio::task::spawn_blocking(move || strategy.grow(&id, &dir, size))
-                    .await
-                    .map_err(|e| DaemonError::Internal(e.to_string()))?
-                    .map_err(|e| match e {
-                        e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {
-                            DaemonError::Invalid(e.to_string())
-                        }
-                        e => DaemonError::from(e),
-                    })?;
-                disk_bytes = size;
+            // Within what the disk's ext4 can grow to (a dm snapshot
+            // refuses any growth below).
+            let root = root_disk(&self.layout.vm_dir(&vm.id));
+            if d.bytes() > vm.disk_bytes
+                && self.root_disks.kind() == banger_dmsnap::StrategyKind::Copy
+                && root.is_file()
+            {
+                crate::vm_create::check_growable(&root, d, "disk")?;
             }
         }
-        let mut work_disk_bytes = vm.work_disk_bytes;
         if let Some(w) = p.work_disk {
             if w.bytes() < vm.work_disk_bytes {
                 return Err(DaemonError::Invalid(format!(
@@ -494,6 +497,44 @@ impl VMService {
                     vm.name
                 )));
             }
+            if w.bytes() > vm.work_disk_bytes {
+                // The work disk, or the seed it will be made from.
+                let disk = work_disk(&self.layout.vm_dir(&vm.id));
+                let fs = if disk.is_file() {
+                    Some(disk)
+                } else {
+                    self.images
+                        .get(&vm.image_id)
+                        .ok()
+                        .and_then(|i| i.work_seed_path.map(std::path::PathBuf::from))
+                };
+                if let Some(fs) = fs.filter(|f| f.is_file()) {
+                    crate::vm_create::check_growable(&fs, w, "work disk")?;
+                }
+            }
+        }
+        let mut disk_bytes = vm.disk_bytes;
+        if let Some(d) = p.disk
+            && d.bytes() > vm.disk_bytes
+        {
+            // Through the root-disk strategy: a copy grows (file and
+            // ext4), a device-mapper snapshot refuses clearly.
+            let strategy = Arc::clone(&self.root_disks);
+            let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
+            let size = d.bytes();
+            tokio::task::spawn_blocking(move || strategy.grow(&id, &dir, size))
+                .await
+                .map_err(|e| DaemonError::Internal(e.to_string()))?
+                .map_err(|e| match e {
+                    e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {
+                        DaemonError::Invalid(e.to_string())
+                    }
+                    e => DaemonError::from(e),
+                })?;
+            disk_bytes = size;
+        }
+        let mut work_disk_bytes = vm.work_disk_bytes;
+        if let Some(w) = p.work_disk {
             let disk = work_disk(&self.layout.vm_dir(&vm.id));
             let size = w.bytes();
             if size > vm.work_disk_bytes && disk.is_file() {

@@ -142,8 +142,10 @@ impl VMService {
 
     /// `vm.logs`: the last lines of the console or the VMM log.
     pub fn logs(&self, p: &VmLogsParams) -> Result<VmLogs, DaemonError> {
+        let tail = p.tail.unwrap_or(100);
+        banger_api::validate::log_tail(tail)?;
+        let tail = tail as usize;
         let vm = self.resolve(&p.vm)?;
-        let tail = p.tail.unwrap_or(100).clamp(1, 10_000) as usize;
         let dir = self.layout.vm_dir(&vm.id);
         let path = match p.source {
             LogSource::Console => VmFiles::console(&dir),

@@ -184,3 +184,91 @@ async fn register_turns_a_bzimage_into_a_vmlinux() {
         .unwrap();
     assert_eq!(std::fs::read(&image.kernel_path).unwrap(), vmlinux);
 }
+
+/// A bundle bomb: a few KiB of zstd whose manifest declares a 1 MiB root
+/// filesystem and whose tar carries 64 MiB. From a file and from a URL,
+/// the import fails naming the member and its declared size, publishes
+/// nothing and leaves no staging files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_bomb_stops_at_its_declared_size() {
+    let t = tempfile::tempdir().unwrap();
+    let manifest = serde_json::json!({
+        "format": "banger-bundle/v1",
+        "name": "bomb",
+        "rootfs": {"path": "rootfs.ext4", "size": 1 << 20, "sha256": "00".repeat(32)},
+    });
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(json.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "manifest.json", json.as_slice())
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(64 << 20);
+    h.set_mode(0o644);
+    b.append_data(
+        &mut h,
+        "rootfs.ext4",
+        std::io::Read::take(std::io::repeat(0), 64 << 20),
+    )
+    .unwrap();
+    let bomb = zstd::encode_all(b.into_inner().unwrap().as_slice(), 19).unwrap();
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let path = t.path().join("bomb.tar.zst");
+    std::fs::write(&path, &bomb).unwrap();
+
+    let svc = service();
+    let addr = serve(bomb);
+    for reference in [
+        path.display().to_string(),
+        format!("http://{addr}/bomb.tar.zst"),
+    ] {
+        let op = svc.pull(&reference, "bomb", None).await;
+        assert_eq!(op.state, OpState::Failed, "{reference}");
+        let msg = op.error.unwrap().message;
+        assert!(
+            msg.contains("member rootfs.ext4")
+                && msg.contains("larger than the 1048576 bytes its manifest declares")
+                && msg.contains("corrupt or hostile"),
+            "{reference}: {msg}"
+        );
+        svc.assert_nothing_published("bomb");
+    }
+    // A download announcing more than the free space could ever unpack is
+    // refused before its body is read.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let huge = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                1u64 << 62
+            );
+            let _ = c.write_all(&[0x28, 0xb5, 0x2f, 0xfd]);
+        }
+    });
+    let op = svc
+        .pull(&format!("http://{huge}/huge.tar.zst"), "bomb", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("is longer than the"), "{msg}");
+    svc.assert_nothing_published("bomb");
+    // No downloaded copy either: the URL streamed into the reader.
+    let images: Vec<_> = std::fs::read_dir(svc.state.join("images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(images.is_empty(), "{images:?}");
+}

@@ -598,3 +598,160 @@ async fn pull_with_a_registered_kernel_name_links_it() {
         "the registered kernel is hard-linked"
     );
 }
+
+/// A registry whose blob is larger than its descriptor says: the download
+/// stops at the declared size, fails naming it, and keeps nothing (no
+/// cached blob, no partial file). A manifest declaring more than the disk
+/// can hold is refused before any blob is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_larger_than_its_descriptor_is_refused() {
+    let blob = zstd(&tar_bytes(&[E::File("data", 0o644, &vec![1u8; 1 << 20])]));
+    let digest =
+        oci_client::client::ImageLayer::new(blob.clone(), OCI_ZSTD.into(), None).sha256_digest();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let cfg = oci_client::client::Config::new(
+        config.clone(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    let config_digest = cfg.sha256_digest();
+    let declared = blob.len() / 4;
+    let manifest = |size: u64| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": OCI_ZSTD, "digest": digest, "size": size}],
+        }))
+        .unwrap()
+    };
+    let reg = flaky_registry(
+        manifest(declared as u64),
+        (config_digest.clone(), config.clone()),
+        (digest.clone(), blob.clone()),
+    );
+    let svc = service();
+    let op = svc
+        .pull(&format!("{}/test/big:1", reg.addr), "big", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(
+        msg.contains(&format!(
+            "larger than the {declared} bytes its descriptor in the image manifest declares"
+        )),
+        "{msg}"
+    );
+    svc.assert_nothing_published("big");
+    let left: Vec<_> = std::fs::read_dir(svc.state.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing cached or partial: {left:?}");
+
+    let reg = flaky_registry(manifest(1 << 62), (config_digest, config), (digest, blob));
+    let op = svc
+        .pull(&format!("{}/test/huge:1", reg.addr), "huge", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("not enough free space"), "{msg}");
+    assert!(
+        !reg.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/blobs/")),
+        "no blob fetched"
+    );
+    svc.assert_nothing_published("huge");
+}
+
+/// A manifest larger than 4 MiB is refused without being read whole, and
+/// the pull publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_manifest_is_refused() {
+    let mut manifest = br#"{"schemaVersion": 2, "layers": [], "pad": ""#.to_vec();
+    manifest.resize(8 << 20, b' ');
+    let reg = flaky_registry(
+        manifest,
+        ("sha256:00".into(), Vec::new()),
+        ("sha256:11".into(), Vec::new()),
+    );
+    let svc = service();
+    let op = svc
+        .pull(&format!("{}/test/fat:1", reg.addr), "fat", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(
+        msg.contains("cannot fetch the manifest") && msg.contains("larger than 4194304 bytes"),
+        "{msg}"
+    );
+    svc.assert_nothing_published("fat");
+}
+
+/// A registry that streams an endless chunked manifest (no Content-Length):
+/// the pull stops reading at the 4 MiB bound and fails cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_manifest_stream_is_cut_at_the_bound() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                if !line.contains("/manifests/") {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                    return;
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                );
+                let chunk = vec![b' '; 1 << 20];
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                // Until the client hangs up (or 1 GiB, as a backstop).
+                for _ in 0..1024 {
+                    if conn.write_all(&framed).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(framed.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let svc = service();
+    let op = svc
+        .pull(&format!("{addr}/test/endless:1"), "endless", None)
+        .await;
+    assert_eq!(op.state, OpState::Failed);
+    let msg = op.error.unwrap().message;
+    assert!(msg.contains("larger than 4194304 bytes"), "{msg}");
+    svc.assert_nothing_published("endless");
+    // The server stops once the client hangs up: far less than the backstop
+    // (what socket buffers took is all that was sent past the bound).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 64 << 20, "{sent} bytes sent");
+}

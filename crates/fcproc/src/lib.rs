@@ -34,3 +34,7 @@ pub use process::{ProcError, ProcFs, ProcessStats, clock_ticks_per_sec, page_siz
 pub use signal::{Signal, SignalError, kill_now, send_signal, terminate};
 pub use socket::{INITIAL_BACKOFF, MAX_BACKOFF, SocketError, remove_stale_socket, wait_for_socket};
 pub use stop::{StopError, StopOutcome, graceful_shutdown};
+
+/// Longest wait any function here honours (one day): a longer `timeout`
+/// is clamped to it, so `now + timeout` cannot overflow the clock.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(86_400);

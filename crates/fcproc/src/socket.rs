@@ -88,7 +88,8 @@ pub async fn wait_for_socket(path: &Path, timeout: Duration, pid: u32) -> Result
         pid,
         source,
     })?;
-    let deadline = Instant::now() + timeout;
+    // Clamped: a caller-given timeout must not overflow the clock.
+    let deadline = Instant::now() + timeout.min(crate::MAX_WAIT);
     let mut backoff = INITIAL_BACKOFF;
     loop {
         let last_error = match UnixStream::connect(path).await {

@@ -72,7 +72,8 @@ pub async fn graceful_shutdown(
     timeout: Duration,
 ) -> Result<StopOutcome, StopError> {
     let watch_error = |source| StopError::Watch { pid, source };
-    let deadline = Instant::now() + timeout;
+    // Clamped: a caller-given timeout must not overflow the clock.
+    let deadline = Instant::now() + timeout.min(crate::MAX_WAIT);
     let watcher = ExitWatcher::new(pid).map_err(watch_error)?;
     if watcher.has_exited().map_err(watch_error)? {
         return Ok(StopOutcome::AlreadyGone);

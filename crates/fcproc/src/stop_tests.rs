@@ -120,3 +120,22 @@ async fn a_vmm_dying_under_the_call_counts_as_exited() {
     assert_eq!(outcome, StopOutcome::Exited);
     child.wait().expect("reap");
 }
+
+/// A timeout too large for the clock is clamped, not a panic.
+#[tokio::test]
+async fn a_huge_timeout_does_not_overflow() {
+    let mut child = spawn_sleep();
+    let pid = child.id();
+    let api = FakeApi::start(move |request| {
+        if request.path == "/actions" && is_ctrl_alt_del(&request.body) {
+            send_signal(pid, Signal::SIGTERM).expect("terminate fake vmm");
+        }
+        Reply::no_content()
+    });
+    let client = FirecrackerClient::new(&api.socket);
+    let outcome = graceful_shutdown(&client, pid, Duration::from_secs(u64::MAX))
+        .await
+        .expect("shutdown");
+    assert_eq!(outcome, StopOutcome::Exited);
+    child.wait().expect("reap");
+}

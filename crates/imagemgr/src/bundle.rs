@@ -173,12 +173,52 @@ fn append(
     tar.append_data(&mut h, name, data).map_err(io_err(out))
 }
 
+/// Largest `manifest.json` read (1 MiB); it is parsed in memory.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// Read a bundle, writing its files into `dir` (which must exist) under
 /// the names `rootfs.ext4`, `vmlinux`, `initrd`, `work-seed.ext4`, each
-/// checked against the manifest. Returns the manifest.
+/// checked against the manifest. Returns the manifest. See
+/// [`read_bundle_from`].
 pub fn read_bundle(bundle: &Path, dir: &Path) -> Result<BundleManifest, ImageMgrError> {
     let file = File::open(bundle).map_err(io_err(bundle))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    read_bundle_from(file, bundle, dir)
+}
+
+/// Read a bundle from a stream (a file or a download); `label` names it in
+/// errors.
+///
+/// Bounds: `manifest.json` must come first and be at most
+/// [`MAX_MANIFEST_BYTES`]; before any file is created, the filesystem of
+/// `dir` must have the declared sizes free (plus
+/// [`SPACE_MARGIN`](crate::SPACE_MARGIN)); every member is written through
+/// a writer that stops at its declared size, so a member carrying more
+/// fails with [`ImageMgrError::Oversized`] after at most its declared size
+/// was written. Members the manifest does not declare, duplicates and
+/// non-regular entries (including long-name and pax headers) are refused.
+/// On any error the files written into `dir` are removed.
+pub fn read_bundle_from(
+    input: impl Read,
+    label: &Path,
+    dir: &Path,
+) -> Result<BundleManifest, ImageMgrError> {
+    let mut created = Vec::new();
+    let result = read_inner(input, label, dir, &mut created);
+    if result.is_err() {
+        for f in created {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    result
+}
+
+fn read_inner(
+    input: impl Read,
+    bundle: &Path,
+    dir: &Path,
+    created: &mut Vec<PathBuf>,
+) -> Result<BundleManifest, ImageMgrError> {
+    let mut reader = BufReader::with_capacity(1 << 20, input);
     let magic = {
         use std::io::BufRead;
         let buf = reader.fill_buf().map_err(io_err(bundle))?;
@@ -192,18 +232,22 @@ pub fn read_bundle(bundle: &Path, dir: &Path) -> Result<BundleManifest, ImageMgr
         _ => Box::new(reader),
     };
     let mut archive = tar::Archive::new(input);
-    let mut entries = archive.entries().map_err(io_err(bundle))?;
+    // Raw entries: no GNU long-name or pax processing, which would read
+    // such headers whole into memory (a bundle never has them).
+    let mut entries = archive.entries().map_err(io_err(bundle))?.raw(true);
     let first = entries
         .next()
         .ok_or_else(|| bad(bundle, "it is empty"))?
         .map_err(|e| bad(bundle, &format!("not a tar file ({e})")))?;
-    if first.path().map_err(io_err(bundle))?.as_os_str() != "manifest.json" {
+    if first.path().map_err(io_err(bundle))?.as_os_str() != "manifest.json"
+        || first.header().entry_type() != tar::EntryType::Regular
+    {
         return Err(bad(bundle, "the first entry is not manifest.json"));
     }
-    if first.size() > 1 << 20 {
+    if first.size() > MAX_MANIFEST_BYTES {
         return Err(bad(bundle, "manifest.json is larger than 1 MiB"));
     }
-    let manifest: BundleManifest = serde_json::from_reader(first)
+    let manifest: BundleManifest = serde_json::from_reader(first.take(MAX_MANIFEST_BYTES))
         .map_err(|e| bad(bundle, &format!("manifest.json is invalid: {e}")))?;
     if manifest.format != BUNDLE_FORMAT {
         return Err(bad(
@@ -227,16 +271,28 @@ pub fn read_bundle(bundle: &Path, dir: &Path) -> Result<BundleManifest, ImageMgr
     if names.len() != wanted.len()
         || names
             .iter()
-            .any(|n| n.contains('/') || *n == "manifest.json")
+            .any(|n| n.is_empty() || n.contains('/') || *n == "manifest.json")
     {
         return Err(bad(bundle, "manifest.json names files twice or with a '/'"));
     }
+    let declared = wanted
+        .iter()
+        .try_fold(0u64, |sum, (f, _)| sum.checked_add(f.size))
+        .ok_or_else(|| bad(bundle, "manifest.json declares impossible sizes"))?;
+    crate::ensure_free_space(
+        dir,
+        declared,
+        &format!("the {declared} bytes bundle {} declares", bundle.display()),
+    )?;
     let mut seen = BTreeSet::new();
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(bundle, &format!("truncated or corrupt ({e})")))?;
+        let entry = entry.map_err(|e| bad(bundle, &format!("truncated or corrupt ({e})")))?;
         let name = entry.path().map_err(io_err(bundle))?.display().to_string();
         let Some((spec, target)) = wanted.iter().find(|(f, _)| f.path == name) else {
-            return Err(bad(bundle, &format!("unexpected entry {name:?}")));
+            return Err(bad(
+                bundle,
+                &format!("entry {name:?} is not declared by manifest.json"),
+            ));
         };
         if entry.header().entry_type() != tar::EntryType::Regular || !seen.insert(name.clone()) {
             return Err(bad(
@@ -244,22 +300,32 @@ pub fn read_bundle(bundle: &Path, dir: &Path) -> Result<BundleManifest, ImageMgr
                 &format!("entry {name:?} is duplicated or not a regular file"),
             ));
         }
-        let dest: PathBuf = dir.join(target);
-        let mut out = File::create(&dest).map_err(io_err(&dest))?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| bad(bundle, &format!("cannot read {name}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io_err(&dest))?;
-            total += n as u64;
+        let oversized = || ImageMgrError::Oversized {
+            what: format!("member {name} of bundle {}", bundle.display()),
+            declared: spec.size,
+            declared_by: "its manifest declares",
+            advice: "the bundle is corrupt or hostile",
+        };
+        if entry.size() > spec.size {
+            // Its tar header already says so: refuse before writing.
+            return Err(oversized());
         }
+        let dest: PathBuf = dir.join(target);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&dest)
+            .map_err(io_err(&dest))?;
+        created.push(dest.clone());
+        let mut hasher = Hasher::new();
+        let total = match crate::copy_bounded(entry, &out, spec.size, |c| hasher.update(c)) {
+            Ok(n) => n,
+            Err(crate::BoundedCopyError::Exceeded { .. }) => return Err(oversized()),
+            Err(crate::BoundedCopyError::Read(e)) => {
+                return Err(bad(bundle, &format!("cannot read {name}: {e}")));
+            }
+            Err(crate::BoundedCopyError::Write(e)) => return Err(io_err(&dest)(e)),
+        };
         out.sync_all().map_err(io_err(&dest))?;
         let actual = hasher.finish();
         if total != spec.size || actual.hex() != spec.sha256 {
@@ -327,14 +393,122 @@ mod tests {
         bytes[n - 1024 * 3 - 600] ^= 1;
         let bad = t.path().join("bad.tar");
         std::fs::write(&bad, &bytes).unwrap();
+        // Each read into an empty directory (members are created, never
+        // overwritten), which a failed read leaves empty.
+        let dir = t.path().join("again");
+        std::fs::create_dir(&dir).unwrap();
         let e = read_bundle(&bad, &dir).unwrap_err().to_string();
         assert!(e.contains("digest mismatch"), "{e}");
         // Cut it short.
         std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
         let e = read_bundle(&bad, &dir).unwrap_err().to_string();
         assert!(e.contains("bundle"), "{e}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         // Not a bundle at all.
         std::fs::write(&bad, b"hello").unwrap();
         assert!(read_bundle(&bad, &dir).is_err());
+    }
+
+    /// A tar entry header declaring `size` bytes for `name`, then the data.
+    fn bomb_tar(manifest: &BundleManifest, members: &[(&str, u64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let json = serde_json::to_vec(manifest).unwrap();
+        let mut b = tar::Builder::new(&mut out);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(json.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", json.as_slice())
+            .unwrap();
+        for (name, size) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(*size);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, std::io::repeat(0).take(*size))
+                .unwrap();
+        }
+        b.finish().unwrap();
+        drop(b);
+        out
+    }
+
+    fn manifest_for(size: u64) -> BundleManifest {
+        BundleManifest {
+            format: BUNDLE_FORMAT.into(),
+            name: "bomb".into(),
+            rootfs: BundleFile {
+                path: "rootfs.ext4".into(),
+                size,
+                sha256: "00".repeat(32),
+            },
+            kernel: None,
+            initrd: None,
+            work_seed: None,
+        }
+    }
+
+    #[test]
+    fn a_member_larger_than_declared_stops_at_the_declared_size() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("in");
+        std::fs::create_dir(&dir).unwrap();
+        // 1 MiB declared, 64 MiB carried, zstd-compressed to a few KiB.
+        let tar = bomb_tar(&manifest_for(1 << 20), &[("rootfs.ext4", 64 << 20)]);
+        let bomb = zstd::encode_all(tar.as_slice(), 19).unwrap();
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let path = t.path().join("bomb.tar.zst");
+        std::fs::write(&path, &bomb).unwrap();
+        let e = read_bundle(&path, &dir).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ImageMgrError::Oversized {
+                    declared: 1048576,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("member rootfs.ext4")
+                && msg.contains("larger than the 1048576 bytes its manifest declares")
+                && msg.contains("corrupt or hostile"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+    }
+
+    #[test]
+    fn bounded_even_when_the_tar_header_matches() {
+        // Header size equal to the declared size: the copy is bounded by
+        // it, and a digest mismatch removes what was written.
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("in");
+        std::fs::create_dir(&dir).unwrap();
+        let tar = bomb_tar(&manifest_for(4096), &[("rootfs.ext4", 4096)]);
+        let path = t.path().join("b.tar");
+        std::fs::write(&path, &tar).unwrap();
+        let e = read_bundle(&path, &dir).unwrap_err().to_string();
+        assert!(e.contains("digest mismatch"), "{e}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+    }
+
+    #[test]
+    fn undeclared_members_and_impossible_sizes_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("in");
+        std::fs::create_dir(&dir).unwrap();
+        let path = t.path().join("b.tar");
+        let tar = bomb_tar(&manifest_for(0), &[("extra", 10)]);
+        std::fs::write(&path, &tar).unwrap();
+        let e = read_bundle(&path, &dir).unwrap_err().to_string();
+        assert!(e.contains("not declared by manifest.json"), "{e}");
+        // Declared sizes the filesystem cannot hold: refused before any
+        // member file is created.
+        let tar = bomb_tar(&manifest_for(u64::MAX / 2), &[("rootfs.ext4", 10)]);
+        std::fs::write(&path, &tar).unwrap();
+        let e = read_bundle(&path, &dir).unwrap_err();
+        assert!(matches!(e, ImageMgrError::NoSpace { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 }

@@ -13,11 +13,21 @@
 //! no entry is written through a symlink (a parent that is a symlink is an
 //! error), so a hostile layer cannot write outside the staging tree.
 //!
+//! Bounds: OCI descriptors declare only the compressed size of a layer, so
+//! the decompressed tar streams of all layers together may be at most the
+//! flattener's limit ([`MAX_FLATTENED_BYTES`] unless [`Flattener::with_limit`]
+//! lowers it; the daemon passes half the staging filesystem's free space,
+//! the other half being for the ext4 image built from the tree). A layer
+//! that would pass it fails with [`ImageMgrError::Oversized`] and nothing
+//! past the limit is written. What the tar reader holds in memory between
+//! two entries (GNU long names, pax records) is bounded by
+//! [`MAX_TAR_METADATA_BYTES`].
+//!
 //! umoci writes layer tars without the final padding and end-of-archive
 //! blocks; an end of file after the last complete entry is accepted as the
 //! end of the layer. A decompression error never is.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
@@ -68,9 +78,21 @@ pub struct Flattened {
     pub stats: TreeStats,
 }
 
+/// Default ceiling of the decompressed content of all layers of one image
+/// (256 GiB).
+pub const MAX_FLATTENED_BYTES: u64 = 256 << 30;
+
+/// Most bytes read between two tar entries: headers, padding, GNU long
+/// names and pax extensions, which the tar crate reads whole into memory
+/// (16 MiB; real ones are a few hundred bytes).
+pub const MAX_TAR_METADATA_BYTES: u64 = 16 << 20;
+
 /// Applies layers one after the other to a staging tree.
 pub struct Flattener {
     root: PathBuf,
+    /// Decompressed bytes the remaining layers may still produce.
+    budget: Rc<Cell<u64>>,
+    limit: u64,
     meta: BTreeMap<PathBuf, EntryMeta>,
     sizes: BTreeMap<PathBuf, u64>,
     dir_mtimes: BTreeMap<PathBuf, i64>,
@@ -98,11 +120,21 @@ impl Flattener {
         known_dirs.insert(PathBuf::new());
         Ok(Self {
             root: root.to_path_buf(),
+            budget: Rc::new(Cell::new(MAX_FLATTENED_BYTES)),
+            limit: MAX_FLATTENED_BYTES,
             meta,
             sizes: BTreeMap::new(),
             dir_mtimes: BTreeMap::new(),
             known_dirs,
         })
+    }
+
+    /// Limit the decompressed content of all layers applied from now on to
+    /// `bytes` in total (at most [`MAX_FLATTENED_BYTES`]).
+    pub fn with_limit(self, bytes: u64) -> Self {
+        let limit = bytes.min(MAX_FLATTENED_BYTES);
+        self.budget.set(limit);
+        Self { limit, ..self }
     }
 
     /// Apply one layer blob (plain, gzip or zstd tar). `label` names it in
@@ -123,11 +155,38 @@ impl Flattener {
             }
             _ => Box::new(reader),
         };
+        let over = Rc::new(Cell::new(false));
+        let window = Rc::new(Cell::new(None));
+        let meta_over = Rc::new(Cell::new(false));
         let guarded = Guard {
-            inner: decoder,
+            inner: Budget {
+                inner: decoder,
+                left: Rc::clone(&self.budget),
+                over: Rc::clone(&over),
+                window: Rc::clone(&window),
+                window_over: Rc::clone(&meta_over),
+            },
             failed: Rc::clone(&failed),
         };
-        self.apply_tar(guarded, label, &failed)
+        let result = self.apply_tar(guarded, label, &failed, &window);
+        if meta_over.get() {
+            return Err(layer_err(
+                label,
+                "",
+                &format!(
+                    "a tar header (long name or pax extension) is larger than {MAX_TAR_METADATA_BYTES} bytes; the layer is corrupt or hostile"
+                ),
+            ));
+        }
+        if over.get() {
+            return Err(ImageMgrError::Oversized {
+                what: format!("the decompressed content of the layers (at {label})"),
+                declared: self.limit,
+                declared_by: "banger allows for one image (half the free space of the staging filesystem, at most 256 GiB)",
+                advice: "the image is too large for this host or the layer is a decompression bomb; free space or pull a smaller image",
+            });
+        }
+        result
     }
 
     fn apply_tar(
@@ -135,13 +194,22 @@ impl Flattener {
         input: impl Read,
         label: &str,
         failed: &Rc<RefCell<Option<String>>>,
+        window: &Rc<Cell<Option<u64>>>,
     ) -> Result<(), ImageMgrError> {
         let mut archive = tar::Archive::new(input);
         let mut this_layer: HashSet<PathBuf> = HashSet::new();
-        let entries = archive
+        let mut entries = archive
             .entries()
             .map_err(|e| layer_err(label, "", &e.to_string()))?;
-        for (seen, entry) in entries.enumerate() {
+        let mut seen = 0usize; // entries before this one
+        loop {
+            // What the tar crate reads to find the next entry (headers,
+            // long names, pax records, the skipped data of entries that
+            // are not regular files) is bounded.
+            window.set(Some(MAX_TAR_METADATA_BYTES));
+            let next = entries.next();
+            window.set(None);
+            let Some(entry) = next else { break };
             let mut entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -179,6 +247,7 @@ impl Flattener {
                     other => layer_err(label, &name, &other.to_string()),
                 });
             }
+            seen += 1;
         }
         if let Some(why) = failed.borrow().as_ref() {
             return Err(layer_err(label, "", &format!("cannot decompress: {why}")));
@@ -477,6 +546,44 @@ impl<R: Read> Read for Guard<R> {
                 .borrow_mut()
                 .get_or_insert_with(|| e.to_string());
         })
+    }
+}
+
+/// Counts decompressed bytes against the flattener's budget; past it,
+/// reads fail (and `over` says why).
+struct Budget<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+    over: Rc<Cell<bool>>,
+    /// While set: bytes the current metadata read may still take.
+    window: Rc<Cell<Option<u64>>>,
+    window_over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(w) = self.window.get() {
+            if n as u64 > w {
+                self.window_over.set(true);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "a tar header passed the limit",
+                ));
+            }
+            self.window.set(Some(w - n as u64));
+        }
+        let left = self.left.get();
+        if n as u64 > left {
+            self.left.set(0);
+            self.over.set(true);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the layers' content passed the limit",
+            ));
+        }
+        self.left.set(left - n as u64);
+        Ok(n)
     }
 }
 

@@ -11,11 +11,13 @@ mod digest;
 mod ext4build;
 mod ext4edit;
 mod layer;
+mod limits;
 mod probe;
 mod resize;
 
 pub use bundle::{
-    BUNDLE_FORMAT, BundleFile, BundleManifest, BundleSource, read_bundle, write_bundle,
+    BUNDLE_FORMAT, BundleFile, BundleManifest, BundleSource, MAX_MANIFEST_BYTES, read_bundle,
+    read_bundle_from, write_bundle,
 };
 pub use bzimage::{KernelCompression, extract_vmlinux, vmlinux_from_bzimage};
 pub use copy::{CopyMethod, clone_or_copy, grow_file};
@@ -25,7 +27,13 @@ pub use ext4edit::{
     Ext4Edit, Owner, build_ext4_from_dir, dump_dir, exists as ext4_exists,
     read_file as ext4_read_file,
 };
-pub use layer::{EntryMeta, Flattened, Flattener, TreeStats};
+pub use layer::{
+    EntryMeta, Flattened, Flattener, MAX_FLATTENED_BYTES, MAX_TAR_METADATA_BYTES, TreeStats,
+};
+pub use limits::{
+    BoundedCopyError, BoundedWriter, Ext4Geometry, SPACE_MARGIN, available_bytes,
+    check_ext4_growable, copy_bounded, ensure_free_space, ext4_geometry,
+};
 pub use probe::{FileKind, check_kernel, check_rootfs, probe};
 pub use resize::resize_ext4;
 
@@ -96,6 +104,51 @@ pub enum ImageMgrError {
     Unsupported {
         /// What.
         what: String,
+    },
+    /// Input carried more bytes than were declared for it; nothing past
+    /// the declared size was written.
+    #[error("{what} is larger than the {declared} bytes {declared_by}; {advice}")]
+    Oversized {
+        /// The member, blob or layer.
+        what: String,
+        /// The declared size.
+        declared: u64,
+        /// Who declared it ("its manifest declares").
+        declared_by: &'static str,
+        /// What it means and what to do.
+        advice: &'static str,
+    },
+    /// Not enough free space for what a pull or import would write.
+    #[error(
+        "not enough free space in {dir} for {what}: it needs {needed} bytes plus a {margin} byte margin, and {available} bytes are available; free space on that filesystem or move banger's state directory (state_dir)",
+        margin = crate::SPACE_MARGIN
+    )]
+    NoSpace {
+        /// The destination directory.
+        dir: PathBuf,
+        /// What would be written.
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes available to an unprivileged writer.
+        available: u64,
+    },
+    /// A disk size the image's ext4 cannot be grown to.
+    #[error(
+        "{path}: its ext4 filesystem ({block_size}-byte blocks, {bits}) can grow to at most {max} bytes, not {wanted}; ask for at most {max} bytes or use an image made with 4 KiB blocks (mkfs.ext4 -b 4096 -O 64bit)",
+        bits = if *is_64bit { "64bit" } else { "without 64bit" }
+    )]
+    TooLargeForFilesystem {
+        /// The filesystem image.
+        path: PathBuf,
+        /// The size asked for, in bytes.
+        wanted: u64,
+        /// The largest size resize2fs can reach, in bytes.
+        max: u64,
+        /// Its block size.
+        block_size: u64,
+        /// Whether it has the `64bit` feature.
+        is_64bit: bool,
     },
     /// An e2fsprogs tool failed.
     #[error("{program} failed on {path}: {message}")]

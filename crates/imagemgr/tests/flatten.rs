@@ -1,7 +1,7 @@
 //! Layers → staging tree → ext4, checked file by file with `debugfs`
 //! (no mount) and `e2fsck -fn`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -310,4 +310,88 @@ fn a_layer_cut_inside_a_file_is_an_error() {
     let mut f = Flattener::new(&t.path().join("s")).unwrap();
     let err = f.apply_layer(&blob, "cut").unwrap_err().to_string();
     assert!(err.contains("ends inside"), "{err}");
+}
+
+/// A decompression bomb: a few KiB of zstd that inflate to 8 MiB. With a
+/// 12 MiB budget for two such layers, or 1 MiB for one, the flattener
+/// stops within it and says why.
+#[test]
+fn layer_content_is_bounded_by_the_flatteners_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let mut data = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(8 << 20);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    data.append_data(&mut h, "zeros", std::io::repeat(0).take(8 << 20))
+        .unwrap();
+    let bomb = zstd(&data.into_inner().unwrap());
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let a = write_blob(t.path(), "a", &bomb);
+    let b = write_blob(t.path(), "b", &bomb);
+    let root = t.path().join("s");
+    let mut f = Flattener::new(&root).unwrap().with_limit(12 << 20);
+    f.apply_layer(&a, "sha256:a").unwrap();
+    // The limit is for all layers together: the second one passes it.
+    let err = f.apply_layer(&b, "sha256:b").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            banger_imagemgr::ImageMgrError::Oversized {
+                declared: 12582912,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("decompressed content") && msg.contains("sha256:b"),
+        "{msg}"
+    );
+    let written = std::fs::metadata(root.join("zeros")).unwrap().len();
+    assert!(written <= 4 << 20, "{written}");
+
+    let root = t.path().join("s2");
+    let mut f = Flattener::new(&root).unwrap().with_limit(1 << 20);
+    assert!(f.apply_layer(&a, "sha256:a").is_err());
+    let written = std::fs::metadata(root.join("zeros")).map_or(0, |m| m.len());
+    assert!(written <= 1 << 20, "stopped within the limit: {written}");
+}
+
+/// A GNU long name of 64 MiB (a few KiB compressed): the tar crate would
+/// read it whole into memory; the flattener stops it at 16 MiB.
+#[test]
+fn an_oversized_tar_header_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(64 << 20);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(
+        &mut h,
+        "././@LongLink",
+        std::io::repeat(b'a').take(64 << 20),
+    )
+    .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "x", &b"x"[..]).unwrap();
+    let blob = write_blob(t.path(), "l", &zstd(&b.into_inner().unwrap()));
+    let mut f = Flattener::new(&t.path().join("s")).unwrap();
+    let err = f.apply_layer(&blob, "sha256:l").unwrap_err().to_string();
+    assert!(
+        err.contains("tar header") && err.contains("larger than 16777216 bytes"),
+        "{err}"
+    );
 }

@@ -6,6 +6,11 @@
 //! one stream. Calls are bounded by a timeout; a request is never retried
 //! once it was sent (a spawn must not run twice), only a failed connect is
 //! retried briefly while the helper (re)starts.
+//!
+//! Before anything is sent, the peer's `SO_PEERCRED` uid must be the
+//! expected one (root; tests may state another with
+//! [`RootHelperClient::expect_peer_uid`]): a process that took the
+//! helper's socket path never sees a request.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,8 +22,9 @@ use crate::wire::{
 };
 use crate::{PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
 
-/// Default socket of the system helper.
-pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger/root.sock";
+/// Default socket of the system helper, in the helper's own runtime
+/// directory (root:root 0755; the socket is the owner's, 0600).
+pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger-root/root.sock";
 
 /// Talks to `bangerd-root`. See the module docs.
 #[derive(Debug, Clone)]
@@ -26,16 +32,26 @@ pub struct RootHelperClient {
     socket: PathBuf,
     timeout: Duration,
     connect_grace: Duration,
+    peer_uid: u32,
 }
 
 impl RootHelperClient {
-    /// A client of the helper at `socket`, with a 30 s per-request timeout.
+    /// A client of the helper at `socket`, with a 30 s per-request
+    /// timeout, that talks only to a peer running as root.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Self {
             socket: socket.into(),
             timeout: Duration::from_secs(30),
             connect_grace: Duration::from_secs(2),
+            peer_uid: 0,
         }
+    }
+
+    /// Talk only to a helper running as `uid` instead of root (tests that
+    /// serve a helper without root).
+    pub fn expect_peer_uid(mut self, uid: u32) -> Self {
+        self.peer_uid = uid;
+        self
     }
 
     /// Bound each request (connect, send, answer) by `timeout`.
@@ -67,7 +83,7 @@ impl RootHelperClient {
         let deadline = Instant::now() + self.connect_grace.min(self.timeout);
         loop {
             match UnixStream::connect(&self.socket) {
-                Ok(s) => return Ok(s),
+                Ok(s) => return self.checked_peer(s),
                 Err(e)
                     if Instant::now() < deadline
                         && matches!(
@@ -85,6 +101,33 @@ impl RootHelperClient {
                 }
             }
         }
+    }
+
+    /// `stream` if its peer runs as the expected uid.
+    fn checked_peer(&self, stream: UnixStream) -> Result<UnixStream, PrivOpsError> {
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| PrivOpsError::HelperUnavailable {
+                    socket: self.socket.clone(),
+                    source: e.into(),
+                })?;
+        if cred.uid() == self.peer_uid {
+            return Ok(stream);
+        }
+        Err(PrivOpsError::Helper {
+            op: "connect",
+            message: format!(
+                "the process serving {} (pid {}) runs as uid {}, not {}: it is not bangerd-root and was sent nothing; find out who created that socket, then restart the helper (sudo systemctl restart bangerd-root)",
+                self.socket.display(),
+                cred.pid(),
+                cred.uid(),
+                if self.peer_uid == 0 {
+                    "root".to_string()
+                } else {
+                    format!("uid {}", self.peer_uid)
+                }
+            ),
+        })
     }
 
     fn call(&self, op: &'static str, call: Call) -> Result<Answer, PrivOpsError> {
@@ -110,8 +153,14 @@ impl RootHelperClient {
                 }
             ),
         };
-        write_frame(&mut stream, &req).map_err(frame_err)?;
-        let body = read_frame(&mut stream, MAX_RESPONSE).map_err(frame_err)?;
+        // A helper that refuses the connection answers at once and closes
+        // without reading: when the write fails, its answer may still be
+        // there to read.
+        let sent = write_frame(&mut stream, &req);
+        let body = match (sent, read_frame(&mut stream, MAX_RESPONSE)) {
+            (_, Ok(body)) => body,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(frame_err(e)),
+        };
         let resp: WireResponse =
             serde_json::from_slice(&body).map_err(|e| PrivOpsError::Helper {
                 op,

@@ -8,8 +8,14 @@
 //! [`WireErrorKind::Version`] answer. The body of a request is any
 //! [`PrivOp`] (or a [`Call::Ping`] health probe), so new variants travel
 //! without touching this file.
+//!
+//! On a socket, [`read_frame_within`] and [`write_frame_within`] bound a
+//! whole frame by one deadline (first byte to last byte), so a peer that
+//! trickles one byte at a time cannot stretch a request beyond it.
 
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +119,120 @@ pub enum FrameError {
     /// The body is not the expected JSON.
     #[error("malformed frame: {0}")]
     Json(String),
+    /// No frame started within the idle timeout.
+    #[error("no request within {}s", .0.as_secs_f64())]
+    Idle(Duration),
+    /// A frame started but was not complete within its deadline.
+    #[error("frame not complete within {}s of its first byte", .0.as_secs_f64())]
+    Deadline(Duration),
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Fill `buf` from `stream` before `deadline` (`within` is what the
+/// deadline allows, for the error).
+fn fill_before(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    within: Duration,
+) -> Result<(), FrameError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(FrameError::Deadline(within));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(FrameError::Io)?;
+        match (&*stream).read(&mut buf[got..]) {
+            Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Err(FrameError::Deadline(within)),
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Read one frame body of at most `max` bytes from `stream`: wait at most
+/// `idle` for its first byte ([`FrameError::Idle`], [`FrameError::Closed`]
+/// when the peer closes instead), then at most `whole` from that first
+/// byte to the last one of the body ([`FrameError::Deadline`]), however
+/// the bytes trickle in. The length is checked against `max` before the
+/// body is read. Changes the stream's read timeout.
+pub fn read_frame_within(
+    stream: &UnixStream,
+    max: usize,
+    idle: Duration,
+    whole: Duration,
+) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    stream
+        .set_read_timeout(Some(idle.max(Duration::from_millis(1))))
+        .map_err(FrameError::Io)?;
+    let first = loop {
+        match (&*stream).read(&mut len) {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Err(FrameError::Idle(idle)),
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    };
+    let deadline = Instant::now() + whole;
+    fill_before(stream, &mut len[first..], deadline, whole)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    fill_before(stream, &mut body, deadline, whole)?;
+    Ok(body)
+}
+
+/// Write `value` as one frame to `stream`, all of it within `whole`
+/// ([`FrameError::Deadline`] otherwise: a peer that reads slowly cannot
+/// hold the writer longer). Changes the stream's write timeout.
+pub fn write_frame_within<T: Serialize>(
+    stream: &UnixStream,
+    value: &T,
+    whole: Duration,
+) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(value).map_err(|e| FrameError::Json(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        len: body.len(),
+        max: u32::MAX as usize,
+    })?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    let deadline = Instant::now() + whole;
+    let mut sent = 0;
+    while sent < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(FrameError::Deadline(whole));
+        }
+        stream
+            .set_write_timeout(Some(left))
+            .map_err(FrameError::Io)?;
+        match (&*stream).write(&buf[sent..]) {
+            Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Err(FrameError::Deadline(whole)),
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Write `value` as one frame.
@@ -216,6 +336,95 @@ mod tests {
             read_frame(&mut [0u8, 0].as_slice(), MAX_REQUEST),
             Err(FrameError::Io(_))
         ));
+    }
+
+    #[test]
+    fn a_trickled_frame_is_cut_at_one_deadline_for_the_whole_frame() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            // A 10-byte frame, one byte every 40 ms: each read succeeds
+            // well within a 100 ms per-read timeout, the whole frame
+            // needs ~500 ms.
+            let mut frame = 6u32.to_be_bytes().to_vec();
+            frame.extend_from_slice(b"\"Ping\"");
+            for byte in frame {
+                if (&a).write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        let started = Instant::now();
+        let got = read_frame_within(
+            &b,
+            MAX_REQUEST,
+            Duration::from_secs(5),
+            Duration::from_millis(150),
+        );
+        assert!(matches!(got, Err(FrameError::Deadline(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(b);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn framed_reads_wait_idle_then_read_whole_frames() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let idle = read_frame_within(
+            &b,
+            MAX_REQUEST,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        );
+        assert!(matches!(idle, Err(FrameError::Idle(_))), "{idle:?}");
+        let req = WireRequest {
+            version: PROTOCOL_VERSION,
+            call: Call::Ping,
+        };
+        write_frame_within(&a, &req, Duration::from_secs(1)).unwrap();
+        let body = read_frame_within(
+            &b,
+            MAX_REQUEST,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(decode_request(&body).unwrap(), req);
+        (&a).write_all(&(MAX_REQUEST as u32 + 1).to_be_bytes())
+            .unwrap();
+        assert!(matches!(
+            read_frame_within(
+                &b,
+                MAX_REQUEST,
+                Duration::from_secs(1),
+                Duration::from_secs(1)
+            ),
+            Err(FrameError::TooLarge { .. })
+        ));
+        drop(a);
+        assert!(matches!(
+            read_frame_within(
+                &b,
+                MAX_REQUEST,
+                Duration::from_secs(1),
+                Duration::from_secs(1)
+            ),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_cannot_hold_the_writer() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        // 4 MiB of answer to a peer that never reads: the socket buffer
+        // fills and the write gives up at the deadline.
+        let big = vec![b'x'; 4 << 20];
+        let got = write_frame_within(
+            &a,
+            &String::from_utf8(big).unwrap(),
+            Duration::from_millis(100),
+        );
+        assert!(matches!(got, Err(FrameError::Deadline(_))), "{got:?}");
     }
 
     #[test]

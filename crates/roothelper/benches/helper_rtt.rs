@@ -45,22 +45,21 @@ fn main() {
         vmm_binary: PathBuf::from("/bin/true"),
     };
     let socket = root.join("root.sock");
-    let listener = bind(&socket, &root.join("run"), nix::unistd::getegid().as_raw()).unwrap();
+    let bound = bind(&socket, me).unwrap();
     let served = LocalPrivOps::new(policy.clone());
     std::thread::spawn(move || {
         serve(
-            listener,
+            bound,
             served,
             ServeOptions {
-                owner_uid: me,
-                owner_gid: 0,
                 request_timeout: Duration::from_secs(5),
+                ..ServeOptions::new(me)
             },
         )
     });
     let api_sock = root.join("run/api.sock");
     let local = LocalPrivOps::new(policy);
-    let client = RootHelperClient::new(&socket);
+    let client = RootHelperClient::new(&socket).expect_peer_uid(me);
     // Warm up both paths.
     let _ = measure(&local, &api_sock);
     let _ = measure(&client, &api_sock);

@@ -42,7 +42,8 @@ pub struct InstallMeta {
     pub owner: String,
     /// Owner uid: the only non-root uid the helper serves.
     pub owner_uid: u32,
-    /// Owner's primary gid: group of the helper socket.
+    /// Owner's primary gid (of the daemon's runtime directory, via the
+    /// tmpfiles.d line).
     pub owner_gid: u32,
     /// Paths.
     pub paths: InstallPaths,
@@ -63,9 +64,10 @@ pub struct InstallPaths {
     pub config: PathBuf,
     /// banger's state directory.
     pub state_dir: PathBuf,
-    /// banger's runtime directory.
+    /// The daemon's runtime directory (`/run/banger`: the owner's, 0700).
     pub runtime_dir: PathBuf,
-    /// The helper socket.
+    /// The helper socket (`/run/banger-root/root.sock`), in the helper's
+    /// own directory; its lock file is beside it (`root.lock`).
     pub helper_socket: PathBuf,
     /// Where the binaries were installed.
     pub bin_dir: PathBuf,

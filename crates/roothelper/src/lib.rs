@@ -33,9 +33,12 @@ pub struct Args {
     /// Socket path [default: helper_socket from the install metadata].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Seconds a request (and an idle connection) may take.
+    /// Seconds one request may take, from its first byte to its last.
     #[arg(long, default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Seconds a connection may wait before its next request starts.
+    #[arg(long, default_value_t = 10)]
+    pub idle_timeout_secs: u64,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "BANGER_LOG", default_value = "info")]
     pub log: String,
@@ -73,8 +76,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let policy = policy_source::policy(&meta).map_err(|e| chain(&e))?;
     let socket = args.socket.unwrap_or(meta.paths.helper_socket.clone());
-    let listener =
-        server::bind(&socket, &meta.paths.runtime_dir, meta.owner_gid).map_err(|e| chain(&e))?;
+    let bound = server::bind(&socket, meta.owner_uid).map_err(|e| chain(&e))?;
     tracing::info!(
         socket = %socket.display(),
         owner_uid = meta.owner_uid,
@@ -83,12 +85,12 @@ fn run(args: Args) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
     server::serve(
-        listener,
+        bound,
         LocalPrivOps::new(policy),
         server::ServeOptions {
-            owner_uid: meta.owner_uid,
-            owner_gid: meta.owner_gid,
-            request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(args.request_timeout_secs.clamp(1, 3600)),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.clamp(1, 3600)),
+            ..server::ServeOptions::new(meta.owner_uid)
         },
     );
     Ok(())

@@ -113,7 +113,7 @@ mod tests {
                 config,
                 state_dir: "/var/lib/banger".into(),
                 runtime_dir: "/run/banger".into(),
-                helper_socket: "/run/banger/root.sock".into(),
+                helper_socket: "/run/banger-root/root.sock".into(),
                 bin_dir: "/usr/local/bin".into(),
                 unit_dir: "/etc/systemd/system".into(),
             },

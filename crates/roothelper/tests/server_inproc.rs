@@ -1,6 +1,8 @@
 //! The helper's server in-process (no root needed): the socket's mode, the
 //! client/server round trip, refusals mapped to `PrivOpsError::Refused`,
-//! protocol errors, and a missing helper reported with a hint.
+//! protocol errors, a missing helper reported with a hint, and a client
+//! that refuses a helper running as an unexpected uid. The attacks from
+//! other uids are in `hostile_sockets.rs`.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +26,11 @@ struct Fixture {
 }
 
 fn start(owner_uid: u32) -> Fixture {
+    start_serving(me(), owner_uid)
+}
+
+/// A helper whose socket belongs to `socket_uid`, serving `owner_uid`.
+fn start_serving(socket_uid: u32, owner_uid: u32) -> Fixture {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().canonicalize().unwrap();
     std::fs::create_dir_all(root.join("state")).unwrap();
@@ -37,14 +44,13 @@ fn start(owner_uid: u32) -> Fixture {
         vmm_binary: PathBuf::from("/bin/true"),
     };
     let socket = root.join("root.sock");
-    let gid = nix::unistd::getegid().as_raw();
-    let listener = bind(&socket, &root.join("run"), gid).unwrap();
+    let bound = bind(&socket, socket_uid).unwrap();
     let opts = ServeOptions {
-        owner_uid,
-        owner_gid: gid,
         request_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        ..ServeOptions::new(owner_uid)
     };
-    std::thread::spawn(move || serve(listener, LocalPrivOps::new(policy), opts));
+    std::thread::spawn(move || serve(bound, LocalPrivOps::new(policy), opts));
     Fixture {
         _t: t,
         root,
@@ -56,6 +62,12 @@ fn me() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// A client that expects the in-process helper (this test's uid, root
+/// when run as root).
+fn client(socket: &Path) -> RootHelperClient {
+    RootHelperClient::new(socket).expect_peer_uid(me())
+}
+
 fn raw(socket: &Path, bytes: &[u8]) -> WireResponse {
     let mut s = UnixStream::connect(socket).unwrap();
     s.write_all(bytes).unwrap();
@@ -64,11 +76,11 @@ fn raw(socket: &Path, bytes: &[u8]) -> WireResponse {
 }
 
 #[test]
-fn socket_is_0660_and_the_owner_is_served() {
+fn socket_is_0600_and_the_owner_is_served() {
     let f = start(me());
     let m = std::fs::metadata(&f.socket).unwrap();
-    assert_eq!(m.mode() & 0o777, 0o660);
-    let c = RootHelperClient::new(&f.socket);
+    assert_eq!((m.mode() & 0o777, m.uid()), (0o600, me()));
+    let c = client(&f.socket);
     let (version, uid) = c.ping().unwrap();
     assert_eq!((version.as_str(), uid), (env!("CARGO_PKG_VERSION"), me()));
     // A refusal comes back typed, with its reason and the op's name.
@@ -151,8 +163,8 @@ fn another_uid_is_refused() {
         );
         return;
     }
-    let f = start(me() + 1);
-    let err = RootHelperClient::new(&f.socket).ping().unwrap_err();
+    let f = start_serving(me(), me() + 1);
+    let err = client(&f.socket).ping().unwrap_err();
     assert!(
         err.to_string().contains("may not use bangerd-root"),
         "{err}"
@@ -170,13 +182,13 @@ fn a_missing_helper_is_reported_with_a_hint() {
     assert!(err.to_string().contains("banger system status"), "{err}");
     // A stale regular file where the socket goes is refused, not replaced.
     std::fs::write(t.path().join("f.sock"), "x").unwrap();
-    assert!(bind(&t.path().join("f.sock"), t.path(), 0).is_err());
+    assert!(bind(&t.path().join("f.sock"), me()).is_err());
 }
 
 #[test]
 fn foreign_devices_and_addresses_are_refused_through_the_helper() {
     let f = start(me());
-    let c = RootHelperClient::new(&f.socket);
+    let c = client(&f.socket);
     let gw = std::net::Ipv4Addr::new(172, 30, 0, 1);
     let cases = [
         PrivOp::CreateTap {
@@ -233,4 +245,20 @@ fn foreign_devices_and_addresses_are_refused_through_the_helper() {
             assert!(!out.status.success(), "{name} exists");
         }
     }
+}
+
+#[test]
+fn a_helper_of_an_unexpected_uid_is_sent_nothing() {
+    let f = start(me());
+    let other = me().wrapping_add(1);
+    let err = RootHelperClient::new(&f.socket)
+        .expect_peer_uid(other)
+        .ping()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("runs as uid {}", me())) && msg.contains("was sent nothing"),
+        "{msg}"
+    );
+    assert!(msg.contains(&f.socket.display().to_string()), "{msg}");
 }

@@ -136,7 +136,7 @@ impl TestDaemon {
         self.child = Some(cmd.spawn().expect("spawn bangerd"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if Client::connect(&self.socket()).is_ok() {
+            if self.connect().is_ok() {
                 return;
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -168,7 +168,22 @@ impl TestDaemon {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(&self.socket()).expect("connect to bangerd")
+        self.connect().expect("connect to bangerd")
+    }
+
+    /// The install metadata a system-path test wrote (`install.toml` in the
+    /// test dir): its owner's daemon is trusted by the client and the CLI.
+    fn install_meta(&self) -> Option<PathBuf> {
+        Some(self.dir.path().join("install.toml")).filter(|p| p.exists())
+    }
+
+    /// Connect, trusting the owner of [`Self::install_meta`] too.
+    pub fn connect(&self) -> Result<Client, banger_cli::client::ClientError> {
+        let peers = match self.install_meta() {
+            Some(meta) => banger_cli::client::TrustedPeers::from_install_meta(&meta),
+            None => banger_cli::client::TrustedPeers::with_owner(None),
+        };
+        Client::connect_with(&self.socket(), &peers)
     }
 
     /// Run the `banger` CLI against this daemon. Its `HOME` is the one the
@@ -182,8 +197,11 @@ impl TestDaemon {
             .find(|(k, _)| k == "HOME")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| self.dir.path().join("cli-home"));
-        Command::new(bin("banger"))
-            .arg("--state-dir")
+        let mut cmd = Command::new(bin("banger"));
+        if let Some(meta) = self.install_meta() {
+            cmd.env("BANGER_INSTALL_META", meta);
+        }
+        cmd.arg("--state-dir")
             .arg(self.state_dir())
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))

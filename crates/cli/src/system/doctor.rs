@@ -1,6 +1,6 @@
 //! Doctor checks of the system path: the install metadata and its owner
 //! against the user running doctor, both units, and the helper socket
-//! (owner, group, mode, answer). Run when `--system` is given or the
+//! (owner, mode, directory, answer from root). Run when `--system` is given or the
 //! config names a `privileged_helper`.
 
 use std::path::Path;
@@ -22,10 +22,10 @@ pub fn checks(mode: Mode, config: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     let me = nix::unistd::getuid().as_raw();
     let meta = InstallMeta::load(Path::new(INSTALL_META));
-    let owner_gid = match &meta {
+    let owner_uid = match &meta {
         Ok(m) => {
             out.push(owner_check(m, me));
-            Some(m.owner_gid)
+            Some(m.owner_uid)
         }
         Err(e) => {
             out.push(Check::fail(
@@ -60,14 +60,14 @@ pub fn checks(mode: Mode, config: &Config) -> Vec<Check> {
             });
         }
     }
-    let s = socket_health(&socket, owner_gid);
+    let s = socket_health(&socket, owner_uid);
     out.push(if s.ok {
         Check::ok("helper socket", s.detail)
     } else {
         Check::fail(
             "helper socket",
             s.detail,
-            "start bangerd-root (`sudo banger system restart`); it recreates the socket root-owned, group of the owner, mode 0660",
+            "start bangerd-root (`sudo banger system restart`); it recreates the socket in its root-owned directory (/run/banger-root), owned by the owner, mode 0600",
         )
     });
     out

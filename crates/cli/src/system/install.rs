@@ -1,9 +1,10 @@
 //! `banger system install` and `uninstall`: the files of the system path
 //! under an optional prefix (`--root DIR`, for packaging and tests).
 //!
-//! Install writes the binaries, both units, the daemon config (when
-//! missing), the state directory (owned by the owner) and
-//! `/etc/banger/install.toml`, recording every path it created there, so
+//! Install writes the binaries, both units, the tmpfiles.d line of the
+//! daemon's runtime directory, the daemon config (when missing), the state
+//! directory (owned by the owner) and `/etc/banger/install.toml`,
+//! recording every path it created there, so
 //! uninstall removes exactly those and leaves the prefix as it was. On the
 //! real root with systemd running it also reloads, enables and starts the
 //! units (and stops and disables them on uninstall).
@@ -15,7 +16,7 @@ use banger_roothelper::install_meta::{INSTALL_META, InstallMeta, InstallPaths};
 
 use super::SystemError;
 use super::systemd::Systemd;
-use super::units::{DAEMON_UNIT, HELPER_UNIT, daemon_unit, helper_unit};
+use super::units::{DAEMON_UNIT, HELPER_UNIT, TMPFILES, daemon_unit, helper_unit, tmpfiles};
 
 /// Where a system install puts things (installed-host paths).
 pub const CONFIG: &str = "/etc/banger/config.toml";
@@ -25,13 +26,20 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// State directory.
 pub const STATE_DIR: &str = "/var/lib/banger";
-/// Runtime directory.
+/// The daemon's runtime directory (the owner's, 0700).
 pub const RUNTIME_DIR: &str = "/run/banger";
 /// The binaries installed.
 pub const BINARIES: [&str; 3] = ["banger", "bangerd", "bangerd-root"];
 
 /// The daemon config written by install when none exists.
 pub const DEFAULT_CONFIG: &str = "# banger system configuration (`banger config default` lists every key).\n\
+firecracker_bin = \"firecracker\"\n\
+privileged_helper = \"/run/banger-root/root.sock\"\n";
+
+/// The daemon config earlier versions wrote (helper socket in the then
+/// group-writable `/run/banger`): replaced by [`DEFAULT_CONFIG`] on
+/// install when unedited.
+const OLD_DEFAULT_CONFIG: &str = "# banger system configuration (`banger config default` lists every key).\n\
 firecracker_bin = \"firecracker\"\n\
 privileged_helper = \"/run/banger/root.sock\"\n";
 
@@ -181,9 +189,34 @@ pub fn install(
         "wrote {HELPER_UNIT} and {DAEMON_UNIT} into {}",
         unit_dir.display()
     ));
-    if !under(&opts.root, &meta.paths.config).exists() {
-        c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
-        done.push(format!("wrote {}", meta.paths.config.display()));
+    c.file(Path::new(TMPFILES), tmpfiles(&meta).as_bytes(), 0o644)?;
+    done.push(format!(
+        "wrote {TMPFILES} ({} owned by {}, mode 0700)",
+        meta.paths.runtime_dir.display(),
+        opts.owner
+    ));
+    let real_config = under(&opts.root, &meta.paths.config);
+    match std::fs::read(&real_config) {
+        Err(_) => {
+            c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
+            done.push(format!("wrote {}", meta.paths.config.display()));
+        }
+        Ok(old) if old == OLD_DEFAULT_CONFIG.as_bytes() => {
+            c.file(&meta.paths.config, DEFAULT_CONFIG.as_bytes(), 0o644)?;
+            done.push(format!(
+                "updated {} (the helper socket moved to {})",
+                meta.paths.config.display(),
+                meta.paths.helper_socket.display()
+            ));
+        }
+        Ok(text) if String::from_utf8_lossy(&text).contains("\"/run/banger/root.sock\"") => {
+            done.push(format!(
+                "WARNING: {} names privileged_helper = \"/run/banger/root.sock\"; the helper now listens on {}: change that line (or remove it) before restarting bangerd",
+                meta.paths.config.display(),
+                meta.paths.helper_socket.display()
+            ));
+        }
+        Ok(_) => {}
     }
     let state = meta.paths.state_dir.clone();
     c.dir(&state)?;
@@ -216,6 +249,7 @@ pub fn install(
         .map_err(io("chmod", &real_meta))?;
     done.push(format!("wrote {INSTALL_META}"));
     if real_root {
+        done.push(sd.tmpfiles_create(Path::new(TMPFILES)));
         done.push(sd.enable_now(&[HELPER_UNIT, DAEMON_UNIT]));
     } else {
         done.push(format!(
@@ -266,7 +300,8 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
             continue;
         }
         if p == &meta.paths.config
-            && std::fs::read(&real).is_ok_and(|b| b != DEFAULT_CONFIG.as_bytes())
+            && std::fs::read(&real)
+                .is_ok_and(|b| b != DEFAULT_CONFIG.as_bytes() && b != OLD_DEFAULT_CONFIG.as_bytes())
             && !purge
         {
             done.push(format!(
@@ -281,5 +316,89 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
         "removed the files of the install ({} paths)",
         meta.created.len()
     ));
+    // The runtime directories (systemd removes the helper's when it stops
+    // it; the daemon's is kept across restarts): removed when empty, or
+    // with everything in them on --purge.
+    let helper_dir = meta.paths.helper_socket.parent().map(Path::to_path_buf);
+    for dir in [Some(meta.paths.runtime_dir.clone()), helper_dir]
+        .into_iter()
+        .flatten()
+    {
+        let real = under(root, &dir);
+        if !real.is_dir() {
+            continue;
+        }
+        let removed = if purge {
+            std::fs::remove_dir_all(&real)
+        } else {
+            std::fs::remove_dir(&real)
+        };
+        done.push(match removed {
+            Ok(()) => format!("removed {}", dir.display()),
+            Err(_) => format!(
+                "kept {} (sockets of running VMs; `uninstall --purge` removes it)",
+                dir.display()
+            ),
+        });
+    }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unedited_old_config_is_moved_to_the_new_helper_socket() {
+        assert_ne!(OLD_DEFAULT_CONFIG, DEFAULT_CONFIG);
+        assert!(DEFAULT_CONFIG.contains(banger_privops::DEFAULT_HELPER_SOCKET));
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap();
+        if me.uid.is_root() {
+            // install refuses root as the owner; use nobody.
+            if nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                eprintln!(
+                    "SKIP an_unedited_old_config_is_moved_to_the_new_helper_socket: no user nobody"
+                );
+                return;
+            }
+        }
+        let owner = if me.uid.is_root() {
+            "nobody".to_string()
+        } else {
+            me.name
+        };
+        let bins = tempfile::tempdir().unwrap();
+        for b in BINARIES {
+            std::fs::write(bins.path().join(b), "#!/bin/true\n").unwrap();
+        }
+        let sd = Systemd::probe();
+        for (old, expect_new, warns) in [
+            (OLD_DEFAULT_CONFIG.to_string(), true, false),
+            (format!("{OLD_DEFAULT_CONFIG}# edited\n"), false, true),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let cfg = under(root.path(), Path::new(CONFIG));
+            std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+            std::fs::write(&cfg, &old).unwrap();
+            let opts = InstallOptions {
+                root: root.path().to_path_buf(),
+                owner: owner.clone(),
+                bin_src: bins.path().to_path_buf(),
+            };
+            let (_, done) = install(&opts, &sd).unwrap();
+            let now = std::fs::read_to_string(&cfg).unwrap();
+            assert_eq!(now == DEFAULT_CONFIG, expect_new, "{now}");
+            assert_eq!(
+                done.iter().any(|l| l.starts_with("WARNING")),
+                warns,
+                "{done:?}"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `banger system status` and the helper-socket probe shared with doctor:
-//! unit states (or why systemd cannot be asked), the socket's owner, group
-//! and mode, and whether the helper answers.
+//! unit states (or why systemd cannot be asked), the helper socket's owner,
+//! mode and directory, the daemon's runtime directory, and whether the
+//! helper and the daemon answer (each checked to run as who it should).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -19,9 +20,10 @@ pub struct StatusLine {
     pub detail: String,
 }
 
-/// Check the helper socket at `socket`: a socket, root-owned, group
-/// `owner_gid`, not accessible to others, answering a ping.
-pub fn socket_health(socket: &Path, owner_gid: Option<u32>) -> StatusLine {
+/// Check the helper socket at `socket`: a socket, owned by `owner_uid`
+/// (or root), no group/other bits, in a root-owned directory that group
+/// and others cannot write, answering a ping as root.
+pub fn socket_health(socket: &Path, owner_uid: Option<u32>) -> StatusLine {
     let item = "helper socket".to_string();
     let m = match socket.symlink_metadata() {
         Ok(m) => m,
@@ -42,16 +44,35 @@ pub fn socket_health(socket: &Path, owner_gid: Option<u32>) -> StatusLine {
     }
     let mode = m.mode() & 0o777;
     let mut problems = Vec::new();
-    if m.uid() != 0 {
-        problems.push(format!("owned by uid {} instead of root", m.uid()));
-    }
-    if let Some(g) = owner_gid
-        && m.gid() != g
+    if let Some(o) = owner_uid
+        && m.uid() != o
+        && m.uid() != 0
     {
-        problems.push(format!("group {} instead of the owner's {g}", m.gid()));
+        problems.push(format!(
+            "owned by uid {} instead of the owner's {o}",
+            m.uid()
+        ));
     }
-    if mode & 0o007 != 0 {
-        problems.push(format!("mode {mode:o} lets other users connect"));
+    if mode & 0o077 != 0 {
+        problems.push(format!("mode {mode:o} lets group or other users connect"));
+    }
+    if let Some(dir) = socket.parent()
+        && let Ok(d) = std::fs::metadata(dir)
+    {
+        if d.uid() != 0 {
+            problems.push(format!(
+                "its directory {} belongs to uid {}, not root",
+                dir.display(),
+                d.uid()
+            ));
+        }
+        if d.mode() & 0o022 != 0 {
+            problems.push(format!(
+                "its directory {} is writable by group or others (mode {:o})",
+                dir.display(),
+                d.mode() & 0o7777
+            ));
+        }
     }
     let ping = RootHelperClient::new(socket)
         .with_timeout(std::time::Duration::from_secs(5))
@@ -72,6 +93,57 @@ pub fn socket_health(socket: &Path, owner_gid: Option<u32>) -> StatusLine {
                 String::new()
             } else {
                 format!(": {}", problems.join(", "))
+            }
+        ),
+    }
+}
+
+/// Check the daemon's runtime directory: owned by `owner_uid`, no group or
+/// other bits (systemd creates it so; others could replace sockets in it
+/// otherwise).
+pub fn runtime_dir_health(dir: &Path, owner_uid: u32) -> StatusLine {
+    let item = "runtime dir".to_string();
+    let m = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) => {
+            return StatusLine {
+                item,
+                ok: false,
+                detail: format!(
+                    "{}: {e}; `sudo systemd-tmpfiles --create /etc/tmpfiles.d/banger.conf` creates it",
+                    dir.display()
+                ),
+            };
+        }
+    };
+    let mode = m.mode() & 0o7777;
+    let mut problems = Vec::new();
+    if !m.is_dir() {
+        problems.push("not a directory".to_string());
+    }
+    if m.uid() != owner_uid {
+        problems.push(format!(
+            "owned by uid {} instead of the owner's {owner_uid}",
+            m.uid()
+        ));
+    }
+    if mode & 0o077 != 0 {
+        problems.push(format!("mode {mode:o} instead of 700"));
+    }
+    StatusLine {
+        item,
+        ok: problems.is_empty(),
+        detail: format!(
+            "{} (uid {}, mode {mode:o}){}",
+            dir.display(),
+            m.uid(),
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}; `sudo systemd-tmpfiles --create /etc/tmpfiles.d/banger.conf` fixes it",
+                    problems.join(", ")
+                )
             }
         ),
     }
@@ -100,16 +172,22 @@ pub fn lines(meta: &InstallMeta, sd: &super::systemd::Systemd) -> Vec<StatusLine
     }
     out.push(socket_health(
         &meta.paths.helper_socket,
-        Some(meta.owner_gid),
+        Some(meta.owner_uid),
     ));
-    out.push(daemon_health(&meta.paths.runtime_dir.join("bangerd.sock")));
+    out.push(runtime_dir_health(&meta.paths.runtime_dir, meta.owner_uid));
+    out.push(daemon_health(
+        &meta.paths.runtime_dir.join("bangerd.sock"),
+        Some(meta.owner_uid),
+    ));
     out
 }
 
-/// Whether `bangerd` answers on `socket`.
-pub fn daemon_health(socket: &Path) -> StatusLine {
+/// Whether `bangerd` answers on `socket`, served by this user, root or
+/// `owner_uid`.
+pub fn daemon_health(socket: &Path, owner_uid: Option<u32>) -> StatusLine {
     let item = "daemon socket".to_string();
-    let status = crate::client::Client::connect(socket)
+    let peers = crate::client::TrustedPeers::with_owner(owner_uid);
+    let status = crate::client::Client::connect_with(socket, &peers)
         .and_then(|mut c| c.call::<banger_api::DaemonStatus>(banger_api::Request::Status));
     match status {
         Ok(s) => StatusLine {
@@ -151,16 +229,36 @@ mod tests {
         let s = socket_health(&sock, Some(4242));
         assert!(!s.ok);
         assert!(
-            s.detail.contains("lets other users connect"),
+            s.detail.contains("lets group or other users connect"),
             "{}",
             s.detail
         );
-        assert!(
-            s.detail.contains("instead of the owner's 4242"),
-            "{}",
-            s.detail
-        );
+        let me = nix::unistd::geteuid().as_raw();
+        if me != 0 {
+            assert!(
+                s.detail.contains("instead of the owner's 4242"),
+                "{}",
+                s.detail
+            );
+        }
         assert!(s.detail.contains("no answer"), "{}", s.detail);
-        assert!(!daemon_health(&t.path().join("none.sock")).ok);
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        let s = socket_health(&sock, Some(me));
+        assert!(
+            s.detail.contains("is writable by group or others"),
+            "{}",
+            s.detail
+        );
+        assert!(!daemon_health(&t.path().join("none.sock"), None).ok);
+        // The daemon's runtime dir: the owner's and 0700.
+        let run = t.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let r = runtime_dir_health(&run, me);
+        assert!(!r.ok && r.detail.contains("instead of 700"), "{}", r.detail);
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(runtime_dir_health(&run, me).ok);
+        assert!(!runtime_dir_health(&run, me + 1).ok);
+        assert!(!runtime_dir_health(&t.path().join("none"), me).ok);
     }
 }

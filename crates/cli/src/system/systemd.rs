@@ -58,6 +58,32 @@ impl Systemd {
         format!("{reload}; {}", self.run(&args))
     }
 
+    /// `systemd-tmpfiles --create FILE`: apply a tmpfiles.d file now
+    /// (systemd applies it at every boot).
+    pub fn tmpfiles_create(&self, file: &Path) -> String {
+        if let Some(why) = &self.unusable {
+            return format!(
+                "skipped `systemd-tmpfiles --create {}`: {why}",
+                file.display()
+            );
+        }
+        match Command::new("systemd-tmpfiles")
+            .arg("--create")
+            .arg(file)
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                format!("systemd-tmpfiles --create {}: ok", file.display())
+            }
+            Ok(o) => format!(
+                "systemd-tmpfiles --create {} failed: {}",
+                file.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("cannot run systemd-tmpfiles: {e}"),
+        }
+    }
+
     /// Stop and disable `units`, then daemon-reload.
     pub fn disable_now(&self, units: &[&str]) -> String {
         let mut args = vec!["disable", "--now"];
