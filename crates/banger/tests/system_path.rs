@@ -290,6 +290,7 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
         console_log: console,
         stderr_log: state.join("stderr.log"),
         exit_status_file: state.join("exit"),
+        lock_file: state.join("vmm.lock"),
     };
     std::os::unix::fs::symlink("/etc", state.join("evil")).unwrap();
     let cases: Vec<(&str, PrivOp)> = vec![
@@ -322,7 +323,7 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
             "pid 1",
             PrivOp::SignalVmm {
                 pid: 1,
-                api_sock: state.join("a.sock"),
+                start_time: 0,
                 signal: VmmSignal::Kill,
             },
         ),

@@ -1,6 +1,12 @@
 //! The handle cache: transient facts about each running VM's VMM, mirrored
 //! to `handles.json` in the VM's directory so a restarted daemon can find
 //! (and adopt or clean up) what the previous one started.
+//!
+//! Crash safety: before a VMM is spawned, the same facts without a pid are
+//! written to `vmm.intent` ([`write_intent`]); `handles.json` follows right
+//! after the spawn with the pid and start time, and the intent goes. A
+//! daemon killed in between leaves the intent, and reconcile finds the VMM
+//! by its `--id` (`banger_privops::scan_vmms`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +20,19 @@ use crate::error::DaemonError;
 /// File name inside each VM directory.
 pub const HANDLES_FILE: &str = "handles.json";
 
+/// The record written before a VMM is spawned (see the module docs).
+pub const INTENT_FILE: &str = "vmm.intent";
+
 /// What the daemon must remember about a running VMM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmHandles {
-    /// VMM process id.
+    /// VMM process id (0 in an intent record: not spawned yet).
     pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field
+    /// 22): with the pid, what identifies the process to the root helper.
+    /// Absent in files of older versions (filled in at adoption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
     /// Its API socket.
     pub api_sock: PathBuf,
     /// Its hybrid-vsock socket.
@@ -105,11 +119,36 @@ pub fn read_file(dir: &Path) -> Option<VmHandles> {
     serde_json::from_slice(&text).ok()
 }
 
+/// Record the intent to spawn a VMM described by `h` (pid 0) in
+/// `dir/vmm.intent`, durably, before the spawn.
+pub fn write_intent(dir: &Path, h: &VmHandles) -> Result<(), DaemonError> {
+    write_json(dir, INTENT_FILE, h)
+}
+
+/// The intent record of `dir`, if any.
+pub fn read_intent(dir: &Path) -> Option<VmHandles> {
+    let text = std::fs::read(dir.join(INTENT_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Remove `dir`'s intent record.
+pub fn remove_intent(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(INTENT_FILE));
+}
+
 fn write_file(dir: &Path, h: &VmHandles) -> Result<(), DaemonError> {
-    let path = dir.join(HANDLES_FILE);
-    let tmp = dir.join(".handles.json.tmp");
+    write_json(dir, HANDLES_FILE, h)
+}
+
+fn write_json(dir: &Path, name: &str, h: &VmHandles) -> Result<(), DaemonError> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
     let body = serde_json::to_vec_pretty(h).map_err(|e| DaemonError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, body).map_err(DaemonError::io("cannot write", &tmp))?;
+    let mut f = std::fs::File::create(&tmp).map_err(DaemonError::io("cannot write", &tmp))?;
+    f.write_all(&body)
+        .and_then(|()| f.sync_all())
+        .map_err(DaemonError::io("cannot write", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(DaemonError::io("cannot write", &path))
 }
 
@@ -123,6 +162,7 @@ mod tests {
         let cache = HandleCache::default();
         let h = VmHandles {
             pid: 42,
+            start_time: Some(7),
             api_sock: "/run/x/api.sock".into(),
             vsock: None,
             binary: "/usr/bin/firecracker".into(),
@@ -132,9 +172,30 @@ mod tests {
         };
         cache.put("a", t.path(), h.clone()).unwrap();
         assert_eq!(read_file(t.path()), Some(h.clone()));
-        assert_eq!(cache.get("a"), Some(h));
+        assert_eq!(cache.get("a"), Some(h.clone()));
         cache.remove("a", t.path());
         assert_eq!(read_file(t.path()), None);
         assert_eq!(cache.get("a"), None);
+        let intent = VmHandles {
+            pid: 0,
+            start_time: None,
+            ..h
+        };
+        write_intent(t.path(), &intent).unwrap();
+        assert_eq!(read_intent(t.path()), Some(intent));
+        remove_intent(t.path());
+        assert_eq!(read_intent(t.path()), None);
+    }
+
+    #[test]
+    fn files_without_a_start_time_still_read() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join(HANDLES_FILE),
+            r#"{"pid":5,"api_sock":"/a","vsock":null,"binary":"/fc","started_at":1}"#,
+        )
+        .unwrap();
+        let h = read_file(t.path()).unwrap();
+        assert_eq!((h.pid, h.start_time), (5, None));
     }
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use banger_fcapi::{BootSource, Drive, Logger, MachineConfiguration, Metrics, Vsock};
 use banger_fcproc::{FirecrackerClient, StopOutcome};
-use banger_privops::{PrivilegedOps, SpawnVmm, VmmSignal};
+use banger_privops::{FoundVmm, PrivOpsError, PrivilegedOps, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 
 use crate::error::{DaemonError, error_chain};
-use crate::handles::VmHandles;
+use crate::handles::{self, VmHandles};
 use crate::network::Plumbing;
 
 /// Guest CID of every VM's vsock device (hybrid vsock: the host side is a
@@ -83,6 +83,10 @@ impl VmFiles {
     /// Exit status line written when the VMM ends.
     pub fn exit_status(dir: &Path) -> PathBuf {
         dir.join("vmm.exit")
+    }
+    /// The per-VM lock the VMM holds through an inherited fd (`flock`).
+    pub fn lock(dir: &Path) -> PathBuf {
+        dir.join("vmm.lock")
     }
     /// API socket.
     pub fn api_sock(run_dir: &Path) -> PathBuf {
@@ -185,7 +189,9 @@ impl HostNetwork {
     }
 
     /// Spawn, configure and start a VMM. On failure nothing is left
-    /// running and the sockets are removed.
+    /// running and the sockets are removed. On success the VM directory
+    /// still holds the intent record (`handles::write_intent`): the caller
+    /// removes it once `handles.json` is written.
     pub async fn launch(
         &self,
         spec: &LaunchSpec,
@@ -221,25 +227,9 @@ impl HostNetwork {
         }
         let spec = &spec_net;
         let started_at = banger_store::now_millis();
-        let spawned = std::time::Instant::now();
-        let pid = match self.privops.spawn_vmm(SpawnVmm {
-            binary: self.firecracker_bin.clone(),
-            api_sock: api_sock.clone(),
-            id: spec.vmm_id.clone(),
-            console_log: VmFiles::console(&spec.dir),
-            stderr_log: VmFiles::stderr(&spec.dir),
-            exit_status_file: VmFiles::exit_status(&spec.dir),
-        }) {
-            Ok(pid) => pid,
-            Err(e) => {
-                if let (Some(net), Some(t)) = (&self.net, tap) {
-                    net.give_back(t);
-                }
-                return Err(e.into());
-            }
-        };
-        let handles = VmHandles {
-            pid,
+        let intent = VmHandles {
+            pid: 0,
+            start_time: None,
             api_sock: api_sock.clone(),
             vsock: Some(vsock.clone()),
             binary: self.firecracker_bin.clone(),
@@ -249,6 +239,31 @@ impl HostNetwork {
                 .and(spec.guest.as_ref())
                 .map(|g| (spec.name.clone(), g.ip)),
             tap,
+        };
+        let give_back = |h: &VmHandles| {
+            handles::remove_intent(&spec.dir);
+            if let (Some(net), Some(t)) = (&self.net, &h.tap) {
+                net.give_back(t.clone());
+            }
+        };
+        // The intent first: a daemon killed from here on leaves a record
+        // (and the TAP in it) that reconcile acts on.
+        if let Err(e) = handles::write_intent(&spec.dir, &intent) {
+            give_back(&intent);
+            return Err(e);
+        }
+        let spawned = std::time::Instant::now();
+        let (pid, start_time) = match self.spawn_exclusive(spec, &api_sock, &vsock).await {
+            Ok(p) => p,
+            Err(e) => {
+                give_back(&intent);
+                return Err(e);
+            }
+        };
+        let handles = VmHandles {
+            pid,
+            start_time: Some(start_time),
+            ..intent
         };
         match self
             .configure_and_start(spec, &handles, &mut progress)
@@ -266,6 +281,7 @@ impl HostNetwork {
             Err(message) => {
                 let _ = self.kill(&handles).await;
                 self.release(&handles);
+                handles::remove_intent(&spec.dir);
                 let tail = last_lines(&VmFiles::stderr(&spec.dir), 3);
                 let message = if tail.is_empty() {
                     message
@@ -278,6 +294,112 @@ impl HostNetwork {
                 })
             }
         }
+    }
+
+    /// Spawn the VMM. When the VM's lock is held, a VMM this daemon has no
+    /// record of still runs on its disks (a daemon killed between a spawn
+    /// and its records): it is found by its `--id`, killed, and the spawn
+    /// tried again; never are two VMMs run on one VM's disks.
+    async fn spawn_exclusive(
+        &self,
+        spec: &LaunchSpec,
+        api_sock: &Path,
+        vsock: &Path,
+    ) -> Result<(u32, u64), DaemonError> {
+        let req = SpawnVmm {
+            binary: self.firecracker_bin.clone(),
+            api_sock: api_sock.to_path_buf(),
+            id: spec.vmm_id.clone(),
+            console_log: VmFiles::console(&spec.dir),
+            stderr_log: VmFiles::stderr(&spec.dir),
+            exit_status_file: VmFiles::exit_status(&spec.dir),
+            lock_file: VmFiles::lock(&spec.dir),
+        };
+        let mut ended = 0;
+        for attempt in 0..20 {
+            match self.privops.spawn_vmm(req.clone()) {
+                Err(PrivOpsError::Refused { reason, .. }) if reason.contains(VMM_LOCK_HELD) => {
+                    if attempt == 0 {
+                        ended = self.end_vmms_of(&spec.vmm_id, &spec.run_dir).await?;
+                        tracing::warn!(vm = %spec.name, ended, "a VMM banger had no record of held the VM's lock; ended it");
+                        // It may have bound its sockets meanwhile.
+                        remove_if_exists(api_sock)?;
+                        remove_if_exists(vsock)?;
+                    }
+                    // The lock goes with the last process holding it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other.map_err(DaemonError::from),
+            }
+        }
+        Err(DaemonError::Conflict(format!(
+            "{VMM_LOCK_HELD} of VM {} ({} held; {ended} VMM(s) with its id ended, but the lock is still held); find the process with `fuser {}` and end it",
+            spec.name,
+            VmFiles::lock(&spec.dir).display(),
+            VmFiles::lock(&spec.dir).display()
+        )))
+    }
+
+    /// Every live VMM of the owner (uid and executable checked) that
+    /// carries an `--id` and an `--api-sock` below `runtime_dir` (so the
+    /// VMMs of another state directory of the same user are left alone),
+    /// in one pass over `/proc` (on a blocking thread).
+    pub async fn find_vmms(&self, runtime_dir: &Path) -> Vec<FoundVmm> {
+        let binary = self.firecracker_bin.clone();
+        let uid = nix::unistd::geteuid().as_raw();
+        let under = runtime_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut found = banger_privops::scan_vmms(Path::new("/proc"), uid, &binary);
+            found.retain(|f| f.api_sock.as_ref().is_some_and(|a| a.starts_with(&under)));
+            found
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// SIGKILL every VMM whose `--id` is `vmm_id` and whose API socket is
+    /// in `run_dir` (the VM's runtime directory), and wait for each to be
+    /// gone; returns how many were signalled.
+    pub async fn end_vmms_of(&self, vmm_id: &str, run_dir: &Path) -> Result<usize, DaemonError> {
+        let mut found = self.find_vmms(run_dir).await;
+        found.retain(|f| f.id == vmm_id);
+        self.end_found(found).await
+    }
+
+    /// SIGKILL the given VMMs (through the helper, which checks uid, start
+    /// time and executable) and wait for each to be gone. A refusal (the
+    /// process changed between the scan and the signal) is logged and the
+    /// others are still ended.
+    pub async fn end_found(&self, found: Vec<FoundVmm>) -> Result<usize, DaemonError> {
+        let mut n = 0;
+        for f in found {
+            match self
+                .privops
+                .signal_vmm(f.pid, f.start_time, VmmSignal::Kill)
+            {
+                Ok(true) => {
+                    n += 1;
+                    let _ = banger_fcproc::wait_exit_timeout(f.pid, Duration::from_secs(5)).await;
+                }
+                Ok(false) => {}
+                Err(e @ PrivOpsError::Refused { .. }) => {
+                    tracing::warn!(pid = f.pid, id = %f.id, error = %e, "not ending a VMM the helper refused to signal");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(n)
+    }
+
+    /// The start time of `pid` when it is a live VMM of the owner (uid and
+    /// executable checked): how handles of older versions, without a start
+    /// time, are completed at adoption.
+    pub fn vmm_start_time(&self, pid: u32) -> Option<u64> {
+        let ident = banger_privops::read_identity(Path::new("/proc"), pid)?;
+        let ok = ident.uid == nix::unistd::geteuid().as_raw()
+            && !ident.zombie
+            && ident.runs(&self.firecracker_bin);
+        ok.then_some(ident.start_time)
     }
 
     async fn configure_and_start(
@@ -372,9 +494,16 @@ impl HostNetwork {
     /// SIGKILL the VMM and wait for it to be gone. `Ok(false)` when it was
     /// already gone.
     pub async fn kill(&self, h: &VmHandles) -> Result<bool, DaemonError> {
+        let Some(start_time) = h.start_time.or_else(|| self.vmm_start_time(h.pid)) else {
+            return Ok(false);
+        };
+        // Gone, or the pid now names another process: nothing of ours.
+        if !banger_privops::is_same_process(Path::new("/proc"), h.pid, start_time) {
+            return Ok(false);
+        }
         let delivered = self
             .privops
-            .signal_vmm(h.pid, h.api_sock.clone(), VmmSignal::Kill)?;
+            .signal_vmm(h.pid, start_time, VmmSignal::Kill)?;
         if delivered {
             let _ = banger_fcproc::wait_exit_timeout(h.pid, Duration::from_secs(5)).await;
         }

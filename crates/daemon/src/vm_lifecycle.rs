@@ -94,7 +94,7 @@ impl VMService {
         }
         let spec = LaunchSpec {
             name: vm.name.clone(),
-            vmm_id: format!("banger-{}", vm.id),
+            vmm_id: crate::reconcile::vmm_id(&vm.id),
             run_dir: self.layout.vm_run_dir(&vm.id),
             kernel: image.kernel_path.clone().into(),
             initrd: image.initrd_path.clone().map(Into::into),
@@ -123,7 +123,10 @@ impl VMService {
             Ok(h) => h,
             Err(e) => return Err(self.fail_start(&vm, e)),
         };
-        if let Err(e) = self.handles.put(&vm.id, &spec.dir, handles.clone()) {
+        // The pid and start time are on disk: the intent record goes.
+        let put = self.handles.put(&vm.id, &spec.dir, handles.clone());
+        crate::handles::remove_intent(&spec.dir);
+        if let Err(e) = put {
             let _ = self.net.kill(&handles).await;
             self.net.release(&handles);
             return Err(self.fail_start(&vm, e));
@@ -358,8 +361,19 @@ impl VMService {
         if !vm.state.has_vmm() {
             return Ok(vm.clone());
         }
-        if let Some(h) = self.handles.get(&vm.id) {
-            self.net.kill(&h).await?;
+        match self.handles.get(&vm.id) {
+            Some(h) => {
+                self.net.kill(&h).await?;
+            }
+            // No record (a start whose spawn was not recorded): find it by id.
+            None => {
+                self.net
+                    .end_vmms_of(
+                        &crate::reconcile::vmm_id(&vm.id),
+                        &self.layout.vm_run_dir(&vm.id),
+                    )
+                    .await?;
+            }
         }
         self.release(&vm.id);
         Ok(self
@@ -382,6 +396,17 @@ impl VMService {
                 )));
             }
             self.kill_locked(&vm).await?;
+        }
+        // Whatever the records say, no VMM of this VM survives it.
+        let ended = self
+            .net
+            .end_vmms_of(
+                &crate::reconcile::vmm_id(&vm.id),
+                &self.layout.vm_run_dir(&vm.id),
+            )
+            .await?;
+        if ended > 0 {
+            tracing::warn!(vm = %vm.name, ended, "ended VMMs of the deleted VM that no record named");
         }
         self.store.delete_vm(&vm.id)?;
         {

@@ -241,7 +241,9 @@ impl VmLookup for StoreVmLookup {
 
     fn is_alive(&self, vm_id: &str) -> bool {
         self.handles.get(vm_id).is_some_and(|h| {
-            banger_privops::vmm_matches(std::path::Path::new("/proc"), h.pid, &h.api_sock)
+            h.start_time.is_some_and(|t| {
+                banger_privops::is_same_process(std::path::Path::new("/proc"), h.pid, t)
+            })
         })
     }
 

@@ -97,6 +97,10 @@ pub struct SimArgs {
     /// Answer SendCtrlAltDel with 204 but keep running (a guest without i8042).
     #[arg(long = "sim-ignore-ctrl-alt-del", env = "FCSIM_IGNORE_CTRL_ALT_DEL", value_parser = BoolishValueParser::new())]
     pub sim_ignore_ctrl_alt_del: bool,
+    /// Wait this long before acting on InstanceStart (widens the window
+    /// between a VMM's spawn and its start, for crash tests).
+    #[arg(long = "sim-start-delay-ms", env = "FCSIM_START_DELAY_MS")]
+    pub sim_start_delay_ms: Option<u64>,
     /// Delay between SendCtrlAltDel and the clean exit.
     #[arg(
         long = "sim-shutdown-delay-ms",
@@ -129,6 +133,7 @@ impl SimArgs {
         Misbehaviour {
             socket_delay: self.sim_socket_delay_ms.map(Duration::from_millis),
             crash_after_start: self.sim_crash_after_start_ms.map(Duration::from_millis),
+            start_delay: self.sim_start_delay_ms.map(Duration::from_millis),
             refuse_start: self.sim_refuse_start,
             ignore_ctrl_alt_del: self.sim_ignore_ctrl_alt_del,
             shutdown_delay: Duration::from_millis(self.sim_shutdown_delay_ms),
@@ -204,6 +209,8 @@ pub struct Misbehaviour {
     pub socket_delay: Option<Duration>,
     /// Crash (exit 1) this long after InstanceStart.
     pub crash_after_start: Option<Duration>,
+    /// Delay before InstanceStart is acted on (and answered).
+    pub start_delay: Option<Duration>,
     /// Refuse InstanceStart.
     pub refuse_start: bool,
     /// Ignore SendCtrlAltDel (no exit).
@@ -228,6 +235,8 @@ mod tests {
             "--sim-refuse-start",
             "--sim-crash-after-start-ms",
             "20",
+            "--sim-start-delay-ms",
+            "700",
         ])
         .unwrap();
         assert_eq!(args.api_sock, PathBuf::from("/tmp/a.sock"));
@@ -235,6 +244,7 @@ mod tests {
         let m = args.misbehaviour();
         assert!(m.refuse_start);
         assert_eq!(m.crash_after_start, Some(Duration::from_millis(20)));
+        assert_eq!(m.start_delay, Some(Duration::from_millis(700)));
         assert_eq!(m.shutdown_delay, Duration::from_millis(50));
     }
 

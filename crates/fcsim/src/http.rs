@@ -36,6 +36,7 @@ pub struct ApiServer {
     vmm: Arc<Mutex<Vmm>>,
     log: Arc<SimLog>,
     max_payload: usize,
+    start_delay: Option<Duration>,
 }
 
 impl ApiServer {
@@ -45,7 +46,14 @@ impl ApiServer {
             vmm: Arc::new(Mutex::new(vmm)),
             log,
             max_payload,
+            start_delay: None,
         }
+    }
+
+    /// Wait `delay` before acting on InstanceStart (`--sim-start-delay-ms`).
+    pub fn with_start_delay(mut self, delay: Option<Duration>) -> Self {
+        self.start_delay = delay;
+        self
     }
 
     /// Accepts connections forever, one task per connection.
@@ -123,9 +131,15 @@ impl ApiServer {
                 describe(method, &path, body)
             ),
         );
+        let call = route::parse(method, &path, body);
+        if let (Some(delay), Ok(route::ApiCall::Action(banger_fcapi::ActionType::InstanceStart))) =
+            (self.start_delay, &call)
+        {
+            tokio::time::sleep(delay).await;
+        }
         let outcome = {
             let mut vmm = self.vmm.lock().unwrap_or_else(|p| p.into_inner());
-            let outcome = route::parse(method, &path, body).and_then(|call| vmm.handle(call));
+            let outcome = call.and_then(|call| vmm.handle(call));
             vmm.count_request(metric_name(method), outcome.is_err());
             outcome
         };

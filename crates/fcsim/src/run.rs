@@ -126,6 +126,7 @@ async fn start_and_serve(
             .map_err(|fault| SimError::InvalidArgument(fault.message))?;
     }
     let misbehaviour = args.misbehaviour();
+    let start_delay = misbehaviour.start_delay;
     if let Some(delay) = misbehaviour.socket_delay {
         tokio::time::sleep(delay).await;
     }
@@ -148,11 +149,14 @@ async fn start_and_serve(
             .unwrap_or(args.http_api_max_payload_size),
         backend,
     };
-    let server = Arc::new(ApiServer::new(
-        Vmm::new(context, metrics),
-        log.clone(),
-        args.http_api_max_payload_size,
-    ));
+    let server = Arc::new(
+        ApiServer::new(
+            Vmm::new(context, metrics),
+            log.clone(),
+            args.http_api_max_payload_size,
+        )
+        .with_start_delay(start_delay),
+    );
     tokio::spawn(server.serve(listener));
     log.info("fc_api", "api_server", "API server started.");
     // The sender lives in the VMM, which lives as long as the server task.

@@ -48,9 +48,12 @@ pub fn read_links(prefix: &str) -> Result<Vec<LinkInfo>, PrivOpsError> {
     netlink::list(prefix)
 }
 pub use nat::{NAT_TABLE, NFT, present as nat_table_present, ruleset as nat_ruleset};
-pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VmmSignal};
+pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
-pub use proc::vmm_matches;
+pub use proc::{
+    FileId, FoundVmm, ProcIdentity, cmdline_flag, file_id, is_same_process, read_identity,
+    scan_vmms, start_time,
+};
 pub use tap::{TAP_FLAGS, TUN_DEVICE, open_tap, open_tap_at};
 
 use std::net::Ipv4Addr;
@@ -176,24 +179,25 @@ pub trait PrivilegedOps: Send + Sync {
     /// Perform `op`, or refuse it without side effects.
     fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError>;
 
-    /// Spawn a VMM; returns its PID.
-    fn spawn_vmm(&self, spec: SpawnVmm) -> Result<u32, PrivOpsError> {
+    /// Spawn a VMM; returns its PID and start time (clock ticks since boot).
+    fn spawn_vmm(&self, spec: SpawnVmm) -> Result<(u32, u64), PrivOpsError> {
         match self.execute(PrivOp::SpawnVmm(spec))? {
-            PrivReply::Spawned { pid } => Ok(pid),
+            PrivReply::Spawned { pid, start_time } => Ok((pid, start_time)),
             other => Err(unexpected("spawn_vmm", &other)),
         }
     }
 
-    /// Signal a VMM; `Ok(false)` when it was already gone.
+    /// Signal the VMM `pid` that started at `start_time`; `Ok(false)` when
+    /// it was already gone.
     fn signal_vmm(
         &self,
         pid: u32,
-        api_sock: PathBuf,
+        start_time: u64,
         signal: VmmSignal,
     ) -> Result<bool, PrivOpsError> {
         match self.execute(PrivOp::SignalVmm {
             pid,
-            api_sock,
+            start_time,
             signal,
         })? {
             PrivReply::Signalled { delivered } => Ok(delivered),

@@ -9,16 +9,27 @@ use crate::{Policy, PrivOpsError};
 
 /// Start a VMM process (Firecracker or anything speaking its API).
 ///
-/// Preconditions: `binary` is an existing file; `api_sock`'s directory
-/// exists and `api_sock` itself does not (Firecracker refuses to start on a
-/// leftover socket); `id` is 1–64 characters of ASCII alphanumerics and `-`
-/// (Firecracker's `--id` rule); the output files' directories exist.
+/// Preconditions: `binary` is the policy's `vmm_binary`; `id` is 1–64
+/// characters of ASCII alphanumerics and `-` (Firecracker's `--id` rule);
+/// every path lies beneath the policy's state or runtime directory (checked
+/// lexically by `validate`, then *opened* by the executor beneath a
+/// directory fd of that root with `openat2(RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS)`, with the owner's filesystem identity, and
+/// required to be the owner's regular files); the API socket's directory
+/// exists (opened the same way) and the socket name in it does not
+/// (Firecracker refuses to start on a leftover socket).
 ///
-/// Effects: the process runs in its own process group (so terminal signals
-/// aimed at the daemon do not reach it, and it outlives a daemon crash) with
-/// stdin from `/dev/null`, stdout (the guest serial console) appended to
-/// `console_log`, stderr appended to `stderr_log`. When it exits, a line
-/// describing its exit status is written to `exit_status_file`.
+/// Effects: `lock_file` is opened (created) and locked with
+/// `flock(LOCK_EX | LOCK_NB)`; a held lock is refused with
+/// [`VMM_LOCK_HELD`] (another VMM runs on this VM's disks). The locked fd
+/// is inherited by the VMM, so the lock lives exactly as long as the VMM
+/// (and whatever it forks). The process runs in its own process group (so
+/// terminal signals aimed at the daemon do not reach it, and it outlives a
+/// daemon crash) with stdin from `/dev/null`, stdout (the guest serial
+/// console) appended to `console_log`, stderr appended to `stderr_log`.
+/// `exit_status_file` is opened (truncated) before the spawn; when the
+/// process ends, a line describing its exit status is written through
+/// that fd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnVmm {
     /// The VMM binary.
@@ -33,7 +44,13 @@ pub struct SpawnVmm {
     pub stderr_log: PathBuf,
     /// Written with the exit status once the process ends.
     pub exit_status_file: PathBuf,
+    /// Per-VM lock (e.g. `<vm dir>/vmm.lock`), held by the VMM through an
+    /// inherited fd: two VMMs on one VM's disks are impossible.
+    pub lock_file: PathBuf,
 }
+
+/// The start of the refusal reason when a `SpawnVmm`'s `lock_file` is held.
+pub const VMM_LOCK_HELD: &str = "a VMM still runs on this VM's disks";
 
 /// Signals the daemon may send to a VMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,15 +68,19 @@ pub enum PrivOp {
     SpawnVmm(SpawnVmm),
     /// Signal a VMM.
     ///
-    /// Preconditions: `pid` is alive and its command line carries
-    /// `--api-sock <api_sock>`, so a recycled PID is never signalled. A PID
-    /// that is gone (or a zombie) is not an error: the reply says
-    /// `delivered: false`.
+    /// Preconditions: `pid` is in `2..=i32::MAX`. The executor opens a
+    /// pidfd for `pid` first, then checks through `/proc/<pid>` that the
+    /// process's real and effective uid are the policy's owner uid, that it
+    /// started at `start_time` (clock ticks since boot, so a recycled pid
+    /// never matches) and that its executable is the policy's `vmm_binary`
+    /// (same `(st_dev, st_ino)`), and only then signals through the pidfd.
+    /// Anything else is refused. A process that is gone (or a zombie) is
+    /// not an error: the reply says `delivered: false`.
     SignalVmm {
         /// Target process.
         pid: u32,
-        /// The socket it was started with.
-        api_sock: PathBuf,
+        /// Its start time, as [`PrivReply::Spawned`] reported it.
+        start_time: u64,
         /// Which signal.
         signal: VmmSignal,
     },
@@ -240,10 +261,10 @@ pub enum PrivOp {
 
 impl PrivOp {
     /// Check every field against `policy`; on success return the operation
-    /// to perform. The VMM variants' paths come back resolved (symlinks
-    /// followed); the disk variants' paths stay as given (lexically below
-    /// the state directory) because execution opens them beneath it with
-    /// no symlink following. Nothing is touched on failure.
+    /// to perform. Paths come back as given (lexically below the policy's
+    /// roots, without `..`): execution opens them beneath those roots with
+    /// no symlink following, so nothing checked here is ever re-opened by
+    /// path. Nothing is touched on failure.
     pub fn validate(self, policy: &Policy) -> Result<PrivOp, PrivOpsError> {
         let op = self.name();
         match self {
@@ -267,18 +288,24 @@ impl PrivOp {
                         ),
                     });
                 }
-                Ok(PrivOp::SpawnVmm(SpawnVmm {
-                    binary: s.binary,
-                    api_sock: policy.check_path(op, &s.api_sock)?,
-                    id: s.id,
-                    console_log: policy.check_path(op, &s.console_log)?,
-                    stderr_log: policy.check_path(op, &s.stderr_log)?,
-                    exit_status_file: policy.check_path(op, &s.exit_status_file)?,
-                }))
+                for p in [
+                    &s.api_sock,
+                    &s.console_log,
+                    &s.stderr_log,
+                    &s.exit_status_file,
+                    &s.lock_file,
+                ] {
+                    // Lexically beneath a root, and (a first filter; the
+                    // executor's no-symlink open is what holds) not
+                    // resolving outside either.
+                    policy.beneath(op, p)?;
+                    policy.check_path(op, p)?;
+                }
+                Ok(PrivOp::SpawnVmm(s))
             }
             PrivOp::SignalVmm {
                 pid,
-                api_sock,
+                start_time,
                 signal,
             } => {
                 if pid <= 1 || pid > i32::MAX as u32 {
@@ -289,7 +316,7 @@ impl PrivOp {
                 }
                 Ok(PrivOp::SignalVmm {
                     pid,
-                    api_sock: policy.check_path(op, &api_sock)?,
+                    start_time,
                     signal,
                 })
             }
@@ -331,6 +358,9 @@ pub enum PrivReply {
     Spawned {
         /// PID of the new VMM.
         pid: u32,
+        /// Its start time in clock ticks since boot (`/proc/<pid>/stat`
+        /// field 22): with the pid, what [`PrivOp::SignalVmm`] needs.
+        start_time: u64,
     },
     /// [`PrivOp::SignalVmm`] finished.
     Signalled {

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{PrivOp, PrivReply};
 
-/// The protocol version both sides must speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version both sides must speak. 2: `SpawnVmm.lock_file`,
+/// `SignalVmm { pid, start_time, signal }`, `Spawned { pid, start_time }`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest request frame body the helper reads (64 KiB).
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -286,10 +287,27 @@ pub fn decode_request(body: &[u8]) -> Result<WireRequest, RemoteError> {
             ),
         });
     }
-    let req: WireRequest = serde_json::from_slice(body).map_err(|e| RemoteError {
-        kind: WireErrorKind::BadRequest,
-        message: format!("malformed request: {e}"),
-    })?;
+    // The version first, so a peer of another version hears that rather
+    // than "malformed" about an operation whose shape changed.
+    #[derive(Deserialize)]
+    struct VersionProbe {
+        version: u32,
+    }
+    let version = serde_json::from_slice::<VersionProbe>(body).map(|p| p.version);
+    let req: Result<WireRequest, _> = serde_json::from_slice(body);
+    let req = match (version, req) {
+        (Ok(v), _) if v != PROTOCOL_VERSION => WireRequest {
+            version: v,
+            call: Call::Ping,
+        },
+        (_, Ok(req)) => req,
+        (_, Err(e)) => {
+            return Err(RemoteError {
+                kind: WireErrorKind::BadRequest,
+                message: format!("malformed request: {e}"),
+            });
+        }
+    };
     if req.version != PROTOCOL_VERSION {
         return Err(RemoteError {
             kind: WireErrorKind::Version,
@@ -313,7 +331,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             call: Call::Op(PrivOp::SignalVmm {
                 pid: 42,
-                api_sock: "/run/banger/vms/a/api.sock".into(),
+                start_time: 4242,
                 signal: VmmSignal::Term,
             }),
         };
@@ -429,14 +447,17 @@ mod tests {
 
     #[test]
     fn decoder_refuses_bad_requests() {
-        let v2 = br#"{"version":2,"call":"Ping"}"#;
-        assert_eq!(decode_request(v2).unwrap_err().kind, WireErrorKind::Version);
-        let junk = br#"{"version":1,"call":{"Op":{"Reboot":{}}}}"#;
+        let v3 = br#"{"version":3,"call":"Ping"}"#;
+        assert_eq!(decode_request(v3).unwrap_err().kind, WireErrorKind::Version);
+        // A version-1 peer's SignalVmm (with `api_sock`): told the version.
+        let v1 = br#"{"version":1,"call":{"Op":{"SignalVmm":{"pid":9,"api_sock":"/a","signal":"Kill"}}}}"#;
+        assert_eq!(decode_request(v1).unwrap_err().kind, WireErrorKind::Version);
+        let junk = br#"{"version":2,"call":{"Op":{"Reboot":{}}}}"#;
         assert_eq!(
             decode_request(junk).unwrap_err().kind,
             WireErrorKind::BadRequest
         );
-        let extra = br#"{"version":1,"call":"Ping","uid":0}"#;
+        let extra = br#"{"version":2,"call":"Ping","uid":0}"#;
         assert_eq!(
             decode_request(extra).unwrap_err().kind,
             WireErrorKind::BadRequest
@@ -447,7 +468,7 @@ mod tests {
             WireErrorKind::TooLarge
         );
         assert_eq!(
-            decode_request(br#"{"version":1,"call":"Ping"}"#)
+            decode_request(br#"{"version":2,"call":"Ping"}"#)
                 .unwrap()
                 .call,
             Call::Ping

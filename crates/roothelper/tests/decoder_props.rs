@@ -70,13 +70,14 @@ fn within_rules(op: &PrivOp, policy: &Policy) -> bool {
                     &s.console_log,
                     &s.stderr_log,
                     &s.exit_status_file,
+                    &s.lock_file,
                 ]
                 .iter()
                 .all(|p| inside(p, policy))
         }
-        PrivOp::SignalVmm { pid, api_sock, .. } => {
-            *pid > 1 && *pid <= i32::MAX as u32 && inside(api_sock, policy)
-        }
+        // Which process may be signalled is decided at execution (uid,
+        // start time, executable through a pidfd: tests/hostile_process.rs).
+        PrivOp::SignalVmm { pid, .. } => *pid > 1 && *pid <= i32::MAX as u32,
         PrivOp::EnsureBridge {
             name,
             gateway,
@@ -239,6 +240,11 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         "firecracker",
     ]);
     let id = prop_oneof!["[a-z0-9-]{1,12}", "[a-zA-Z0-9_/.-]{0,70}"];
+    // Mostly the usual lock file, so that whole valid spawns still occur.
+    let lock = prop_oneof![
+        3 => Just(root2.join("state/vms/a/vmm.lock")),
+        1 => path.clone(),
+    ];
     let spawn = (
         binary,
         path.clone(),
@@ -246,8 +252,9 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
         path.clone(),
         path.clone(),
         path.clone(),
+        lock,
     )
-        .prop_map(|(b, a, id, c, e, x)| {
+        .prop_map(|(b, a, id, c, e, x, l)| {
             PrivOp::SpawnVmm(SpawnVmm {
                 binary: b.into(),
                 api_sock: a,
@@ -255,18 +262,20 @@ fn op_strategy(root: PathBuf) -> impl Strategy<Value = PrivOp> {
                 console_log: c,
                 stderr_log: e,
                 exit_status_file: x,
+                lock_file: l,
             })
         });
-    let signal =
-        (any::<u32>(), path, any::<bool>()).prop_map(|(pid, api_sock, kill)| PrivOp::SignalVmm {
+    let signal = (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(pid, start_time, kill)| {
+        PrivOp::SignalVmm {
             pid,
-            api_sock,
+            start_time,
             signal: if kill {
                 VmmSignal::Kill
             } else {
                 VmmSignal::Term
             },
-        });
+        }
+    });
     let device = prop_oneof![
         "bg[a-z0-9-]{1,13}",
         "[a-zA-Z0-9_./-]{0,20}",

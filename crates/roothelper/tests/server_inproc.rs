@@ -87,7 +87,7 @@ fn socket_is_0600_and_the_owner_is_served() {
     let err = c
         .execute(PrivOp::SignalVmm {
             pid: 1,
-            api_sock: f.root.join("state/a.sock"),
+            start_time: 0,
             signal: VmmSignal::Term,
         })
         .unwrap_err();
@@ -103,19 +103,25 @@ fn socket_is_0600_and_the_owner_is_served() {
             console_log: "/etc/banger-inproc.log".into(),
             stderr_log: f.root.join("state/e.log"),
             exit_status_file: f.root.join("state/exit"),
+            lock_file: f.root.join("state/vmm.lock"),
         })
         .unwrap_err();
     assert!(err.to_string().contains("refused spawn_vmm"), "{err}");
     assert!(!Path::new("/etc/banger-inproc.log").exists());
-    // A VMM that is not ours is not signalled: delivered = false.
-    let delivered = c
-        .signal_vmm(
-            std::process::id(),
-            f.root.join("state/a.sock"),
-            VmmSignal::Kill,
-        )
-        .unwrap();
-    assert!(!delivered);
+    // A process that is not a VMM is not signalled: refused.
+    let me = std::process::id();
+    let start = banger_privops::start_time(Path::new("/proc"), me).unwrap();
+    let err = c.signal_vmm(me, start, VmmSignal::Kill).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PrivOpsError::Refused {
+                op: "signal_vmm",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
