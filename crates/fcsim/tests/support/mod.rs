@@ -67,7 +67,12 @@ pub fn http(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<HttpResponse> {
-    let mut stream = UnixStream::connect(sock)?;
+    let mut stream = loop {
+        match UnixStream::connect(sock) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
@@ -92,7 +97,10 @@ pub fn read_response(stream: &mut UnixStream) -> std::io::Result<HttpResponse> {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break pos;
         }
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
         if n == 0 {
             return Err(std::io::Error::other(
                 "connection closed before the response head",
@@ -119,7 +127,10 @@ pub fn read_response(stream: &mut UnixStream) -> std::io::Result<HttpResponse> {
         .unwrap_or(0);
     let mut body = buf[header_end + 4..].to_vec();
     while body.len() < length {
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
         if n == 0 {
             break;
         }
