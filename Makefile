@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build guest-agent test lint fmt demo smoke bench bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo smoke hostile bench bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ demo: ## Build, start a dev bangerd and run the main job as far as this host all
 	./scripts/demo.sh
 
 smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
+
+hostile: ## The hostile-client suites (root): every privileged operation attacked; prints the total tried and accepted outside the rules.
+	@$(CARGO) test -p banger-roothelper --test hostile_disk_net --test hostile_sockets --test hostile_process -- --nocapture 2>&1 \
+	  | tee /dev/stderr | awk '/^hostile .*: tried [0-9]+, accepted outside the rules [0-9]+/ { t += $$(NF-5); m += $$NF; n++ } \
+	    END { printf "hostile (all %d suites): tried %d, accepted outside the rules %d\n", n, t, m; exit (n == 3 && m == 0) ? 0 : 1 }'
 
 bench: ## Lifecycle and 200-VM stats-load benchmarks against the simulator, and the root-helper round trip vs in-process.
 	$(CARGO) bench -p banger --bench lifecycle

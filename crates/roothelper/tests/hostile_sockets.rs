@@ -669,9 +669,12 @@ fn hostile_sockets() {
     );
     let _ = fake.child.wait();
 
-    println!(
+    // Straight to stderr, so the line shows in a captured (normal) run too.
+    let _ = writeln!(
+        std::io::stderr(),
         "hostile sockets: tried {}, accepted outside the rules {}",
-        tally.tried, tally.accepted
+        tally.tried,
+        tally.accepted
     );
     eprintln!("(took {:.1}s)", started.elapsed().as_secs_f64());
     assert_eq!(
