@@ -18,7 +18,8 @@ HOST_TRIPLE ?= x86_64-unknown-linux-gnu
 guest-agent: ## Build the static guest agent (banger-guest) for the host's target.
 	RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' $(CARGO) build --release -p banger-guest --target $(HOST_TRIPLE)
 
-lint: ## rustfmt and clippy, warnings are errors.
+lint: ## rustfmt, clippy (warnings are errors), doc sizes and relative links.
+	./scripts/check-docs.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
