@@ -9,6 +9,7 @@
 //! daemon refuses it again for any other client.
 #![warn(missing_docs)]
 
+pub mod doctor;
 pub mod guest;
 pub mod model;
 pub mod network;

@@ -30,6 +30,11 @@ pub enum Request {
     /// Returns [`DaemonStatus`](crate::DaemonStatus).
     #[serde(rename = "daemon.status")]
     Status,
+    /// Run the daemon's host checks on the daemon's host, as the daemon's
+    /// user and in its network namespace. Returns
+    /// `Vec<`[`Check`](crate::doctor::Check)`>`.
+    #[serde(rename = "daemon.doctor")]
+    Doctor,
     /// Create a VM and (unless `no_start`) boot it asynchronously.
     /// Returns [`VmCreated`](crate::VmCreated).
     #[serde(rename = "vm.create")]
@@ -152,6 +157,7 @@ impl Request {
         match self {
             Request::Hello(_) => "daemon.hello",
             Request::Status => "daemon.status",
+            Request::Doctor => "daemon.doctor",
             Request::VmCreate(_) => "vm.create",
             Request::VmStart(_) => "vm.start",
             Request::VmStop(_) => "vm.stop",
@@ -546,6 +552,10 @@ mod tests {
         let unit: RequestEnvelope = serde_json::from_str(r#"{"id":1,"method":"vm.list"}"#).unwrap();
         assert_eq!(unit.request, Request::VmList);
         assert_eq!(unit.request.method(), "vm.list");
+        let doctor: RequestEnvelope =
+            serde_json::from_str(r#"{"id":2,"method":"daemon.doctor"}"#).unwrap();
+        assert_eq!(doctor.request, Request::Doctor);
+        assert_eq!(doctor.request.method(), "daemon.doctor");
     }
 
     #[test]

@@ -184,14 +184,14 @@ impl TrustedPeers {
     pub fn for_cli() -> TrustedPeers {
         let meta = std::env::var_os("BANGER_INSTALL_META")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(banger_roothelper::install_meta::INSTALL_META));
+            .unwrap_or_else(|| PathBuf::from(banger_config::install_meta::INSTALL_META));
         TrustedPeers::from_install_meta(&meta)
     }
 
     /// This process's uid, root, and the owner named in the install
     /// metadata at `path` when it can be read.
     pub fn from_install_meta(path: &Path) -> TrustedPeers {
-        let owner = banger_roothelper::install_meta::InstallMeta::load(path)
+        let owner = banger_config::install_meta::InstallMeta::load(path)
             .ok()
             .map(|m| m.owner_uid);
         TrustedPeers::with_owner(owner)

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use banger_daemon::config::{Config, Layout, Mode};
+use banger_config::{Config, Layout, Mode};
 
 use crate::args::GlobalArgs;
 use crate::client::Client;

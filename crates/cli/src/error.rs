@@ -14,7 +14,7 @@ use std::error::Error;
 use std::io::{self, Write};
 
 use banger_api::RpcError;
-use banger_daemon::config::ConfigError;
+use banger_config::ConfigError;
 
 use crate::client::ClientError;
 

@@ -1,10 +1,10 @@
 //! Human-readable tables for the API models. `--json` bypasses all of this
 //! and prints the models themselves.
 
+use banger_api::doctor::{Check, CheckStatus};
 use banger_api::{
     ByteSize, DaemonStatus, Image, OpState, Operation, UnixMillis, Vm, VmDetail, VmState, VmStats,
 };
-use banger_daemon::doctor::{Check, CheckStatus};
 use comfy_table::{Cell, Color, Table};
 
 use crate::output::{Term, age, colored, kv_table, long_duration, or_dash, table};

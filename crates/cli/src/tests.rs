@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
+use banger_api::doctor::{Check, CheckStatus};
 use banger_api::rpc::{ImageRegisterParams, OpRef, VmCreateParams, VmRef, VmSetParams};
 use banger_api::{
     ByteSize, DaemonStatus, ErrorKind, Image, OpState, Operation, Request, RpcErrorBody, Vm,
     VmCreated, VmDetail, VmPaths, VmRuntime, VmState, VmStats,
 };
-use banger_daemon::doctor::{Check, CheckStatus};
 use clap::Parser;
 
 use crate::args::Cli;
@@ -109,10 +109,24 @@ fn status() -> DaemonStatus {
     }
 }
 
+/// What the fake daemon's `daemon.doctor` finds.
+fn host_checks() -> Vec<Check> {
+    vec![
+        Check::ok("kvm", "/dev/kvm is present and read-write accessible"),
+        Check::ok("state dir", "/s is a writable directory"),
+        Check::warn(
+            "image seeds",
+            "SSH keys changed",
+            "banger managed-seed refresh",
+        ),
+    ]
+}
+
 /// A daemon that knows two VMs and one image.
 fn daemon() -> FakeDaemon {
     FakeDaemon::start(|r| match r {
         Request::Status => vec![ok(status())],
+        Request::Doctor => vec![ok(host_checks())],
         Request::VmList => vec![ok(vec![
             vm("dev", VmState::Running),
             vm("scratch", VmState::Stopped),
@@ -593,14 +607,15 @@ fn doctor_adds_config_and_daemon_checks() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = against(&d, &args);
     let checks: Vec<Check> = serde_json::from_str(&out).unwrap();
-    let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
-    assert_eq!(code, if failed { 1 } else { 0 }, "{out}{err}");
+    // The host checks are the daemon's, between config and daemon.
+    assert_eq!(code, 0, "{out}{err}");
     assert_eq!(checks[0].name, "config");
     assert!(
         checks[0].detail.contains("using the defaults"),
         "{:?}",
         checks[0]
     );
+    assert_eq!(&checks[1..checks.len() - 1], host_checks().as_slice());
     let daemon = checks.last().unwrap();
     assert_eq!(daemon.name, "daemon");
     assert_eq!(daemon.status, CheckStatus::Ok);
@@ -608,14 +623,46 @@ fn doctor_adds_config_and_daemon_checks() {
         daemon.detail.contains("bangerd 9.9.9 (pid 4242"),
         "{daemon:?}"
     );
-    assert!(checks.iter().any(|c| c.name == "kvm"));
+    assert!(d.received().contains(&Request::Doctor));
+    let (code, out, err) = against(&d, &args[..args.len() - 1]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
-        checks
-            .iter()
-            .any(|c| c.name == "state dir" && c.status == CheckStatus::Ok)
+        out.contains("SSH keys changed") && out.contains("hint: banger managed-seed refresh"),
+        "{out}"
     );
+    assert!(err.contains("all checks passed (1 warning(s))"), "{err}");
 
-    // No daemon: the check fails with a hint, and doctor exits 1.
+    // A daemon that does not know `daemon.doctor`: a failed line saying
+    // so, and the checks that need no daemon.
+    let old = FakeDaemon::start(|r| match r {
+        Request::Status => vec![ok(status())],
+        other => vec![error(
+            ErrorKind::InvalidArgument,
+            &format!("unknown method {}", other.method()),
+        )],
+    });
+    let (code, out, _) = against(&old, &args);
+    assert_eq!(code, 1, "{out}");
+    let checks: Vec<Check> = serde_json::from_str(&out).unwrap();
+    let host = checks.iter().find(|c| c.name == "host checks").unwrap();
+    assert_eq!(host.status, CheckStatus::Fail);
+    assert!(
+        host.detail.contains("unknown method daemon.doctor"),
+        "{host:?}"
+    );
+    assert!(checks.iter().any(|c| c.name == "firecracker"));
+    assert_eq!(checks.last().unwrap().status, CheckStatus::Ok);
+
+    // No daemon: the check fails with a hint, says the host checks were
+    // not run, the binaries are still looked for, and doctor exits 1.
+    let fc = dir.path().join("fc");
+    std::fs::write(&fc, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&fc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("firecracker_bin = {:?}\n", fc.display().to_string()),
+    )
+    .unwrap();
     let mut args = temp_layout_args(dir.path());
     args.extend([
         "--socket".into(),
@@ -629,10 +676,32 @@ fn doctor_adds_config_and_daemon_checks() {
         out.contains("daemon") && out.contains("hint: start it with `bangerd`"),
         "{out}"
     );
+    assert!(out.contains("run inside bangerd and were not run"), "{out}");
     assert!(
         err.starts_with("error: ") && err.contains("failed"),
         "{err}"
     );
+    let mut json = args.clone();
+    json.push("--json");
+    let (_, out, _) = banger(&json);
+    let checks: Vec<Check> = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["config", "firecracker", "bangerd", "daemon"],
+        "{out}"
+    );
+    assert_eq!(checks[1].status, CheckStatus::Ok, "{:?}", checks[1]);
+    assert!(checks[1].detail.contains(&fc.display().to_string()));
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "firecracker_bin = \"/nonexistent/fc\"\n",
+    )
+    .unwrap();
+    let (_, out, _) = banger(&json);
+    let checks: Vec<Check> = serde_json::from_str(&out).unwrap();
+    assert_eq!(checks[1].status, CheckStatus::Fail, "{out}");
+    assert!(checks[1].detail.contains("/nonexistent/fc does not exist"));
 
     // A broken config file is a failed check, not a crash.
     std::fs::write(dir.path().join("config.toml"), "[vm]\nvcpu = 3\n").unwrap();
@@ -645,7 +714,7 @@ fn doctor_adds_config_and_daemon_checks() {
 fn config_default_and_show() {
     let (code, out, _) = banger(&["config", "default"]);
     assert_eq!(code, 0);
-    assert_eq!(out, banger_daemon::config::EXAMPLE);
+    assert_eq!(out, banger_config::EXAMPLE);
 
     let dir = tempfile::tempdir().unwrap();
     let layout = temp_layout_args(dir.path());
@@ -663,7 +732,7 @@ fn config_default_and_show() {
         out.contains(&format!("{}", state.join("run/bangerd.sock").display())),
         "{out}"
     );
-    let parsed: banger_daemon::config::Config = toml::from_str(&out).unwrap();
+    let parsed: banger_config::Config = toml::from_str(&out).unwrap();
     assert_eq!(parsed.vm.vcpus, 3);
 
     args.push("--json");
@@ -848,4 +917,20 @@ fn image_build_sends_the_recipe_follows_and_prints_timings() {
     let (code, _, _) = against(&d, &["image", "build", "--name", "no/slash"]);
     assert_eq!(code, 2);
     assert_eq!(d.received().len(), 3);
+}
+
+/// The CLI links no daemon or helper code: what it shares with them comes
+/// from `banger-config`, `banger-api` and `banger-privops`.
+#[test]
+fn links_no_daemon_or_helper_code() {
+    let manifest: toml::Table =
+        toml::from_str(include_str!("../Cargo.toml")).expect("Cargo.toml parses");
+    let deps = manifest["dependencies"].as_table().unwrap();
+    let mut ours: Vec<&str> = deps
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("banger"))
+        .collect();
+    ours.sort_unstable();
+    assert_eq!(ours, ["banger-api", "banger-config", "banger-privops"]);
 }

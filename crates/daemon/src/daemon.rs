@@ -1,12 +1,14 @@
 //! The composition root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_api::DaemonStatus;
 use banger_privops::{LocalPrivOps, Policy, PrivilegedOps};
 use banger_store::Store;
+
+use banger_config::{DEVICE_PREFIX, resolve_binary};
 
 use crate::config::{Config, Layout};
 use crate::error::DaemonError;
@@ -259,28 +261,6 @@ pub fn privops_policy(config: &Config, layout: &Layout) -> Policy {
         owner_uid: nix::unistd::geteuid().as_raw(),
         vmm_binary: resolve_binary(&config.firecracker_bin),
     }
-}
-
-/// Prefix of every network device banger creates.
-pub const DEVICE_PREFIX: &str = "bg";
-
-/// A bare binary name is looked up on `$PATH`; paths are used as given.
-pub fn resolve_binary(bin: &str) -> PathBuf {
-    if bin.contains('/') {
-        return PathBuf::from(bin);
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(bin))
-                .find(|p| is_executable(p))
-        })
-        .unwrap_or_else(|| PathBuf::from(bin))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The guest SSH seams the composition root owns and hands to the

@@ -6,13 +6,14 @@
 //! directories, free disk space, device-mapper and loop devices. Nothing here
 //! changes the host beyond a probe file created and removed in directories
 //! that exist. The host roots are injectable ([`DoctorEnv`]) so tests run in
-//! a temporary directory. The CLI adds the checks that need the daemon
-//! (reachability, version).
+//! a temporary directory. They run inside `bangerd` ([`run_in_daemon`], the
+//! `daemon.doctor` request), so they see its user, its host and its network
+//! namespace; the CLI adds the config file, system-path and reachability
+//! checks and prints them.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,72 +21,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banger_api::ByteSize;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Layout};
 
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    /// Fine.
-    Ok,
-    /// banger works, but worse or not for long.
-    Warn,
-    /// banger cannot work until this is fixed.
-    Fail,
-}
-
-/// One diagnostic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    /// Short name (`kvm`, `firecracker`, `state dir`, …).
-    pub name: String,
-    /// The outcome.
-    pub status: CheckStatus,
-    /// What was found.
-    pub detail: String,
-    /// What to do about it, when the status is not `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
-
-impl Check {
-    /// A passing check.
-    pub fn ok(name: &str, detail: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            status: CheckStatus::Ok,
-            detail: detail.into(),
-            hint: None,
-        }
-    }
-
-    /// A warning with a hint.
-    pub fn warn(name: &str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            status: CheckStatus::Warn,
-            detail: detail.into(),
-            hint: Some(hint.into()),
-        }
-    }
-
-    /// A failure with a hint.
-    pub fn fail(name: &str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            status: CheckStatus::Fail,
-            detail: detail.into(),
-            hint: Some(hint.into()),
-        }
-    }
-}
-
-/// Whether any check failed.
-pub fn any_failed(checks: &[Check]) -> bool {
-    checks.iter().any(|c| c.status == CheckStatus::Fail)
-}
+pub use banger_api::doctor::{Check, CheckStatus, any_failed};
 
 /// The host as the checks see it.
 #[derive(Debug, Clone)]
@@ -123,6 +62,17 @@ pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
     checks.extend(crate::doctor_net::checks(config));
     checks.extend(crate::image_refresh::doctor_checks(config, layout));
     checks
+}
+
+/// [`run`] off the async workers, for the `daemon.doctor` request (the
+/// checks read files and wait for `firecracker --version`).
+pub async fn run_in_daemon(
+    config: std::sync::Arc<Config>,
+    layout: Layout,
+) -> Result<Vec<Check>, crate::error::DaemonError> {
+    tokio::task::spawn_blocking(move || run(&config, &layout))
+        .await
+        .map_err(|e| crate::error::DaemonError::Internal(format!("doctor checks: {e}")))
 }
 
 /// Run every check against `env`.
@@ -293,7 +243,7 @@ fn firecracker_vmm(config: &Config, layout: &Layout, env: &DoctorEnv) -> (Check,
         layout.config_file.display()
     );
     let bin = &config.firecracker_bin;
-    let Some(path) = find_binary(bin, env.path.as_deref()) else {
+    let Some(path) = banger_config::find_binary_in(bin, env.path.as_deref()) else {
         let detail = if bin.contains('/') {
             format!("{bin} does not exist")
         } else {
@@ -302,7 +252,7 @@ fn firecracker_vmm(config: &Config, layout: &Layout, env: &DoctorEnv) -> (Check,
         return (Check::fail(NAME, detail, hint_get), None);
     };
     let p = path.display();
-    if !is_executable(&path) {
+    if !banger_config::is_executable(&path) {
         return (
             Check::fail(
                 NAME,
@@ -353,23 +303,6 @@ fn firecracker_vmm(config: &Config, layout: &Layout, env: &DoctorEnv) -> (Check,
         Vmm::Firecracker => Check::ok(NAME, format!("{p}: {v}")),
     };
     (check, Some(vmm))
-}
-
-/// `bin` itself when it contains a `/`, else the first executable file of
-/// that name on `path`.
-fn find_binary(bin: &str, path: Option<&OsStr>) -> Option<PathBuf> {
-    if bin.contains('/') {
-        let p = PathBuf::from(bin);
-        return p.exists().then_some(p);
-    }
-    let path = path?;
-    std::env::split_paths(path)
-        .map(|dir| dir.join(bin))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(p: &Path) -> bool {
-    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Run `bin --version` (no shell) and return the first line it printed.
@@ -593,6 +526,7 @@ fn optional_device(name: &str, path: &Path, ok: &str, missing: &str, hint: &str)
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
     use crate::config::Mode;
@@ -653,6 +587,33 @@ mod tests {
             .iter()
             .find(|c| c.name == name)
             .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+    }
+
+    /// `daemon.doctor` runs every check (host, network, image seeds) for
+    /// the daemon's own config and layout, off the async workers.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_rpc_runs_every_check_for_the_daemons_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let l = layout(t.path());
+        std::fs::create_dir_all(&l.state_dir).unwrap();
+        let checks = run_in_daemon(std::sync::Arc::new(Config::default()), l.clone())
+            .await
+            .unwrap();
+        let state = find(&checks, "state dir");
+        assert!(
+            state.detail.contains(&l.state_dir.display().to_string()),
+            "{state:?}"
+        );
+        for name in ["kvm", "firecracker", "runtime dir", "loop devices"] {
+            find(&checks, name);
+        }
+        // The same list as the synchronous run (network and image-seed
+        // checks included), which must itself stay off the async workers.
+        let direct = tokio::task::spawn_blocking(move || run(&Config::default(), &l))
+            .await
+            .unwrap();
+        let names = |c: &[Check]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&checks), names(&direct));
     }
 
     #[test]

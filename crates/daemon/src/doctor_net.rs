@@ -10,10 +10,10 @@ use std::time::Duration;
 use banger_privops::LinkInfo;
 
 use crate::config::Config;
-use crate::daemon::DEVICE_PREFIX;
 use crate::doctor::Check;
 use crate::network::NetSettings;
 use crate::tap_pool::is_tap_name;
+use banger_config::DEVICE_PREFIX;
 
 /// Every network check for `config` on this host.
 pub fn checks(config: &Config) -> Vec<Check> {

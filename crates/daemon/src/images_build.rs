@@ -347,7 +347,7 @@ impl ImageService {
             return Err(name_taken(&name));
         }
         let cached = self.bootstrap_cache(&recipe).is_file();
-        if (p.no_cache || !cached) && find_in_path("mmdebstrap").is_none() {
+        if (p.no_cache || !cached) && banger_config::find_binary("mmdebstrap").is_none() {
             return Err(mmdebstrap_missing());
         }
         let job = BuildJob {
@@ -588,13 +588,6 @@ fn mmdebstrap_missing() -> DaemonError {
         "mmdebstrap is not installed on the daemon's host; install it (`apt install mmdebstrap`) and build again"
             .into(),
     )
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// Flatten the tarball into `<staging>/tree`.

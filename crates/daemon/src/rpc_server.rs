@@ -264,6 +264,9 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
             "handled by the connection loop".into(),
         )),
         Request::Status => json(d.status()?),
+        Request::Doctor => {
+            json(crate::doctor::run_in_daemon(Arc::clone(&d.config), d.layout.clone()).await?)
+        }
         Request::VmCreate(p) => json(d.vms.create(p).await?),
         Request::VmStart(r) => json(d.vms.start(&r.vm).await?),
         Request::VmStop(p) => json(d.vms.stop(&p).await?),

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::daemon::DEVICE_PREFIX;
+use banger_config::DEVICE_PREFIX;
 
 /// Ready TAP names.
 #[derive(Debug)]

@@ -22,10 +22,6 @@ use crate::wire::{
 };
 use crate::{PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
 
-/// Default socket of the system helper, in the helper's own runtime
-/// directory (root:root 0755; the socket is the owner's, 0600).
-pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger-root/root.sock";
-
 /// Talks to `bangerd-root`. See the module docs.
 #[derive(Debug, Clone)]
 pub struct RootHelperClient {

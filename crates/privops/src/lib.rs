@@ -27,7 +27,7 @@ mod policy;
 mod proc;
 pub mod wire;
 
-pub use client::{DEFAULT_HELPER_SOCKET, RootHelperClient};
+pub use client::RootHelperClient;
 
 mod tap;
 

@@ -8,19 +8,8 @@
 //! implemented, so a configured jailer is never silently ignored.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-/// `[jailer]` in the install metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JailerConfig {
-    /// The `jailer` binary.
-    pub binary: PathBuf,
-    /// `--chroot-base-dir`.
-    pub chroot_base: PathBuf,
-}
+pub use banger_config::JailerConfig;
 
 /// The jailer's argv (without argv\[0\]) for VM `id` running `exec_file`
 /// as `uid:gid`, passing `fc_args` through to Firecracker.

@@ -3,13 +3,13 @@
 //! It serves the operations of `banger-privops` — and nothing else — on a
 //! Unix socket to the installed owner (`install.toml`), validating every
 //! request against a policy taken from its own configuration. It links no
-//! daemon code: [`install_meta`] (the file `banger system install` writes),
+//! daemon code, only `banger-privops` and `banger-config` (which holds
+//! `install_meta`, the file `banger system install` writes):
 //! [`policy_source`] (policy from that file and the daemon config),
 //! [`server`] (socket, peer check, limits, logging), [`jailer`] (optional
 //! jailer argv).
 #![warn(missing_docs)]
 
-pub mod install_meta;
 pub mod jailer;
 pub mod policy_source;
 pub mod server;
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use banger_config::install_meta::{INSTALL_META, InstallMeta};
 use banger_privops::LocalPrivOps;
-use install_meta::{INSTALL_META, InstallMeta};
 
 /// The banger root helper: performs banger's privileged host operations
 /// for the installed owner, nothing else.
@@ -116,4 +116,22 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    /// The helper links no daemon code: only the seam and the config.
+    #[test]
+    fn links_only_privops_and_config() {
+        let manifest: toml::Table =
+            toml::from_str(include_str!("../Cargo.toml")).expect("Cargo.toml parses");
+        let deps = manifest["dependencies"].as_table().unwrap();
+        let mut ours: Vec<&str> = deps
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("banger"))
+            .collect();
+        ours.sort_unstable();
+        assert_eq!(ours, ["banger-config", "banger-privops"]);
+    }
 }

@@ -372,7 +372,7 @@ fn fake_helper(socket: &Path) {
 /// As the owner: make the daemon's runtime dir the way `bangerd` does and
 /// leave a socket in it.
 fn owner_runtime_dir(run: &Path) {
-    banger_daemon::config::secure_runtime_dir(run).unwrap();
+    banger_config::secure_runtime_dir(run).unwrap();
     let _l = UnixListener::bind(run.join("bangerd.sock")).unwrap();
     println!("DONE");
 }

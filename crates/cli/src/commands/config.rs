@@ -1,6 +1,6 @@
 //! `banger config default|show`.
 
-use banger_daemon::config::{Config, EXAMPLE, Mode};
+use banger_config::{Config, EXAMPLE, Mode};
 use serde::Serialize;
 
 use crate::args::JsonArg;

@@ -1,11 +1,14 @@
-//! `banger doctor`: the host checks of `banger_daemon::doctor`, plus the
-//! config file and the daemon's reachability, which only the CLI can judge.
+//! `banger doctor`: the config file (judged here), the host checks (run by
+//! `bangerd` on its own host, user and network namespace, and returned by
+//! `daemon.doctor`), the system-path checks and the daemon's reachability.
+//! Without a daemon, the host checks are replaced by the few that need
+//! none: whether the binaries are there.
 
 use std::path::Path;
 
+use banger_api::doctor::{Check, CheckStatus};
 use banger_api::{DaemonStatus, Request};
-use banger_daemon::config::{Config, Layout};
-use banger_daemon::doctor::{self, Check, CheckStatus};
+use banger_config::{Config, Layout};
 
 use crate::args::JsonArg;
 use crate::client::{Client, ClientError};
@@ -18,33 +21,30 @@ use crate::render;
 pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     let mut checks = Vec::new();
     let mode = ctx.mode();
-    match ctx.paths() {
+    let paths = ctx.paths();
+    let config = match &paths {
         Ok(p) => {
             checks.push(config_check(&p.layout.config_file));
-            checks.extend(doctor::run(&p.config, &p.layout));
-            checks.extend(crate::system::doctor::checks(mode, &p.config));
+            p.config.clone()
         }
         Err(e) => {
             checks.push(Check::fail(
                 "config",
-                chain(&e),
+                chain(e),
                 "fix the file (`banger config default` prints every key with its default)",
             ));
-            // Check the host with the defaults all the same.
-            let file = ctx
-                .global
-                .config
-                .clone()
-                .unwrap_or_else(|| Layout::default_config_file(mode));
-            let config = Config::default();
-            if let Ok(layout) =
-                Layout::resolve(mode, file, &config, ctx.global.state_dir.as_deref())
-            {
-                checks.extend(doctor::run(&config, &layout));
-            }
+            Config::default()
         }
+    };
+    let (daemon, host) = ask_daemon(ctx);
+    match host {
+        Some(host) => checks.extend(host),
+        None => checks.extend(local_checks(&config, &config_file(ctx, &paths))),
     }
-    checks.push(daemon_check(ctx));
+    if let Ok(p) = &paths {
+        checks.extend(crate::system::doctor::checks(mode, &p.config));
+    }
+    checks.push(daemon);
     if a.json {
         print_json(ctx.out, &checks)?;
     } else {
@@ -66,6 +66,55 @@ pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The config file doctor judged (the default one when it could not be loaded).
+fn config_file(ctx: &Ctx, paths: &Result<crate::context::Paths, CliError>) -> std::path::PathBuf {
+    match paths {
+        Ok(p) => p.layout.config_file.clone(),
+        Err(_) => ctx
+            .global
+            .config
+            .clone()
+            .unwrap_or_else(|| Layout::default_config_file(ctx.mode())),
+    }
+}
+
+/// The checks that need no daemon, for when none answers: the VMM binary
+/// and `bangerd` can be found (by `banger-config`'s lookup, as the daemon
+/// finds them). The rest of the host checks run inside `bangerd`.
+pub fn local_checks(config: &Config, config_file: &Path) -> Vec<Check> {
+    let fc = &config.firecracker_bin;
+    let firecracker = match banger_config::find_binary(fc) {
+        Some(p) => Check::ok(
+            "firecracker",
+            format!(
+                "{} is there (its version and KVM are checked by bangerd)",
+                p.display()
+            ),
+        ),
+        None => Check::fail(
+            "firecracker",
+            if fc.contains('/') {
+                format!("{fc} does not exist")
+            } else {
+                format!("{fc} was not found on $PATH")
+            },
+            format!(
+                "install Firecracker from https://github.com/firecracker-microvm/firecracker/releases and put `firecracker` on $PATH, or set firecracker_bin in {}",
+                config_file.display()
+            ),
+        ),
+    };
+    let bangerd = match banger_config::find_own_binary("bangerd") {
+        Some(p) => Check::ok("bangerd", format!("{} is there", p.display())),
+        None => Check::fail(
+            "bangerd",
+            "bangerd is neither beside banger nor on $PATH",
+            "install banger's binaries together (banger, bangerd, bangerd-root in one directory)",
+        ),
+    };
+    vec![firecracker, bangerd]
+}
+
 fn config_check(file: &Path) -> Check {
     if file.exists() {
         Check::ok("config", format!("{} is valid", file.display()))
@@ -77,34 +126,82 @@ fn config_check(file: &Path) -> Check {
     }
 }
 
-fn daemon_check(ctx: &Ctx) -> Check {
+/// The `daemon` check and, when the daemon answered `daemon.doctor`, its
+/// host checks (`None`: the caller adds [`local_checks`]).
+fn ask_daemon(ctx: &Ctx) -> (Check, Option<Vec<Check>>) {
     const NAME: &str = "daemon";
     let socket = match ctx.socket() {
         Ok(s) => s,
-        Err(e) => return Check::fail(NAME, chain(&e), "fix the config file or pass --socket"),
+        Err(e) => {
+            return (
+                Check::fail(
+                    NAME,
+                    format!("{}; {NOT_RUN}", chain(&e)),
+                    "fix the config file or pass --socket",
+                ),
+                None,
+            );
+        }
     };
-    let status = Client::connect(&socket).and_then(|mut c| c.call::<DaemonStatus>(Request::Status));
-    match status {
-        Ok(s) => Check::ok(
+    let mut client = match Client::connect(&socket) {
+        Ok(c) => c,
+        Err(e) => return (unreachable(e), None),
+    };
+    let status = match client.call::<DaemonStatus>(Request::Status) {
+        Ok(s) => s,
+        Err(e) => return (unreachable(e), None),
+    };
+    let up = Check::ok(
+        NAME,
+        format!(
+            "bangerd {} (pid {}, up {}) at {}; {} VM(s), {} running",
+            status.version,
+            status.pid,
+            long_duration(status.uptime_secs),
+            socket.display(),
+            status.vms_total,
+            status.vms_running
+        ),
+    );
+    match client.call::<Vec<Check>>(Request::Doctor) {
+        Ok(host) => (up, Some(host)),
+        Err(e) => {
+            let mut host = vec![Check::fail(
+                "host checks",
+                format!("bangerd did not run them: {}", chain(&e)),
+                "restart bangerd so that it is the same version as this banger (`banger system restart` on the system path)",
+            )];
+            host.extend(local_checks_for(ctx));
+            (up, Some(host))
+        }
+    }
+}
+
+/// [`local_checks`] with the context's config (the defaults when it cannot be loaded).
+fn local_checks_for(ctx: &Ctx) -> Vec<Check> {
+    let paths = ctx.paths();
+    let config = paths.as_ref().map(|p| p.config.clone()).unwrap_or_default();
+    local_checks(&config, &config_file(ctx, &paths))
+}
+
+const NOT_RUN: &str =
+    "the host checks (KVM, the VMM, directories, network) run inside bangerd and were not run";
+
+/// The failing `daemon` check when nothing usable answers.
+fn unreachable(e: ClientError) -> Check {
+    const NAME: &str = "daemon";
+    match e {
+        ClientError::Connect { socket, source } => Check::fail(
             NAME,
             format!(
-                "bangerd {} (pid {}, up {}) at {}; {} VM(s), {} running",
-                s.version,
-                s.pid,
-                long_duration(s.uptime_secs),
-                socket.display(),
-                s.vms_total,
-                s.vms_running
+                "nothing answers at {}: {source}; {NOT_RUN}",
+                socket.display()
             ),
-        ),
-        Err(ClientError::Connect { socket, source }) => Check::fail(
-            NAME,
-            format!("nothing answers at {}: {source}", socket.display()),
             "start it with `bangerd` (dev path) or install it with `banger system install` (system path)",
         ),
-        Err(e) => Check::fail(
+        e => Check::fail(
             NAME,
-            chain(&e),
+            format!("{}; {NOT_RUN}", chain(&e)),
             "restart bangerd (`banger system restart` on the system path)",
         ),
     }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use banger_config::install_meta::{INSTALL_META, InstallMeta};
 use banger_privops::RootHelperClient;
-use banger_roothelper::install_meta::{INSTALL_META, InstallMeta};
 
 use crate::context::Ctx;
 use crate::error::CliError;

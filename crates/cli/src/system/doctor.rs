@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use banger_daemon::config::{Config, Mode};
-use banger_daemon::doctor::Check;
-use banger_daemon::privops_choice::helper_socket;
-use banger_roothelper::install_meta::{INSTALL_META, InstallMeta};
+use banger_api::doctor::Check;
+use banger_config::helper_socket;
+use banger_config::install_meta::{INSTALL_META, InstallMeta};
+use banger_config::{Config, Mode};
 
 use super::status::socket_health;
 use super::systemd::Systemd;
@@ -100,7 +100,7 @@ fn owner_check(m: &InstallMeta, me: u32) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banger_daemon::doctor::CheckStatus;
+    use banger_api::doctor::CheckStatus;
 
     #[test]
     fn owner_mismatch_fails_and_dev_path_adds_nothing() {

@@ -12,22 +12,23 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use banger_roothelper::install_meta::{INSTALL_META, InstallMeta, InstallPaths};
+use banger_config::install_meta::{INSTALL_META, InstallMeta, InstallPaths};
 
 use super::SystemError;
 use super::systemd::Systemd;
 use super::units::{DAEMON_UNIT, HELPER_UNIT, TMPFILES, daemon_unit, helper_unit, tmpfiles};
 
-/// Where a system install puts things (installed-host paths).
-pub const CONFIG: &str = "/etc/banger/config.toml";
+/// Where a system install puts things (installed-host paths; the same
+/// `banger-config` resolves for `--system`).
+pub const CONFIG: &str = banger_config::system::CONFIG_FILE;
 /// Unit directory.
-pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const UNIT_DIR: &str = banger_config::system::UNIT_DIR;
 /// Binary directory.
-pub const BIN_DIR: &str = "/usr/local/bin";
+pub const BIN_DIR: &str = banger_config::system::BIN_DIR;
 /// State directory.
-pub const STATE_DIR: &str = "/var/lib/banger";
+pub const STATE_DIR: &str = banger_config::system::STATE_DIR;
 /// The daemon's runtime directory (the owner's, 0700).
-pub const RUNTIME_DIR: &str = "/run/banger";
+pub const RUNTIME_DIR: &str = banger_config::system::RUNTIME_DIR;
 /// The binaries installed.
 pub const BINARIES: [&str; 3] = ["banger", "bangerd", "bangerd-root"];
 
@@ -79,7 +80,7 @@ pub fn meta_for(owner: &str, uid: u32, gid: u32) -> InstallMeta {
             config: CONFIG.into(),
             state_dir: STATE_DIR.into(),
             runtime_dir: RUNTIME_DIR.into(),
-            helper_socket: banger_privops::DEFAULT_HELPER_SOCKET.into(),
+            helper_socket: banger_config::DEFAULT_HELPER_SOCKET.into(),
             bin_dir: BIN_DIR.into(),
             unit_dir: UNIT_DIR.into(),
         },
@@ -351,7 +352,7 @@ mod tests {
     #[test]
     fn an_unedited_old_config_is_moved_to_the_new_helper_socket() {
         assert_ne!(OLD_DEFAULT_CONFIG, DEFAULT_CONFIG);
-        assert!(DEFAULT_CONFIG.contains(banger_privops::DEFAULT_HELPER_SOCKET));
+        assert!(DEFAULT_CONFIG.contains(banger_config::DEFAULT_HELPER_SOCKET));
         let me = nix::unistd::User::from_uid(nix::unistd::getuid())
             .unwrap()
             .unwrap();

@@ -66,7 +66,7 @@ pub struct UninstallArgs {
 #[derive(Debug, Args)]
 pub struct PingArgs {
     /// The helper socket
-    #[arg(long, value_name = "PATH", default_value = banger_privops::DEFAULT_HELPER_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = banger_config::DEFAULT_HELPER_SOCKET)]
     pub helper_socket: PathBuf,
 }
 

@@ -6,8 +6,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use banger_config::install_meta::InstallMeta;
 use banger_privops::RootHelperClient;
-use banger_roothelper::install_meta::InstallMeta;
 
 /// One line of the status.
 #[derive(Debug, Clone, serde::Serialize)]

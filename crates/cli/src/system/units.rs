@@ -14,7 +14,7 @@
 //! `ProtectSystem=strict` with banger's directories writable, `PrivateTmp`,
 //! restricted address families and the `@system-service` syscall set.
 
-use banger_roothelper::install_meta::InstallMeta;
+use banger_config::install_meta::InstallMeta;
 
 /// Unit file name of the helper.
 pub const HELPER_UNIT: &str = "bangerd-root.service";

@@ -47,13 +47,23 @@ pub struct InstallMeta {
     pub owner_gid: u32,
     /// Paths.
     pub paths: InstallPaths,
-    /// Optional Firecracker jailer (see `jailer.rs`).
+    /// Optional Firecracker jailer (its argv: `bangerd-root`'s `jailer.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jailer: Option<crate::jailer::JailerConfig>,
+    pub jailer: Option<JailerConfig>,
     /// Every file and directory the install created (as installed-host
     /// paths, in creation order); `uninstall` removes exactly these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<PathBuf>,
+}
+
+/// `[jailer]` in the install metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JailerConfig {
+    /// The `jailer` binary.
+    pub binary: PathBuf,
+    /// `--chroot-base-dir`.
+    pub chroot_base: PathBuf,
 }
 
 /// Every path of a system install (as seen on the installed host).
