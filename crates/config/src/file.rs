@@ -425,7 +425,7 @@ mod tests {
 }
 
 /// An annotated config file with every key at its default; `banger config
-/// default` prints it and the README documents the same keys.
+/// default` prints it and `docs/configuration.md` documents the same keys (checked by `tests/config_docs.rs`).
 pub const EXAMPLE: &str = r#"# banger configuration. Every key is optional; the values shown are the defaults.
 
 # Path (or name on $PATH) of the firecracker binary. Any program that speaks

@@ -1,6 +1,6 @@
 //! Image bundles: one tar file that carries a whole banger image.
 //!
-//! Format `banger-bundle/v1` (documented in README.md): a tar whose first
+//! Format `banger-bundle/v1` (documented in docs/images.md): a tar whose first
 //! entry is `manifest.json`, followed by the files it lists, each a plain
 //! regular file at the top level:
 //!

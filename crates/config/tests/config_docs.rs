@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use banger_daemon::config::{Config, EXAMPLE};
+use banger_config::{Config, EXAMPLE};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 
 fn doc_path() -> PathBuf {
