@@ -155,7 +155,7 @@ fn protocol_errors_are_answered_clearly() {
 #[test]
 fn another_uid_is_refused() {
     if me() == 0 {
-        // Root is always served; tests/system_path.rs runs a client as
+        // Root is always served; tests/e2e/system_path.rs runs a client as
         // 65534 against a real helper for this case.
         let _ = writeln!(
             std::io::stderr(),

@@ -37,6 +37,10 @@ pub struct GuestNet {
     /// banger's client key (the daemon's `[guest] ssh_key`).
     pub client_key: PathBuf,
     sshd: Option<Child>,
+    /// The network namespace the thread was in before [`Self::enter_host`]:
+    /// put back on drop, since the e2e tests share one process and a test
+    /// thread may be the harness's main thread (`--test-threads=1`).
+    entered_from: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Why the guest network cannot be built here (the test then skips).
@@ -95,6 +99,7 @@ impl GuestNet {
             client_key: dir.path().join("client/id_ed25519"),
             dir,
             sshd: None,
+            entered_from: std::sync::Mutex::new(None),
         };
         ip(&[
             "link", "add", "name", &host_if, "netns", &host_ns, "type", "veth", "peer", "name",
@@ -194,7 +199,12 @@ impl GuestNet {
 
     /// Move the calling thread into the host namespace: processes it spawns
     /// from now on (bangerd, banger) live there.
+    /// The thread goes back to its namespace when `self` is dropped.
     pub fn enter_host(&self) {
+        let mut from = self.entered_from.lock().unwrap();
+        if from.is_none() {
+            *from = Some(std::fs::File::open("/proc/thread-self/ns/net").unwrap());
+        }
         let f = std::fs::File::open(format!("/run/netns/{}", self.host_ns)).unwrap();
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
     }
@@ -237,6 +247,9 @@ impl GuestNet {
 
 impl Drop for GuestNet {
     fn drop(&mut self) {
+        if let Some(from) = self.entered_from.lock().unwrap().take() {
+            let _ = nix::sched::setns(from, nix::sched::CloneFlags::CLONE_NEWNET);
+        }
         self.stop_sshd();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.host_ns])

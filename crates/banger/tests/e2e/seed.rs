@@ -3,7 +3,7 @@
 //! (simulator as firecracker). Disks are checked without mounting, with
 //! `debugfs` and `e2fsck -fn`.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

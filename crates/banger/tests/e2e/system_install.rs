@@ -2,7 +2,7 @@
 //! path, the units' validity (`systemd-analyze verify`) and an uninstall
 //! that leaves the prefix exactly as it was.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -2,7 +2,7 @@
 //! privileged step of the VM lifecycle goes through the seam, in order, and
 //! a refused operation leaves the VM in `error` with nothing running.
 
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 

@@ -7,8 +7,8 @@
 //! kernel; the root filesystem is a small ext4 image it does not mount. SKIPs
 //! visibly without the kernel, QEMU, busybox or mkfs.ext4.
 
-mod qemuguest;
-mod util;
+use crate::qemuguest;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! and a disk larger than the image's ext4 can grow to is refused before a
 //! row or a file exists.
 
-mod util;
+use crate::util;
 
 use banger_api::rpc::{VmCreateParams, VmLogsParams, VmSetParams, VmStopParams};
 use banger_api::{ByteSize, ErrorKind, Request, Vm, VmCreated, VmLogs, VmState};

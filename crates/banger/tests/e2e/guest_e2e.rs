@@ -14,7 +14,7 @@
 //! bootstrap is cached in `$BANGER_TEST_CACHE`, see `image_build.rs`),
 //! `ip`, `nft`, `dig`, `ssh`, `debugfs` and `git`; prints `SKIP` otherwise.
 
-mod util;
+use crate::util;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};

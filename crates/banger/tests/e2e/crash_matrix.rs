@@ -10,7 +10,7 @@
 //! shutdown), and a readiness wait on a guest that never answers. The
 //! network stays disabled (TAP leaks are covered by the network tests).
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

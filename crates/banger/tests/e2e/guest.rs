@@ -3,8 +3,8 @@
 //! pinning, `vm ssh`, `vm ports`, `workspace prepare` (full and delta),
 //! `workspace export`, and `vm stop` during a long prepare.
 
-mod guestnet;
-mod util;
+use crate::guestnet;
+use crate::util;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;

@@ -55,7 +55,7 @@ impl TestDaemon {
     pub fn start_with(env: &[(&str, &str)], daemon_keys: &str) -> TestDaemon {
         // These daemons run unprivileged-style in the machine's own network
         // namespace, so they must not touch the host network; the network
-        // tests (tests/network.rs) run theirs inside a throwaway namespace.
+        // tests (tests/e2e/network.rs) run theirs inside a throwaway namespace.
         Self::start_full(env, daemon_keys, "enabled = false\n", None)
     }
 

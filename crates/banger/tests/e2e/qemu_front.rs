@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use banger_fcapi::{BootSource, Drive, InstanceState, MachineConfiguration, NetworkInterface};
 use banger_fcproc::{FirecrackerClient, wait_for_socket};
 
-mod qemuguest;
+use crate::qemuguest;
 use qemuguest::{build_initramfs, children, prerequisites, skip};
 
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");

@@ -110,7 +110,7 @@ pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
 /// The static guest agent: the `make guest-agent` output, or a fresh static
 /// build in a separate target dir — the same function `banger-guest`'s own
 /// tests use, included from that crate rather than copied.
-#[path = "../../../guest/tests/common/mod.rs"]
+#[path = "../../../../guest/tests/common/mod.rs"]
 mod guest_common;
-#[allow(unused_imports)] // not every test binary boots a guest
+#[allow(unused_imports)] // the benchmarks that include `util` boot no guest
 pub use guest_common::static_agent;

@@ -6,7 +6,7 @@
 //! crash and delete, TAPs returned, and `banger network reset` leaving
 //! nothing banger-prefixed. The machine's own namespace is never touched.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! the simulator. The subnet is on loopback (127.30.0.0/24) so the real
 //! `vm.` DNS server can bind its gateway address anywhere.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! End-to-end tests: the `banger` CLI and client against a real `bangerd`
 //! whose firecracker binary is the strict simulator.
 
-mod util;
+use crate::util;
 
 use std::collections::HashSet;
 use std::time::Duration;

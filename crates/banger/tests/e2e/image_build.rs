@@ -8,7 +8,7 @@
 //! are kept in `$BANGER_TEST_CACHE` (default `/var/tmp/banger-test-cache`)
 //! so later runs and the end-to-end tests skip the bootstrap.
 
-mod util;
+use crate::util;
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! it, the simulator as Firecracker; and the helper's refusals seen from
 //! outside. Root-only: each test prints SKIP and passes elsewhere.
 
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
