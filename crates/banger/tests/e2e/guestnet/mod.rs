@@ -73,11 +73,7 @@ impl GuestNet {
     /// this machine cannot.
     pub fn new(test: &str) -> Option<GuestNet> {
         if let Some(why) = unavailable() {
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("SKIP {test}: {why}\n"),
-            );
-            return None;
+            banger_testsupport::skip!(return None; test, "{why}");
         }
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}x{n}", std::process::id());

@@ -16,11 +16,6 @@ pub fn test_cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/banger-test-cache"))
 }
 
-pub fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
 /// The mirror the daemon will use (the host's Debian mirror, else
 /// deb.debian.org) answers on its port.
 pub fn mirror_reachable() -> Result<(), String> {
