@@ -441,3 +441,26 @@ fn vm_stop_does_not_wait_for_a_long_prepare() {
         let _ = prepare.join();
     });
 }
+
+/// The e2e modules share one process, and with `--test-threads=1` a test
+/// runs on the harness's main thread: the namespace `enter_host` moved the
+/// thread into is left again when the guest network is dropped.
+#[test]
+fn guestnet_puts_the_thread_back_in_its_namespace() {
+    fn netns() -> std::fs::Metadata {
+        std::fs::metadata("/proc/thread-self/ns/net").unwrap()
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Some(net) = GuestNet::new("guestnet_puts_the_thread_back_in_its_namespace") else {
+        return;
+    };
+    let before = netns().ino();
+    net.enter_host();
+    assert_ne!(netns().ino(), before, "enter_host moves the thread");
+    drop(net);
+    assert_eq!(
+        netns().ino(),
+        before,
+        "dropping the guest network moves it back"
+    );
+}
