@@ -244,18 +244,11 @@ fn connect(socket: &Path) -> Client {
 }
 
 fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
-    let tree = dir.join("tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
-    std::fs::write(tree.join("etc/hostname"), "bench\n").unwrap();
     let rootfs = dir.join("rootfs.ext4");
-    let ok = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&tree)
-        .arg(&rootfs)
-        .arg("16M")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mkfs.ext4 is needed (apt-get install e2fsprogs)");
+    banger_testsupport::ext4::Mkfs::new()
+        .file("etc/hostname", "bench\n")
+        .build(&rootfs, "16M")
+        .expect("mkfs.ext4 is needed");
     let kernel = dir.join("vmlinux");
     let mut h = vec![0u8; 4096];
     h[0..4].copy_from_slice(b"\x7fELF");

@@ -1,6 +1,6 @@
 //! Workspace benchmark: `banger workspace prepare` against its peers over
 //! the same SSH to the same local sshd (a throwaway network namespace, see
-//! `tests/guestnet/mod.rs`; needs root).
+//! `tests/e2e/guestnet/mod.rs`; needs root).
 //!
 //! 1. Generates a repository of `BANGER_BENCH_FILES` files (default 20000)
 //!    totalling about `BANGER_BENCH_MB` MB (default 220), committed with
@@ -27,9 +27,9 @@
 //! ours is faster), plus each round's ratio.
 //! Run with `make bench-workspace` or `cargo bench -p banger --bench workspace`.
 
-#[path = "../tests/guestnet/mod.rs"]
+#[path = "../tests/e2e/guestnet/mod.rs"]
 mod guestnet;
-#[path = "../tests/util/mod.rs"]
+#[path = "../tests/e2e/util/mod.rs"]
 mod util;
 
 use std::io::Write;

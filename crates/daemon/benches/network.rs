@@ -13,7 +13,6 @@
 //!
 //! Missing tools or privileges are reported as SKIP lines.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use banger_daemon::config::Config;
 use banger_daemon::network::Plumbing;
 use banger_privops::{LocalPrivOps, Policy, PrivilegedOps};
+use banger_testsupport::skip;
 use banger_vmdns::{DnsServer, Zone};
 
 const VMS: u8 = 50;
@@ -29,17 +29,12 @@ const SECONDS: &str = "3";
 const ROUNDS: usize = 3;
 const MAX_RUNS: &str = "2000";
 
-fn skip(what: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {what}: {why}");
-}
-
 fn main() {
     if !nix::unistd::geteuid().is_root() {
-        skip(
+        skip!(
             "network bench",
-            "needs root (private network namespace, TAPs, dnsmasq)",
+            "needs root (private network namespace, TAPs, dnsmasq)"
         );
-        return;
     }
     // Everything below runs in a namespace of its own.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
@@ -56,15 +51,15 @@ fn main() {
 
 async fn dns_qps() {
     if Command::new("dnsperf").arg("-h").output().is_err() {
-        return skip(
+        skip!(
             "dns qps",
-            "dnsperf is not installed (Debian package dnsperf)",
+            "dnsperf is not installed (Debian package dnsperf)"
         );
     }
     if Command::new("dnsmasq").arg("--version").output().is_err() {
-        return skip(
+        skip!(
             "dns qps",
-            "dnsmasq is not installed (Debian package dnsmasq-base)",
+            "dnsmasq is not installed (Debian package dnsmasq-base)"
         );
     }
     let dir = tempfile::tempdir().unwrap();
@@ -188,7 +183,7 @@ fn free_udp_port() -> u16 {
 
 async fn tap_start_path() {
     if !std::path::Path::new(banger_privops::TUN_DEVICE).exists() {
-        return skip("tap start path", "/dev/net/tun is missing");
+        skip!("tap start path", "/dev/net/tun is missing");
     }
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();

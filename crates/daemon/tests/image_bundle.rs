@@ -8,6 +8,8 @@ use std::net::TcpListener;
 
 use banger_api::OpState;
 use banger_api::rpc::{ImageExportBundleParams, ImageRegisterParams};
+use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::skip;
 use pull_util::*;
 
 fn sha(p: &str) -> String {
@@ -43,22 +45,14 @@ fn serve(body: Vec<u8>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_pull_gives_an_identical_image() {
-    if skip_without("export_then_pull_gives_an_identical_image", &["mkfs.ext4"]) {
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
-    let tree = t.path().join("tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
-    std::fs::write(tree.join("etc/hostname"), "bundled\n").unwrap();
     let rootfs = t.path().join("rootfs.ext4");
-    let ok = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&tree)
-        .arg(&rootfs)
-        .arg("32M")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    if let Err(why) = Mkfs::new()
+        .file("etc/hostname", "bundled\n")
+        .build(&rootfs, "32M")
+    {
+        skip!("export_then_pull_gives_an_identical_image", "{why}");
+    }
     let kernel = t.path().join("vmlinux");
     std::fs::write(&kernel, b"\x7fELF\x02\x01\x01 a pretend kernel").unwrap();
 
@@ -141,20 +135,11 @@ async fn export_then_pull_gives_an_identical_image() {
 /// `image register` with a bzImage stores the extracted ELF vmlinux.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_turns_a_bzimage_into_a_vmlinux() {
-    if skip_without("register_turns_a_bzimage_into_a_vmlinux", &["mkfs.ext4"]) {
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
     let rootfs = t.path().join("rootfs.ext4");
-    assert!(
-        std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&rootfs)
-            .arg("16M")
-            .status()
-            .unwrap()
-            .success()
-    );
+    if let Err(why) = Mkfs::new().build(&rootfs, "16M") {
+        skip!("register_turns_a_bzimage_into_a_vmlinux", "{why}");
+    }
     let mut vmlinux = b"\x7fELF\x02\x01\x01".to_vec();
     vmlinux.resize(50_000, 7);
     // A bzImage: boot header, then a gzip payload after the setup sectors.

@@ -3,7 +3,6 @@
 //! the copy for real.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +14,8 @@ use banger_privops::{
     DevNum, DiskOps, LOOP_MAJOR, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps,
     snapshot_table,
 };
+use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::{RecordingOps, skip};
 
 /// The host's devices as the fake sees them.
 #[derive(Default)]
@@ -25,45 +26,48 @@ struct FakeHost {
     loops: BTreeMap<u32, (PathBuf, bool)>,
 }
 
-/// Records every operation (after checking it against the policy, as the
-/// real adapters do), fails the one named in `fail_on`, and keeps the
-/// devices in a [`FakeHost`] with the kernel's rules: the lowest free loop
-/// number, autoclear loops detached with the dm device holding them. Like
-/// the helper, it refuses a detach or a snapshot whose loops are not
-/// backed by the files the request names.
-struct Recorder {
-    policy: Policy,
-    log: Mutex<Vec<String>>,
+/// Keeps the devices in a [`FakeHost`] with the kernel's rules: the lowest
+/// free loop number, autoclear loops detached with the dm device holding
+/// them. Like the helper, it refuses a detach or a snapshot whose loops are
+/// not backed by the files the request names.
+struct FakeDisks {
     host: Mutex<FakeHost>,
-    fail_on: Option<&'static str>,
     /// Answered once to the next `ListDisks` instead of the truth (a
     /// listing that went stale before the next operation).
     stale_listing: Mutex<Option<Vec<LoopInfo>>>,
 }
 
-impl Recorder {
-    fn new(root: &Path, fail_on: Option<&'static str>) -> Self {
-        Recorder {
-            policy: Policy {
-                device_prefix: "bg".into(),
-                state_dir: root.join("state"),
-                runtime_dir: root.join("run"),
-                subnet: (Ipv4Addr::new(172, 30, 0, 0), 24),
-                owner_uid: 0,
-                vmm_binary: "/usr/bin/firecracker".into(),
-            },
-            log: Mutex::new(Vec::new()),
-            host: Mutex::new(FakeHost::default()),
-            fail_on,
-            stale_listing: Mutex::new(None),
-        }
-    }
-    fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-    fn clear_log(&self) {
-        self.log.lock().unwrap().clear();
-    }
+/// Records every operation (after checking it against the policy, as the
+/// real adapters do) and fails the one named in `fail_on`; [`FakeDisks`]
+/// answers the others.
+type Recorder = RecordingOps<FakeDisks>;
+
+fn recorder(root: &Path, fail_on: Option<&'static str>) -> Recorder {
+    let policy = Policy {
+        device_prefix: "bg".into(),
+        state_dir: root.join("state"),
+        runtime_dir: root.join("run"),
+        subnet: (Ipv4Addr::new(172, 30, 0, 0), 24),
+        owner_uid: 0,
+        vmm_binary: "/usr/bin/firecracker".into(),
+    };
+    RecordingOps::new(FakeDisks {
+        host: Mutex::new(FakeHost::default()),
+        stale_listing: Mutex::new(None),
+    })
+    .validating(policy)
+    .labelled(label)
+    .failing(move |op| {
+        fail_on
+            .filter(|f| label(op).starts_with(f))
+            .map(|_| PrivOpsError::Command {
+                program: "fake",
+                message: "told to fail".into(),
+            })
+    })
+}
+
+impl FakeDisks {
     /// A host reboot: every dm and loop device is gone, files stay.
     fn reboot(&self) {
         *self.host.lock().unwrap() = FakeHost::default();
@@ -92,38 +96,33 @@ fn refused(op: &'static str, reason: String) -> PrivOpsError {
     PrivOpsError::Refused { op, reason }
 }
 
-impl PrivilegedOps for Recorder {
+/// The log line of `op`: its name, with the devices and table it names.
+fn label(op: &PrivOp) -> String {
+    match op {
+        PrivOp::LoopAttach { file, read_only } => format!(
+            "loop_attach {} {}",
+            file.display(),
+            if *read_only { "ro" } else { "rw" }
+        ),
+        PrivOp::LoopDetach { device, .. } => format!("loop_detach {}", device.display()),
+        PrivOp::DmCreateSnapshot {
+            name,
+            sectors,
+            base,
+            cow,
+            chunk_sectors,
+            ..
+        } => format!(
+            "dm_create {name} {}",
+            snapshot_table(*sectors, devnum(base), devnum(cow), *chunk_sectors)
+        ),
+        PrivOp::DmRemove { name } => format!("dm_remove {name}"),
+        other => other.name().to_string(),
+    }
+}
+
+impl PrivilegedOps for FakeDisks {
     fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
-        let op = op.validate(&self.policy)?;
-        let entry = match &op {
-            PrivOp::LoopAttach { file, read_only } => format!(
-                "loop_attach {} {}",
-                file.display(),
-                if *read_only { "ro" } else { "rw" }
-            ),
-            PrivOp::LoopDetach { device, .. } => format!("loop_detach {}", device.display()),
-            PrivOp::DmCreateSnapshot {
-                name,
-                sectors,
-                base,
-                cow,
-                chunk_sectors,
-                ..
-            } => format!(
-                "dm_create {name} {}",
-                snapshot_table(*sectors, devnum(base), devnum(cow), *chunk_sectors)
-            ),
-            PrivOp::DmRemove { name } => format!("dm_remove {name}"),
-            other => other.name().to_string(),
-        };
-        if self.fail_on.is_some_and(|f| entry.starts_with(f)) {
-            self.log.lock().unwrap().push(format!("FAILED {entry}"));
-            return Err(PrivOpsError::Command {
-                program: "fake",
-                message: "told to fail".into(),
-            });
-        }
-        self.log.lock().unwrap().push(entry);
         let mut h = self.host.lock().unwrap();
         Ok(match op {
             PrivOp::LoopAttach { file, .. } => {
@@ -236,7 +235,7 @@ fn host() -> Host {
 #[test]
 fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     assert_eq!(s.kind(), StrategyKind::DmSnapshot);
     let drive = s.create("vm1", &h.base, &h.vm_dir, 2 << 30).unwrap();
@@ -284,7 +283,7 @@ fn a_failure_mid_create_tears_down_what_was_made() {
         ),
     ] {
         let h = host();
-        let rec = Arc::new(Recorder::new(h.dir.path(), Some(fail)));
+        let rec = Arc::new(recorder(h.dir.path(), Some(fail)));
         let s = DmSnapshotStrategy::new(rec.clone());
         let err = s.create("vm1", &h.base, &h.vm_dir, 0).unwrap_err();
         assert!(err.to_string().contains("vm1"), "{err}");
@@ -303,7 +302,7 @@ fn a_failure_mid_create_tears_down_what_was_made() {
     let h = host();
     let cow = format!("loop_attach {}", h.vm_dir.join("root.cow").display());
     let fail: &'static str = Box::leak(cow.into_boxed_str());
-    let rec = Arc::new(Recorder::new(h.dir.path(), Some(fail)));
+    let rec = Arc::new(recorder(h.dir.path(), Some(fail)));
     DmSnapshotStrategy::new(rec.clone())
         .create("vm1", &h.base, &h.vm_dir, 0)
         .unwrap_err();
@@ -313,7 +312,7 @@ fn a_failure_mid_create_tears_down_what_was_made() {
 #[test]
 fn bad_names_are_refused_by_the_policy_before_anything() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     // An image outside banger's directories never reaches losetup.
     let outside = tempfile::NamedTempFile::new().unwrap();
@@ -324,7 +323,7 @@ fn bad_names_are_refused_by_the_policy_before_anything() {
 #[test]
 fn reconcile_removes_only_stale_devices_dm_first_and_keeps_live_ones() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     let vms = h.vm_dir.parent().unwrap().to_path_buf();
     // vm1 lives on; "gone" was deleted while bangerd was down (its
@@ -370,7 +369,7 @@ fn reconcile_removes_only_stale_devices_dm_first_and_keeps_live_ones() {
 #[test]
 fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
     let h = host();
-    let rec = Recorder::new(h.dir.path(), None);
+    let rec = recorder(h.dir.path(), None);
     let vms = h.vm_dir.parent().unwrap().to_path_buf();
     let other = vms.join("vm1/root.cow");
     std::fs::write(&other, b"").unwrap();
@@ -396,7 +395,7 @@ fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
 #[test]
 fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     let cow = h.vm_dir.join("root.cow");
     std::fs::write(&cow, b"").unwrap();
@@ -427,7 +426,7 @@ fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
 #[test]
 fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     let cow = h.vm_dir.join("root.cow");
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
@@ -504,7 +503,7 @@ fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
 #[test]
 fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     let cow = h.vm_dir.join("root.cow");
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
@@ -536,7 +535,7 @@ fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
 #[test]
 fn a_snapshot_missing_its_cow_file_cannot_start() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
     rec.reboot();
@@ -555,7 +554,7 @@ fn a_snapshot_missing_its_cow_file_cannot_start() {
 #[test]
 fn growing_a_snapshot_is_refused_clearly_and_makes_nothing() {
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     let err = s.create("vm1", &h.base, &h.vm_dir, 4 << 30).unwrap_err();
     let text = err.to_string();
@@ -581,7 +580,7 @@ fn a_copied_disk_under_the_dm_strategy_stays_a_copy() {
     // Made by the copy (say before device-mapper was loaded): the dm
     // strategy checks, keeps and removes it as a file, no devices.
     let h = host();
-    let rec = Arc::new(Recorder::new(h.dir.path(), None));
+    let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
     assert!(!s.present(&h.vm_dir));
     std::fs::write(h.vm_dir.join("root.ext4"), b"disk").unwrap();
@@ -598,7 +597,7 @@ fn a_copied_disk_under_the_dm_strategy_stays_a_copy() {
 #[test]
 fn choice_follows_dev_mapper_control() {
     let d = tempfile::tempdir().unwrap();
-    let ops: Arc<dyn PrivilegedOps> = Arc::new(Recorder::new(d.path(), None));
+    let ops: Arc<dyn PrivilegedOps> = Arc::new(recorder(d.path(), None));
     assert_eq!(detect(d.path()), StrategyKind::Copy);
     assert_eq!(choose(d.path(), ops.clone()).kind(), StrategyKind::Copy);
     std::fs::create_dir_all(d.path().join("mapper")).unwrap();
@@ -611,16 +610,14 @@ fn choice_follows_dev_mapper_control() {
 fn this_host_gets_the_copy_fallback_automatically() {
     let has_dm = Path::new("/dev/mapper/control").exists();
     let d = tempfile::tempdir().unwrap();
-    let ops: Arc<dyn PrivilegedOps> = Arc::new(Recorder::new(d.path(), None));
+    let ops: Arc<dyn PrivilegedOps> = Arc::new(recorder(d.path(), None));
     let chosen = choose(Path::new("/dev"), ops).kind();
     if has_dm {
-        writeln!(
-            std::io::stderr(),
-            "SKIP this_host_gets_the_copy_fallback_automatically: this host has device-mapper"
-        )
-        .unwrap();
         assert_eq!(chosen, StrategyKind::DmSnapshot);
-        return;
+        skip!(
+            "this_host_gets_the_copy_fallback_automatically",
+            "this host has device-mapper"
+        );
     }
     assert_eq!(detect(Path::new("/dev")), StrategyKind::Copy);
     assert_eq!(chosen, StrategyKind::Copy);
@@ -628,27 +625,11 @@ fn this_host_gets_the_copy_fallback_automatically() {
 
 #[test]
 fn copy_fallback_for_real() {
-    let Ok(st) = std::process::Command::new("mkfs.ext4").arg("-V").output() else {
-        writeln!(
-            std::io::stderr(),
-            "SKIP copy_fallback_for_real: mkfs.ext4 missing"
-        )
-        .unwrap();
-        return;
-    };
-    assert!(st.status.success());
     let t = tempfile::tempdir().unwrap();
     let base = t.path().join("base.ext4");
-    std::fs::File::create(&base)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let ok = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&base)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    if let Err(why) = Mkfs::new().build(&base, "64M") {
+        skip!("copy_fallback_for_real", "{why}");
+    }
     let vm_dir = t.path().join("vm");
     std::fs::create_dir(&vm_dir).unwrap();
     let s = CopyStrategy;

@@ -14,13 +14,11 @@
 mod common;
 
 use std::io::{Read, Write};
+
+use banger_testsupport::skip;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn skip(why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
-}
 
 /// (vmlinuz, modules `kernel/` dir) of the kernel tree.
 fn kernel() -> Result<(PathBuf, PathBuf), String> {
@@ -96,27 +94,31 @@ const MODULES: &[&str] = &[
 
 #[test]
 fn init_configures_a_real_kernel_without_ip_pnp() {
+    const T: &str = "init_configures_a_real_kernel_without_ip_pnp";
     let (vmlinuz, modules) = match kernel() {
         Ok(k) => k,
-        Err(e) => return skip(&e),
+        Err(e) => skip!(T, "{e}"),
     };
     if Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
         .is_err()
     {
-        return skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+        skip!(
+            T,
+            "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+        );
     }
     if Command::new("cpio").arg("--version").output().is_err() {
-        return skip("cpio is not installed");
+        skip!(T, "cpio is not installed");
     }
     let busybox = match std::fs::read("/bin/busybox") {
         Ok(b) if banger_guest::is_static_elf(&b) => b,
-        _ => return skip("no static /bin/busybox (apt-get install busybox-static)"),
+        _ => skip!(T, "no static /bin/busybox (apt-get install busybox-static)"),
     };
     let agent = match common::static_agent() {
         Ok(a) => a,
-        Err(e) => return skip(&e),
+        Err(e) => skip!(T, "{e}"),
     };
 
     let t = tempfile::tempdir().unwrap();
@@ -133,7 +135,7 @@ fn init_configures_a_real_kernel_without_ip_pnp() {
     std::fs::copy(&agent, root.join("banger-guest")).unwrap();
     for m in MODULES.iter().chain(["virtio_net"].iter()) {
         let Some(p) = find_module(&modules, m) else {
-            return skip(&format!("module {m} not in {}", modules.display()));
+            skip!(T, "module {m} not in {}", modules.display());
         };
         std::fs::copy(p, root.join(format!("lib/mods/{m}.ko"))).unwrap();
     }

@@ -4,26 +4,19 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Command;
 
 use common::static_agent;
 
 #[test]
 fn the_static_agent_has_no_interpreter_and_runs() {
+    const T: &str = "the_static_agent_has_no_interpreter_and_runs";
     if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: the agent is built for x86_64 Linux"
-        );
-        return;
+        banger_testsupport::skip!(T, "the agent is built for x86_64 Linux");
     }
     let path = match static_agent() {
         Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "SKIP: {e}");
-            return;
-        }
+        Err(e) => banger_testsupport::skip!(T, "{e}"),
     };
     let bytes = std::fs::read(&path).unwrap();
     assert!(

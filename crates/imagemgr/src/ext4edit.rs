@@ -410,24 +410,15 @@ mod tests {
     /// A 16 MiB image made from a small tree, or `None` (with a SKIP line)
     /// without e2fsprogs.
     fn image(dir: &Path) -> Option<PathBuf> {
-        let tree = dir.join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
-        std::fs::write(tree.join("etc/fstab"), "# fstab\n").unwrap();
         let img = dir.join("fs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("16M")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || Command::new("debugfs").arg("-V").output().is_err() {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP ext4edit: mkfs.ext4/debugfs missing (install e2fsprogs)"
-            );
-            return None;
+        let made = banger_testsupport::ext4::Mkfs::new()
+            .file("etc/fstab", "# fstab\n")
+            .build(&img, "16M");
+        if let Err(why) = made {
+            banger_testsupport::skip!(return None; "ext4edit", "{why}");
+        }
+        if Command::new("debugfs").arg("-V").output().is_err() {
+            banger_testsupport::skip!(return None; "ext4edit", "debugfs missing (install e2fsprogs)");
         }
         Some(img)
     }

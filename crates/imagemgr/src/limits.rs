@@ -278,6 +278,7 @@ pub fn check_ext4_growable(path: &Path, wanted: u64) -> Result<(), ImageMgrError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_testsupport::ext4::Mkfs;
 
     #[test]
     fn bounded_writer_stops_at_the_limit() {
@@ -341,29 +342,12 @@ mod tests {
         assert!(matches!(e, ImageMgrError::NoSpace { .. }), "margin kept");
     }
 
-    fn mkfs(args: &[&str], path: &Path, size: &str) -> bool {
-        let ok = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .args(args)
-            .arg(path)
-            .arg(size)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = writeln!(
-                io::stderr(),
-                "SKIP ext4 geometry test: mkfs.ext4 not available (install e2fsprogs)"
-            );
-        }
-        ok
-    }
-
     #[test]
     fn geometry_of_real_filesystems() {
         let t = tempfile::tempdir().unwrap();
         let small = t.path().join("1k.ext4");
-        if !mkfs(&["-b", "1024"], &small, "16M") {
-            return;
+        if let Err(why) = Mkfs::new().block_size(1024).build(&small, "16M") {
+            banger_testsupport::skip!("ext4 geometry test", "{why}");
         }
         let g = ext4_geometry(&small).unwrap();
         assert_eq!(g.block_size, 1024);
@@ -388,14 +372,21 @@ mod tests {
         assert!(crate::resize_ext4(&small).is_err());
 
         let narrow = t.path().join("32bit.ext4");
-        assert!(mkfs(&["-O", "^64bit"], &narrow, "16M"));
+        Mkfs::new()
+            .features("^64bit")
+            .build(&narrow, "16M")
+            .unwrap();
         let g = ext4_geometry(&narrow).unwrap();
         assert!(!g.is_64bit);
         assert_eq!(g.desc_size, 32);
         assert!(g.max_grow_bytes() <= ((1u64 << 32) - 1) * g.block_size);
 
         let wide = t.path().join("4k.ext4");
-        assert!(mkfs(&["-b", "4096", "-O", "64bit"], &wide, "64M"));
+        Mkfs::new()
+            .block_size(4096)
+            .features("64bit")
+            .build(&wide, "64M")
+            .unwrap();
         let g = ext4_geometry(&wide).unwrap();
         assert!(g.is_64bit);
         assert!(g.max_grow_bytes() >= 16 << 40, "{}", g.max_grow_bytes());

@@ -104,12 +104,9 @@ fn have_e2fsprogs(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: debugfs not available (install e2fsprogs)"
-        );
+        banger_testsupport::skip!(return false; test, "debugfs not available (install e2fsprogs)");
     }
-    ok
+    true
 }
 
 /// `debugfs -R CMD IMG` stdout, or None when debugfs reports an error.

@@ -1224,7 +1224,6 @@ mod tests {
 /// available on the machines these were written on).
 #[cfg(test)]
 mod real_loop_tests {
-    use std::io::Write;
     use std::net::Ipv4Addr;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -1233,14 +1232,10 @@ mod real_loop_tests {
     const OWNER: u32 = 64_321;
 
     fn skip(test: &str) -> bool {
-        if nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists() {
-            return false;
+        if !nix::unistd::geteuid().is_root() || !Path::new("/dev/loop-control").exists() {
+            banger_testsupport::skip!(return true; test, "needs root and /dev/loop-control");
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: needs root and /dev/loop-control"
-        );
-        true
+        false
     }
 
     struct Attached(PathBuf);

@@ -639,14 +639,9 @@ mod tests {
 
     #[test]
     fn spawns_as_the_owner_when_root() {
-        use std::io::Write;
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if !nix::unistd::geteuid().is_root() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP spawns_as_the_owner_when_root: needs root"
-            );
-            return;
+            banger_testsupport::skip!("spawns_as_the_owner_when_root", "needs root");
         }
         let t = tempfile::tempdir().unwrap();
         std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

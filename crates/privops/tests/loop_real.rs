@@ -7,7 +7,6 @@
 //! directory is theirs. The helper opens banger's files with that uid's
 //! filesystem identity, beneath the state directory, no symlinks.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -47,11 +46,7 @@ impl Fixture {
 
 fn fixture(test: &str) -> Option<Fixture> {
     if !nix::unistd::geteuid().is_root() || !Path::new("/dev/loop-control").exists() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test}: needs root and /dev/loop-control"
-        );
-        return None;
+        banger_testsupport::skip!(return None; test, "needs root and /dev/loop-control");
     }
     let t = tempfile::tempdir().unwrap();
     let root = t.path().canonicalize().unwrap();

@@ -17,15 +17,10 @@ const GW: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 const NET: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 0);
 
 fn skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
+    if !nix::unistd::geteuid().is_root() {
+        banger_testsupport::skip!(return true; test, "needs root (network namespaces, TAPs)");
     }
-    writeln!(
-        std::io::stderr(),
-        "SKIP {test}: needs root (network namespaces, TAPs)"
-    )
-    .ok();
-    true
+    false
 }
 
 fn ops(owner: u32) -> LocalPrivOps {

@@ -246,11 +246,10 @@ fn hostile_disk_and_net_requests_are_refused() {
         || !Path::new("/dev/loop-control").exists()
         || !ip(&["netns", "list"])
     {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP hostile_disk_and_net_requests_are_refused: needs root, /dev/loop-control and ip netns"
+        banger_testsupport::skip!(
+            "hostile_disk_and_net_requests_are_refused",
+            "needs root, /dev/loop-control and ip netns"
         );
-        return;
     }
     let log = Log::default();
     let w = log.clone();

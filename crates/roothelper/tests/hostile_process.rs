@@ -42,8 +42,10 @@ fn main() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP hostile_process: needs root (to act for a throwaway owner uid)");
-        return;
+        banger_testsupport::skip!(
+            "hostile_process",
+            "needs root (to act for a throwaway owner uid)"
+        );
     }
     let mut t = Tally::default();
     let env = Env::new();

@@ -491,10 +491,10 @@ fn hostile_sockets() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIP hostile_sockets: needs root to serve the helper and switch to throwaway uids"
+        banger_testsupport::skip!(
+            "hostile_sockets",
+            "needs root to serve the helper and switch to throwaway uids"
         );
-        return;
     }
     let started = Instant::now();
     let t = tempfile::Builder::new()
@@ -694,10 +694,10 @@ fn accept_errors_back_off_with_rate_limited_logs() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIP accept_errors_back_off_with_rate_limited_logs: needs root to serve the helper"
+        banger_testsupport::skip!(
+            "accept_errors_back_off_with_rate_limited_logs",
+            "needs root to serve the helper"
         );
-        return;
     }
     let t = tempfile::tempdir().unwrap();
     let socket = t.path().join("helper/root.sock");

@@ -155,13 +155,12 @@ fn protocol_errors_are_answered_clearly() {
 #[test]
 fn another_uid_is_refused() {
     if me() == 0 {
-        // Root is always served; tests/system_path.rs runs a client as
+        // Root is always served; tests/e2e/system_path.rs runs a client as
         // 65534 against a real helper for this case.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP another_uid_is_refused: running as root, which the helper always serves (covered by banger's system_path test)"
+        banger_testsupport::skip!(
+            "another_uid_is_refused",
+            "running as root, which the helper always serves (covered by banger's system_path test)"
         );
-        return;
     }
     let f = start_serving(me(), me() + 1);
     let err = client(&f.socket).ping().unwrap_err();

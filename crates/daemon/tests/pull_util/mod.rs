@@ -23,16 +23,11 @@ use oci_client::{Client, Reference};
 
 /// Print a SKIP line past the harness capture and say whether to skip.
 pub fn skip_without(test: &str, programs: &[&str]) -> bool {
-    for p in programs {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(p).is_file()));
-        if !found {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: {p} not installed (apt-get install docker-registry e2fsprogs)"
-            );
+    if let Some(p) = programs.iter().find(|p| !banger_testsupport::in_path(p)) {
+        banger_testsupport::skip!(
             return true;
-        }
+            test, "{p} not installed (apt-get install docker-registry e2fsprogs)"
+        );
     }
     false
 }

@@ -3,8 +3,8 @@
 //! pinning, `vm ssh`, `vm ports`, `workspace prepare` (full and delta),
 //! `workspace export`, and `vm stop` during a long prepare.
 
-mod guestnet;
-mod util;
+use crate::guestnet;
+use crate::util;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -440,4 +440,27 @@ fn vm_stop_does_not_wait_for_a_long_prepare() {
         assert_eq!(d.vm("dev").unwrap().state, VmState::Stopped);
         let _ = prepare.join();
     });
+}
+
+/// The e2e modules share one process, and with `--test-threads=1` a test
+/// runs on the harness's main thread: the namespace `enter_host` moved the
+/// thread into is left again when the guest network is dropped.
+#[test]
+fn guestnet_puts_the_thread_back_in_its_namespace() {
+    fn netns() -> std::fs::Metadata {
+        std::fs::metadata("/proc/thread-self/ns/net").unwrap()
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Some(net) = GuestNet::new("guestnet_puts_the_thread_back_in_its_namespace") else {
+        return;
+    };
+    let before = netns().ino();
+    net.enter_host();
+    assert_ne!(netns().ino(), before, "enter_host moves the thread");
+    drop(net);
+    assert_eq!(
+        netns().ino(),
+        before,
+        "dropping the guest network moves it back"
+    );
 }

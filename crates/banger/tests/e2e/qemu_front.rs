@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use banger_fcapi::{BootSource, Drive, InstanceState, MachineConfiguration, NetworkInterface};
 use banger_fcproc::{FirecrackerClient, wait_for_socket};
 
-mod qemuguest;
-use qemuguest::{build_initramfs, children, prerequisites, skip};
+use crate::qemuguest;
+
+use banger_testsupport::skip;
+use qemuguest::{build_initramfs, children, prerequisites};
 
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,8 +42,7 @@ impl Front {
         let (kernel, busybox) = match prerequisites() {
             Ok(p) => p,
             Err(why) => {
-                skip(test, &why);
-                return None;
+                skip!(return None; test, "{why}");
             }
         };
         let dir = tempfile::tempdir().unwrap();
@@ -351,12 +352,10 @@ fn ip(args: &[&str]) {
 async fn nic_gets_the_mac_answers_ping_and_dies_with_the_front() {
     const TEST: &str = "qemu-net";
     if !nix::unistd::geteuid().is_root() {
-        skip(TEST, "needs root for a TAP in a network namespace");
-        return;
+        skip!(TEST, "needs root for a TAP in a network namespace");
     }
     if let Err(why) = prerequisites() {
-        skip(TEST, &why);
-        return;
+        skip!(TEST, "{why}");
     }
     let ns = Netns(format!("bqemu-{}", std::process::id()));
     ip(&["netns", "add", &ns.0]);

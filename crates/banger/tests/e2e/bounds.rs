@@ -4,7 +4,10 @@
 //! and a disk larger than the image's ext4 can grow to is refused before a
 //! row or a file exists.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::skip;
 
 use banger_api::rpc::{VmCreateParams, VmLogsParams, VmSetParams, VmStopParams};
 use banger_api::{ByteSize, ErrorKind, Request, Vm, VmCreated, VmLogs, VmState};
@@ -105,18 +108,11 @@ fn out_of_range_numbers_are_refused_and_change_nothing() {
 fn a_disk_beyond_what_the_ext4_can_grow_to_is_refused_up_front() {
     let t = tempfile::tempdir().unwrap();
     let rootfs = t.path().join("small-blocks.ext4");
-    let ok = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "1024"])
-        .arg(&rootfs)
-        .arg("16M")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        util::skip(
+    if let Err(why) = Mkfs::new().block_size(1024).build(&rootfs, "16M") {
+        skip!(
             "a_disk_beyond_what_the_ext4_can_grow_to_is_refused_up_front",
-            "mkfs.ext4 is not available (apt-get install e2fsprogs)",
+            "{why}"
         );
-        return;
     }
     let Some(fx) = Fixtures::new("a_disk_beyond_what_the_ext4_can_grow_to_is_refused_up_front")
     else {

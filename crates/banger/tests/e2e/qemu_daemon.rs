@@ -7,15 +7,17 @@
 //! kernel; the root filesystem is a small ext4 image it does not mount. SKIPs
 //! visibly without the kernel, QEMU, busybox or mkfs.ext4.
 
-mod qemuguest;
-mod util;
+use crate::qemuguest;
+
+use crate::util;
+use banger_testsupport::skip;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use banger_api::rpc::ImageRegisterParams;
 use banger_api::{Request, VmState, VmStats};
-use qemuguest::{build_initramfs, prerequisites, skip};
+use qemuguest::{build_initramfs, prerequisites};
 use util::{Fixtures, TestDaemon};
 
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
@@ -39,7 +41,7 @@ fn daemon_boots_measures_and_stops_a_qemu_guest() {
     const TEST: &str = "qemu-daemon";
     let (kernel, busybox) = match prerequisites() {
         Ok(p) => p,
-        Err(why) => return skip(TEST, &why),
+        Err(why) => skip!(TEST, "{why}"),
     };
     let Some(fx) = Fixtures::new(TEST) else {
         return;

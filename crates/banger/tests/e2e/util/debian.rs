@@ -16,11 +16,6 @@ pub fn test_cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/banger-test-cache"))
 }
 
-pub fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
 /// The mirror the daemon will use (the host's Debian mirror, else
 /// deb.debian.org) answers on its port.
 pub fn mirror_reachable() -> Result<(), String> {
@@ -110,7 +105,7 @@ pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
 /// The static guest agent: the `make guest-agent` output, or a fresh static
 /// build in a separate target dir — the same function `banger-guest`'s own
 /// tests use, included from that crate rather than copied.
-#[path = "../../../guest/tests/common/mod.rs"]
+#[path = "../../../../guest/tests/common/mod.rs"]
 mod guest_common;
-#[allow(unused_imports)] // not every test binary boots a guest
+#[allow(unused_imports)] // the benchmarks that include `util` boot no guest
 pub use guest_common::static_agent;

@@ -2,38 +2,25 @@
 //! privileged step of the VM lifecycle goes through the seam, in order, and
 //! a refused operation leaves the VM in `error` with nothing running.
 
-mod util;
+use crate::util;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmDeleteParams, VmStopParams};
 use banger_api::{OpState, VmState};
 use banger_daemon::config::{Config, Layout, Mode};
 use banger_daemon::{Daemon, OpenOptions};
-use banger_privops::{LocalPrivOps, PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
+use banger_privops::{LocalPrivOps, PrivOp, PrivOpsError};
+use banger_testsupport::RecordingOps;
 
 /// Records each operation, then forwards it (or refuses spawns when asked).
-struct Recording {
-    inner: LocalPrivOps,
-    log: Mutex<Vec<String>>,
-    refuse_spawn: bool,
-}
+type Recording = RecordingOps<LocalPrivOps>;
 
-impl PrivilegedOps for Recording {
-    fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
-        let entry = match &op {
-            PrivOp::SpawnVmm(s) => format!("spawn {}", s.id),
-            PrivOp::SignalVmm { signal, .. } => format!("signal {signal:?}"),
-            other => other.name().to_string(),
-        };
-        self.log.lock().unwrap().push(entry);
-        if self.refuse_spawn && matches!(op, PrivOp::SpawnVmm(_)) {
-            return Err(PrivOpsError::Refused {
-                op: "spawn_vmm",
-                reason: "test says no".into(),
-            });
-        }
-        self.inner.execute(op)
+fn label(op: &PrivOp) -> String {
+    match op {
+        PrivOp::SpawnVmm(s) => format!("spawn {}", s.id),
+        PrivOp::SignalVmm { signal, .. } => format!("signal {signal:?}"),
+        other => other.name().to_string(),
     }
 }
 
@@ -50,11 +37,19 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
         Some(&dir.join("state")),
     )
     .unwrap();
-    let ops = Arc::new(Recording {
-        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
-        log: Mutex::new(Vec::new()),
-        refuse_spawn,
-    });
+    let mut ops = RecordingOps::new(LocalPrivOps::new(banger_daemon::daemon::privops_policy(
+        &config, &layout,
+    )))
+    .labelled(label);
+    if refuse_spawn {
+        ops = ops.failing(|op| {
+            matches!(op, PrivOp::SpawnVmm(_)).then(|| PrivOpsError::Refused {
+                op: "spawn_vmm",
+                reason: "test says no".into(),
+            })
+        });
+    }
+    let ops = Arc::new(ops);
     let d = Daemon::open(OpenOptions {
         config,
         layout,
@@ -115,7 +110,7 @@ async fn lifecycle_goes_through_the_seam() {
         })
         .await
         .unwrap();
-    let log = ops.log.lock().unwrap().clone();
+    let log = ops.log();
     assert_eq!(
         log,
         vec![format!("spawn banger-{}", vm.id), "signal Kill".to_string()]

@@ -37,6 +37,10 @@ pub struct GuestNet {
     /// banger's client key (the daemon's `[guest] ssh_key`).
     pub client_key: PathBuf,
     sshd: Option<Child>,
+    /// The network namespace the thread was in before [`Self::enter_host`]:
+    /// put back on drop, since the e2e tests share one process and a test
+    /// thread may be the harness's main thread (`--test-threads=1`).
+    entered_from: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Why the guest network cannot be built here (the test then skips).
@@ -69,11 +73,7 @@ impl GuestNet {
     /// this machine cannot.
     pub fn new(test: &str) -> Option<GuestNet> {
         if let Some(why) = unavailable() {
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("SKIP {test}: {why}\n"),
-            );
-            return None;
+            banger_testsupport::skip!(return None; test, "{why}");
         }
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}x{n}", std::process::id());
@@ -95,6 +95,7 @@ impl GuestNet {
             client_key: dir.path().join("client/id_ed25519"),
             dir,
             sshd: None,
+            entered_from: std::sync::Mutex::new(None),
         };
         ip(&[
             "link", "add", "name", &host_if, "netns", &host_ns, "type", "veth", "peer", "name",
@@ -194,7 +195,12 @@ impl GuestNet {
 
     /// Move the calling thread into the host namespace: processes it spawns
     /// from now on (bangerd, banger) live there.
+    /// The thread goes back to its namespace when `self` is dropped.
     pub fn enter_host(&self) {
+        let mut from = self.entered_from.lock().unwrap();
+        if from.is_none() {
+            *from = Some(std::fs::File::open("/proc/thread-self/ns/net").unwrap());
+        }
         let f = std::fs::File::open(format!("/run/netns/{}", self.host_ns)).unwrap();
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
     }
@@ -237,6 +243,9 @@ impl GuestNet {
 
 impl Drop for GuestNet {
     fn drop(&mut self) {
+        if let Some(from) = self.entered_from.lock().unwrap().take() {
+            let _ = nix::sched::setns(from, nix::sched::CloneFlags::CLONE_NEWNET);
+        }
         self.stop_sshd();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.host_ns])

@@ -2,7 +2,7 @@
 //! export-bundle, pull of the bundle (the `image.pull` operation followed
 //! through `operation.watch`), detached pulls seen through `operation show`.
 
-mod util;
+use crate::util;
 
 use banger_api::{Image, OpState, Operation};
 use util::{Fixtures, TestDaemon};

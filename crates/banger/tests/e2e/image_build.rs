@@ -8,7 +8,9 @@
 //! are kept in `$BANGER_TEST_CACHE` (default `/var/tmp/banger-test-cache`)
 //! so later runs and the end-to-end tests skip the bootstrap.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::{in_path, skip};
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -17,8 +19,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banger_api::Image;
-use util::debian::{in_path, link_all, mirror_reachable, test_cache};
-use util::{TestDaemon, is_root, list_dir, skip};
+use util::debian::{link_all, mirror_reachable, test_cache};
+use util::{TestDaemon, is_root, list_dir};
 
 const NAME: &str = "debian-bookworm";
 
@@ -67,19 +69,19 @@ fn inode(image: &str, path: &str) -> (u32, u32, u32) {
 fn build_a_debian_image_check_it_and_boot_it() {
     const T: &str = "build_a_debian_image_check_it_and_boot_it";
     if !is_root() {
-        return skip(T, "needs root (mmdebstrap's chroot mode)");
+        skip!(T, "needs root (mmdebstrap's chroot mode)");
     }
     if !in_path("mmdebstrap") {
-        return skip(
+        skip!(
             T,
-            "mmdebstrap is not installed (apt-get install mmdebstrap)",
+            "mmdebstrap is not installed (apt-get install mmdebstrap)"
         );
     }
     if !in_path("debugfs") {
-        return skip(T, "debugfs is not installed (apt-get install e2fsprogs)");
+        skip!(T, "debugfs is not installed (apt-get install e2fsprogs)");
     }
     if let Err(e) = mirror_reachable() {
-        return skip(T, &format!("the Debian mirror is not reachable: {e}"));
+        skip!(T, "the Debian mirror is not reachable: {e}");
     }
     let cache = test_cache();
     let d = TestDaemon::start(&[]);
@@ -278,7 +280,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
 /// started and that the first boot made SSH host keys.
 fn boot(test: &str, kernel: &str, initrd: &str, disk: &Path) {
     if !in_path("qemu-system-x86_64") {
-        return skip(test, "boot part: qemu-system-x86_64 is not installed");
+        skip!(test, "boot part: qemu-system-x86_64 is not installed");
     }
     let khz = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap()
@@ -440,11 +442,7 @@ impl TestNet {
     fn new(test: &str, disk: &Path) -> Option<TestNet> {
         for tool in ["ip", "ssh", "ssh-keygen"] {
             if !in_path(tool) {
-                skip(
-                    test,
-                    &format!("network part of the boot: {tool} is not installed"),
-                );
-                return None;
+                skip!(return None; test, "network part of the boot: {tool} is not installed");
             }
         }
         let dir = disk.parent().unwrap();

@@ -1,14 +1,16 @@
 //! End-to-end tests: the `banger` CLI and client against a real `bangerd`
 //! whose firecracker binary is the strict simulator.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use banger_api::rpc::{VmCreateParams, VmRef, VmStopParams};
 use banger_api::{ErrorKind, Request, Vm, VmCreated, VmDetail, VmLogs, VmState, VmStats};
-use util::{Fixtures, TestDaemon, is_root, skip};
+use util::{Fixtures, TestDaemon, is_root};
 
 #[test]
 fn lifecycle_through_the_cli() {
@@ -430,11 +432,10 @@ fn image_in_use_cannot_be_deleted() {
 #[test]
 fn socket_is_private_and_other_users_are_refused() {
     if !is_root() {
-        skip(
+        skip!(
             "socket_is_private",
-            "needs root to run a client as another uid",
+            "needs root to run a client as another uid"
         );
-        return;
     }
     let d = TestDaemon::start(&[]);
     use std::os::unix::fs::PermissionsExt;
@@ -457,8 +458,7 @@ fn socket_is_private_and_other_users_are_refused() {
         .args(["vm", "list"])
         .output();
     let Ok(out) = out else {
-        skip("socket_is_private", "setpriv is not available");
-        return;
+        skip!("socket_is_private", "setpriv is not available");
     };
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

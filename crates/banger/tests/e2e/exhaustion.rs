@@ -4,7 +4,7 @@
 //! handful of log lines) and serves again once they close. A slow idle
 //! stop does not hold the stats loop up.
 
-mod util;
+use crate::util;
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};

@@ -3,13 +3,15 @@
 //! (simulator as firecracker). Disks are checked without mounting, with
 //! `debugfs` and `e2fsck -fn`.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use banger_api::{Image, SeedRefresh, VmDetail, VmState};
-use util::{Fixtures, TestDaemon, skip};
+use util::{Fixtures, TestDaemon};
 
 const T: &str = "seed_work_disk_and_refresh_end_to_end";
 
@@ -91,7 +93,7 @@ fn start(fx: &Fixtures) -> Env {
 fn seed_work_disk_and_refresh_end_to_end() {
     let Some(fx) = Fixtures::new(T) else { return };
     if Command::new("debugfs").arg("-V").output().is_err() {
-        return skip(T, "debugfs is not installed (apt-get install e2fsprogs)");
+        skip!(T, "debugfs is not installed (apt-get install e2fsprogs)");
     }
     let env = start(&fx);
     let d = &env.daemon;

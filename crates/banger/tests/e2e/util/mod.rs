@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use banger_api::rpc::{ImageRegisterParams, VmCreateParams};
 use banger_api::{Image, OpState, Request, Vm, VmCreated, VmState};
 use banger_cli::client::Client;
+use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::skip;
 
 /// Path of a binary of this package.
 pub fn bin(name: &str) -> PathBuf {
@@ -23,13 +25,6 @@ pub fn bin(name: &str) -> PathBuf {
         "bangerd-root" => PathBuf::from(env!("CARGO_BIN_EXE_bangerd-root")),
         other => panic!("unknown binary {other}"),
     }
-}
-
-/// Print a skip reason straight to the process's stderr, past the test
-/// harness's output capture, so a test that cannot run here says so loudly.
-pub fn skip(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
 /// A running daemon in its own state directory.
@@ -55,7 +50,7 @@ impl TestDaemon {
     pub fn start_with(env: &[(&str, &str)], daemon_keys: &str) -> TestDaemon {
         // These daemons run unprivileged-style in the machine's own network
         // namespace, so they must not touch the host network; the network
-        // tests (tests/network.rs) run theirs inside a throwaway namespace.
+        // tests (tests/e2e/network.rs) run theirs inside a throwaway namespace.
         Self::start_full(env, daemon_keys, "enabled = false\n", None)
     }
 
@@ -349,24 +344,12 @@ impl Fixtures {
     /// `None` (with a printed reason) when `mkfs.ext4` is missing.
     pub fn new(test: &str) -> Option<Fixtures> {
         let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
-        std::fs::write(tree.join("etc/hostname"), "banger-test\n").unwrap();
         let rootfs = dir.path().join("rootfs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&rootfs)
-            .arg("32M")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            skip(
-                test,
-                "mkfs.ext4 is not available (apt-get install e2fsprogs)",
-            );
-            return None;
+        if let Err(why) = Mkfs::new()
+            .file("etc/hostname", "banger-test\n")
+            .build(&rootfs, "32M")
+        {
+            skip!(return None; test, "{why}");
         }
         let kernel = dir.path().join("vmlinux");
         std::fs::write(&kernel, fake_vmlinux()).unwrap();

@@ -10,7 +10,9 @@
 //! shutdown), and a readiness wait on a guest that never answers. The
 //! network stays disabled (TAP leaks are covered by the network tests).
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -447,8 +449,7 @@ fn start_ends_an_unrecorded_vmm_holding_the_lock_instead_of_running_a_second() {
         .output()
         .is_err()
     {
-        util::skip("start_ends_an_unrecorded_vmm", "flock(1) is not installed");
-        return;
+        skip!("start_ends_an_unrecorded_vmm", "flock(1) is not installed");
     }
     let d = TestDaemon::start(&[]);
     d.register_image(&fx, "base");
@@ -480,8 +481,7 @@ fn delete_ends_an_unrecorded_vmm() {
         .output()
         .is_err()
     {
-        util::skip("delete_ends_an_unrecorded_vmm", "flock(1) is not installed");
-        return;
+        skip!("delete_ends_an_unrecorded_vmm", "flock(1) is not installed");
     }
     let d = TestDaemon::start(&[]);
     d.register_image(&fx, "base");
@@ -529,7 +529,7 @@ impl Drop for NetNs {
 fn crash_between_spawn_and_record_with_the_network_leaks_no_tap() {
     const T: &str = "crash_with_the_network";
     if !util::is_root() {
-        return util::skip(T, "needs root (network namespace, TAPs)");
+        skip!(T, "needs root (network namespace, TAPs)");
     }
     let ns_ok = ["ip", "nft"].iter().all(|t| {
         std::process::Command::new(t)
@@ -538,7 +538,7 @@ fn crash_between_spawn_and_record_with_the_network_leaks_no_tap() {
             .is_ok_and(|o| o.status.success())
     });
     if !ns_ok {
-        return util::skip(T, "ip or nft is not installed");
+        skip!(T, "ip or nft is not installed");
     }
     let Some(fx) = Fixtures::new(T) else { return };
     let ns = NetNs(format!("bgtest-crash-{}", std::process::id()));

@@ -9,14 +9,9 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
-
-pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-}
 
 /// The guest's `/init`. Markers on the kernel command line choose what it does.
 pub const INIT: &str = r#"#!/bin/busybox sh

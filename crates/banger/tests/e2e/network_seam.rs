@@ -4,7 +4,7 @@
 //! the simulator. The subnet is on loopback (127.30.0.0/24) so the real
 //! `vm.` DNS server can bind its gateway address anywhere.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -15,25 +15,26 @@ use banger_api::{OpState, VmState};
 use banger_daemon::config::{Config, Layout, Mode};
 use banger_daemon::{Daemon, OpenOptions};
 use banger_privops::{LinkInfo, LocalPrivOps, PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
+use banger_testsupport::RecordingOps;
 
+/// A pretend link table for the network operations; the VMM operations go
+/// to the real adapter. The recorder in front of it validates exactly as
+/// the real adapter would.
 struct FakeNet {
     inner: LocalPrivOps,
-    log: Mutex<Vec<String>>,
     links: Mutex<BTreeSet<String>>,
-    refuse_tap: bool,
+}
+
+fn label(op: &PrivOp) -> String {
+    match op {
+        PrivOp::DeleteLink { name } => format!("delete_link {name}"),
+        other => other.name().to_string(),
+    }
 }
 
 impl PrivilegedOps for FakeNet {
     fn execute(&self, op: PrivOp) -> Result<PrivReply, PrivOpsError> {
-        // Validate exactly as the real adapter would.
-        let op = op.validate(self.inner.policy())?;
         let mut links = self.links.lock().unwrap();
-        let entry = match &op {
-            PrivOp::CreateTap { .. } => "create_tap".to_string(),
-            PrivOp::DeleteLink { name } => format!("delete_link {name}"),
-            other => other.name().to_string(),
-        };
-        self.log.lock().unwrap().push(entry);
         match op {
             PrivOp::SpawnVmm(_) | PrivOp::SignalVmm { .. } => {
                 drop(links);
@@ -44,12 +45,6 @@ impl PrivilegedOps for FakeNet {
                 Ok(PrivReply::Done)
             }
             PrivOp::CreateTap { name, .. } => {
-                if self.refuse_tap {
-                    return Err(PrivOpsError::Refused {
-                        op: "create_tap",
-                        reason: "test says no".into(),
-                    });
-                }
                 links.insert(name);
                 Ok(PrivReply::Done)
             }
@@ -88,7 +83,11 @@ impl PrivilegedOps for FakeNet {
     }
 }
 
-fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<FakeNet>) {
+fn open(
+    dir: &std::path::Path,
+    pool: usize,
+    refuse_tap: bool,
+) -> (Daemon, Arc<RecordingOps<FakeNet>>) {
     let text = format!(
         "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nsubnet = \"127.30.0.0/24\"\ndns_port = 0\ntap_pool_size = {pool}\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         util::bin("banger-fcsim").display().to_string()
@@ -101,13 +100,23 @@ fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<Fa
         Some(&dir.join("state")),
     )
     .unwrap();
-    let ops = Arc::new(FakeNet {
-        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
-        log: Mutex::new(Vec::new()),
+    let policy = banger_daemon::daemon::privops_policy(&config, &layout);
+    let mut ops = RecordingOps::new(FakeNet {
+        inner: LocalPrivOps::new(policy.clone()),
         // A TAP a previous daemon leaked.
         links: Mutex::new(["bgt0000dead".to_string()].into()),
-        refuse_tap,
-    });
+    })
+    .validating(policy)
+    .labelled(label);
+    if refuse_tap {
+        ops = ops.failing(|op| {
+            matches!(op, PrivOp::CreateTap { .. }).then(|| PrivOpsError::Refused {
+                op: "create_tap",
+                reason: "test says no".into(),
+            })
+        });
+    }
+    let ops = Arc::new(ops);
     let d = Daemon::open(OpenOptions {
         config,
         layout,
@@ -174,7 +183,7 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
     pool_full(&d).await;
     let net = d.net.network().unwrap().clone();
     assert!(net.dns.local_addr().is_some(), "the DNS server runs");
-    let log = ops.log.lock().unwrap().clone();
+    let log = ops.log();
     assert_eq!(
         log,
         [
@@ -188,12 +197,12 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
     );
     register(&d, &fx).await;
     let pooled = net.pool.names();
-    ops.log.lock().unwrap().clear();
+    ops.clear_log();
     let op = create(&d, "seam").await;
     assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
     let vm = d.vms.resolve("seam").unwrap();
     pool_full(&d).await;
-    let log = ops.log.lock().unwrap().clone();
+    let log = ops.log();
     // The background refill interleaves freely; everything else is ordered.
     let ordered: Vec<&String> = log.iter().filter(|l| *l != "create_tap").collect();
     assert_eq!(
@@ -219,9 +228,9 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let taps_after_kill = net.pool.names().len();
     assert_eq!(taps_after_kill, 2, "pool stays at its target");
-    ops.log.lock().unwrap().clear();
+    ops.clear_log();
     d.vms.start("seam").await.unwrap();
-    let log = ops.log.lock().unwrap().clone();
+    let log = ops.log();
     assert!(log.contains(&"spawn_vmm".to_string()), "{log:?}");
     assert!(
         !log.iter()
@@ -270,7 +279,7 @@ async fn refused_tap_leaves_error_and_nothing_running() {
     assert_eq!(d.vms.resolve("nope").unwrap().state, VmState::Error);
     assert!(d.vms.show("nope").unwrap().runtime.is_none());
     assert!(
-        !ops.log.lock().unwrap().iter().any(|l| l == "spawn_vmm"),
+        !ops.log().iter().any(|l| l == "spawn_vmm"),
         "no VMM without a TAP"
     );
 }

@@ -2,14 +2,16 @@
 //! path, the units' validity (`systemd-analyze verify`) and an uninstall
 //! that leaves the prefix exactly as it was.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use util::{bin, skip};
+use util::bin;
 
 fn banger(args: &[&str]) -> Output {
     Command::new(bin("banger"))
@@ -140,9 +142,9 @@ fn generated_units_pass_systemd_analyze_verify() {
         .output()
         .is_err()
     {
-        return skip(
+        skip!(
             T,
-            "systemd-analyze is not installed (apt-get install systemd)",
+            "systemd-analyze is not installed (apt-get install systemd)"
         );
     }
     let t = tempfile::tempdir().unwrap();

@@ -3,7 +3,9 @@
 //! it, the simulator as Firecracker; and the helper's refusals seen from
 //! outside. Root-only: each test prints SKIP and passes elsewhere.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use banger_api::{ErrorKind, Vm, VmDetail, VmState};
 use banger_privops::wire::{self, MAX_REQUEST, WireErrorKind, WireResponse};
 use banger_privops::{PrivOp, PrivOpsError, PrivilegedOps, RootHelperClient, SpawnVmm, VmmSignal};
-use util::{Fixtures, TestDaemon, bin, is_root, skip};
+use util::{Fixtures, TestDaemon, bin, is_root};
 
 const NOBODY: u32 = 65534;
 
@@ -119,19 +121,16 @@ fn have_setpriv(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        skip(
-            test,
-            "setpriv is not installed (apt-get install util-linux)",
-        );
+        skip!(return false; test, "setpriv is not installed (apt-get install util-linux)");
     }
-    ok
+    true
 }
 
 #[test]
 fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     const T: &str = "non_root_daemon_runs_the_full_vm_flow_through_the_helper";
     if !is_root() {
-        return skip(T, "needs root to start bangerd-root and switch uids");
+        skip!(T, "needs root to start bangerd-root and switch uids");
     }
     if !have_setpriv(T) {
         return;
@@ -248,7 +247,7 @@ fn alive(pid: u32) -> bool {
 fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     const T: &str = "helper_refuses_escapes_other_uids_and_oversized_requests";
     if !is_root() {
-        return skip(T, "needs root to start bangerd-root");
+        skip!(T, "needs root to start bangerd-root");
     }
     if !have_setpriv(T) {
         return;

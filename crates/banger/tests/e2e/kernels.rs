@@ -2,7 +2,7 @@
 //! CLI and a real `bangerd` (simulator as firecracker). The catalog's URLs
 //! point at a tiny HTTP server on 127.0.0.1 started by the test.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

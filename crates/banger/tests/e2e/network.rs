@@ -6,13 +6,15 @@
 //! crash and delete, TAPs returned, and `banger network reset` leaving
 //! nothing banger-prefixed. The machine's own namespace is never touched.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::skip;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use banger_api::VmState;
-use util::{Fixtures, TestDaemon, skip};
+use util::{Fixtures, TestDaemon};
 
 const PORT: &str = "5354";
 
@@ -117,10 +119,10 @@ fn vm_config(api_sock: &std::path::Path) -> serde_json::Value {
 fn network_end_to_end_in_a_namespace() {
     const T: &str = "network_end_to_end_in_a_namespace";
     if !nix::unistd::geteuid().is_root() {
-        return skip(T, "needs root (network namespaces, bridge, TAPs)");
+        skip!(T, "needs root (network namespaces, bridge, TAPs)");
     }
     if let Some(tool) = missing_tools() {
-        return skip(T, &format!("{tool} is not installed (see .ci/run)"));
+        skip!(T, "{tool} is not installed (see .ci/run)");
     }
     let Some(fx) = Fixtures::new(T) else { return };
     let ns = NetNs::add(&format!("bgtest-e2e-{}", std::process::id()));

@@ -14,7 +14,9 @@
 //! bootstrap is cached in `$BANGER_TEST_CACHE`, see `image_build.rs`),
 //! `ip`, `nft`, `dig`, `ssh`, `debugfs` and `git`; prints `SKIP` otherwise.
 
-mod util;
+use crate::util;
+
+use banger_testsupport::{in_path, skip};
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
@@ -26,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use banger_api::{Image, Vm, VmCreated, VmState, VmStats};
 use util::debian::{
-    cached_bootstrap, in_path, keep_bootstrap, link_all, mirror_reachable, static_agent, test_cache,
+    cached_bootstrap, keep_bootstrap, link_all, mirror_reachable, static_agent, test_cache,
 };
-use util::{TestDaemon, list_dir, skip, tail};
+use util::{TestDaemon, list_dir, tail};
 
 const T: &str = "guest_e2e";
 const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
@@ -468,11 +470,11 @@ fn outside_listener(ns: &NetNs) -> (u16, mpsc::Receiver<Received>) {
 #[test]
 fn debian_guest_end_to_end_through_the_cli() {
     if let Some(why) = missing() {
-        return skip(T, &why);
+        skip!(T, "{why}");
     }
     let agent = match static_agent() {
         Ok(a) => a,
-        Err(e) => return skip(T, &format!("no static guest agent: {e}")),
+        Err(e) => skip!(T, "no static guest agent: {e}"),
     };
     let mut e = setup(&agent);
     let state = e.d.state_dir();
@@ -487,9 +489,9 @@ fn debian_guest_end_to_end_through_the_cli() {
         && let Err(why) = mirror_reachable()
     {
         // The cached bootstrap was of another recipe.
-        return skip(
+        skip!(
             T,
-            &format!("the bootstrap needs the Debian mirror, which is not reachable: {why}"),
+            "the bootstrap needs the Debian mirror, which is not reachable: {why}"
         );
     }
     e.check(

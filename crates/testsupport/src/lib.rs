@@ -1,0 +1,75 @@
+//! Test support shared by the workspace's tests; a dev-dependency only,
+//! never a dependency of a binary or library target.
+//!
+//! - [`skip!`]: a test that cannot run on this machine says why, loudly,
+//!   and passes.
+//! - [`ext4`]: small ext4 images made with `mkfs.ext4`, optionally filled
+//!   from a few files.
+//! - [`RecordingOps`]: a [`PrivilegedOps`](banger_privops::PrivilegedOps)
+//!   that records every operation before another one answers it.
+
+pub mod ext4;
+mod recording;
+
+pub use recording::RecordingOps;
+
+/// Print `SKIP <test>: <reason>` straight to the process's stderr, past the
+/// test harness's output capture, then `return` from the calling function.
+///
+/// `skip!("test_name", "reason {}", x)` returns `()`;
+/// `skip!(return VALUE; "test_name", "reason")` returns `VALUE` (for a
+/// helper that answers `None` or `false` to a test that cannot run).
+#[macro_export]
+macro_rules! skip {
+    (return $ret:expr; $test:expr, $($why:tt)+) => {{
+        $crate::print_skip($test, ::std::format_args!($($why)+));
+        return $ret;
+    }};
+    ($test:expr, $($why:tt)+) => {{
+        $crate::print_skip($test, ::std::format_args!($($why)+));
+        return;
+    }};
+}
+
+/// The line [`skip!`] prints: `SKIP <test>: <why>` on stderr, unbuffered
+/// and not captured by the test harness.
+pub fn print_skip(test: &str, why: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+/// Whether `program` is an executable file in a directory of `$PATH`.
+pub fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    fn maybe_skip(skip_it: bool, ran: &mut bool) {
+        if skip_it {
+            skip!("maybe_skip", "reason {}", 1);
+        }
+        *ran = true;
+    }
+
+    fn value_skip() -> Option<u32> {
+        skip!(return None; "value_skip", "no {}", "tool");
+    }
+
+    #[test]
+    fn skip_returns_from_the_caller() {
+        let mut ran = false;
+        maybe_skip(true, &mut ran);
+        assert!(!ran);
+        maybe_skip(false, &mut ran);
+        assert!(ran);
+        assert_eq!(value_skip(), None);
+    }
+
+    #[test]
+    fn in_path_finds_sh_and_not_nonsense() {
+        assert!(super::in_path("sh"));
+        assert!(!super::in_path("no-such-program-banger-testsupport"));
+    }
+}
