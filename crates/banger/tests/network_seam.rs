@@ -102,7 +102,7 @@ fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<Fa
     )
     .unwrap();
     let ops = Arc::new(FakeNet {
-        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
+        inner: LocalPrivOps::new(banger_daemon::root::privops_policy(&config, &layout)),
         log: Mutex::new(Vec::new()),
         // A TAP a previous daemon leaked.
         links: Mutex::new(["bgt0000dead".to_string()].into()),
@@ -206,7 +206,7 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
         1,
         "one refill, no inline TAP (pool hit): {log:?}"
     );
-    let tap = banger_daemon::handles::read_file(&d.layout.vm_dir(&vm.id))
+    let tap = banger_daemon::vms::handles::read_file(&d.layout.vm_dir(&vm.id))
         .unwrap()
         .tap
         .unwrap();

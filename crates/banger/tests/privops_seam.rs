@@ -51,7 +51,7 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
     )
     .unwrap();
     let ops = Arc::new(Recording {
-        inner: LocalPrivOps::new(banger_daemon::daemon::privops_policy(&config, &layout)),
+        inner: LocalPrivOps::new(banger_daemon::root::privops_policy(&config, &layout)),
         log: Mutex::new(Vec::new()),
         refuse_spawn,
     });

@@ -77,9 +77,9 @@ pub struct Config {
     /// directory) every privileged operation goes to that helper, which
     /// must run as root; unset on the dev path, they run in-process.
     pub privileged_helper: Option<PathBuf>,
-    /// Guest access and workspaces (`guest_config.rs`).
-    pub guest: crate::guest_config::GuestConfig,
-    /// Kernel catalog file (TOML, see `kernel_catalog.rs`) read by `banger
+    /// Guest access and workspaces (`workspace/guest_config.rs`).
+    pub guest: crate::workspace::GuestConfig,
+    /// Kernel catalog file (TOML, see `images/kernels/catalog.rs`) read by `banger
     /// kernel pull`. Unset: the catalog shipped with banger.
     pub kernel_catalog: Option<PathBuf>,
 }
@@ -247,7 +247,7 @@ impl Config {
                 message: format!("prefix /{prefix} is not between /16 and /29"),
             });
         }
-        let prefix = crate::daemon::DEVICE_PREFIX;
+        let prefix = crate::common::DEVICE_PREFIX;
         let bridge = &self.network.bridge;
         if bridge.len() <= prefix.len()
             || bridge.len() > 15

@@ -1,0 +1,11 @@
+//! `HostNetwork`: the bridge, the TAP pool, NAT and the `.vm` DNS routing,
+//! with their setup, reconcile and reset. The VMM launcher that uses it
+//! lives in `vms/`.
+
+mod dns_routing;
+mod nat;
+mod service;
+mod tap_pool;
+
+pub use service::{HostNetwork, NetSettings, blocking};
+pub use tap_pool::is_tap_name;
