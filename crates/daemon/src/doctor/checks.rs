@@ -121,7 +121,7 @@ impl Default for DoctorEnv {
 pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
     let mut checks = run_with(config, layout, &DoctorEnv::default());
     checks.extend(crate::doctor::net::checks(config));
-    checks.extend(crate::images::doctor_checks(config, layout));
+    checks.extend(crate::doctor::seeds::checks(config, layout));
     checks
 }
 

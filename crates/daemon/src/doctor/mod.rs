@@ -3,5 +3,6 @@
 
 mod checks;
 mod net;
+mod seeds;
 
 pub use checks::{Check, CheckStatus, DoctorEnv, Vmm, any_failed, classify_vmm, run, run_with};

@@ -14,7 +14,6 @@ mod seed;
 mod service;
 
 pub use kernels::KernelService;
-pub use refresh::doctor_checks;
 pub use seed::SeedSettings;
 pub use service::ImageService;
 pub(crate) use service::{Staged, link_or_copy, name_taken};

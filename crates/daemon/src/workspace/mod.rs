@@ -9,7 +9,7 @@ mod access;
 mod authsync;
 mod export;
 mod files;
-pub mod guest_config;
+mod guest_config;
 mod ports;
 mod prepare;
 mod ready;

@@ -1,7 +1,7 @@
 //! `KernelService`: the kernel catalogue (`service.rs`) and the built-in
 //! catalog of downloadable kernels (`catalog.rs`, `catalog.toml`).
 
-pub mod catalog;
+mod catalog;
 mod service;
 
 pub use service::KernelService;
