@@ -4,12 +4,14 @@
 //! blocking (privileged) calls off the async workers. Nothing here imports
 //! a service.
 
+mod blocking;
 pub mod error;
 mod host;
 pub mod lockset;
 mod ops;
 mod vm_files;
 
+pub use blocking::{blocking, privileged};
 pub use host::{DEVICE_PREFIX, owner_home};
 pub use ops::OpEntry;
 pub use vm_files::{VmFiles, root_disk, work_disk};

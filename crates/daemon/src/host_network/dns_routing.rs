@@ -8,7 +8,8 @@ use banger_privops::{NetOps, PrivilegedOps};
 use banger_vmdns::{DnsServer, Zone};
 
 use crate::common::error::DaemonError;
-use crate::host_network::service::{NetSettings, blocking};
+use crate::common::privileged;
+use crate::host_network::service::NetSettings;
 
 /// How the host's resolver reaches the `vm.` zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ impl DnsRouting {
         }
         let routing = if banger_privops::resolved_running() {
             let (bridge, gw) = (s.bridge.clone(), s.gateway);
-            match blocking(privops, move |p| p.resolver_route(&bridge, gw, false)).await {
+            match privileged(privops, move |p| p.resolver_route(&bridge, gw, false)).await {
                 Ok(()) => ResolverRouting::Resolved,
                 Err(e) => ResolverRouting::Failed(crate::common::error::error_chain(&e)),
             }
@@ -81,7 +82,8 @@ impl DnsRouting {
             .take();
         if routing == Some(ResolverRouting::Resolved) {
             let (bridge, gw) = (s.bridge.clone(), s.gateway);
-            if let Err(e) = blocking(privops, move |p| p.resolver_route(&bridge, gw, true)).await {
+            if let Err(e) = privileged(privops, move |p| p.resolver_route(&bridge, gw, true)).await
+            {
                 tracing::warn!(error = %e, "cannot revert resolver routing");
             }
         }

@@ -7,5 +7,5 @@ mod nat;
 mod service;
 mod tap_pool;
 
-pub use service::{HostNetwork, NetSettings, blocking};
+pub use service::{HostNetwork, NetSettings};
 pub use tap_pool::is_tap_name;

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use banger_privops::{NetOps, PrivilegedOps};
 
 use crate::common::error::DaemonError;
-use crate::host_network::service::{NetSettings, blocking};
+use crate::common::privileged;
+use crate::host_network::service::NetSettings;
 
 /// Whether banger's table is known to be in place.
 pub struct NatState {
@@ -56,7 +57,7 @@ impl NatState {
             return Ok(());
         }
         let (bridge, network, prefix) = (s.bridge.clone(), s.network, s.prefix);
-        let previous = blocking(privops, move |p| {
+        let previous = privileged(privops, move |p| {
             let previous = p.set_ip_forward(true)?;
             p.apply_nat(&bridge, network, prefix)?;
             Ok(previous)
@@ -81,12 +82,12 @@ impl NatState {
         privops: &Arc<dyn PrivilegedOps>,
     ) -> Result<(bool, Option<bool>), DaemonError> {
         let _slow = self.apply.lock().await;
-        let existed = blocking(privops, |p| p.remove_nat()).await?;
+        let existed = privileged(privops, |p| p.remove_nat()).await?;
         self.applied.store(false, Ordering::Release);
         let restored = match std::fs::read_to_string(&self.previous_file) {
             Ok(v) => {
                 let value = v.trim() == "1";
-                blocking(privops, move |p| p.set_ip_forward(value)).await?;
+                privileged(privops, move |p| p.set_ip_forward(value)).await?;
                 std::fs::remove_file(&self.previous_file)
                     .map_err(DaemonError::io("cannot remove", &self.previous_file))?;
                 Some(value)

@@ -2,7 +2,7 @@
 //! bridge, the TAP pool, NAT and DNS, and their setup, reconcile and reset.
 //!
 //! Every privileged call goes through the `PrivilegedOps` seam on a
-//! blocking thread ([`blocking`]): the seam is synchronous and its netlink
+//! blocking thread ([`privileged`]): the seam is synchronous and its netlink
 //! calls run their own small runtime, which must never nest inside the
 //! daemon's.
 
@@ -11,25 +11,14 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 
-use banger_privops::{NetOps, PrivOpsError, PrivilegedOps};
+use banger_privops::{NetOps, PrivilegedOps};
 
 use crate::common::error::DaemonError;
+use crate::common::privileged;
 use crate::config::Config;
 use crate::host_network::dns_routing::DnsRouting;
 use crate::host_network::nat::NatState;
 use crate::host_network::tap_pool::{TapPool, is_tap_name, new_tap_name};
-
-/// Run a privileged call on a blocking thread.
-pub async fn blocking<T: Send + 'static>(
-    privops: &Arc<dyn PrivilegedOps>,
-    f: impl FnOnce(&dyn PrivilegedOps) -> Result<T, PrivOpsError> + Send + 'static,
-) -> Result<T, DaemonError> {
-    let p = Arc::clone(privops);
-    tokio::task::spawn_blocking(move || f(&*p))
-        .await
-        .map_err(|e| DaemonError::Internal(format!("privileged call panicked: {e}")))?
-        .map_err(DaemonError::from)
-}
 
 /// `[network]`, resolved.
 #[derive(Debug, Clone)]
@@ -168,7 +157,7 @@ impl HostNetwork {
     pub async fn setup(&self) -> Result<(), DaemonError> {
         let s = &self.settings;
         let (bridge, gw, prefix) = (s.bridge.clone(), s.gateway, s.prefix);
-        blocking(&self.privops, move |p| p.ensure_bridge(&bridge, gw, prefix))
+        privileged(&self.privops, move |p| p.ensure_bridge(&bridge, gw, prefix))
             .await
             .map_err(|e| DaemonError::Conflict(format!(
                 "cannot set up bridge {}: {}; bangerd needs root (or CAP_NET_ADMIN) for the guest network, or set network.enabled = false in the config",
@@ -202,7 +191,7 @@ impl HostNetwork {
     async fn create_tap(&self) -> Result<String, DaemonError> {
         let name = new_tap_name();
         let (n, bridge) = (name.clone(), self.settings.bridge.clone());
-        blocking(&self.privops, move |p| p.create_tap(&n, &bridge)).await?;
+        privileged(&self.privops, move |p| p.create_tap(&n, &bridge)).await?;
         Ok(name)
     }
 
@@ -213,7 +202,7 @@ impl HostNetwork {
         }
         let privops = Arc::clone(&self.privops);
         tokio::spawn(async move {
-            if let Err(e) = blocking(&privops, move |p| p.delete_link(&tap)).await {
+            if let Err(e) = privileged(&privops, move |p| p.delete_link(&tap)).await {
                 tracing::warn!(error = %e, "cannot delete a spare TAP; the next daemon start removes it");
             }
         });
@@ -246,7 +235,7 @@ impl HostNetwork {
         owned: &HashSet<String>,
     ) -> Result<Vec<String>, DaemonError> {
         let pooled: HashSet<String> = self.pool.names().into_iter().collect();
-        let links = blocking(&self.privops, |p| p.list_links()).await?;
+        let links = privileged(&self.privops, |p| p.list_links()).await?;
         let leaked: Vec<String> = links
             .into_iter()
             .filter(|l| {
@@ -256,7 +245,7 @@ impl HostNetwork {
             .collect();
         for tap in &leaked {
             let t = tap.clone();
-            blocking(&self.privops, move |p| p.delete_link(&t)).await?;
+            privileged(&self.privops, move |p| p.delete_link(&t)).await?;
         }
         if !leaked.is_empty() {
             tracing::info!(?leaked, "removed TAPs no VM owns");
@@ -272,13 +261,13 @@ impl HostNetwork {
         self.dns.stop(&self.privops, &self.settings).await;
         self.pool.drain();
         let mut report = ResetReport::default();
-        let links = blocking(&self.privops, |p| p.list_links()).await?;
+        let links = privileged(&self.privops, |p| p.list_links()).await?;
         // TAPs first, the bridge last.
         let mut names: Vec<String> = links.into_iter().map(|l| l.name).collect();
         names.sort_by_key(|n| *n == self.settings.bridge);
         for name in names {
             let n = name.clone();
-            if blocking(&self.privops, move |p| p.delete_link(&n)).await? {
+            if privileged(&self.privops, move |p| p.delete_link(&n)).await? {
                 report.links.push(name);
             }
         }

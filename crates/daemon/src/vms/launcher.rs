@@ -14,8 +14,8 @@ use banger_fcapi::{BootSource, Drive, Logger, MachineConfiguration, Metrics, Vso
 use banger_fcproc::{FirecrackerClient, StopOutcome};
 use banger_privops::{FoundVmm, PrivOpsError, PrivilegedOps, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 
-use crate::common::VmFiles;
 use crate::common::error::{DaemonError, error_chain};
+use crate::common::{VmFiles, privileged};
 use crate::host_network::HostNetwork;
 use crate::vms::handles::{self, VmHandles};
 
@@ -280,8 +280,11 @@ impl VmmLauncher {
         };
         let mut ended = 0;
         for attempt in 0..20 {
-            match self.privops.spawn_vmm(req.clone()) {
-                Err(PrivOpsError::Refused { reason, .. }) if reason.contains(VMM_LOCK_HELD) => {
+            let r = req.clone();
+            match privileged(&self.privops, move |p| p.spawn_vmm(r)).await {
+                Err(DaemonError::PrivOps(PrivOpsError::Refused { reason, .. }))
+                    if reason.contains(VMM_LOCK_HELD) =>
+                {
                     if attempt == 0 {
                         ended = self.end_vmms_of(&spec.vmm_id, &spec.run_dir).await?;
                         tracing::warn!(vm = %spec.name, ended, "a VMM banger had no record of held the VM's lock; ended it");
@@ -292,7 +295,7 @@ impl VmmLauncher {
                     // The lock goes with the last process holding it.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                other => return other.map_err(DaemonError::from),
+                other => return other,
             }
         }
         Err(DaemonError::Conflict(format!(
@@ -336,19 +339,21 @@ impl VmmLauncher {
     pub async fn end_found(&self, found: Vec<FoundVmm>) -> Result<usize, DaemonError> {
         let mut n = 0;
         for f in found {
-            match self
-                .privops
-                .signal_vmm(f.pid, f.start_time, VmmSignal::Kill)
+            let (pid, start_time) = (f.pid, f.start_time);
+            match privileged(&self.privops, move |p| {
+                p.signal_vmm(pid, start_time, VmmSignal::Kill)
+            })
+            .await
             {
                 Ok(true) => {
                     n += 1;
                     let _ = banger_fcproc::wait_exit_timeout(f.pid, Duration::from_secs(5)).await;
                 }
                 Ok(false) => {}
-                Err(e @ PrivOpsError::Refused { .. }) => {
+                Err(DaemonError::PrivOps(e @ PrivOpsError::Refused { .. })) => {
                     tracing::warn!(pid = f.pid, id = %f.id, error = %e, "not ending a VMM the helper refused to signal");
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(n)
@@ -464,9 +469,11 @@ impl VmmLauncher {
         if !banger_privops::is_same_process(Path::new("/proc"), h.pid, start_time) {
             return Ok(false);
         }
-        let delivered = self
-            .privops
-            .signal_vmm(h.pid, start_time, VmmSignal::Kill)?;
+        let pid = h.pid;
+        let delivered = privileged(&self.privops, move |p| {
+            p.signal_vmm(pid, start_time, VmmSignal::Kill)
+        })
+        .await?;
         if delivered {
             let _ = banger_fcproc::wait_exit_timeout(h.pid, Duration::from_secs(5)).await;
         }

@@ -9,6 +9,7 @@ use banger_api::rpc::{VmDeleteParams, VmSetParams, VmStopParams};
 use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
 
 use crate::common::VmFiles;
+use crate::common::blocking;
 use crate::common::error::{DaemonError, error_chain};
 use crate::common::{root_disk, work_disk};
 use crate::vms::handles::VmHandles;
@@ -64,10 +65,7 @@ impl VMService {
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
             let base = std::path::PathBuf::from(&image.rootfs_path);
-            let ensured = tokio::task::spawn_blocking(move || strategy.ensure(&id, &base, &dir))
-                .await
-                .map_err(|e| DaemonError::Internal(e.to_string()))
-                .and_then(|r| r.map_err(DaemonError::from));
+            let ensured = blocking(move || Ok(strategy.ensure(&id, &base, &dir)?)).await;
             if let Err(e) = ensured {
                 return Err(self.fail_start(vm, e));
             }
@@ -415,8 +413,8 @@ impl VMService {
             // Its root-disk devices first (dm snapshot, loops), then its files.
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
-            let removed = tokio::task::spawn_blocking(move || strategy.remove(&id, &dir)).await;
-            if let Ok(Err(e)) = removed {
+            let removed = blocking(move || Ok(strategy.remove(&id, &dir)?)).await;
+            if let Err(e @ DaemonError::RootDisk(_)) = removed {
                 tracing::warn!(vm = %vm.name, error = %e, "cannot remove the root disk's devices; reconcile will retry");
             }
         }

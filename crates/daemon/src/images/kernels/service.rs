@@ -17,6 +17,7 @@ use banger_store::Store;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::config::Layout;
 use crate::images::kernels::catalog::Catalog;
@@ -226,14 +227,6 @@ impl KernelService {
 
 fn mkdir(p: &Path) -> Result<(), DaemonError> {
     std::fs::create_dir_all(p).map_err(DaemonError::io("cannot create", p))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
-) -> Result<T, DaemonError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
 }
 
 /// Largest kernel or initrd `kernel.pull` downloads (kernels are tens of
