@@ -112,6 +112,8 @@ fn open(dir: &std::path::Path, pool: usize, refuse_tap: bool) -> (Daemon, Arc<Fa
         config,
         layout,
         privops: Some(ops.clone()),
+        root_disks: None,
+        procfs: None,
     })
     .unwrap();
     (d, ops)

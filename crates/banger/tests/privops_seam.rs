@@ -59,6 +59,8 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
         config,
         layout,
         privops: Some(ops.clone()),
+        root_disks: None,
+        procfs: None,
     })
     .unwrap();
     (d, ops)

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_api::DaemonStatus;
+use banger_dmsnap::RootDiskStrategy;
+use banger_fcproc::ProcFs;
 use banger_privops::{LocalPrivOps, Policy, PrivilegedOps};
 use banger_store::Store;
 
@@ -58,6 +60,22 @@ pub struct OpenOptions {
     pub layout: Layout,
     /// The privileged-operations adapter; the in-process one when `None`.
     pub privops: Option<Arc<dyn PrivilegedOps>>,
+    /// How root disks are made; when `None`, `banger_dmsnap::choose` over
+    /// the host's `/dev` (device-mapper snapshots where they work, else
+    /// copies).
+    pub root_disks: Option<Arc<dyn RootDiskStrategy>>,
+    /// The `/proc` read for VMM identities and stats; the host's when `None`.
+    pub procfs: Option<ProcFs>,
+}
+
+/// The host as the services see it, beyond the privileged seam: how root
+/// disks are made and the `/proc` they read.
+#[derive(Clone)]
+pub struct HostSeams {
+    /// Root-disk strategy.
+    pub root_disks: Arc<dyn RootDiskStrategy>,
+    /// The `/proc` view.
+    pub procfs: ProcFs,
 }
 
 impl Daemon {
@@ -68,6 +86,8 @@ impl Daemon {
             config,
             layout,
             privops,
+            root_disks,
+            procfs,
         } = opts;
         std::fs::create_dir_all(&layout.state_dir)
             .map_err(DaemonError::io("cannot create", &layout.state_dir))?;
@@ -91,8 +111,13 @@ impl Daemon {
             .unwrap_or_else(|| Arc::new(LocalPrivOps::new(privops_policy(&config, &layout))));
         let config = Arc::new(config);
         let seams = GuestSeams::from_config(&config, &layout);
+        let host = HostSeams {
+            root_disks: root_disks
+                .unwrap_or_else(|| banger_dmsnap::choose(Path::new("/dev"), Arc::clone(&privops))),
+            procfs: procfs.unwrap_or_else(ProcFs::host),
+        };
         let (net, images, workspaces, vms) =
-            wire_services(&config, &layout, &store, &privops, &seams);
+            wire_services(&config, &layout, &store, &privops, &seams, &host);
         let kernels = Arc::new(crate::images::KernelService::new(
             Arc::clone(&store),
             layout.clone(),
@@ -188,6 +213,7 @@ pub fn wire_services(
     store: &Arc<Store>,
     privops: &Arc<dyn PrivilegedOps>,
     seams: &GuestSeams,
+    host_seams: &HostSeams,
 ) -> (
     Arc<VmmLauncher>,
     Arc<ImageService>,
@@ -198,7 +224,8 @@ pub fn wire_services(
         Arc::clone(privops),
         resolve_binary(&config.firecracker_bin),
         Duration::from_millis(config.daemon.socket_timeout_ms),
-    );
+    )
+    .with_procfs(host_seams.procfs.clone());
     if config.network.enabled {
         host = host.with_network(Arc::new(crate::host_network::HostNetwork::new(
             Arc::clone(privops),
@@ -218,6 +245,7 @@ pub fn wire_services(
             store: Arc::clone(store),
             handles: Arc::clone(&handles),
             vm_locks: Arc::clone(&vm_locks),
+            procfs: host_seams.procfs.clone(),
         }),
         WorkspaceDeps {
             dial: Arc::clone(&seams.dial),
@@ -239,10 +267,8 @@ pub fn wire_services(
             handles,
         )
         .sharing_vm_locks(vm_locks)
-        .with_root_disks(banger_dmsnap::choose(
-            std::path::Path::new("/dev"),
-            Arc::clone(privops),
-        )),
+        .with_root_disks(Arc::clone(&host_seams.root_disks))
+        .with_procfs(host_seams.procfs.clone()),
     );
     (net, images, workspaces, vms)
 }

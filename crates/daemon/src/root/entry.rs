@@ -84,6 +84,8 @@ async fn run(args: Args) -> Result<(), String> {
         config,
         layout,
         privops,
+        root_disks: None,
+        procfs: None,
     })
     .map_err(|e| error_chain(&e))?;
     let daemon = Arc::new(daemon);

@@ -8,5 +8,7 @@ mod entry;
 mod network_reset;
 pub mod rpc;
 
-pub use daemon::{Daemon, GuestSeams, OpenOptions, privops_policy, resolve_binary, wire_services};
+pub use daemon::{
+    Daemon, GuestSeams, HostSeams, OpenOptions, privops_policy, resolve_binary, wire_services,
+};
 pub use entry::{Args, main};

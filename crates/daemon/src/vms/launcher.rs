@@ -93,6 +93,7 @@ pub struct VmmLauncher {
     firecracker_bin: PathBuf,
     socket_timeout: Duration,
     net: Option<Arc<HostNetwork>>,
+    procfs: banger_fcproc::ProcFs,
 }
 
 impl VmmLauncher {
@@ -107,7 +108,14 @@ impl VmmLauncher {
             firecracker_bin,
             socket_timeout,
             net: None,
+            procfs: banger_fcproc::ProcFs::host(),
         }
+    }
+
+    /// Read VMM identities from `procfs` (the host's `/proc` by default).
+    pub fn with_procfs(mut self, procfs: banger_fcproc::ProcFs) -> Self {
+        self.procfs = procfs;
+        self
     }
 
     /// Give VMs a network through `net`.
@@ -314,8 +322,9 @@ impl VmmLauncher {
         let binary = self.firecracker_bin.clone();
         let uid = nix::unistd::geteuid().as_raw();
         let under = runtime_dir.to_path_buf();
+        let proc_root = self.procfs.root.clone();
         tokio::task::spawn_blocking(move || {
-            let mut found = banger_privops::scan_vmms(Path::new("/proc"), uid, &binary);
+            let mut found = banger_privops::scan_vmms(&proc_root, uid, &binary);
             found.retain(|f| f.api_sock.as_ref().is_some_and(|a| a.starts_with(&under)));
             found
         })
@@ -363,7 +372,7 @@ impl VmmLauncher {
     /// executable checked): how handles of older versions, without a start
     /// time, are completed at adoption.
     pub fn vmm_start_time(&self, pid: u32) -> Option<u64> {
-        let ident = banger_privops::read_identity(Path::new("/proc"), pid)?;
+        let ident = banger_privops::read_identity(&self.procfs.root, pid)?;
         let ok = ident.uid == nix::unistd::geteuid().as_raw()
             && !ident.zombie
             && ident.runs(&self.firecracker_bin);
@@ -466,7 +475,7 @@ impl VmmLauncher {
             return Ok(false);
         };
         // Gone, or the pid now names another process: nothing of ours.
-        if !banger_privops::is_same_process(Path::new("/proc"), h.pid, start_time) {
+        if !banger_privops::is_same_process(&self.procfs.root, h.pid, start_time) {
             return Ok(false);
         }
         let pid = h.pid;

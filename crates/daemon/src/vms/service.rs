@@ -87,6 +87,12 @@ impl VMService {
         self
     }
 
+    /// Read processes from `procfs` (the host's `/proc` by default).
+    pub fn with_procfs(mut self, procfs: banger_fcproc::ProcFs) -> Self {
+        self.procfs = procfs;
+        self
+    }
+
     /// Share `locks` as this service's `vm_locks` (the workspace service
     /// takes them through its `VmLookup` seam for its snapshot phase).
     pub fn sharing_vm_locks(mut self, locks: Arc<VmLockSet>) -> Self {
@@ -212,6 +218,8 @@ pub struct StoreVmLookup {
     pub handles: Arc<HandleCache>,
     /// `VMService.vm_locks`, shared.
     pub vm_locks: Arc<VmLockSet>,
+    /// The `/proc` liveness is read from.
+    pub procfs: banger_fcproc::ProcFs,
 }
 
 impl VmLookup for StoreVmLookup {
@@ -221,9 +229,8 @@ impl VmLookup for StoreVmLookup {
 
     fn is_alive(&self, vm_id: &str) -> bool {
         self.handles.get(vm_id).is_some_and(|h| {
-            h.start_time.is_some_and(|t| {
-                banger_privops::is_same_process(std::path::Path::new("/proc"), h.pid, t)
-            })
+            h.start_time
+                .is_some_and(|t| banger_privops::is_same_process(&self.procfs.root, h.pid, t))
         })
     }
 
@@ -237,5 +244,44 @@ impl VmLookup for StoreVmLookup {
 
     fn vsock_socket(&self, vm_id: &str) -> Option<std::path::PathBuf> {
         self.handles.get(vm_id).and_then(|h| h.vsock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Liveness is read from the `/proc` the daemon was given, not the host's.
+    #[test]
+    fn liveness_reads_the_given_proc() {
+        let t = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let start_time = banger_privops::read_identity(std::path::Path::new("/proc"), me)
+            .unwrap()
+            .start_time;
+        let handles = Arc::new(HandleCache::default());
+        handles.adopt(
+            "vm1",
+            crate::vms::handles::VmHandles {
+                pid: me,
+                start_time: Some(start_time),
+                api_sock: t.path().join("api.sock"),
+                vsock: None,
+                binary: "/usr/bin/firecracker".into(),
+                started_at: Default::default(),
+                tap: None,
+                dns: None,
+            },
+        );
+        let lookup = |procfs| StoreVmLookup {
+            store: Arc::new(Store::open(t.path().join("banger.db")).unwrap()),
+            handles: Arc::clone(&handles),
+            vm_locks: Arc::new(VmLockSet::default()),
+            procfs,
+        };
+        assert!(lookup(banger_fcproc::ProcFs::host()).is_alive("vm1"));
+        let empty = t.path().join("proc");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(!lookup(banger_fcproc::ProcFs::new(&empty)).is_alive("vm1"));
     }
 }
