@@ -13,5 +13,5 @@ mod vm_files;
 
 pub use blocking::{blocking, privileged};
 pub use host::{DEVICE_PREFIX, owner_home};
-pub use ops::OpEntry;
+pub use ops::{OpEntry, OpTracker, Persist};
 pub use vm_files::{VmFiles, root_disk, work_disk};

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use banger_api::rpc::{ImageExportBundleParams, ImagePullParams};
-use banger_api::{BundleExported, Image, OpState, Operation, validate};
+use banger_api::{BundleExported, Image, Operation, validate};
 use banger_imagemgr::{BundleManifest, BundleSource, read_bundle, read_bundle_from, write_bundle};
 use futures_util::StreamExt;
 
-use crate::common::OpEntry;
+use crate::common::Persist;
 use crate::common::error::DaemonError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
@@ -126,20 +126,12 @@ impl ImageService {
                 return Err(name_taken(n));
             }
         }
-        let now = banger_store::now_millis();
-        let op = Operation {
-            id: banger_store::new_id(),
-            kind: "image.pull".into(),
-            subject: p.name.clone().unwrap_or_else(|| p.reference.clone()),
-            state: OpState::Running,
-            stage: "queued".into(),
-            step: 0,
-            steps: 3,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.ops.insert(op.id.clone(), OpEntry(op.clone()));
+        let op = self.ops.start(
+            "image.pull",
+            p.name.clone().unwrap_or_else(|| p.reference.clone()),
+            3,
+            Persist::AtEnd,
+        );
         let this = Arc::clone(self);
         let op_id = op.id.clone();
         tokio::spawn(async move {
@@ -147,8 +139,7 @@ impl ImageService {
                 .run_bundle(&op_id, from, p.name, kernel, &p.reference)
                 .await;
             if let Ok(image) = &result {
-                this.ops
-                    .update(&op_id, |o| o.0.subject = image.name.clone());
+                this.ops.set_subject(&op_id, &image.name);
             }
             this.finish_pull(&op_id, result.map(|_| ()));
         });

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_api::rpc::ImagePullParams;
-use banger_api::{Image, OpState, Operation, RpcErrorBody, validate};
+use banger_api::{Image, Operation, validate};
 use banger_imagemgr::{Flattener, Hasher, Sha256Digest};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -39,8 +39,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::OpEntry;
-use crate::common::error::{DaemonError, to_rpc};
+use crate::common::Persist;
+use crate::common::error::DaemonError;
 use crate::images::registry_auth::{AuthSource, Credentials};
 use crate::images::service::{ImageService, Staged, existing_file};
 
@@ -118,21 +118,9 @@ impl ImageService {
             arch,
             variant,
         };
-        let now = banger_store::now_millis();
-        let op = Operation {
-            id: banger_store::new_id(),
-            kind: "image.pull".into(),
-            subject: job.name.clone(),
-            state: OpState::Running,
-            stage: "queued".into(),
-            step: 0,
-            steps: 3,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.ops.insert(op.id.clone(), OpEntry(op.clone()));
-        self.persist_op(&op.id);
+        let op = self
+            .ops
+            .start("image.pull", job.name.clone(), 3, Persist::AtStartAndEnd);
         let this = Arc::clone(self);
         let op_id = op.id.clone();
         tokio::spawn(async move {
@@ -432,37 +420,13 @@ impl ImageService {
     }
 
     fn op_stage(&self, op_id: &str, step: u32, stage: &str) {
-        self.ops.update(op_id, |o| {
-            o.0.step = step;
-            o.0.stage = stage.to_string();
-            o.0.updated_at = banger_store::now_millis();
-        });
+        self.ops.stage(op_id, step, stage);
     }
 
     pub(crate) fn finish_pull(&self, op_id: &str, result: Result<(), DaemonError>) {
-        let error = result.as_ref().err().map(|e| RpcErrorBody::from(to_rpc(e)));
-        if let Some(e) = &error {
+        let outcome = result.as_ref().map(|_| "done".to_string());
+        if let Some(e) = self.ops.finish(op_id, outcome) {
             tracing::warn!(op = op_id, error = %e.message, "image.pull failed");
-        }
-        self.ops.update(op_id, |o| {
-            o.0.state = if error.is_some() {
-                OpState::Failed
-            } else {
-                o.0.step = o.0.steps;
-                o.0.stage = "done".into();
-                OpState::Succeeded
-            };
-            o.0.error = error.clone();
-            o.0.updated_at = banger_store::now_millis();
-        });
-        self.persist_op(op_id);
-    }
-
-    fn persist_op(&self, op_id: &str) {
-        if let Some(op) = self.ops.get(op_id)
-            && let Err(e) = self.store.upsert_operation(&op.0, None)
-        {
-            tracing::warn!(op = op_id, error = %e, "cannot persist operation");
         }
     }
 }

@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use banger_api::rpc::ImageRegisterParams;
 use banger_api::{Deleted, Image, ImageSeed, Operation, validate};
-use banger_opstate::Registry;
 use banger_store::Store;
 
-use crate::common::OpEntry;
 use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
+use crate::common::{OpEntry, OpTracker};
 use crate::config::Layout;
 
 /// The image service.
@@ -22,7 +21,7 @@ pub struct ImageService {
     pub(crate) store: Arc<Store>,
     pub(crate) layout: Layout,
     /// In-flight `image.pull` operations (routed by `operation.get/watch`).
-    pub(crate) ops: Registry<OpEntry>,
+    pub(crate) ops: OpTracker,
     /// One lock per blob digest, so two pulls never write the same cache
     /// file. A leaf lock, taken without any other.
     pub(crate) blob_locks: VmLockSet,
@@ -38,9 +37,9 @@ impl ImageService {
     /// Build the service.
     pub fn new(store: Arc<Store>, layout: Layout) -> Self {
         Self {
+            ops: OpTracker::new(Arc::clone(&store)),
             store,
             layout,
-            ops: Registry::new(),
             blob_locks: VmLockSet::default(),
             image_ops_mu: tokio::sync::Mutex::new(()),
             seeding: None,
@@ -246,7 +245,7 @@ impl ImageService {
 
     /// An `image.pull` operation still in memory.
     pub fn operation(&self, id: &str) -> Option<Operation> {
-        self.ops.get(id).map(|o| o.0)
+        self.ops.get(id)
     }
 
     /// Follow an `image.pull` operation still in memory.

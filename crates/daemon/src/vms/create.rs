@@ -6,12 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use banger_api::rpc::VmCreateParams;
-use banger_api::{
-    ByteSize, Image, OpState, Operation, RpcErrorBody, Vm, VmCreated, VmState, validate,
-};
+use banger_api::{ByteSize, Image, Vm, VmCreated, VmState, validate};
 
-use crate::common::error::{DaemonError, to_rpc};
-use crate::common::{OpEntry, root_disk};
+use crate::common::error::DaemonError;
+use crate::common::{Persist, root_disk};
 use crate::vms::alloc;
 use crate::vms::service::VMService;
 
@@ -111,21 +109,14 @@ impl VMService {
         };
         tracing::info!(vm = %vm.name, id = %vm.id, ip = %vm.guest_ip, "VM reserved");
 
-        let now = banger_store::now_millis();
-        let op = Operation {
-            id: banger_store::new_id(),
-            kind: "vm.create".into(),
-            subject: vm.name.clone(),
-            state: OpState::Running,
-            stage: "queued".into(),
-            step: 0,
-            steps: if p.no_start { 1 } else { 4 },
-            error: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.create_ops.insert(op.id.clone(), OpEntry(op.clone()));
-        self.persist_op(&op.id, &vm.id);
+        let op = self.create_ops.start(
+            "vm.create",
+            vm.name.clone(),
+            if p.no_start { 1 } else { 4 },
+            Persist::Always {
+                vm_id: vm.id.clone(),
+            },
+        );
         let this = Arc::clone(self);
         let (vm_id, op_id, no_start) = (vm.id.clone(), op.id.clone(), p.no_start);
         tokio::spawn(async move { this.run_create(vm_id, op_id, no_start, requested).await });
@@ -148,27 +139,26 @@ impl VMService {
             Ok(None) => {
                 return self.finish_op(
                     &op_id,
-                    &vm_id,
                     Err(DaemonError::NotFound("the VM was deleted".into())),
                 );
             }
-            Err(e) => return self.finish_op(&op_id, &vm_id, Err(e.into())),
+            Err(e) => return self.finish_op(&op_id, Err(e.into())),
         };
-        self.op_stage(&op_id, &vm_id, 1, "preparing root disk");
+        self.op_stage(&op_id, 1, "preparing root disk");
         if let Err(e) = self.prepare_root_disk(&vm).await {
             // Nothing of a VM whose disk could not be made is kept.
             let _ = std::fs::remove_dir_all(self.layout.vm_dir(&vm.id));
             let _ = self.store.delete_vm(&vm.id);
-            return self.finish_op(&op_id, &vm_id, Err(e));
+            return self.finish_op(&op_id, Err(e));
         }
         if no_start {
-            return self.finish_op(&op_id, &vm_id, Ok(()));
+            return self.finish_op(&op_id, Ok(()));
         }
         let result = self
             .start_locked(&vm, Some(&op_id), requested)
             .await
             .map(|_| ());
-        self.finish_op(&op_id, &vm_id, result);
+        self.finish_op(&op_id, result);
     }
 
     /// Make the VM's root disk from the image's root filesystem through the
@@ -198,41 +188,14 @@ impl VMService {
     }
 
     /// Move operation `op_id` to step `step`.
-    pub(crate) fn op_stage(&self, op_id: &str, vm_id: &str, step: u32, stage: &str) {
-        self.create_ops.update(op_id, |o| {
-            o.0.step = step;
-            o.0.stage = stage.to_string();
-            o.0.updated_at = banger_store::now_millis();
-        });
-        self.persist_op(op_id, vm_id);
+    pub(crate) fn op_stage(&self, op_id: &str, step: u32, stage: &str) {
+        self.create_ops.stage(op_id, step, stage);
     }
 
-    fn finish_op(&self, op_id: &str, vm_id: &str, result: Result<(), DaemonError>) {
-        let error = result.as_ref().err().map(|e| RpcErrorBody::from(to_rpc(e)));
-        if let Some(e) = &error {
+    fn finish_op(&self, op_id: &str, result: Result<(), DaemonError>) {
+        let outcome = result.as_ref().map(|_| "done".to_string());
+        if let Some(e) = self.create_ops.finish(op_id, outcome) {
             tracing::warn!(op = op_id, error = %e.message, "vm.create failed");
-        }
-        self.create_ops.update(op_id, |o| {
-            o.0.state = if error.is_some() {
-                OpState::Failed
-            } else {
-                OpState::Succeeded
-            };
-            if error.is_none() {
-                o.0.step = o.0.steps;
-                o.0.stage = "done".into();
-            }
-            o.0.error = error.clone();
-            o.0.updated_at = banger_store::now_millis();
-        });
-        self.persist_op(op_id, vm_id);
-    }
-
-    fn persist_op(&self, op_id: &str, vm_id: &str) {
-        if let Some(op) = self.create_ops.get(op_id)
-            && let Err(e) = self.store.upsert_operation(&op.0, Some(vm_id))
-        {
-            tracing::warn!(op = op_id, error = %e, "cannot persist operation");
         }
     }
 }

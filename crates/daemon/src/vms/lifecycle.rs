@@ -116,7 +116,7 @@ impl VMService {
                     LaunchStage::Configuring => (3, "configuring VM"),
                     LaunchStage::Booting => (4, "booting"),
                 };
-                self.op_stage(op, &vm.id, step, text);
+                self.op_stage(op, step, text);
             }
         };
         let (handles, t) = match self.net.launch(&spec, progress).await {

@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use banger_api::rpc::{LogSource, VmLogsParams};
 use banger_api::{Operation, Vm, VmDetail, VmLogs, VmPaths, VmRuntime};
-use banger_opstate::Registry;
 use banger_store::Store;
 
 use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
-use crate::common::{OpEntry, VmFiles, root_disk, work_disk};
+use crate::common::{OpEntry, OpTracker, VmFiles, root_disk, work_disk};
 use crate::config::{Config, Layout};
 use crate::images::ImageService;
 use crate::vms::handles::HandleCache;
@@ -42,7 +41,7 @@ pub struct VMService {
     /// resolution happens before it and the boot after it.
     pub(crate) create_vm_mu: tokio::sync::Mutex<()>,
     /// In-flight and recently finished create operations (own leaf lock).
-    pub(crate) create_ops: Registry<OpEntry>,
+    pub(crate) create_ops: OpTracker,
     /// Transient VMM facts per running VM (own leaf lock).
     pub(crate) handles: Arc<HandleCache>,
     /// Last stats sample per running VM (leaf lock).
@@ -65,6 +64,7 @@ impl VMService {
         handles: Arc<HandleCache>,
     ) -> Self {
         Self {
+            create_ops: OpTracker::new(Arc::clone(&store)),
             store,
             config,
             layout,
@@ -73,7 +73,6 @@ impl VMService {
             ws,
             vm_locks: Arc::new(VmLockSet::default()),
             create_vm_mu: tokio::sync::Mutex::new(()),
-            create_ops: Registry::new(),
             handles,
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
@@ -168,7 +167,7 @@ impl VMService {
     /// `operation.get`.
     pub fn operation(&self, id: &str) -> Result<Operation, DaemonError> {
         if let Some(op) = self.create_ops.get(id) {
-            return Ok(op.0);
+            return Ok(op);
         }
         self.store.get_operation(id)?.ok_or_else(|| {
             DaemonError::NotFound(format!("no operation {id}; see `banger operation list`"))

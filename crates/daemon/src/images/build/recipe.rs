@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_api::rpc::ImageBuildParams;
-use banger_api::{Image, OpState, Operation, RpcErrorBody, validate};
+use banger_api::{Image, Operation, validate};
 use banger_imagemgr::{Flattened, Flattener};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::OpEntry;
-use crate::common::error::{DaemonError, to_rpc};
+use crate::common::Persist;
+use crate::common::error::DaemonError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
 /// Suite built when none is given.
@@ -355,21 +355,12 @@ impl ImageService {
             recipe,
             no_cache: p.no_cache,
         };
-        let now = banger_store::now_millis();
-        let op = Operation {
-            id: banger_store::new_id(),
-            kind: "image.build".into(),
-            subject: job.name.clone(),
-            state: OpState::Running,
-            stage: "queued".into(),
-            step: 0,
-            steps: STEPS,
-            error: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.ops.insert(op.id.clone(), OpEntry(op.clone()));
-        self.persist_build_op(&op.id);
+        let op = self.ops.start(
+            "image.build",
+            job.name.clone(),
+            STEPS,
+            Persist::AtStartAndEnd,
+        );
         let this = Arc::clone(self);
         let op_id = op.id.clone();
         tokio::spawn(async move {
@@ -548,7 +539,6 @@ impl ImageService {
         result: Result<Image, DaemonError>,
         timings: &Timings,
     ) {
-        let error = result.as_ref().err().map(|e| RpcErrorBody::from(to_rpc(e)));
         match &result {
             Ok(image) => tracing::info!(
                 op = op_id, image = %image.name, suite = %job.recipe.suite,
@@ -557,26 +547,8 @@ impl ImageService {
             ),
             Err(e) => tracing::warn!(op = op_id, error = %e, "image.build failed"),
         }
-        self.ops.update(op_id, |o| {
-            if error.is_some() {
-                o.0.state = OpState::Failed;
-            } else {
-                o.0.state = OpState::Succeeded;
-                o.0.step = o.0.steps;
-                o.0.stage = format!("done ({timings})");
-            }
-            o.0.error = error.clone();
-            o.0.updated_at = banger_store::now_millis();
-        });
-        self.persist_build_op(op_id);
-    }
-
-    fn persist_build_op(&self, op_id: &str) {
-        if let Some(op) = self.ops.get(op_id)
-            && let Err(e) = self.store.upsert_operation(&op.0, None)
-        {
-            tracing::warn!(op = op_id, error = %e, "cannot persist operation");
-        }
+        self.ops
+            .finish(op_id, result.as_ref().map(|_| format!("done ({timings})")));
     }
 }
 
