@@ -19,14 +19,36 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Internal(e.to_string()))?
 }
 
+/// Why a privileged call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivCallError {
+    /// The seam refused or failed the call.
+    #[error(transparent)]
+    Failed(#[from] PrivOpsError),
+    /// The blocking thread panicked.
+    #[error("internal error: privileged call panicked: {0}")]
+    Panicked(String),
+}
+
+impl From<PrivCallError> for DaemonError {
+    fn from(e: PrivCallError) -> Self {
+        match e {
+            PrivCallError::Failed(e) => DaemonError::PrivOps(e),
+            PrivCallError::Panicked(m) => {
+                DaemonError::Internal(format!("privileged call panicked: {m}"))
+            }
+        }
+    }
+}
+
 /// Run a privileged call on a blocking thread.
 pub async fn privileged<T: Send + 'static>(
     privops: &Arc<dyn PrivilegedOps>,
     f: impl FnOnce(&dyn PrivilegedOps) -> Result<T, PrivOpsError> + Send + 'static,
-) -> Result<T, DaemonError> {
+) -> Result<T, PrivCallError> {
     let p = Arc::clone(privops);
     tokio::task::spawn_blocking(move || f(&*p))
         .await
-        .map_err(|e| DaemonError::Internal(format!("privileged call panicked: {e}")))?
-        .map_err(DaemonError::from)
+        .map_err(|e| PrivCallError::Panicked(e.to_string()))?
+        .map_err(PrivCallError::Failed)
 }

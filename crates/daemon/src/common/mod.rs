@@ -11,7 +11,7 @@ pub mod lockset;
 mod ops;
 mod vm_files;
 
-pub use blocking::{blocking, privileged};
+pub use blocking::{PrivCallError, blocking, privileged};
 pub use host::{DEVICE_PREFIX, owner_home};
 pub use ops::{OpEntry, OpTracker, Persist};
 pub use vm_files::{VmFiles, root_disk, work_disk};

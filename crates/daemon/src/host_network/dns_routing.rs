@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use banger_privops::{NetOps, PrivilegedOps};
 use banger_vmdns::{DnsServer, Zone};
 
-use crate::common::error::DaemonError;
 use crate::common::privileged;
+use crate::host_network::error::NetworkError;
 use crate::host_network::service::NetSettings;
 
 /// How the host's resolver reaches the `vm.` zone.
@@ -46,12 +46,12 @@ impl DnsRouting {
         &self,
         privops: &Arc<dyn PrivilegedOps>,
         s: &NetSettings,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), NetworkError> {
         if self.local_addr().is_none() {
             let addr = SocketAddr::from((s.gateway, s.dns_port));
             let server = DnsServer::bind(addr, Arc::clone(&self.zone))
                 .await
-                .map_err(|e| DaemonError::Internal(crate::common::error::error_chain(&e)))?;
+                .map_err(|e| NetworkError::Dns(crate::common::error::error_chain(&e)))?;
             *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
         }
         let routing = if banger_privops::resolved_running() {

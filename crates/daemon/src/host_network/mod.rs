@@ -3,9 +3,11 @@
 //! lives in `vms/`.
 
 mod dns_routing;
+mod error;
 mod nat;
 mod service;
 mod tap_pool;
 
+pub use error::NetworkError;
 pub use service::{HostNetwork, NetSettings};
 pub use tap_pool::is_tap_name;

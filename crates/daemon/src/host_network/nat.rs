@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use banger_privops::{NetOps, PrivilegedOps};
 
-use crate::common::error::DaemonError;
 use crate::common::privileged;
+use crate::host_network::error::NetworkError;
 use crate::host_network::service::NetSettings;
 
 /// Whether banger's table is known to be in place.
@@ -42,12 +42,14 @@ impl NatState {
         s: &NetSettings,
         guest_ip: Ipv4Addr,
         tap: &str,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), NetworkError> {
         if !s.contains(guest_ip) {
-            return Err(DaemonError::Internal(format!(
-                "guest address {guest_ip} of {tap} is outside {}/{}",
-                s.network, s.prefix
-            )));
+            return Err(NetworkError::OutsideNetwork {
+                ip: guest_ip,
+                tap: tap.to_string(),
+                network: s.network,
+                prefix: s.prefix,
+            });
         }
         if !s.nat || self.applied.load(Ordering::Acquire) {
             return Ok(());
@@ -65,10 +67,10 @@ impl NatState {
         .await?;
         if !self.previous_file.exists() {
             if let Some(dir) = self.previous_file.parent() {
-                std::fs::create_dir_all(dir).map_err(DaemonError::io("cannot create", dir))?;
+                std::fs::create_dir_all(dir).map_err(NetworkError::io("cannot create", dir))?;
             }
             std::fs::write(&self.previous_file, if previous { "1\n" } else { "0\n" })
-                .map_err(DaemonError::io("cannot write", &self.previous_file))?;
+                .map_err(NetworkError::io("cannot write", &self.previous_file))?;
         }
         self.applied.store(true, Ordering::Release);
         tracing::info!(%network, prefix, "NAT table applied, IPv4 forwarding on");
@@ -80,7 +82,7 @@ impl NatState {
     pub async fn teardown(
         &self,
         privops: &Arc<dyn PrivilegedOps>,
-    ) -> Result<(bool, Option<bool>), DaemonError> {
+    ) -> Result<(bool, Option<bool>), NetworkError> {
         let _slow = self.apply.lock().await;
         let existed = privileged(privops, |p| p.remove_nat()).await?;
         self.applied.store(false, Ordering::Release);
@@ -89,7 +91,7 @@ impl NatState {
                 let value = v.trim() == "1";
                 privileged(privops, move |p| p.set_ip_forward(value)).await?;
                 std::fs::remove_file(&self.previous_file)
-                    .map_err(DaemonError::io("cannot remove", &self.previous_file))?;
+                    .map_err(NetworkError::io("cannot remove", &self.previous_file))?;
                 Some(value)
             }
             Err(_) => None,

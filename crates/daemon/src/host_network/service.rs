@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use banger_privops::{NetOps, PrivilegedOps};
 
-use crate::common::error::DaemonError;
 use crate::common::privileged;
 use crate::config::Config;
 use crate::host_network::dns_routing::DnsRouting;
+use crate::host_network::error::NetworkError;
 use crate::host_network::nat::NatState;
 use crate::host_network::tap_pool::{TapPool, is_tap_name, new_tap_name};
 
@@ -154,23 +154,22 @@ impl HostNetwork {
 
     /// Bridge with the gateway address, then the DNS server and resolver
     /// routing. Idempotent.
-    pub async fn setup(&self) -> Result<(), DaemonError> {
+    pub async fn setup(&self) -> Result<(), NetworkError> {
         let s = &self.settings;
         let (bridge, gw, prefix) = (s.bridge.clone(), s.gateway, s.prefix);
         privileged(&self.privops, move |p| p.ensure_bridge(&bridge, gw, prefix))
             .await
-            .map_err(|e| DaemonError::Conflict(format!(
-                "cannot set up bridge {}: {}; bangerd needs root (or CAP_NET_ADMIN) for the guest network, or set network.enabled = false in the config",
-                s.bridge,
-                crate::common::error::error_chain(&e)
-            )))?;
+            .map_err(|e| NetworkError::Bridge {
+                bridge: s.bridge.clone(),
+                reason: crate::common::error::error_chain(&e),
+            })?;
         self.dns.start(&self.privops, s).await?;
         self.up.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
     /// Set up again after a `network reset`.
-    pub async fn ensure_up(&self) -> Result<(), DaemonError> {
+    pub async fn ensure_up(&self) -> Result<(), NetworkError> {
         if self.up.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
@@ -179,7 +178,7 @@ impl HostNetwork {
 
     /// A TAP for a starting VM: from the pool, else created now. A
     /// background refill follows either way.
-    pub async fn take_tap(self: &Arc<Self>) -> Result<String, DaemonError> {
+    pub async fn take_tap(self: &Arc<Self>) -> Result<String, NetworkError> {
         let tap = match self.pool.take() {
             Some(t) => t,
             None => self.create_tap().await?,
@@ -188,7 +187,7 @@ impl HostNetwork {
         Ok(tap)
     }
 
-    async fn create_tap(&self) -> Result<String, DaemonError> {
+    async fn create_tap(&self) -> Result<String, NetworkError> {
         let name = new_tap_name();
         let (n, bridge) = (name.clone(), self.settings.bridge.clone());
         privileged(&self.privops, move |p| p.create_tap(&n, &bridge)).await?;
@@ -233,7 +232,7 @@ impl HostNetwork {
     pub async fn remove_leaked_taps(
         &self,
         owned: &HashSet<String>,
-    ) -> Result<Vec<String>, DaemonError> {
+    ) -> Result<Vec<String>, NetworkError> {
         let pooled: HashSet<String> = self.pool.names().into_iter().collect();
         let links = privileged(&self.privops, |p| p.list_links()).await?;
         let leaked: Vec<String> = links
@@ -256,7 +255,7 @@ impl HostNetwork {
     /// Remove everything banger created on the host: DNS server and
     /// resolver routing, every banger TAP, the bridge, the NAT table; and
     /// restore IPv4 forwarding. The caller made sure no VM runs.
-    pub async fn reset(&self) -> Result<ResetReport, DaemonError> {
+    pub async fn reset(&self) -> Result<ResetReport, NetworkError> {
         self.up.store(false, std::sync::atomic::Ordering::Release);
         self.dns.stop(&self.privops, &self.settings).await;
         self.pool.drain();

@@ -15,7 +15,7 @@ use banger_fcproc::{FirecrackerClient, StopOutcome};
 use banger_privops::{FoundVmm, PrivOpsError, PrivilegedOps, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 
 use crate::common::error::{DaemonError, error_chain};
-use crate::common::{VmFiles, privileged};
+use crate::common::{PrivCallError, VmFiles, privileged};
 use crate::host_network::HostNetwork;
 use crate::vms::handles::{self, VmHandles};
 
@@ -138,11 +138,10 @@ impl VmmLauncher {
         tap: &str,
     ) -> Result<(), DaemonError> {
         match &self.net {
-            Some(net) => {
-                net.nat
-                    .ensure(net.privops(), &net.settings, guest_ip, tap)
-                    .await
-            }
+            Some(net) => Ok(net
+                .nat
+                .ensure(net.privops(), &net.settings, guest_ip, tap)
+                .await?),
             None => Ok(()),
         }
     }
@@ -290,7 +289,7 @@ impl VmmLauncher {
         for attempt in 0..20 {
             let r = req.clone();
             match privileged(&self.privops, move |p| p.spawn_vmm(r)).await {
-                Err(DaemonError::PrivOps(PrivOpsError::Refused { reason, .. }))
+                Err(PrivCallError::Failed(PrivOpsError::Refused { reason, .. }))
                     if reason.contains(VMM_LOCK_HELD) =>
                 {
                     if attempt == 0 {
@@ -303,7 +302,7 @@ impl VmmLauncher {
                     // The lock goes with the last process holding it.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                other => return other,
+                other => return other.map_err(DaemonError::from),
             }
         }
         Err(DaemonError::Conflict(format!(
@@ -359,10 +358,10 @@ impl VmmLauncher {
                     let _ = banger_fcproc::wait_exit_timeout(f.pid, Duration::from_secs(5)).await;
                 }
                 Ok(false) => {}
-                Err(DaemonError::PrivOps(e @ PrivOpsError::Refused { .. })) => {
+                Err(PrivCallError::Failed(e @ PrivOpsError::Refused { .. })) => {
                     tracing::warn!(pid = f.pid, id = %f.id, error = %e, "not ending a VMM the helper refused to signal");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(n)
