@@ -72,22 +72,30 @@ impl From<RpcError> for DaemonError {
     }
 }
 
+impl DaemonError {
+    /// The RPC kind this error answers with (the CLI's exit code follows
+    /// from it). A service error (`NetworkError`, `WorkspaceOpError`)
+    /// keeps its kind through its conversion into `DaemonError`.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DaemonError::Invalid(_) => ErrorKind::InvalidArgument,
+            DaemonError::NotFound(_) => ErrorKind::NotFound,
+            DaemonError::Conflict(_) => ErrorKind::Conflict,
+            DaemonError::Store(s) => s.kind(),
+            DaemonError::Image(banger_imagemgr::ImageMgrError::WrongKind { .. }) => {
+                ErrorKind::InvalidArgument
+            }
+            DaemonError::PrivOps(banger_privops::PrivOpsError::Refused { .. }) => {
+                ErrorKind::InvalidArgument
+            }
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
 /// The single place where daemon errors become wire errors.
 pub fn to_rpc(e: &DaemonError) -> RpcError {
-    let kind = match e {
-        DaemonError::Invalid(_) => ErrorKind::InvalidArgument,
-        DaemonError::NotFound(_) => ErrorKind::NotFound,
-        DaemonError::Conflict(_) => ErrorKind::Conflict,
-        DaemonError::Store(s) => s.kind(),
-        DaemonError::Image(banger_imagemgr::ImageMgrError::WrongKind { .. }) => {
-            ErrorKind::InvalidArgument
-        }
-        DaemonError::PrivOps(banger_privops::PrivOpsError::Refused { .. }) => {
-            ErrorKind::InvalidArgument
-        }
-        _ => ErrorKind::Internal,
-    };
-    RpcError::new(kind, error_chain(e))
+    RpcError::new(e.kind(), error_chain(e))
 }
 
 /// `e` and its sources joined with ": ", skipping repeats.

@@ -100,19 +100,32 @@ pub enum WorkspaceOpError {
     },
 }
 
-impl From<WorkspaceOpError> for DaemonError {
-    fn from(e: WorkspaceOpError) -> Self {
+impl WorkspaceOpError {
+    /// The RPC kind this error answers with.
+    pub fn kind(&self) -> banger_api::ErrorKind {
+        use banger_api::ErrorKind;
         use banger_workspace::GitError;
         use banger_workspace::export::ExportError as X;
-        let msg = crate::common::error::error_chain(&e);
-        match e {
+        match self {
             WorkspaceOpError::Git(GitError::NotARepo(_) | GitError::GitFile(_))
             | WorkspaceOpError::HomePath(_)
-            | WorkspaceOpError::Export(X::BadBranch(_)) => DaemonError::Invalid(msg),
+            | WorkspaceOpError::Export(X::BadBranch(_)) => ErrorKind::InvalidArgument,
             WorkspaceOpError::Ssh(GuestSshError::HostKeyChanged { .. })
             | WorkspaceOpError::Export(
                 X::CheckedOut(..) | X::BaseMissing { .. } | X::NotFastForward { .. },
-            ) => DaemonError::Conflict(msg),
+            ) => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<WorkspaceOpError> for DaemonError {
+    fn from(e: WorkspaceOpError) -> Self {
+        use banger_api::ErrorKind;
+        let msg = crate::common::error::error_chain(&e);
+        match e.kind() {
+            ErrorKind::InvalidArgument => DaemonError::Invalid(msg),
+            ErrorKind::Conflict => DaemonError::Conflict(msg),
             _ => DaemonError::Internal(msg),
         }
     }
