@@ -20,6 +20,7 @@ use banger_imagemgr::{BundleManifest, BundleSource, read_bundle, read_bundle_fro
 use futures_util::StreamExt;
 
 use crate::common::Persist;
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
@@ -59,12 +60,12 @@ impl ImageService {
         let dir = self.layout.image_dir(&image.id);
         let img = image.clone();
         let o = out.clone();
-        let manifest = tokio::task::spawn_blocking(move || {
+        let manifest = blocking(move || {
             let kernel = (!img.kernel_path.is_empty()).then(|| PathBuf::from(&img.kernel_path));
             let initrd = img.initrd_path.as_ref().map(PathBuf::from);
             let seed = dir.join("work-seed.ext4");
             let seed = seed.is_file().then_some(seed);
-            write_bundle(
+            Ok(write_bundle(
                 &BundleSource {
                     name: &img.name,
                     rootfs: Path::new(&img.rootfs_path),
@@ -73,10 +74,9 @@ impl ImageService {
                     work_seed: seed.as_deref(),
                 },
                 &o,
-            )
+            )?)
         })
-        .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        .await?;
         let bytes = std::fs::metadata(&out)
             .map_err(DaemonError::io("cannot stat", &out))?
             .len();
@@ -180,9 +180,7 @@ impl ImageService {
                 BundleFrom::File(p) => {
                     self.stage(op_id, 2, "verifying bundle");
                     let b = p.clone();
-                    tokio::task::spawn_blocking(move || check(read_bundle(&b, &st)?))
-                        .await
-                        .map_err(|e| DaemonError::Internal(e.to_string()))??
+                    blocking(move || check(read_bundle(&b, &st)?)).await?
                 }
                 BundleFrom::Url(url) => {
                     self.stage(op_id, 1, "downloading and verifying bundle");

@@ -40,6 +40,7 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 use crate::common::Persist;
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::images::registry_auth::{AuthSource, Credentials};
 use crate::images::service::{ImageService, Staged, existing_file};
@@ -228,9 +229,7 @@ impl ImageService {
         self.op_stage(op_id, 2, &format!("applying {n} layers"));
         std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
         let (st, kernel, link) = (staging.to_path_buf(), job.kernel.clone(), job.link_kernel);
-        tokio::task::spawn_blocking(move || build_rootfs(&st, &blobs, kernel.as_deref(), link))
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        blocking(move || build_rootfs(&st, &blobs, kernel.as_deref(), link)).await?;
 
         self.op_stage(op_id, 3, "publishing");
         let staged = Staged {

@@ -11,6 +11,7 @@ use banger_api::rpc::ImageRegisterParams;
 use banger_api::{Deleted, Image, ImageSeed, Operation, validate};
 use banger_store::Store;
 
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker};
@@ -59,7 +60,7 @@ impl ImageService {
             return Ok(None);
         };
         let st = staging.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<ImageSeed, DaemonError> {
+        blocking(move || -> Result<ImageSeed, DaemonError> {
             let inputs = settings.inputs().map_err(seed_error)?;
             if inputs.agent.is_none() {
                 tracing::warn!(
@@ -68,9 +69,7 @@ impl ImageService {
                 );
             }
             crate::images::seed::seed_staged(&st, &inputs).map_err(seed_error)
-        })
-        .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        }).await
         .map(Some)
     }
 
@@ -133,7 +132,7 @@ impl ImageService {
             initrd.map(Path::to_path_buf),
         );
         let st = staging.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+        blocking(move || -> Result<(), DaemonError> {
             banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
             if link_kernel {
                 crate::images::service::link_or_copy(&k, &st.join("vmlinux"))?;
@@ -145,8 +144,7 @@ impl ImageService {
             }
             Ok(())
         })
-        .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        .await?;
 
         self.publish(
             staging,

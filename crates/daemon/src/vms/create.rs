@@ -8,6 +8,7 @@ use std::sync::Arc;
 use banger_api::rpc::VmCreateParams;
 use banger_api::{ByteSize, Image, Vm, VmCreated, VmState, validate};
 
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::common::{Persist, root_disk};
 use crate::vms::alloc;
@@ -171,7 +172,7 @@ impl VMService {
         let disk_bytes = vm.disk_bytes;
         let strategy = Arc::clone(&self.root_disks);
         let vm_id = vm.id.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+        blocking(move || -> Result<(), DaemonError> {
             std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
             let disk = strategy.create(
                 &vm_id,
@@ -184,7 +185,6 @@ impl VMService {
             Ok(())
         })
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
     }
 
     /// Move operation `op_id` to step `step`.

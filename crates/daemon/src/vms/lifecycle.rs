@@ -205,7 +205,7 @@ impl VMService {
             return Ok(None);
         };
         let size = vm.work_disk_bytes;
-        tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf, DaemonError> {
+        blocking(move || -> Result<std::path::PathBuf, DaemonError> {
             let partial = dir.join("work.ext4.partial");
             let _ = std::fs::remove_file(&partial);
             let made = (|| -> Result<(), DaemonError> {
@@ -221,7 +221,6 @@ impl VMService {
             made.map(|()| disk)
         })
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
         .map(Some)
     }
 
@@ -522,9 +521,8 @@ impl VMService {
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
             let size = d.bytes();
-            tokio::task::spawn_blocking(move || strategy.grow(&id, &dir, size))
-                .await
-                .map_err(|e| DaemonError::Internal(e.to_string()))?
+            blocking(move || Ok(strategy.grow(&id, &dir, size)))
+                .await?
                 .map_err(|e| match e {
                     e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {
                         DaemonError::Invalid(e.to_string())
@@ -538,13 +536,12 @@ impl VMService {
             let disk = work_disk(&self.layout.vm_dir(&vm.id));
             let size = w.bytes();
             if size > vm.work_disk_bytes && disk.is_file() {
-                tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+                blocking(move || -> Result<(), DaemonError> {
                     banger_imagemgr::grow_file(&disk, size)?;
                     banger_imagemgr::resize_ext4(&disk)?;
                     Ok(())
                 })
-                .await
-                .map_err(|e| DaemonError::Internal(e.to_string()))??;
+                .await?;
             }
             work_disk_bytes = size;
         }

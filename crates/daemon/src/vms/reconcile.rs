@@ -23,6 +23,7 @@ use banger_fcproc::FirecrackerClient;
 use banger_privops::FoundVmm;
 
 use crate::common::VmFiles;
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::vms::handles::{self, VmHandles};
 use crate::vms::service::VMService;
@@ -91,8 +92,7 @@ impl VMService {
             // Root-disk devices of VMs that no longer exist (banger-dmsnap).
             let strategy = Arc::clone(&self.root_disks);
             let (vms_dir, known) = (self.layout.state_dir.join("vms"), known.clone());
-            match tokio::task::spawn_blocking(move || strategy.remove_stale(&vms_dir, &known)).await
-            {
+            match blocking(move || Ok(strategy.remove_stale(&vms_dir, &known))).await {
                 Ok(Ok(stale)) => {
                     report.stale_dm = stale.dm_removed.len();
                     report.stale_loops = stale.loops_detached.len();

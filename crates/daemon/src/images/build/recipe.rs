@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::Persist;
+use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
@@ -427,17 +428,13 @@ impl ImageService {
         std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
         let (st, tb) = (staging.to_path_buf(), tarball.clone());
         let label = format!("bootstrap {}", &key[..12]);
-        let tree = tokio::task::spawn_blocking(move || flatten(&st, &tb, &label))
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        let tree = blocking(move || flatten(&st, &tb, &label)).await?;
         timings.record("flatten", t);
 
         let t = Instant::now();
         self.stage(op_id, 3, &format!("building the ext4 image ({timings})"));
         let st = staging.to_path_buf();
-        tokio::task::spawn_blocking(move || assemble(&st, &tree))
-            .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))??;
+        blocking(move || assemble(&st, &tree)).await?;
         timings.record("ext4+kernel", t);
 
         let t = Instant::now();
