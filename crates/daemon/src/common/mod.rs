@@ -6,12 +6,17 @@
 
 mod blocking;
 pub mod error;
+mod guest_identity;
 mod host;
 pub mod lockset;
 mod ops;
 mod vm_files;
 
 pub use blocking::{PrivCallError, blocking, privileged};
+pub use guest_identity::{
+    GuestAccount, GuestAccountError, KeygenError, authorized_keys, ensure_keypair,
+    existing_authorized_keys, guest_account,
+};
 pub use host::{DEVICE_PREFIX, owner_home};
 pub use ops::{OpEntry, OpTracker, Persist};
 pub use vm_files::{VmFiles, root_disk, work_disk};

@@ -30,8 +30,8 @@ use banger_api::ImageSeed;
 use banger_guest::SeedContent;
 use banger_imagemgr::{Ext4Edit, ImageMgrError, Owner};
 
+use crate::common::{GuestAccount, GuestAccountError, guest_account};
 use crate::config::Config;
-use crate::workspace::{AuthSyncError, GuestAccount, guest_account};
 
 /// The work seed's file name in an image directory.
 pub const WORK_SEED: &str = "work-seed.ext4";
@@ -47,7 +47,7 @@ pub enum SeedError {
     Image(#[from] ImageMgrError),
     /// The guest user could not be looked up.
     #[error("cannot seed the image")]
-    Account(#[from] AuthSyncError),
+    Account(#[from] GuestAccountError),
     /// The agent binary exists but cannot be read.
     #[error("cannot read the guest agent {path} (fix `[guest] agent` or make the file readable)")]
     Agent {
@@ -89,13 +89,13 @@ impl SeedSettings {
     /// The current inputs: the keys (banger's pair is made when missing)
     /// and the agent as they are now.
     pub fn inputs(&self) -> Result<SeedInputs, SeedError> {
-        let keys = crate::workspace::authorized_keys(&self.key, &self.owner_home);
+        let keys = crate::common::authorized_keys(&self.key, &self.owner_home);
         self.inputs_with(keys)
     }
 
     /// Like [`inputs`](Self::inputs), creating nothing (doctor).
     pub fn inputs_readonly(&self) -> Result<SeedInputs, SeedError> {
-        let keys = crate::workspace::existing_authorized_keys(&self.key, &self.owner_home);
+        let keys = crate::common::existing_authorized_keys(&self.key, &self.owner_home);
         self.inputs_with(keys)
     }
 

@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 
 use banger_imagemgr::{Ext4Edit, Owner};
 
+use crate::common::{GuestAccount, authorized_keys, guest_account};
 use crate::workspace::service::WorkspaceService;
-use crate::workspace::ssh::ensure_keypair;
 
 /// Why the sync failed (the VM still boots; the start logs it).
 #[derive(Debug, thiserror::Error)]
@@ -38,20 +38,12 @@ pub enum AuthSyncError {
     /// banger's key could not be made.
     #[error(transparent)]
     Key(#[from] crate::workspace::ssh::GuestSshError),
+    /// The guest account could not be read from the image.
+    #[error(transparent)]
+    Account(#[from] crate::common::GuestAccountError),
     /// A temporary file could not be written.
     #[error("cannot write a temporary file: {0}")]
     Temp(#[source] std::io::Error),
-}
-
-/// A guest account as the image's `/etc/passwd` has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestAccount {
-    /// uid.
-    pub uid: u32,
-    /// gid.
-    pub gid: u32,
-    /// Home directory.
-    pub home: String,
 }
 
 fn ext4_error(disk: &Path) -> impl Fn(banger_imagemgr::ImageMgrError) -> AuthSyncError + '_ {
@@ -59,40 +51,6 @@ fn ext4_error(disk: &Path) -> impl Fn(banger_imagemgr::ImageMgrError) -> AuthSyn
         disk: disk.to_path_buf(),
         reason: e.to_string(),
     }
-}
-
-/// Look `user` up in the image's `/etc/passwd`; root when the file or the
-/// entry is missing and the user is root.
-pub fn guest_account(disk: &Path, user: &str) -> Result<GuestAccount, AuthSyncError> {
-    let passwd = banger_imagemgr::ext4_read_file(disk, "/etc/passwd")
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    for line in passwd.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 6
-            && f[0] == user
-            && let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse())
-        {
-            return Ok(GuestAccount {
-                uid,
-                gid,
-                home: f[5].to_string(),
-            });
-        }
-    }
-    if user == "root" {
-        return Ok(GuestAccount {
-            uid: 0,
-            gid: 0,
-            home: "/root".into(),
-        });
-    }
-    Err(AuthSyncError::Debugfs {
-        disk: disk.to_path_buf(),
-        reason: format!("the image has no user {user:?} in /etc/passwd; fix `[guest] user`"),
-    })
 }
 
 /// Write `files` (`(path in guest, content, mode)`) into `disk` in one
@@ -155,30 +113,6 @@ pub fn git_identity(home: &Path) -> Option<Vec<u8>> {
         s.push_str(&format!("\temail = \"{e}\"\n"));
     }
     Some(s.into_bytes())
-}
-
-/// banger's public key (the pair is made on first use) plus the owner's own
-/// `~/.ssh/id_*.pub`: the authorized_keys banger writes into guests. When
-/// banger's key cannot be made, the owner's keys alone (logged).
-pub fn authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
-    if let Err(e) = ensure_keypair(key) {
-        tracing::warn!(error = %e, "cannot make banger's SSH key; authorizing the owner's keys only");
-    }
-    existing_authorized_keys(key, owner_home)
-}
-
-/// [`authorized_keys`] without making banger's key pair (doctor).
-pub fn existing_authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
-    let mut keys = std::fs::read(key.with_extension("pub")).unwrap_or_default();
-    for own in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
-        if let Ok(k) = std::fs::read(owner_home.join(".ssh").join(own)) {
-            if !keys.ends_with(b"\n") && !keys.is_empty() {
-                keys.push(b'\n');
-            }
-            keys.extend_from_slice(&k);
-        }
-    }
-    keys
 }
 
 impl WorkspaceService {

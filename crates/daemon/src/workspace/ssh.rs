@@ -17,7 +17,7 @@
 use std::ffi::OsString;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,35 +264,10 @@ pub fn ensure_client_files(c: &SshClient) -> Result<(), GuestSshError> {
             reason: e.to_string(),
         })?;
     }
-    ensure_keypair(&c.key)
-}
-
-/// Create banger's key pair at `key` unless it exists.
-pub fn ensure_keypair(key: &Path) -> Result<(), GuestSshError> {
-    let fail = |reason: String| GuestSshError::Keygen {
-        path: key.to_path_buf(),
-        reason,
-    };
-    if key.exists() && key.with_extension("pub").exists() {
-        return Ok(());
-    }
-    if let Some(dir) = key.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f"])
-        .arg(key)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(())
+    crate::common::ensure_keypair(&c.key).map_err(|e| GuestSshError::Keygen {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 /// Wait until `addr` sends an SSH banner (`SSH-...`), retrying connects.
@@ -416,9 +391,9 @@ mod tests {
     fn keypair_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("ssh/id_ed25519");
-        ensure_keypair(&key).unwrap();
+        crate::common::ensure_keypair(&key).unwrap();
         let first = std::fs::read(&key).unwrap();
-        ensure_keypair(&key).unwrap();
+        crate::common::ensure_keypair(&key).unwrap();
         assert_eq!(std::fs::read(&key).unwrap(), first);
         assert!(key.with_extension("pub").exists());
     }
