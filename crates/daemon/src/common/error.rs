@@ -73,6 +73,13 @@ impl From<RpcError> for DaemonError {
 }
 
 impl DaemonError {
+    /// A service error of `kind` whose message is `e`'s chain: how the
+    /// services' typed errors (`ImageError`, `VmError`, ...) become the
+    /// common error with their kind.
+    pub fn of_kind(kind: ErrorKind, e: &dyn std::error::Error) -> DaemonError {
+        DaemonError::from(RpcError::new(kind, error_chain(e)))
+    }
+
     /// The RPC kind this error answers with (the CLI's exit code follows
     /// from it). A service error (`NetworkError`, `WorkspaceOpError`)
     /// keeps its kind through its conversion into `DaemonError`.

@@ -5,6 +5,7 @@
 
 mod build;
 mod bundle;
+mod error;
 pub mod kernels;
 mod manifest;
 mod pull;
@@ -13,6 +14,7 @@ mod registry_auth;
 mod seed;
 mod service;
 
+pub use error::ImageError;
 pub use kernels::KernelService;
 pub use seed::SeedSettings;
 pub use service::ImageService;

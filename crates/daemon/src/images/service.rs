@@ -16,6 +16,7 @@ use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker};
 use crate::config::Layout;
+use crate::images::error::ImageError;
 
 /// The image service.
 pub struct ImageService {
@@ -263,18 +264,16 @@ impl ImageService {
 
     /// Find an image by name or id, with a hint when there is none.
     pub fn resolve(&self, name: &str) -> Result<Image, DaemonError> {
-        self.store.find_image(name)?.ok_or_else(|| {
-            DaemonError::NotFound(format!(
-                "no image named {name:?}; register one with `banger image register {name} --rootfs FILE --kernel FILE` (see `banger image list`)"
-            ))
-        })
+        self.store
+            .find_image(name)?
+            .ok_or_else(|| ImageError::NoSuchImage(name.to_string()).into())
     }
 
     /// Image by id (for a VM's boot).
     pub fn get(&self, id: &str) -> Result<Image, DaemonError> {
         self.store
             .get_image(id)?
-            .ok_or_else(|| DaemonError::NotFound(format!("image {id} no longer exists")))
+            .ok_or_else(|| ImageError::Gone(id.to_string()).into())
     }
 
     /// `image.delete`: refused while a VM uses the image.
@@ -294,26 +293,28 @@ impl ImageService {
 }
 
 pub(crate) fn seed_error(e: crate::images::seed::SeedError) -> DaemonError {
-    DaemonError::Invalid(crate::common::error::error_chain(&e))
+    ImageError::Seed(e).into()
 }
 
 pub(crate) fn name_taken(name: &str) -> DaemonError {
-    DaemonError::Conflict(format!(
-        "an image named {name:?} already exists; pick another name or delete it with `banger image delete {name}`"
-    ))
+    ImageError::NameTaken(name.to_string()).into()
 }
 
 pub(crate) fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
     let path = PathBuf::from(p);
     if !path.is_absolute() {
-        return Err(DaemonError::Invalid(format!(
-            "{what} path {p:?} must be absolute"
-        )));
+        return Err(ImageError::NotAbsolute {
+            what: what.into(),
+            path: p.into(),
+        }
+        .into());
     }
     if !path.is_file() {
-        return Err(DaemonError::Invalid(format!(
-            "{what} {p} does not exist or is not a regular file"
-        )));
+        return Err(ImageError::NoFile {
+            what: what.into(),
+            path: p.into(),
+        }
+        .into());
     }
     Ok(path)
 }

@@ -12,6 +12,7 @@ use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::common::{Persist, root_disk};
 use crate::vms::alloc;
+use crate::vms::error::VmError;
 use crate::vms::service::VMService;
 
 impl VMService {
@@ -75,10 +76,7 @@ impl VMService {
         let vm = {
             let _reserve = self.create_vm_mu.lock().await;
             if self.store.find_vm(&p.name)?.is_some() {
-                return Err(DaemonError::Conflict(format!(
-                    "a VM named {:?} already exists; choose another name or delete it with `banger vm delete {}`",
-                    p.name, p.name
-                )));
+                return Err(VmError::NameTaken(p.name.clone()).into());
             }
             let used: HashSet<_> = self.store.used_guest_ips()?.into_iter().collect();
             let subnet = self.config.network.subnet;
@@ -138,10 +136,7 @@ impl VMService {
         let vm = match self.store.get_vm(&vm_id) {
             Ok(Some(vm)) => vm,
             Ok(None) => {
-                return self.finish_op(
-                    &op_id,
-                    Err(DaemonError::NotFound("the VM was deleted".into())),
-                );
+                return self.finish_op(&op_id, Err(VmError::Deleted.into()));
             }
             Err(e) => return self.finish_op(&op_id, Err(e.into())),
         };

@@ -12,6 +12,7 @@ use crate::common::VmFiles;
 use crate::common::blocking;
 use crate::common::error::{DaemonError, error_chain};
 use crate::common::{root_disk, work_disk};
+use crate::vms::error::VmError;
 use crate::vms::handles::VmHandles;
 use crate::vms::launcher::{GuestNic, LaunchSpec, LaunchStage, last_lines};
 use crate::vms::service::VMService;
@@ -566,7 +567,7 @@ impl VMService {
     fn reload(&self, id: &str) -> Result<Vm, DaemonError> {
         self.store
             .get_vm(id)?
-            .ok_or_else(|| DaemonError::NotFound("the VM was deleted meanwhile".into()))
+            .ok_or_else(|| VmError::DeletedMeanwhile.into())
     }
 
     fn timeout(&self, secs: Option<u64>) -> Duration {

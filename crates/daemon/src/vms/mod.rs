@@ -8,6 +8,7 @@
 
 mod alloc;
 mod create;
+mod error;
 pub mod handles;
 mod launcher;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod reconcile;
 mod service;
 mod stats;
 
+pub use error::VmError;
 pub use handles::HandleCache;
 pub use launcher::VmmLauncher;
 pub use reconcile::ReconcileReport;

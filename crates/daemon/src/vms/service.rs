@@ -16,6 +16,7 @@ use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker, VmFiles, root_disk, work_disk};
 use crate::config::{Config, Layout};
 use crate::images::ImageService;
+use crate::vms::error::VmError;
 use crate::vms::handles::HandleCache;
 use crate::vms::launcher::VmmLauncher;
 use crate::vms::stats::StatSample;
@@ -203,9 +204,9 @@ impl VMService {
 }
 
 fn resolve_vm(store: &Store, name_or_id: &str) -> Result<Vm, DaemonError> {
-    store.find_vm(name_or_id)?.ok_or_else(|| {
-        DaemonError::NotFound(format!("no VM named {name_or_id:?}; see `banger vm list`"))
-    })
+    store
+        .find_vm(name_or_id)?
+        .ok_or_else(|| VmError::NoSuchVm(name_or_id.to_string()).into())
 }
 
 /// [`VmLookup`] for the workspace service, built from the store and the
