@@ -121,13 +121,7 @@ impl WorkspaceOpError {
 
 impl From<WorkspaceOpError> for DaemonError {
     fn from(e: WorkspaceOpError) -> Self {
-        use banger_api::ErrorKind;
-        let msg = crate::common::error::error_chain(&e);
-        match e.kind() {
-            ErrorKind::InvalidArgument => DaemonError::Invalid(msg),
-            ErrorKind::Conflict => DaemonError::Conflict(msg),
-            _ => DaemonError::Internal(msg),
-        }
+        DaemonError::of_kind(e.kind(), &e)
     }
 }
 
