@@ -55,7 +55,7 @@ fn main() {
         .arg("--config")
         .arg(&config)
         .arg("--log")
-        .arg("info,banger_daemon::vm_stats=debug")
+        .arg("info,banger_daemon::vms::stats=debug")
         .env_remove("XDG_RUNTIME_DIR")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

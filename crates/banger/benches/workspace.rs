@@ -127,7 +127,7 @@ fn ssh_cmd(key: &Path) -> Vec<String> {
     .into_iter()
     // The peers run over the same SSH as ours, cipher preference included.
     .chain(
-        banger_daemon::guest_ssh::bulk_cipher_preference()
+        banger_daemon::workspace::bulk_cipher_preference()
             .into_iter()
             .flat_map(|p| ["-o".to_string(), p.to_string()]),
     )

@@ -5,7 +5,7 @@
 //!    same machine, both on 127.0.0.1, both loaded by `dnsperf` with the
 //!    same query file (A, PTR and NXDOMAIN queries), bounded by a count and
 //!    a time limit. Printed side by side with the ratio ours / dnsmasq.
-//! 2. The TAP-from-pool start path: what `HostNetwork::launch` adds to a VM
+//! 2. The TAP-from-pool start path: what `VmmLauncher::launch` adds to a VM
 //!    start when the pool has a TAP (pop a TAP, NAT already in place, the
 //!    `ip=` argument), p50/p95; and a pool miss (TAP created inline) for
 //!    comparison. Runs in a private network namespace (`unshare`) with the
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_daemon::config::Config;
-use banger_daemon::network::Plumbing;
+use banger_daemon::host_network::HostNetwork;
 use banger_privops::{LocalPrivOps, Policy, PrivilegedOps};
 use banger_testsupport::skip;
 use banger_vmdns::{DnsServer, Zone};
@@ -197,7 +197,7 @@ async fn tap_start_path() {
         owner_uid: 0,
         vmm_binary: "/nonexistent".into(),
     }));
-    let net = Arc::new(Plumbing::new(privops, &config, dir.path()));
+    let net = Arc::new(HostNetwork::new(privops, &config, dir.path()));
     net.setup().await.expect("bridge in the private namespace");
     let guest = Ipv4Addr::new(172, 30, 0, 2);
     // First start applies NAT; the path measured is every later one.
@@ -227,7 +227,7 @@ async fn tap_start_path() {
     // inline (and never refills behind the measurement's back).
     let mut no_pool = config.clone();
     no_pool.network.tap_pool_size = 0;
-    let cold = Arc::new(Plumbing::new(
+    let cold = Arc::new(HostNetwork::new(
         Arc::clone(net.privops()),
         &no_pool,
         dir.path(),
@@ -245,7 +245,7 @@ async fn tap_start_path() {
     let _ = net.reset().await;
 }
 
-async fn wait_pool_full(net: &Arc<Plumbing>) {
+async fn wait_pool_full(net: &Arc<HostNetwork>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while net.pool.missing() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1)).await;

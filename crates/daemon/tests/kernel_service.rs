@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use banger_daemon::config::Layout;
-use banger_daemon::kernel_service::KernelService;
+use banger_daemon::images::KernelService;
 use pull_util::gzip;
 
 /// A vmlinux and a bzImage wrapping it (gzip payload after the setup sectors).

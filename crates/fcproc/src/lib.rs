@@ -5,8 +5,8 @@
 //! - [`FirecrackerClient`]: HTTP/1.1 over the API Unix socket, generic `put`/`patch`/`get`
 //!   plus typed helpers per resource (`put_machine_config`, `instance_start`, ...).
 //! - [`wait_for_socket`] and [`remove_stale_socket`]: the socket file around spawn.
-//! - [`ProcFs`]: liveness (zombies count as dead), PID-reuse guard ([`ProcFs::is_our_vmm`])
-//!   and resource usage, read from an injectable `/proc` root.
+//! - [`ProcFs`]: liveness (zombies count as dead) and resource usage, read from an
+//!   injectable `/proc` root.
 //! - [`ExitWatcher`]: wait for any process to exit through a pidfd.
 //! - [`send_signal`]: `kill(2)` with "already gone" as `Ok(false)`.
 //! - [`graceful_shutdown`]: Ctrl-Alt-Del, then wait; the caller escalates to `SIGKILL`.

@@ -2,18 +2,19 @@
 //!
 //! [`ProcFs`] reads `/proc/PID/{stat,status,statm,cmdline}` below an injectable root so tests
 //! can point it at a fake tree in a temporary directory; production code uses
-//! [`ProcFs::host`]. It answers three questions the daemon asks about a Firecracker process:
+//! [`ProcFs::host`]. It answers two questions the daemon asks about a Firecracker process:
 //!
 //! 1. Is it still running? ([`ProcFs::is_alive`]; a zombie counts as dead, because a VMM that
 //!    has exited but was not reaped yet will never serve its API again.)
-//! 2. Is this PID still *our* VMM? ([`ProcFs::is_our_vmm`] matches `--api-sock <path>` in the
-//!    command line, which guards against PID reuse before a signal or an adoption.)
-//! 3. What does it cost? ([`ProcFs::stats`]: CPU time, resident memory, start time.)
+//! 2. What does it cost? ([`ProcFs::stats`]: CPU time, resident memory, start time.)
+//!
+//! Whether a PID is still *our* VMM (PID reuse) is decided by pid and start time, by
+//! `banger_privops::is_same_process` and the root helper.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -110,23 +111,6 @@ impl ProcFs {
     pub fn cmdline(&self, pid: u32) -> Result<Vec<OsString>, ProcError> {
         let raw = self.read(pid, "cmdline")?;
         Ok(split_cmdline(&raw))
-    }
-
-    /// Whether `pid` is a live process started with `--api-sock <api_sock>` (or
-    /// `--api-sock=<api_sock>`), compared byte for byte with the path the VMM was spawned
-    /// with. Call it right before signalling or adopting a recorded PID: a PID that was reused
-    /// by an unrelated process fails this check. A process that is gone yields `Ok(false)`.
-    ///
-    /// A process caught in the middle of `execve` (right after spawn) briefly shows an empty
-    /// command line and so yields `Ok(false)`: check after [`crate::wait_for_socket`], not
-    /// right after spawning.
-    pub fn is_our_vmm(&self, pid: u32, api_sock: &Path) -> Result<bool, ProcError> {
-        let args = match self.cmdline(pid) {
-            Ok(args) => args,
-            Err(ProcError::NotFound { .. }) => return Ok(false),
-            Err(err) => return Err(err),
-        };
-        Ok(has_api_sock(&args, api_sock))
     }
 
     /// CPU time, resident memory and start time of `pid`.
@@ -306,18 +290,6 @@ fn split_cmdline(raw: &[u8]) -> Vec<OsString> {
     raw.split(|byte| *byte == 0)
         .map(|arg| OsString::from_vec(arg.to_vec()))
         .collect()
-}
-
-fn has_api_sock(args: &[OsString], api_sock: &Path) -> bool {
-    let want = api_sock.as_os_str().as_bytes();
-    args.iter().enumerate().any(|(i, arg)| {
-        let arg = arg.as_bytes();
-        if arg == b"--api-sock" {
-            args.get(i + 1).is_some_and(|next| next.as_bytes() == want)
-        } else {
-            arg.strip_prefix(b"--api-sock=") == Some(want)
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,7 @@ fn one_snapshot_measures_every_tree_as_of_its_scan() {
 }
 
 #[test]
-fn fake_running_process_is_alive_and_ours() {
+fn fake_running_process_is_alive() {
     let root = fake_proc(
         4242,
         &stat_line("fire cracker) (x", 'S', 150, 50, 1234),
@@ -110,16 +111,6 @@ fn fake_running_process_is_alive_and_ours() {
     );
     let procfs = ProcFs::new(root.path());
     assert!(procfs.is_alive(4242).expect("is_alive"));
-    assert!(
-        procfs
-            .is_our_vmm(4242, Path::new("/run/banger/vm1/api.sock"))
-            .expect("ours")
-    );
-    assert!(
-        !procfs
-            .is_our_vmm(4242, Path::new("/run/banger/vm2/api.sock"))
-            .expect("other vm")
-    );
     assert_eq!(
         procfs.cmdline(4242).expect("cmdline"),
         [
@@ -164,11 +155,6 @@ fn fake_zombie_is_dead_and_falls_back_to_statm() {
     let procfs = ProcFs::new(root.path());
     assert!(!procfs.is_alive(4242).expect("is_alive"));
     assert!(procfs.cmdline(4242).expect("cmdline").is_empty());
-    assert!(
-        !procfs
-            .is_our_vmm(4242, Path::new("/run/banger/vm1/api.sock"))
-            .expect("ours")
-    );
     assert_eq!(
         procfs.stats(4242).expect("stats").rss_bytes,
         9 * page_size()
@@ -180,7 +166,6 @@ fn fake_missing_process_is_not_found() {
     let root = TempDir::new().expect("tempdir");
     let procfs = ProcFs::new(root.path());
     assert!(!procfs.is_alive(7).expect("is_alive"));
-    assert!(!procfs.is_our_vmm(7, Path::new("/x")).expect("ours"));
     assert!(matches!(
         procfs.stats(7),
         Err(ProcError::NotFound { pid: 7 })
@@ -192,23 +177,6 @@ fn fake_garbage_stat_is_a_parse_error() {
     let root = fake_proc(9, "9 no-parens S 1", None, "", b"");
     let err = ProcFs::new(root.path()).is_alive(9).expect_err("parse");
     assert!(matches!(err, ProcError::Parse { .. }), "{err:?}");
-}
-
-#[test]
-fn api_sock_forms() {
-    let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
-    let sock = Path::new("/s/api.sock");
-    assert!(has_api_sock(
-        &args(&["fc", "--api-sock", "/s/api.sock"]),
-        sock
-    ));
-    assert!(has_api_sock(&args(&["fc", "--api-sock=/s/api.sock"]), sock));
-    assert!(!has_api_sock(&args(&["fc", "--api-sock"]), sock));
-    assert!(!has_api_sock(&args(&["fc", "/s/api.sock"]), sock));
-    assert!(!has_api_sock(
-        &args(&["fc", "--api-sock", "/s/api.sock2"]),
-        sock
-    ));
 }
 
 #[test]
@@ -232,7 +200,6 @@ fn real_child_is_alive_with_stats() {
         procfs.cmdline(pid).expect("cmdline"),
         [OsString::from("sleep"), OsString::from("30")]
     );
-    assert!(!procfs.is_our_vmm(pid, Path::new("/x")).expect("ours"));
     let stats = procfs.stats(pid).expect("stats");
     assert!(stats.rss_bytes > 0, "{stats:?}");
     assert!(stats.cpu_time_ms < 10_000, "{stats:?}");

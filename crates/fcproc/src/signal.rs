@@ -5,8 +5,8 @@
 //! and reports "no such process" as `Ok(false)` instead of an error, since a VMM that is
 //! already gone is the normal outcome of racing its exit.
 //!
-//! These helpers do not check *which* process owns the PID: call
-//! [`ProcFs::is_our_vmm`](crate::ProcFs::is_our_vmm) right before signalling a recorded PID.
+//! These helpers do not check *which* process owns the PID: check it (pid and start time,
+//! `banger_privops::is_same_process`) right before signalling a recorded PID.
 
 use nix::errno::Errno;
 pub use nix::sys::signal::Signal;

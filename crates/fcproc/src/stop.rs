@@ -12,7 +12,7 @@
 //! It never sends a signal. When the outcome is [`StopOutcome::TimedOut`], or the call fails
 //! with [`StopError::Request`] (e.g. the VM was never started, so Firecracker refuses the
 //! action, or the guest has no i8042 driver and ignores it), **the caller escalates**:
-//! re-check [`ProcFs::is_our_vmm`](crate::ProcFs::is_our_vmm) on the PID, send `SIGKILL`
+//! re-check the PID's identity (pid and start time), send `SIGKILL`
 //! through its privileged path, then wait again (e.g. [`wait_exit_timeout`](crate::wait_exit_timeout))
 //! and reap the child if it is one.
 

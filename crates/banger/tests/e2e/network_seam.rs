@@ -100,7 +100,7 @@ fn open(
         Some(&dir.join("state")),
     )
     .unwrap();
-    let policy = banger_daemon::daemon::privops_policy(&config, &layout);
+    let policy = banger_daemon::root::privops_policy(&config, &layout);
     let mut ops = RecordingOps::new(FakeNet {
         inner: LocalPrivOps::new(policy.clone()),
         // A TAP a previous daemon leaked.
@@ -121,6 +121,8 @@ fn open(
         config,
         layout,
         privops: Some(ops.clone()),
+        root_disks: None,
+        procfs: None,
     })
     .unwrap();
     (d, ops)
@@ -215,7 +217,7 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
         1,
         "one refill, no inline TAP (pool hit): {log:?}"
     );
-    let tap = banger_daemon::handles::read_file(&d.layout.vm_dir(&vm.id))
+    let tap = banger_daemon::vms::handles::read_file(&d.layout.vm_dir(&vm.id))
         .unwrap()
         .tap
         .unwrap();

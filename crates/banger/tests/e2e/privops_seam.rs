@@ -37,7 +37,7 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
         Some(&dir.join("state")),
     )
     .unwrap();
-    let mut ops = RecordingOps::new(LocalPrivOps::new(banger_daemon::daemon::privops_policy(
+    let mut ops = RecordingOps::new(LocalPrivOps::new(banger_daemon::root::privops_policy(
         &config, &layout,
     )))
     .labelled(label);
@@ -54,6 +54,8 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
         config,
         layout,
         privops: Some(ops.clone()),
+        root_disks: None,
+        procfs: None,
     })
     .unwrap();
     (d, ops)

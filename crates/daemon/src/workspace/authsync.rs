@@ -1,0 +1,256 @@
+//! Auth-key and git-identity sync onto a VM's disk before boot.
+//!
+//! The files go onto the VM's **work disk** (`work.ext4`, mounted on the
+//! guest user's home by the fstab line image seeding adds, so they sit at
+//! the root of that filesystem); a VM without a work disk (created before
+//! work disks existed, or from an image without a work seed) gets them in
+//! the guest user's home on its **root disk**:
+//! `~/.ssh/authorized_keys` (banger's public key plus the owner's own
+//! `~/.ssh/id_*.pub`) and `~/.gitconfig` (`user.name` / `user.email` from
+//! the owner's git config), so `ssh NAME.vm` works and commits made in the
+//! guest carry the owner's identity. The ext4 image is edited without
+//! mounting, through banger-imagemgr's `Ext4Edit` (one `debugfs -w` run by
+//! argv); the disk file belongs to the owner,
+//! so no privilege is needed. The guest user's uid, gid and home come from
+//! the image's own `/etc/passwd`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use banger_imagemgr::{Ext4Edit, Owner};
+
+use crate::common::{GuestAccount, authorized_keys, guest_account};
+use crate::workspace::service::WorkspaceService;
+
+/// Why the sync failed (the VM still boots; the start logs it).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSyncError {
+    /// debugfs could not run or refused the image.
+    #[error(
+        "debugfs on {disk} failed: {reason}; install e2fsprogs, or set `[guest] sync_identity = false`"
+    )]
+    Debugfs {
+        /// The disk image.
+        disk: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// banger's key could not be made.
+    #[error(transparent)]
+    Key(#[from] crate::workspace::ssh::GuestSshError),
+    /// The guest account could not be read from the image.
+    #[error(transparent)]
+    Account(#[from] crate::common::GuestAccountError),
+    /// A temporary file could not be written.
+    #[error("cannot write a temporary file: {0}")]
+    Temp(#[source] std::io::Error),
+}
+
+fn ext4_error(disk: &Path) -> impl Fn(banger_imagemgr::ImageMgrError) -> AuthSyncError + '_ {
+    move |e| AuthSyncError::Debugfs {
+        disk: disk.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Write `files` (`(path in guest, content, mode)`) into `disk` in one
+/// batch (banger-imagemgr's `Ext4Edit`: one `debugfs -w` run, checked
+/// afterwards), owned by `acct`. Directories on the way under the guest
+/// user's home are made (or fixed to) the user's, `.ssh` mode 0700.
+pub fn write_files(
+    disk: &Path,
+    acct: &GuestAccount,
+    files: &[(String, Vec<u8>, u32)],
+) -> Result<(), AuthSyncError> {
+    let owner = Owner {
+        uid: acct.uid,
+        gid: acct.gid,
+    };
+    let home = Path::new(&acct.home);
+    let fail = ext4_error(disk);
+    let mut edit = Ext4Edit::new(disk).map_err(&fail)?;
+    for (path, data, mode) in files {
+        let mut under_home: Vec<&Path> = Path::new(path)
+            .ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(home) && *d != home)
+            .collect();
+        under_home.reverse();
+        for d in under_home {
+            let mode = if d.ends_with(".ssh") { 0o700 } else { 0o755 };
+            let d = d.display().to_string();
+            edit.mkdir_p(&d, mode, owner).map_err(&fail)?;
+            edit.chown_dir(&d, mode, owner).map_err(&fail)?;
+        }
+        edit.write_file(path, data, *mode, owner).map_err(&fail)?;
+    }
+    edit.commit().map_err(&fail)
+}
+
+/// The owner's git identity as a `.gitconfig`, if any is set.
+pub fn git_identity(home: &Path) -> Option<Vec<u8>> {
+    let get = |key: &str| {
+        let out = Command::new("git")
+            .args(["config", "--global", "--get", key])
+            .env("HOME", home)
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !v.is_empty() && !v.contains(['\n', '"', '\\'])).then_some(v)
+    };
+    let name = get("user.name");
+    let email = get("user.email");
+    if name.is_none() && email.is_none() {
+        return None;
+    }
+    let mut s = String::from("# Written by banger from the owner's git config.\n[user]\n");
+    if let Some(n) = name {
+        s.push_str(&format!("\tname = \"{n}\"\n"));
+    }
+    if let Some(e) = email {
+        s.push_str(&format!("\temail = \"{e}\"\n"));
+    }
+    Some(s.into_bytes())
+}
+
+impl WorkspaceService {
+    /// Write the authorized keys and the git identity before boot: onto
+    /// `work_disk` (whose root is the guest user's home) when the VM has
+    /// one, else into the guest user's home on `root_disk`. The guest
+    /// account comes from the root disk's `/etc/passwd`. Blocking.
+    pub fn sync_identity(
+        &self,
+        root_disk: &Path,
+        work_disk: Option<&Path>,
+    ) -> Result<(), AuthSyncError> {
+        let keys = authorized_keys(&self.deps.ssh.key, &self.deps.home);
+        let mut acct = guest_account(root_disk, &self.deps.guest.user)?;
+        let disk = match work_disk {
+            Some(w) => {
+                acct.home = "/".into();
+                w
+            }
+            None => root_disk,
+        };
+        let home = acct.home.trim_end_matches('/').to_string();
+        let mut files = vec![(format!("{home}/.ssh/authorized_keys"), keys, 0o600)];
+        if let Some(cfg) = git_identity(&self.deps.home) {
+            files.push((format!("{home}/.gitconfig"), cfg, 0o644));
+        }
+        write_files(disk, &acct, &files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read-only debugfs request against `disk` (what the checks look at).
+    fn debugfs(disk: &Path, _write: bool, request: &str) -> Result<String, String> {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(request)
+            .arg(disk)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn image(dir: &Path, passwd: Option<&str>) -> Option<PathBuf> {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        if let Some(p) = passwd {
+            std::fs::write(tree.join("etc/passwd"), p).unwrap();
+            std::fs::create_dir_all(tree.join("home/dev")).unwrap();
+        }
+        let img = dir.join("root.ext4");
+        let ok = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("16M")
+            .status()
+            .is_ok_and(|s| s.success());
+        let has_debugfs = Command::new("debugfs").arg("-V").output().is_ok();
+        if !ok || !has_debugfs {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP vm_authsync: mkfs.ext4/debugfs missing (e2fsprogs)"
+            );
+            return None;
+        }
+        Some(img)
+    }
+
+    #[test]
+    fn writes_keys_and_identity_with_owner_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(img) = image(
+            dir.path(),
+            Some("root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n"),
+        ) else {
+            return;
+        };
+        let acct = guest_account(&img, "dev").unwrap();
+        assert_eq!(
+            acct,
+            GuestAccount {
+                uid: 1000,
+                gid: 1000,
+                home: "/home/dev".into()
+            }
+        );
+        let files = vec![
+            (
+                "/home/dev/.ssh/authorized_keys".to_string(),
+                b"ssh-ed25519 AAAA k\n".to_vec(),
+                0o600,
+            ),
+            (
+                "/home/dev/.gitconfig".to_string(),
+                b"[user]\n\tname = \"A\"\n".to_vec(),
+                0o644,
+            ),
+        ];
+        write_files(&img, &acct, &files).unwrap();
+        // Twice: replacing existing files works.
+        write_files(&img, &acct, &files).unwrap();
+        let stat = debugfs(&img, false, "stat /home/dev/.ssh/authorized_keys").unwrap();
+        assert!(stat.contains("Mode:  0600"), "{stat}");
+        assert!(stat.contains("User:  1000"), "{stat}");
+        let ssh_dir = debugfs(&img, false, "stat /home/dev/.ssh").unwrap();
+        assert!(ssh_dir.contains("Mode:  0700"), "{ssh_dir}");
+        assert_eq!(
+            debugfs(&img, false, "cat /home/dev/.gitconfig").unwrap(),
+            "[user]\n\tname = \"A\"\n"
+        );
+        assert!(guest_account(&img, "nobody-here").is_err());
+    }
+
+    #[test]
+    fn root_without_passwd_and_git_identity_from_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(img) = image(dir.path(), None) else {
+            return;
+        };
+        let acct = guest_account(&img, "root").unwrap();
+        assert_eq!(acct.home, "/root");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        assert_eq!(git_identity(&home), None);
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[user]\n\tname = Ada L\n\temail = ada@example.invalid\n",
+        )
+        .unwrap();
+        let cfg = String::from_utf8(git_identity(&home).unwrap()).unwrap();
+        assert!(
+            cfg.contains("name = \"Ada L\"") && cfg.contains("email = \"ada@example.invalid\""),
+            "{cfg}"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! `WorkspaceService`: the guest-side work of `workspace.prepare` /
+//! `workspace.export`, file sync, guest ports and the readiness wait.
+//! The operations live in `workspace_prepare.rs`, `workspace_export.rs`,
+//! `guest_files.rs`, `guest_ports.rs` and `workspace/ready.rs`; this file holds
+//! the service's state, its seams and the two-phase snapshot.
+//!
+//! It holds no pointer to `VMService`: what it needs from VMs comes through
+//! the [`VmLookup`] trait, declared here and implemented by `StoreVmLookup`.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use banger_api::Vm;
+
+use crate::common::error::DaemonError;
+use crate::common::lockset::VmLockSet;
+use crate::workspace::guest_config::GuestConfig;
+use crate::workspace::ssh::{
+    GuestDial, GuestSshError, GuestTarget, SshClient, WaitForSsh, ensure_client_files,
+};
+
+/// What the workspace service needs to know about VMs.
+pub trait VmLookup: Send + Sync {
+    /// Resolve a VM by name or id.
+    fn resolve_vm(&self, name_or_id: &str) -> Result<Vm, DaemonError>;
+    /// Whether the VM's VMM is alive right now.
+    fn is_alive(&self, vm_id: &str) -> bool;
+    /// `VMService.vm_locks`, taken only to validate and snapshot.
+    fn vm_locks(&self) -> &VmLockSet;
+    /// Every VM (for the ssh_config include).
+    fn list_vms(&self) -> Result<Vec<Vm>, DaemonError>;
+    /// The running VM's hybrid-vsock socket, if its VMM has one (the guest
+    /// agent is asked there first).
+    fn vsock_socket(&self, _vm_id: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The seams and settings the service is built over.
+#[derive(Clone)]
+pub struct WorkspaceDeps {
+    /// `Daemon::guest_dial`.
+    pub dial: Arc<dyn GuestDial>,
+    /// `Daemon::guest_wait_for_ssh`.
+    pub wait_for_ssh: WaitForSsh,
+    /// The OpenSSH client settings (argv for `vm ssh`, the include).
+    pub ssh: SshClient,
+    /// `[guest]`.
+    pub guest: GuestConfig,
+    /// `<state_dir>/vms`: workspace manifests live in
+    /// `<vms_dir>/<id>/workspaces/`, so they go with the VM.
+    pub vms_dir: PathBuf,
+    /// The owner's home (file sync, git identity).
+    pub home: PathBuf,
+}
+
+/// Errors of workspace operations.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceOpError {
+    /// Git inspection failed.
+    #[error(transparent)]
+    Git(#[from] banger_workspace::GitError),
+    /// The manifest could not be built or read.
+    #[error(transparent)]
+    Manifest(#[from] banger_workspace::ManifestError),
+    /// SSH failed.
+    #[error(transparent)]
+    Ssh(#[from] GuestSshError),
+    /// Export could not land.
+    #[error(transparent)]
+    Export(#[from] banger_workspace::export::ExportError),
+    /// A file-sync path was refused.
+    #[error(transparent)]
+    HomePath(#[from] banger_workspace::homepath::HomePathError),
+    /// The guest-side script failed.
+    #[error("on VM {vm}, {what} failed (exit {code}): {stderr}")]
+    Guest {
+        /// VM name.
+        vm: String,
+        /// What was being done.
+        what: &'static str,
+        /// Exit code.
+        code: i32,
+        /// Its stderr.
+        stderr: String,
+    },
+    /// Local I/O.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WorkspaceOpError {
+    /// The RPC kind this error answers with.
+    pub fn kind(&self) -> banger_api::ErrorKind {
+        use banger_api::ErrorKind;
+        use banger_workspace::GitError;
+        use banger_workspace::export::ExportError as X;
+        match self {
+            WorkspaceOpError::Git(GitError::NotARepo(_) | GitError::GitFile(_))
+            | WorkspaceOpError::HomePath(_)
+            | WorkspaceOpError::Export(X::BadBranch(_)) => ErrorKind::InvalidArgument,
+            WorkspaceOpError::Ssh(GuestSshError::HostKeyChanged { .. })
+            | WorkspaceOpError::Export(
+                X::CheckedOut(..) | X::BaseMissing { .. } | X::NotFastForward { .. },
+            ) => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<WorkspaceOpError> for DaemonError {
+    fn from(e: WorkspaceOpError) -> Self {
+        DaemonError::of_kind(e.kind(), &e)
+    }
+}
+
+/// Writes a guest command's stdin; [`GuestHello`] gives the first line the
+/// command printed, for a feed that must hear from the guest first.
+pub(crate) type Feed<'a> =
+    dyn FnMut(&mut dyn Write, &GuestHello) -> std::io::Result<()> + Send + 'a;
+
+/// The first line of a guest command's stdout, as it arrives.
+pub(crate) struct GuestHello(std::sync::mpsc::Receiver<String>);
+
+impl GuestHello {
+    /// Wait up to `timeout` for the first line (without its newline).
+    pub(crate) fn first_line(&self, timeout: std::time::Duration) -> std::io::Result<String> {
+        self.0.recv_timeout(timeout).map_err(|e| {
+            std::io::Error::other(match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => {
+                    "the guest command printed nothing in time"
+                }
+                std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                    "the guest command ended before printing its first line"
+                }
+            })
+        })
+    }
+}
+
+/// Passes everything through to `out` and sends the first line to the feed.
+struct FirstLine<'a> {
+    out: &'a mut (dyn Write + Send),
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    line: Vec<u8>,
+}
+
+impl Write for FirstLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(tx) = &self.tx {
+            match buf[..n].iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&buf[..i]);
+                    let _ = tx.send(String::from_utf8_lossy(&self.line).into_owned());
+                    self.tx = None;
+                }
+                None => self.line.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// What a guest command returned.
+pub(crate) struct GuestRun {
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// The workspace service.
+pub struct WorkspaceService {
+    /// Per-VM locks scoped to workspace operations. Lock order: a caller
+    /// takes `VMService.vm_locks[id]` only to validate and snapshot, releases
+    /// it, then takes this one for the guest I/O; the two are never held
+    /// together, so `vm stop` never waits behind a long import.
+    pub workspace_locks: VmLockSet,
+    pub(crate) vms: Arc<dyn VmLookup>,
+    pub(crate) deps: WorkspaceDeps,
+}
+
+impl WorkspaceService {
+    /// Build the service over its VM seam and its guest seams.
+    pub fn new(vms: Arc<dyn VmLookup>, deps: WorkspaceDeps) -> Self {
+        Self {
+            workspace_locks: VmLockSet::default(),
+            vms,
+            deps,
+        }
+    }
+
+    /// The VM a workspace operation targets, refused unless it runs.
+    pub fn running_vm(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
+        let vm = self.vms.resolve_vm(name_or_id)?;
+        if !self.vms.is_alive(&vm.id) {
+            return Err(DaemonError::Conflict(format!(
+                "VM {} is not running; start it with `banger vm start {}`",
+                vm.name, vm.name
+            )));
+        }
+        Ok(vm)
+    }
+
+    /// Phase one of every guest operation: take `vm_locks[id]` only to
+    /// validate that the VM runs and copy its fields, then release it.
+    pub async fn snapshot(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
+        let id = self.vms.resolve_vm(name_or_id)?.id;
+        let _vm_lock = self.vms.vm_locks().lock(&id).await;
+        self.running_vm(&id)
+    }
+
+    /// Where `vm` answers SSH.
+    pub fn target(&self, vm: &Vm) -> GuestTarget {
+        GuestTarget {
+            vm_name: vm.name.clone(),
+            vm_id: vm.id.clone(),
+            addr: SocketAddr::new(vm.guest_ip.into(), self.deps.guest.ssh_port),
+        }
+    }
+
+    /// Run `script` on the guest: `feed` writes its stdin, its stdout goes
+    /// to `out`. Blocking; call from `spawn_blocking`. An SSH-level failure
+    /// (exit 255) becomes a classified [`GuestSshError`].
+    pub(crate) fn run_guest(
+        &self,
+        target: &GuestTarget,
+        script: &str,
+        feed: Option<&mut Feed<'_>>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<GuestRun, WorkspaceOpError> {
+        ensure_client_files(&self.deps.ssh)?;
+        let mut cmd = self.deps.dial.command(target, script);
+        cmd.stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let io = |source| WorkspaceOpError::Io {
+            what: "cannot run ssh for",
+            path: PathBuf::from(&target.vm_name),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(io)?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let stdin = child.stdin.take();
+        let (fed, copied, err_text) = std::thread::scope(|s| {
+            let err_t = s.spawn(move || {
+                let mut v = Vec::new();
+                let _ = stderr.read_to_end(&mut v);
+                String::from_utf8_lossy(&v).into_owned()
+            });
+            let (tx, rx) = std::sync::mpsc::channel();
+            let hello = GuestHello(rx);
+            let out_t = s.spawn(move || {
+                let mut w = FirstLine {
+                    out,
+                    tx: Some(tx),
+                    line: Vec::new(),
+                };
+                std::io::copy(&mut stdout, &mut w)
+            });
+            let fed = match (feed, stdin) {
+                (Some(f), Some(stdin)) => {
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
+                    f(&mut w, &hello).and_then(|()| w.flush())
+                }
+                _ => Ok(()),
+            };
+            (fed, out_t.join(), err_t.join().unwrap_or_default())
+        });
+        let status = child.wait().map_err(io)?;
+        let code = status.code().unwrap_or(-1);
+        if code == 255 {
+            return Err(self.deps.dial.classify(target, &err_text).into());
+        }
+        match copied {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(io(e)),
+            Err(_) => return Err(io(std::io::Error::other("output thread panicked"))),
+        }
+        if let Err(e) = fed
+            && code == 0
+        {
+            return Err(io(e));
+        }
+        Ok(GuestRun {
+            code,
+            stderr: err_text,
+        })
+    }
+}
