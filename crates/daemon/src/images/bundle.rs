@@ -1,4 +1,4 @@
-//! Image bundles (format in `banger_imagemgr::bundle` and README.md):
+//! Image bundles (format in `banger_imagemgr::bundle` and docs/images.md):
 //! `image.export_bundle` writes one, and `image.pull` of an absolute path
 //! or an `http(s)://` URL imports one as an asynchronous operation.
 //!

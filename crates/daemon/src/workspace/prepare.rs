@@ -125,7 +125,7 @@ impl WorkspaceService {
                 let t_stream = Instant::now();
                 // Loose objects go as the files they are: packing them
                 // (with `git pack-objects`, then with a pack writer of our
-                // own) was measured slower; see ARCHITECTURE.md.
+                // own) was measured slower; see docs/perf/workspace.md.
                 let files = s
                     .delta
                     .send

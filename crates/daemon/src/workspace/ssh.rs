@@ -44,7 +44,7 @@ pub enum GuestSshError {
     /// The guest refused banger's key.
     #[error(
         "VM {vm} refused banger's SSH key {key}; the image must authorize it for user {user} \
-         (see `banger workspace` in the README)"
+         (see docs/workspaces.md)"
     )]
     AuthRefused {
         /// VM name.
