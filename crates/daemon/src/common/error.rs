@@ -48,6 +48,81 @@ pub enum DaemonError {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A service's own error (`ImageError`, `VmError`, ...), with its kind.
+    #[error(transparent)]
+    Service(ServiceFailure),
+}
+
+/// A boxed [`ServiceError`]: shows and chains exactly as the error it holds.
+#[derive(Debug)]
+pub struct ServiceFailure(pub Box<dyn ServiceError>);
+
+impl std::fmt::Display for ServiceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ServiceFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A service's own error type: every variant answers with an RPC kind.
+/// It becomes a [`DaemonError`] at the service's public boundary through
+/// the `From` impl that [`service_error!`](crate::service_error) writes.
+pub trait ServiceError: std::error::Error + Send + Sync + 'static {
+    /// The RPC kind this error answers with.
+    fn kind(&self) -> ErrorKind;
+}
+
+/// The RPC kind of a store failure.
+pub fn store_kind(e: &banger_store::StoreError) -> ErrorKind {
+    e.kind()
+}
+
+/// The RPC kind of a privileged-operation failure: refused is bad input.
+pub fn privops_kind(e: &banger_privops::PrivOpsError) -> ErrorKind {
+    match e {
+        banger_privops::PrivOpsError::Refused { .. } => ErrorKind::InvalidArgument,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The RPC kind of an image-file failure: a file of the wrong kind is bad input.
+pub fn tool_kind(e: &banger_imagemgr::ImageMgrError) -> ErrorKind {
+    match e {
+        banger_imagemgr::ImageMgrError::WrongKind { .. } => ErrorKind::InvalidArgument,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Implement [`ServiceError`] for a service's error enum (its inherent
+/// `kind()` gives the kind) and write its one conversion into
+/// [`DaemonError`]: the `Common` variant (a failure of a `common` helper)
+/// unwraps back to the `DaemonError` it holds, every other variant is
+/// boxed with its kind.
+#[macro_export]
+macro_rules! service_error {
+    ($t:ident) => {
+        impl $crate::common::error::ServiceError for $t {
+            fn kind(&self) -> banger_api::ErrorKind {
+                $t::kind(self)
+            }
+        }
+
+        impl From<$t> for $crate::common::error::DaemonError {
+            fn from(e: $t) -> Self {
+                match e {
+                    $t::Common(d) => d,
+                    e => $crate::common::error::DaemonError::Service(
+                        $crate::common::error::ServiceFailure(Box::new(e)),
+                    ),
+                }
+            }
+        }
+    };
 }
 
 impl DaemonError {
@@ -88,14 +163,14 @@ impl DaemonError {
             DaemonError::Invalid(_) => ErrorKind::InvalidArgument,
             DaemonError::NotFound(_) => ErrorKind::NotFound,
             DaemonError::Conflict(_) => ErrorKind::Conflict,
-            DaemonError::Store(s) => s.kind(),
-            DaemonError::Image(banger_imagemgr::ImageMgrError::WrongKind { .. }) => {
-                ErrorKind::InvalidArgument
-            }
-            DaemonError::PrivOps(banger_privops::PrivOpsError::Refused { .. }) => {
-                ErrorKind::InvalidArgument
-            }
-            _ => ErrorKind::Internal,
+            DaemonError::Store(s) => store_kind(s),
+            DaemonError::Image(e) => tool_kind(e),
+            DaemonError::PrivOps(e) => privops_kind(e),
+            DaemonError::Service(e) => e.0.kind(),
+            DaemonError::RootDisk(_)
+            | DaemonError::Vmm { .. }
+            | DaemonError::Io { .. }
+            | DaemonError::Internal(_) => ErrorKind::Internal,
         }
     }
 }

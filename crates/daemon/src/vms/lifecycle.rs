@@ -58,7 +58,7 @@ impl VMService {
                 ))));
             }
             Ok(i) => i,
-            Err(e) => return Err(self.fail_start(vm, e)),
+            Err(e) => return Err(self.fail_start(vm, e.into())),
         };
         {
             // A device-mapper root disk whose devices a host reboot removed
@@ -522,7 +522,7 @@ impl VMService {
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
             let size = d.bytes();
-            blocking(move || Ok(strategy.grow(&id, &dir, size)))
+            blocking(move || Ok::<_, DaemonError>(strategy.grow(&id, &dir, size)))
                 .await?
                 .map_err(|e| match e {
                     e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {

@@ -54,7 +54,7 @@ impl VMService {
             ))
         })?;
         if self.store.find_image(&p.name)?.is_some() {
-            return Err(name_taken(&p.name));
+            return Err(name_taken(&p.name).into());
         }
         let id = banger_store::new_id();
         let staging = self.images.staging_dir(&id);
@@ -73,20 +73,20 @@ impl VMService {
         .map_err(|e| DaemonError::Internal(e.to_string()))
         .and_then(|r| r);
         let result = match copy {
-            Ok(()) => {
-                self.images
-                    .publish(
-                        &staging,
-                        Staged {
-                            id,
-                            name: p.name.clone(),
-                            has_kernel: true,
-                            has_initrd,
-                            source: format!("promote:{}", vm.name),
-                        },
-                    )
-                    .await
-            }
+            Ok(()) => self
+                .images
+                .publish(
+                    &staging,
+                    Staged {
+                        id,
+                        name: p.name.clone(),
+                        has_kernel: true,
+                        has_initrd,
+                        source: format!("promote:{}", vm.name),
+                    },
+                )
+                .await
+                .map_err(DaemonError::from),
             Err(e) => Err(e),
         };
         if result.is_err() {

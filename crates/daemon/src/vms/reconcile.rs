@@ -92,7 +92,9 @@ impl VMService {
             // Root-disk devices of VMs that no longer exist (banger-dmsnap).
             let strategy = Arc::clone(&self.root_disks);
             let (vms_dir, known) = (self.layout.state_dir.join("vms"), known.clone());
-            match blocking(move || Ok(strategy.remove_stale(&vms_dir, &known))).await {
+            match blocking(move || Ok::<_, DaemonError>(strategy.remove_stale(&vms_dir, &known)))
+                .await
+            {
                 Ok(Ok(stale)) => {
                     report.stale_dm = stale.dm_removed.len();
                     report.stale_loops = stale.loops_detached.len();
