@@ -100,12 +100,37 @@ pub fn tool_kind(e: &banger_imagemgr::ImageMgrError) -> ErrorKind {
 
 /// Implement [`ServiceError`] for a service's error enum (its inherent
 /// `kind()` gives the kind) and write its one conversion into
-/// [`DaemonError`]: the `Common` variant (a failure of a `common` helper)
-/// unwraps back to the `DaemonError` it holds, every other variant is
-/// boxed with its kind.
+/// [`DaemonError`]: the variants named after `;` hold an error that already
+/// converts into `DaemonError` (a `common` helper's, another service's) and
+/// convert as that error does; every other variant is boxed with its kind.
+/// Also writes the enum's `From<RpcError>` (a validation failure becomes its
+/// `Invalid`, `NotFound`, `Conflict` or `Internal` variant, as it becomes
+/// `DaemonError`'s) and its `io` mapper for `?` (its `Io` variant).
 #[macro_export]
 macro_rules! service_error {
-    ($t:ident) => {
+    ($t:ident; $($through:ident),+) => {
+        impl $t {
+            /// Build an `Io` error mapper for `?`.
+            pub fn io(
+                what: &'static str,
+                path: &std::path::Path,
+            ) -> impl FnOnce(std::io::Error) -> Self {
+                let path = path.to_path_buf();
+                move |source| $t::Io { what, path, source }
+            }
+        }
+
+        impl From<banger_api::RpcError> for $t {
+            fn from(e: banger_api::RpcError) -> Self {
+                match e.kind {
+                    banger_api::ErrorKind::InvalidArgument => $t::Invalid(e.message),
+                    banger_api::ErrorKind::NotFound => $t::NotFound(e.message),
+                    banger_api::ErrorKind::Conflict => $t::Conflict(e.message),
+                    _ => $t::Internal(e.message),
+                }
+            }
+        }
+
         impl $crate::common::error::ServiceError for $t {
             fn kind(&self) -> banger_api::ErrorKind {
                 $t::kind(self)
@@ -115,7 +140,7 @@ macro_rules! service_error {
         impl From<$t> for $crate::common::error::DaemonError {
             fn from(e: $t) -> Self {
                 match e {
-                    $t::Common(d) => d,
+                    $($t::$through(inner) => $crate::common::error::common(inner),)+
                     e => $crate::common::error::DaemonError::Service(
                         $crate::common::error::ServiceFailure(Box::new(e)),
                     ),
@@ -123,6 +148,12 @@ macro_rules! service_error {
             }
         }
     };
+}
+
+/// `e` as the common error (the conversion [`service_error!`] uses for the
+/// variants it passes through).
+pub fn common(e: impl Into<DaemonError>) -> DaemonError {
+    e.into()
 }
 
 impl DaemonError {

@@ -97,26 +97,9 @@ impl ImageError {
             ImageError::Common(e) => e.kind(),
         }
     }
-
-    /// Build an [`ImageError::Io`] mapper for `?`.
-    pub fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.to_path_buf();
-        move |source| ImageError::Io { what, path, source }
-    }
 }
 
-crate::service_error!(ImageError);
-
-impl From<banger_api::RpcError> for ImageError {
-    fn from(e: banger_api::RpcError) -> Self {
-        match e.kind {
-            ErrorKind::InvalidArgument => ImageError::Invalid(e.message),
-            ErrorKind::NotFound => ImageError::NotFound(e.message),
-            ErrorKind::Conflict => ImageError::Conflict(e.message),
-            _ => ImageError::Internal(e.message),
-        }
-    }
-}
+crate::service_error!(ImageError; Common);
 
 #[cfg(test)]
 mod tests {
