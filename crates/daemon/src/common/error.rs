@@ -179,16 +179,18 @@ impl From<RpcError> for DaemonError {
 }
 
 impl DaemonError {
-    /// A service error of `kind` whose message is `e`'s chain: how the
-    /// services' typed errors (`ImageError`, `VmError`, ...) become the
-    /// common error with their kind.
+    /// A service error of `kind` whose message is `e`'s chain, as the plain
+    /// common variant of that kind (an internal one says "internal error"):
+    /// how `WorkspaceOpError` becomes the common error. `ImageError` and
+    /// `VmError` are boxed whole instead ([`service_error!`](crate::service_error)).
     pub fn of_kind(kind: ErrorKind, e: &dyn std::error::Error) -> DaemonError {
         DaemonError::from(RpcError::new(kind, error_chain(e)))
     }
 
     /// The RPC kind this error answers with (the CLI's exit code follows
-    /// from it). A service error (`NetworkError`, `WorkspaceOpError`)
-    /// keeps its kind through its conversion into `DaemonError`.
+    /// from it). A service error (`NetworkError`, `ImageError`, `VmError`,
+    /// `WorkspaceOpError`) keeps its kind through its conversion into
+    /// `DaemonError`.
     pub fn kind(&self) -> ErrorKind {
         match self {
             DaemonError::Invalid(_) => ErrorKind::InvalidArgument,
