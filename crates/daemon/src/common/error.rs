@@ -98,17 +98,85 @@ pub fn tool_kind(e: &banger_imagemgr::ImageMgrError) -> ErrorKind {
     }
 }
 
-/// Implement [`ServiceError`] for a service's error enum (its inherent
-/// `kind()` gives the kind) and write its one conversion into
-/// [`DaemonError`]: the variants named after `;` hold an error that already
-/// converts into `DaemonError` (a `common` helper's, another service's) and
-/// convert as that error does; every other variant is boxed with its kind.
-/// Also writes the enum's `From<RpcError>` (a validation failure becomes its
-/// `Invalid`, `NotFound`, `Conflict` or `Internal` variant, as it becomes
-/// `DaemonError`'s) and its `io` mapper for `?` (its `Io` variant).
+/// Declare a service's error enum (which derives `Debug` and
+/// `thiserror::Error` itself): its own variants, then the failures
+/// every service shares, written once here: `Invalid`, `NotFound`,
+/// `Conflict` (a message of that kind), `Internal` ("internal error: …"),
+/// `Io` (a host file operation), `Store`, `PrivOps` and `Tool` (an image
+/// file check or copy), each with the kind and the words `DaemonError`
+/// gives it. The enum's own `own_kind()` gives its own variants' kinds.
+///
+/// Also writes `kind()`, [`ServiceError`], the `io` mapper for `?`, its
+/// `From<RpcError>` (a validation failure becomes the variant of its kind,
+/// as it becomes `DaemonError`'s) and its one conversion into
+/// [`DaemonError`]: the variants named after `through` hold an error that
+/// already converts into `DaemonError` (a `common` helper's, another
+/// service's) and convert as that error does; every other variant is
+/// boxed with its kind.
 #[macro_export]
 macro_rules! service_error {
-    ($t:ident; $($through:ident),+) => {
+    (
+        $(#[$meta:meta])*
+        pub enum $t:ident { $($own:tt)* }
+        through $($through:ident),+;
+    ) => {
+        $(#[$meta])*
+        pub enum $t {
+            $($own)*
+            /// Bad input; nothing changed.
+            #[error("{0}")]
+            Invalid(String),
+            /// The named object does not exist.
+            #[error("{0}")]
+            NotFound(String),
+            /// In use, taken or in the wrong state; nothing changed.
+            #[error("{0}")]
+            Conflict(String),
+            /// Something that should not happen (a worker thread, a tool run).
+            #[error("internal error: {0}")]
+            Internal(String),
+            /// A host file operation failed.
+            #[error("{what} {path}: {source}")]
+            Io {
+                /// What was being done.
+                what: &'static str,
+                /// The path.
+                path: std::path::PathBuf,
+                /// Why.
+                #[source]
+                source: std::io::Error,
+            },
+            // `{0}` with the error as source, not `transparent` (which
+            // cannot cross this macro's hygiene): error_chain skips the
+            // repeated text, so the words are the same.
+            /// The store failed.
+            #[error("{0}")]
+            Store(#[from] banger_store::StoreError),
+            /// A privileged operation failed or was refused.
+            #[error("{0}")]
+            PrivOps(#[from] banger_privops::PrivOpsError),
+            /// An image file check or copy failed.
+            #[error("{0}")]
+            Tool(#[from] banger_imagemgr::ImageMgrError),
+        }
+
+        impl $t {
+            /// The RPC kind (and so the CLI exit code) this error answers with.
+            pub fn kind(&self) -> banger_api::ErrorKind {
+                use banger_api::ErrorKind;
+                match self {
+                    $t::Invalid(_) => ErrorKind::InvalidArgument,
+                    $t::NotFound(_) => ErrorKind::NotFound,
+                    $t::Conflict(_) => ErrorKind::Conflict,
+                    $t::Internal(_) | $t::Io { .. } => ErrorKind::Internal,
+                    $t::Store(e) => $crate::common::error::store_kind(e),
+                    $t::PrivOps(e) => $crate::common::error::privops_kind(e),
+                    $t::Tool(e) => $crate::common::error::tool_kind(e),
+                    own => own.own_kind(),
+                }
+            }
+        }
+
         impl $t {
             /// Build an `Io` error mapper for `?`.
             pub fn io(

@@ -1,105 +1,71 @@
 //! `ImageError`: the image service's own failures (images, `build/` and
-//! `kernels/`), each with its kind.
+//! `kernels/`), each with its kind; the failures every service shares come
+//! from [`service_error!`](crate::service_error).
 
 use banger_api::ErrorKind;
 
-use crate::common::error::{DaemonError, privops_kind, store_kind, tool_kind};
+use crate::common::error::DaemonError;
 use crate::images::seed::SeedError;
 
-/// Why an image or kernel operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// The name is in use.
-    #[error(
-        "an image named {0:?} already exists; pick another name or delete it with `banger image delete {0}`"
-    )]
-    NameTaken(String),
-    /// No image has this name or id.
-    #[error(
-        "no image named {0:?}; register one with `banger image register {0} --rootfs FILE --kernel FILE` (see `banger image list`)"
-    )]
-    NoSuchImage(String),
-    /// The image a VM refers to is gone.
-    #[error("image {0} no longer exists")]
-    Gone(String),
-    /// A file argument is not an absolute path.
-    #[error("{what} path {path:?} must be absolute")]
-    NotAbsolute {
-        /// What the file is.
-        what: String,
-        /// As given.
-        path: String,
-    },
-    /// A file argument names no regular file.
-    #[error("{what} {path} does not exist or is not a regular file")]
-    NoFile {
-        /// What the file is.
-        what: String,
-        /// As given.
-        path: String,
-    },
-    /// Seeding failed.
-    #[error(transparent)]
-    Seed(#[from] SeedError),
-    /// Bad input (a reference, URL, recipe, catalogue entry, ...); nothing changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// The named kernel, blob or file does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The kernel or image is in use, or its name is taken; nothing changed.
-    #[error("{0}")]
-    Conflict(String),
-    /// A download, a tool run or a worker thread failed.
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// A host file operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] banger_store::StoreError),
-    /// An image file check or copy failed.
-    #[error(transparent)]
-    Tool(#[from] banger_imagemgr::ImageMgrError),
-    /// A privileged operation failed or was refused.
-    #[error(transparent)]
-    PrivOps(#[from] banger_privops::PrivOpsError),
-    /// A `common` helper (the blocking pool, ...) failed.
-    #[error(transparent)]
-    Common(#[from] DaemonError),
+crate::service_error! {
+    /// Why an image or kernel operation failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ImageError {
+        /// The name is in use.
+        #[error(
+            "an image named {0:?} already exists; pick another name or delete it with `banger image delete {0}`"
+        )]
+        NameTaken(String),
+        /// No image has this name or id.
+        #[error(
+            "no image named {0:?}; register one with `banger image register {0} --rootfs FILE --kernel FILE` (see `banger image list`)"
+        )]
+        NoSuchImage(String),
+        /// The image a VM refers to is gone.
+        #[error("image {0} no longer exists")]
+        Gone(String),
+        /// A file argument is not an absolute path.
+        #[error("{what} path {path:?} must be absolute")]
+        NotAbsolute {
+            /// What the file is.
+            what: String,
+            /// As given.
+            path: String,
+        },
+        /// A file argument names no regular file.
+        #[error("{what} {path} does not exist or is not a regular file")]
+        NoFile {
+            /// What the file is.
+            what: String,
+            /// As given.
+            path: String,
+        },
+        /// Seeding failed.
+        #[error(transparent)]
+        Seed(#[from] SeedError),
+        /// A `common` helper (the blocking pool, ...) failed.
+        #[error(transparent)]
+        Common(#[from] DaemonError),
+    }
+    through Common;
 }
 
 impl ImageError {
-    /// The RPC kind this error answers with.
-    pub fn kind(&self) -> ErrorKind {
+    /// The kind of an image service's own failure (the shared ones are
+    /// answered by `kind()` before this is asked).
+    fn own_kind(&self) -> ErrorKind {
         match self {
-            ImageError::NameTaken(_) | ImageError::Conflict(_) => ErrorKind::Conflict,
-            ImageError::NoSuchImage(_) | ImageError::Gone(_) | ImageError::NotFound(_) => {
-                ErrorKind::NotFound
+            ImageError::NameTaken(_) => ErrorKind::Conflict,
+            ImageError::NoSuchImage(_) | ImageError::Gone(_) => ErrorKind::NotFound,
+            ImageError::NotAbsolute { .. } | ImageError::NoFile { .. } | ImageError::Seed(_) => {
+                ErrorKind::InvalidArgument
             }
-            ImageError::NotAbsolute { .. }
-            | ImageError::NoFile { .. }
-            | ImageError::Seed(_)
-            | ImageError::Invalid(_) => ErrorKind::InvalidArgument,
-            ImageError::Internal(_) | ImageError::Io { .. } => ErrorKind::Internal,
-            ImageError::Store(e) => store_kind(e),
-            ImageError::Tool(e) => tool_kind(e),
-            ImageError::PrivOps(e) => privops_kind(e),
             ImageError::Common(e) => e.kind(),
+            // The shared variants never get here.
+            _ => ErrorKind::Internal,
         }
     }
 }
-
-crate::service_error!(ImageError; Common);
 
 #[cfg(test)]
 mod tests {
@@ -176,5 +142,46 @@ mod tests {
             let (a, b) = (to_rpc(&DaemonError::from(image)), to_rpc(&common));
             assert_eq!((a.kind, a.message), (b.kind, b.message));
         }
+    }
+
+    #[test]
+    fn wrapped_library_failures_keep_their_words_and_kind() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let store = || banger_store::StoreError::CreateDir {
+            path: "/var/lib/banger".into(),
+            source: io(),
+        };
+        let tool = || banger_imagemgr::ImageMgrError::Io {
+            path: "/r.ext4".into(),
+            source: io(),
+        };
+        let wrong = || banger_imagemgr::ImageMgrError::WrongKind {
+            path: "/k".into(),
+            expected: "an ELF kernel",
+            found: "text".into(),
+        };
+        let refused = || banger_privops::PrivOpsError::Refused {
+            op: "mount",
+            reason: "outside the state dir".into(),
+        };
+        let cases = [
+            (ImageError::Store(store()), DaemonError::Store(store())),
+            (ImageError::Tool(tool()), DaemonError::Image(tool())),
+            (ImageError::Tool(wrong()), DaemonError::Image(wrong())),
+            (
+                ImageError::PrivOps(refused()),
+                DaemonError::PrivOps(refused()),
+            ),
+        ];
+        for (image, common) in cases {
+            assert_eq!(image.kind(), common.kind());
+            let (a, b) = (to_rpc(&DaemonError::from(image)), to_rpc(&common));
+            assert_eq!((a.kind, a.message), (b.kind, b.message));
+        }
+        assert!(
+            to_rpc(&DaemonError::from(ImageError::Store(store())))
+                .message
+                .contains("permission denied")
+        );
     }
 }

@@ -1,110 +1,74 @@
 //! `VmError`: the VM service's own failures, each with its kind; the
-//! failures of the services it uses (images, host network) are
-//! wrapped with theirs.
+//! failures of the services it uses (images, host network) are wrapped
+//! with theirs, and the failures every service shares come from
+//! [`service_error!`](crate::service_error).
 
 use banger_api::ErrorKind;
 
 use crate::common::PrivCallError;
-use crate::common::error::{DaemonError, privops_kind, store_kind, tool_kind};
+use crate::common::error::DaemonError;
 use crate::host_network::NetworkError;
 use crate::images::ImageError;
 
-/// Why a VM operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    /// No VM has this name or id.
-    #[error("no VM named {0:?}; see `banger vm list`")]
-    NoSuchVm(String),
-    /// The name is in use.
-    #[error(
-        "a VM named {0:?} already exists; choose another name or delete it with `banger vm delete {0}`"
-    )]
-    NameTaken(String),
-    /// The VM was deleted before its creation went on.
-    #[error("the VM was deleted")]
-    Deleted,
-    /// The VM was deleted while an operation on it ran.
-    #[error("the VM was deleted meanwhile")]
-    DeletedMeanwhile,
-    /// Bad input (a size, a setting, ...); nothing changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// The named operation or file does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The VM is in the wrong state, or a name is taken; nothing changed.
-    #[error("{0}")]
-    Conflict(String),
-    /// Something that should not happen (a worker thread, serialisation).
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// A host file operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The VMM could not be started, configured or stopped.
-    #[error("VM {vm}: {message}")]
-    Vmm {
-        /// VM name.
-        vm: String,
-        /// What failed, with the VMM's own words.
-        message: String,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] banger_store::StoreError),
-    /// A privileged operation failed or was refused.
-    #[error(transparent)]
-    PrivOps(#[from] banger_privops::PrivOpsError),
-    /// A VM root disk could not be made or removed.
-    #[error(transparent)]
-    RootDisk(#[from] banger_dmsnap::RootDiskError),
-    /// An image file check or copy failed.
-    #[error(transparent)]
-    Tool(#[from] banger_imagemgr::ImageMgrError),
-    /// The image service failed.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// The host network failed.
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    /// A `common` helper (the blocking pool, the operation tracker, ...) failed.
-    #[error(transparent)]
-    Common(#[from] DaemonError),
+crate::service_error! {
+    /// Why a VM operation failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum VmError {
+        /// No VM has this name or id.
+        #[error("no VM named {0:?}; see `banger vm list`")]
+        NoSuchVm(String),
+        /// The name is in use.
+        #[error(
+            "a VM named {0:?} already exists; choose another name or delete it with `banger vm delete {0}`"
+        )]
+        NameTaken(String),
+        /// The VM was deleted before its creation went on.
+        #[error("the VM was deleted")]
+        Deleted,
+        /// The VM was deleted while an operation on it ran.
+        #[error("the VM was deleted meanwhile")]
+        DeletedMeanwhile,
+        /// The VMM could not be started, configured or stopped.
+        #[error("VM {vm}: {message}")]
+        Vmm {
+            /// VM name.
+            vm: String,
+            /// What failed, with the VMM's own words.
+            message: String,
+        },
+        /// A VM root disk could not be made or removed.
+        #[error(transparent)]
+        RootDisk(#[from] banger_dmsnap::RootDiskError),
+        /// The image service failed.
+        #[error(transparent)]
+        Image(#[from] ImageError),
+        /// The host network failed.
+        #[error(transparent)]
+        Network(#[from] NetworkError),
+        /// A `common` helper (the blocking pool, the operation tracker, ...) failed.
+        #[error(transparent)]
+        Common(#[from] DaemonError),
+    }
+    through Image, Network, Common;
 }
 
 impl VmError {
-    /// The RPC kind this error answers with.
-    pub fn kind(&self) -> ErrorKind {
+    /// The kind of a VM service's own failure (the shared ones are
+    /// answered by `kind()` before this is asked).
+    fn own_kind(&self) -> ErrorKind {
         match self {
-            VmError::NoSuchVm(_)
-            | VmError::Deleted
-            | VmError::DeletedMeanwhile
-            | VmError::NotFound(_) => ErrorKind::NotFound,
-            VmError::NameTaken(_) | VmError::Conflict(_) => ErrorKind::Conflict,
-            VmError::Invalid(_) => ErrorKind::InvalidArgument,
-            VmError::Internal(_)
-            | VmError::Io { .. }
-            | VmError::Vmm { .. }
-            | VmError::RootDisk(_) => ErrorKind::Internal,
-            VmError::Store(e) => store_kind(e),
-            VmError::PrivOps(e) => privops_kind(e),
-            VmError::Tool(e) => tool_kind(e),
+            VmError::NoSuchVm(_) | VmError::Deleted | VmError::DeletedMeanwhile => {
+                ErrorKind::NotFound
+            }
+            VmError::NameTaken(_) => ErrorKind::Conflict,
             VmError::Image(e) => e.kind(),
             VmError::Network(e) => e.kind(),
             VmError::Common(e) => e.kind(),
+            // `Vmm`, `RootDisk` (the shared variants never get here).
+            _ => ErrorKind::Internal,
         }
     }
 }
-
-crate::service_error!(VmError; Image, Network, Common);
 
 impl From<PrivCallError> for VmError {
     fn from(e: PrivCallError) -> Self {
