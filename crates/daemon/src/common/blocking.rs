@@ -10,13 +10,14 @@ use banger_privops::{PrivOpsError, PrivilegedOps};
 
 use crate::common::error::DaemonError;
 
-/// Run `f` on a blocking thread.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
-) -> Result<T, DaemonError> {
+/// Run `f` on a blocking thread; `f` fails with its caller's error type
+/// (a panic comes back as [`DaemonError::Internal`] in it).
+pub async fn blocking<T: Send + 'static, E: From<DaemonError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        .map_err(|e| E::from(DaemonError::Internal(e.to_string())))?
 }
 
 /// Why a privileged call failed.

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 
 use crate::common::Persist;
 use crate::common::blocking;
-use crate::common::error::DaemonError;
+use crate::images::ImageError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
 /// Where an imported bundle comes from.
@@ -42,17 +42,17 @@ impl ImageService {
     pub async fn export_bundle(
         &self,
         p: ImageExportBundleParams,
-    ) -> Result<BundleExported, DaemonError> {
+    ) -> Result<BundleExported, ImageError> {
         let image = self.resolve(&p.name)?;
         let out = PathBuf::from(&p.file);
         if !out.is_absolute() {
-            return Err(DaemonError::Invalid(format!(
+            return Err(ImageError::Invalid(format!(
                 "bundle path {:?} must be absolute",
                 p.file
             )));
         }
         if out.exists() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(ImageError::Conflict(format!(
                 "{} already exists; pick another file or remove it first",
                 out.display()
             )));
@@ -65,7 +65,7 @@ impl ImageService {
             let initrd = img.initrd_path.as_ref().map(PathBuf::from);
             let seed = dir.join("work-seed.ext4");
             let seed = seed.is_file().then_some(seed);
-            Ok(write_bundle(
+            Ok::<_, ImageError>(write_bundle(
                 &BundleSource {
                     name: &img.name,
                     rootfs: Path::new(&img.rootfs_path),
@@ -78,7 +78,7 @@ impl ImageService {
         })
         .await?;
         let bytes = std::fs::metadata(&out)
-            .map_err(DaemonError::io("cannot stat", &out))?
+            .map_err(ImageError::io("cannot stat", &out))?
             .len();
         Ok(BundleExported {
             name: image.name,
@@ -92,18 +92,18 @@ impl ImageService {
     pub(crate) fn pull_bundle(
         self: &Arc<Self>,
         p: ImagePullParams,
-    ) -> Result<Operation, DaemonError> {
+    ) -> Result<Operation, ImageError> {
         let from = if p.reference.starts_with('/') {
             let path = crate::images::service::existing_file(&p.reference, "bundle")?;
             BundleFrom::File(path)
         } else {
             let url = reqwest::Url::parse(&p.reference).map_err(|e| {
-                DaemonError::Invalid(format!("invalid bundle URL {:?}: {e}", p.reference))
+                ImageError::Invalid(format!("invalid bundle URL {:?}: {e}", p.reference))
             })?;
             let host = url.host_str().unwrap_or("");
             let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
             if url.scheme() == "http" && !local {
-                return Err(DaemonError::Invalid(format!(
+                return Err(ImageError::Invalid(format!(
                     "refusing plain HTTP for {host}: use https:// (plain HTTP is only for localhost)"
                 )));
             }
@@ -153,20 +153,20 @@ impl ImageService {
         name: Option<String>,
         kernel: Option<PathBuf>,
         reference: &str,
-    ) -> Result<Image, DaemonError> {
+    ) -> Result<Image, ImageError> {
         let id = banger_store::new_id();
         let staging = self.staging_dir(&id);
-        std::fs::create_dir_all(&staging).map_err(DaemonError::io("cannot create", &staging))?;
+        std::fs::create_dir_all(&staging).map_err(ImageError::io("cannot create", &staging))?;
         let result = async {
             let st = staging.clone();
-            let check = move |m: BundleManifest| -> Result<BundleManifest, DaemonError> {
+            let check = move |m: BundleManifest| -> Result<BundleManifest, ImageError> {
                 banger_imagemgr::check_rootfs(&st.join("rootfs.ext4"))?;
                 if m.kernel.is_some() {
                     banger_imagemgr::check_kernel(&st.join("vmlinux"))?;
                 }
                 if let Some(k) = &kernel {
                     if m.kernel.is_some() {
-                        return Err(DaemonError::Invalid(
+                        return Err(ImageError::Invalid(
                             "this bundle carries its own kernel; pull it without --kernel-name"
                                 .into(),
                         ));
@@ -218,10 +218,10 @@ impl ImageService {
 async fn stream_bundle(
     url: &str,
     staging: &Path,
-    check: impl FnOnce(BundleManifest) -> Result<BundleManifest, DaemonError> + Send + 'static,
-) -> Result<BundleManifest, DaemonError> {
+    check: impl FnOnce(BundleManifest) -> Result<BundleManifest, ImageError> + Send + 'static,
+) -> Result<BundleManifest, ImageError> {
     let fail = |e: &dyn std::fmt::Display| {
-        DaemonError::Internal(format!("downloading bundle {url} failed: {e}; try again"))
+        ImageError::Internal(format!("downloading bundle {url} failed: {e}; try again"))
     };
     let resp = reqwest::get(url).await.map_err(|e| fail(&e))?;
     if !resp.status().is_success() {
@@ -238,7 +238,7 @@ async fn stream_bundle(
         )
     };
     if resp.content_length().is_some_and(|n| n > cap) {
-        return Err(DaemonError::Invalid(too_long()));
+        return Err(ImageError::Invalid(too_long()));
     }
     let mut received = 0u64;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
@@ -269,7 +269,7 @@ async fn stream_bundle(
     drop(tx);
     reader
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
+        .map_err(|e| ImageError::Internal(e.to_string()))?
 }
 
 /// `Read` over the chunks of a download, for the blocking bundle reader.

@@ -1,64 +1,69 @@
-//! `ImageError`: the image service's own failures, each with its kind.
+//! `ImageError`: the image service's own failures (images, `build/` and
+//! `kernels/`), each with its kind; the failures every service shares come
+//! from [`service_error!`](crate::service_error).
 
 use banger_api::ErrorKind;
 
 use crate::common::error::DaemonError;
 use crate::images::seed::SeedError;
 
-/// Why an image operation failed (besides the store, the image tools and
-/// I/O, which come as `DaemonError` directly).
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// The name is in use.
-    #[error(
-        "an image named {0:?} already exists; pick another name or delete it with `banger image delete {0}`"
-    )]
-    NameTaken(String),
-    /// No image has this name or id.
-    #[error(
-        "no image named {0:?}; register one with `banger image register {0} --rootfs FILE --kernel FILE` (see `banger image list`)"
-    )]
-    NoSuchImage(String),
-    /// The image a VM refers to is gone.
-    #[error("image {0} no longer exists")]
-    Gone(String),
-    /// A file argument is not an absolute path.
-    #[error("{what} path {path:?} must be absolute")]
-    NotAbsolute {
-        /// What the file is.
-        what: String,
-        /// As given.
-        path: String,
-    },
-    /// A file argument names no regular file.
-    #[error("{what} {path} does not exist or is not a regular file")]
-    NoFile {
-        /// What the file is.
-        what: String,
-        /// As given.
-        path: String,
-    },
-    /// Seeding failed.
-    #[error(transparent)]
-    Seed(#[from] SeedError),
+crate::service_error! {
+    /// Why an image or kernel operation failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ImageError {
+        /// The name is in use.
+        #[error(
+            "an image named {0:?} already exists; pick another name or delete it with `banger image delete {0}`"
+        )]
+        NameTaken(String),
+        /// No image has this name or id.
+        #[error(
+            "no image named {0:?}; register one with `banger image register {0} --rootfs FILE --kernel FILE` (see `banger image list`)"
+        )]
+        NoSuchImage(String),
+        /// The image a VM refers to is gone.
+        #[error("image {0} no longer exists")]
+        Gone(String),
+        /// A file argument is not an absolute path.
+        #[error("{what} path {path:?} must be absolute")]
+        NotAbsolute {
+            /// What the file is.
+            what: String,
+            /// As given.
+            path: String,
+        },
+        /// A file argument names no regular file.
+        #[error("{what} {path} does not exist or is not a regular file")]
+        NoFile {
+            /// What the file is.
+            what: String,
+            /// As given.
+            path: String,
+        },
+        /// Seeding failed.
+        #[error(transparent)]
+        Seed(#[from] SeedError),
+        /// A `common` helper (the blocking pool, ...) failed.
+        #[error(transparent)]
+        Common(#[from] DaemonError),
+    }
+    through Common;
 }
 
 impl ImageError {
-    /// The RPC kind this error answers with.
-    pub fn kind(&self) -> ErrorKind {
+    /// The kind of an image service's own failure (the shared ones are
+    /// answered by `kind()` before this is asked).
+    fn own_kind(&self) -> ErrorKind {
         match self {
             ImageError::NameTaken(_) => ErrorKind::Conflict,
             ImageError::NoSuchImage(_) | ImageError::Gone(_) => ErrorKind::NotFound,
             ImageError::NotAbsolute { .. } | ImageError::NoFile { .. } | ImageError::Seed(_) => {
                 ErrorKind::InvalidArgument
             }
+            ImageError::Common(e) => e.kind(),
+            // The shared variants never get here.
+            _ => ErrorKind::Internal,
         }
-    }
-}
-
-impl From<ImageError> for DaemonError {
-    fn from(e: ImageError) -> Self {
-        DaemonError::of_kind(e.kind(), &e)
     }
 }
 
@@ -97,6 +102,86 @@ mod tests {
         assert_eq!(
             ImageError::NameTaken("base".into()).to_string(),
             "an image named \"base\" already exists; pick another name or delete it with `banger image delete base`"
+        );
+    }
+
+    #[test]
+    fn shared_failures_answer_as_the_common_error_did() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cases = [
+            (
+                ImageError::Internal("boom".into()),
+                DaemonError::Internal("boom".into()),
+            ),
+            (
+                ImageError::Invalid("bad".into()),
+                DaemonError::Invalid("bad".into()),
+            ),
+            (
+                ImageError::NotFound("gone".into()),
+                DaemonError::NotFound("gone".into()),
+            ),
+            (
+                ImageError::Conflict("busy".into()),
+                DaemonError::Conflict("busy".into()),
+            ),
+            (
+                ImageError::io("cannot create", std::path::Path::new("/x"))(io()),
+                DaemonError::io("cannot create", std::path::Path::new("/x"))(io()),
+            ),
+            (
+                ImageError::Common(DaemonError::Internal("pool".into())),
+                DaemonError::Internal("pool".into()),
+            ),
+            (
+                ImageError::from(banger_api::RpcError::new(ErrorKind::Internal, "x")),
+                DaemonError::from(banger_api::RpcError::new(ErrorKind::Internal, "x")),
+            ),
+        ];
+        for (image, common) in cases {
+            let (a, b) = (to_rpc(&DaemonError::from(image)), to_rpc(&common));
+            assert_eq!((a.kind, a.message), (b.kind, b.message));
+        }
+    }
+
+    #[test]
+    fn wrapped_library_failures_keep_their_words_and_kind() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let store = || banger_store::StoreError::CreateDir {
+            path: "/var/lib/banger".into(),
+            source: io(),
+        };
+        let tool = || banger_imagemgr::ImageMgrError::Io {
+            path: "/r.ext4".into(),
+            source: io(),
+        };
+        let wrong = || banger_imagemgr::ImageMgrError::WrongKind {
+            path: "/k".into(),
+            expected: "an ELF kernel",
+            found: "text".into(),
+        };
+        let refused = || banger_privops::PrivOpsError::Refused {
+            op: "mount",
+            reason: "outside the state dir".into(),
+        };
+        let cases = [
+            (ImageError::Store(store()), DaemonError::Store(store())),
+            (ImageError::Tool(tool()), DaemonError::Image(tool())),
+            (ImageError::Tool(wrong()), DaemonError::Image(wrong())),
+            (
+                ImageError::PrivOps(refused()),
+                DaemonError::PrivOps(refused()),
+            ),
+        ];
+        for (image, common) in cases {
+            assert_eq!(image.kind(), common.kind());
+            let (a, b) = (to_rpc(&DaemonError::from(image)), to_rpc(&common));
+            assert_eq!((a.kind, a.message), (b.kind, b.message));
+        }
+        assert!(
+            to_rpc(&DaemonError::from(ImageError::Store(store())))
+                .message
+                .contains("permission denied")
         );
     }
 }

@@ -42,6 +42,7 @@ use tokio::io::AsyncWriteExt;
 use crate::common::Persist;
 use crate::common::blocking;
 use crate::common::error::DaemonError;
+use crate::images::ImageError;
 use crate::images::registry_auth::{AuthSource, Credentials};
 use crate::images::service::{ImageService, Staged, existing_file};
 
@@ -71,12 +72,12 @@ struct PullJob {
 impl ImageService {
     /// `image.pull`: check the request, then pull on a task. Returns the
     /// operation to follow.
-    pub fn pull(self: &Arc<Self>, p: ImagePullParams) -> Result<Operation, DaemonError> {
+    pub fn pull(self: &Arc<Self>, p: ImagePullParams) -> Result<Operation, ImageError> {
         if crate::images::bundle::is_bundle_ref(&p.reference) {
             return self.pull_bundle(p);
         }
         let reference = Reference::from_str(&p.reference).map_err(|e| {
-            DaemonError::Invalid(format!(
+            ImageError::Invalid(format!(
                 "invalid image reference {:?}: {e}; use REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]",
                 p.reference
             ))
@@ -131,7 +132,7 @@ impl ImageService {
         Ok(op)
     }
 
-    async fn run_pull(&self, op_id: &str, job: PullJob) -> Result<Image, DaemonError> {
+    async fn run_pull(&self, op_id: &str, job: PullJob) -> Result<Image, ImageError> {
         let id = banger_store::new_id();
         let staging = self.staging_dir(&id);
         let result = self.pull_into(op_id, &job, &id, &staging).await;
@@ -147,7 +148,7 @@ impl ImageService {
         job: &PullJob,
         id: &str,
         staging: &Path,
-    ) -> Result<Image, DaemonError> {
+    ) -> Result<Image, ImageError> {
         let registry = job.reference.resolve_registry().to_string();
         self.op_stage(op_id, 1, &format!("fetching manifest from {registry}"));
         let source = AuthSource::from_env();
@@ -156,8 +157,8 @@ impl ImageService {
             move || source.credentials(&registry)
         })
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))?
-        .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        .map_err(|e| ImageError::Internal(e.to_string()))?
+        .map_err(|e| ImageError::Invalid(e.to_string()))?;
         let auth = match creds {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
@@ -179,14 +180,14 @@ impl ImageService {
         )
         .await
         .map_err(|e| {
-                DaemonError::Invalid(format!(
+                ImageError::Invalid(format!(
                     "cannot fetch the manifest of {whole}: {e}; check the reference, the platform ({}/{}) and your registry login",
                     job.os, job.arch
                 ))
             })?;
         for l in &manifest.layers {
             if !LAYER_TYPES.contains(&l.media_type.as_str()) {
-                return Err(DaemonError::Invalid(format!(
+                return Err(ImageError::Invalid(format!(
                     "{whole} has a layer of type {} ({}); banger only applies tar layers (plain, gzip or zstd)",
                     l.media_type, l.digest
                 )));
@@ -195,11 +196,11 @@ impl ImageService {
         let n = manifest.layers.len();
         // Free space for the layers not cached yet, before any is fetched.
         let dir = self.blob_dir();
-        std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(ImageError::io("cannot create", &dir))?;
         let mut to_fetch = 0u64;
         for l in &manifest.layers {
             let size = u64::try_from(l.size).map_err(|_| {
-                DaemonError::Invalid(format!(
+                ImageError::Invalid(format!(
                     "{whole}: layer {} declares a negative size; the registry is broken",
                     l.digest
                 ))
@@ -227,7 +228,7 @@ impl ImageService {
         }
 
         self.op_stage(op_id, 2, &format!("applying {n} layers"));
-        std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
+        std::fs::create_dir_all(staging).map_err(ImageError::io("cannot create", staging))?;
         let (st, kernel, link) = (staging.to_path_buf(), job.kernel.clone(), job.link_kernel);
         blocking(move || build_rootfs(&st, &blobs, kernel.as_deref(), link)).await?;
 
@@ -250,17 +251,17 @@ impl ImageService {
         reference: &Reference,
         desc: &OciDescriptor,
         label: &str,
-    ) -> Result<PathBuf, DaemonError> {
+    ) -> Result<PathBuf, ImageError> {
         let digest = Sha256Digest::parse(&desc.digest)?;
         let _blob = self.blob_locks.lock(digest.hex()).await;
         let dir = self.blob_dir();
-        std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(ImageError::io("cannot create", &dir))?;
         let blob = dir.join(digest.hex());
         if blob.is_file() {
             let (b, d) = (blob.clone(), digest.clone());
             let ok = tokio::task::spawn_blocking(move || banger_imagemgr::verify_file(&b, &d))
                 .await
-                .map_err(|e| DaemonError::Internal(e.to_string()))?;
+                .map_err(|e| ImageError::Internal(e.to_string()))?;
             if ok.is_ok() {
                 self.op_stage(op_id, 1, &format!("{label} cached ({digest})"));
                 return Ok(blob);
@@ -286,7 +287,7 @@ impl ImageService {
                     }
                     .into());
                 }
-                std::fs::rename(&partial, &blob).map_err(DaemonError::io("cannot store", &blob))?;
+                std::fs::rename(&partial, &blob).map_err(ImageError::io("cannot store", &blob))?;
                 Ok(blob)
             }
             Err(e) => Err(e),
@@ -303,7 +304,7 @@ impl ImageService {
         partial: &Path,
         size: u64,
         label: &str,
-    ) -> Result<Hasher, DaemonError> {
+    ) -> Result<Hasher, ImageError> {
         // Resume: hash what an interrupted download left, then ask for the rest.
         let mut have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
         if have > size {
@@ -319,12 +320,12 @@ impl ImageService {
                 Ok(h)
             })
             .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))?
-            .map_err(DaemonError::io("cannot read", partial))?;
+            .map_err(|e| ImageError::Internal(e.to_string()))?
+            .map_err(ImageError::io("cannot read", partial))?;
         }
         let whole = reference.whole();
         let fetch_err = |got: u64, e: &dyn std::fmt::Display| {
-            DaemonError::Internal(format!(
+            ImageError::Internal(format!(
                 "downloading {label} ({}) of {whole} failed after {got} of {size} bytes: {e}; pull again to resume (finished layers are cached)",
                 desc.digest
             ))
@@ -356,7 +357,7 @@ impl ImageService {
             .truncate(!append)
             .open(partial)
             .await
-            .map_err(DaemonError::io("cannot write", partial))?;
+            .map_err(ImageError::io("cannot write", partial))?;
         let mut stream = stream.stream;
         let mut last = Instant::now();
         while let Some(chunk) = stream.next().await {
@@ -374,7 +375,7 @@ impl ImageService {
             hasher.update(part);
             file.write_all(part)
                 .await
-                .map_err(DaemonError::io("cannot write", partial))?;
+                .map_err(ImageError::io("cannot write", partial))?;
             have += part.len() as u64;
             if chunk.len() > room {
                 drop(file);
@@ -398,10 +399,10 @@ impl ImageService {
         }
         file.flush()
             .await
-            .map_err(DaemonError::io("cannot write", partial))?;
+            .map_err(ImageError::io("cannot write", partial))?;
         file.sync_all()
             .await
-            .map_err(DaemonError::io("cannot write", partial))?;
+            .map_err(ImageError::io("cannot write", partial))?;
         if have != size {
             // Keep the partial file: the next pull resumes from it.
             return Err(fetch_err(have, &"the connection ended early"));
@@ -422,7 +423,8 @@ impl ImageService {
         self.ops.stage(op_id, step, stage);
     }
 
-    pub(crate) fn finish_pull(&self, op_id: &str, result: Result<(), DaemonError>) {
+    pub(crate) fn finish_pull(&self, op_id: &str, result: Result<(), ImageError>) {
+        let result = result.map_err(DaemonError::from);
         let outcome = result.as_ref().map(|_| "done".to_string());
         if let Some(e) = self.ops.finish(op_id, outcome) {
             tracing::warn!(op = op_id, error = %e.message, "image.pull failed");
@@ -436,9 +438,9 @@ fn build_rootfs(
     blobs: &[(PathBuf, String)],
     kernel: Option<&Path>,
     link_kernel: bool,
-) -> Result<(), DaemonError> {
+) -> Result<(), ImageError> {
     let tree_dir = staging.join("tree");
-    let result = (|| -> Result<(), DaemonError> {
+    let result = (|| -> Result<(), ImageError> {
         // The layers' decompressed content may fill half of the free space
         // (the ext4 image built from it needs about as much again).
         let free = banger_imagemgr::available_bytes(staging)?;
@@ -485,7 +487,7 @@ fn client_for(registry: &str) -> Client {
 }
 
 /// `os/arch[/variant]`.
-fn parse_platform(s: &str) -> Result<(String, String, Option<String>), DaemonError> {
+fn parse_platform(s: &str) -> Result<(String, String, Option<String>), ImageError> {
     let parts: Vec<&str> = s.split('/').collect();
     let ok = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric());
     match parts.as_slice() {
@@ -493,7 +495,7 @@ fn parse_platform(s: &str) -> Result<(String, String, Option<String>), DaemonErr
         [os, arch, v] if ok(os) && ok(arch) && ok(v) => {
             Ok((os.to_string(), arch.to_string(), Some(v.to_string())))
         }
-        _ => Err(DaemonError::Invalid(format!(
+        _ => Err(ImageError::Invalid(format!(
             "invalid platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/amd64"
         ))),
     }

@@ -4,7 +4,7 @@
 use banger_api::rpc::ImageRefreshSeedParams;
 use banger_api::{Image, ImageSeed, SeedRefresh};
 
-use crate::common::error::DaemonError;
+use crate::images::ImageError;
 use crate::images::seed::{SeedInputs, WORK_SEED, seed_staged};
 use crate::images::service::ImageService;
 
@@ -21,9 +21,9 @@ impl ImageService {
     pub async fn refresh_seed(
         &self,
         p: ImageRefreshSeedParams,
-    ) -> Result<Vec<SeedRefresh>, DaemonError> {
+    ) -> Result<Vec<SeedRefresh>, ImageError> {
         let Some(settings) = self.seeding.clone() else {
-            return Err(DaemonError::Conflict(
+            return Err(ImageError::Conflict(
                 "image seeding is off in this daemon".into(),
             ));
         };
@@ -33,7 +33,7 @@ impl ImageService {
         };
         let inputs = tokio::task::spawn_blocking(move || settings.inputs())
             .await
-            .map_err(|e| DaemonError::Internal(e.to_string()))?
+            .map_err(|e| ImageError::Internal(e.to_string()))?
             .map_err(crate::images::service::seed_error)?;
         let vms = self.store.list_vms()?;
         let mut out = Vec::new();
@@ -89,12 +89,12 @@ impl ImageService {
         Ok(out)
     }
 
-    async fn reseed(&self, mut image: Image, inputs: &SeedInputs) -> Result<(), DaemonError> {
+    async fn reseed(&self, mut image: Image, inputs: &SeedInputs) -> Result<(), ImageError> {
         let dir = self.layout.image_dir(&image.id);
         let tmp = dir.join(format!(".reseed-{}", banger_store::new_id()));
         let (d, t, i) = (dir.clone(), tmp.clone(), inputs.clone());
-        let seeded = tokio::task::spawn_blocking(move || -> Result<ImageSeed, DaemonError> {
-            std::fs::create_dir_all(&t).map_err(DaemonError::io("cannot create", &t))?;
+        let seeded = tokio::task::spawn_blocking(move || -> Result<ImageSeed, ImageError> {
+            std::fs::create_dir_all(&t).map_err(ImageError::io("cannot create", &t))?;
             banger_imagemgr::clone_or_copy(&d.join("rootfs.ext4"), &t.join("rootfs.ext4"))?;
             let work = d.join(WORK_SEED);
             if work.is_file() {
@@ -103,21 +103,21 @@ impl ImageService {
             seed_staged(&t, &i).map_err(crate::images::service::seed_error)
         })
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))
+        .map_err(|e| ImageError::Internal(e.to_string()))
         .and_then(|r| r);
         let result = match seeded {
             Ok(seed) => {
                 let _publish = self.image_ops_mu.lock().await;
-                (|| -> Result<(), DaemonError> {
+                (|| -> Result<(), ImageError> {
                     if self.store.get_image(&image.id)?.is_none() {
-                        return Err(DaemonError::NotFound(format!(
+                        return Err(ImageError::NotFound(format!(
                             "image {} was deleted meanwhile",
                             image.name
                         )));
                     }
                     for f in ["rootfs.ext4", WORK_SEED] {
                         std::fs::rename(tmp.join(f), dir.join(f))
-                            .map_err(DaemonError::io("cannot replace", &dir.join(f)))?;
+                            .map_err(ImageError::io("cannot replace", &dir.join(f)))?;
                     }
                     image.seed = Some(seed);
                     image.work_seed_path = Some(dir.join(WORK_SEED).display().to_string());

@@ -12,7 +12,6 @@ use banger_api::{Deleted, Image, ImageSeed, Operation, validate};
 use banger_store::Store;
 
 use crate::common::blocking;
-use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker};
 use crate::config::Layout;
@@ -56,12 +55,12 @@ impl ImageService {
 
     /// Seed the staged image (slow, unlocked, on a blocking thread):
     /// `None` when seeding is off.
-    async fn seed_staging(&self, staging: &Path) -> Result<Option<ImageSeed>, DaemonError> {
+    async fn seed_staging(&self, staging: &Path) -> Result<Option<ImageSeed>, ImageError> {
         let Some(settings) = self.seeding.clone() else {
             return Ok(None);
         };
         let st = staging.to_path_buf();
-        blocking(move || -> Result<ImageSeed, DaemonError> {
+        blocking(move || -> Result<ImageSeed, ImageError> {
             let inputs = settings.inputs().map_err(seed_error)?;
             if inputs.agent.is_none() {
                 tracing::warn!(
@@ -75,7 +74,7 @@ impl ImageService {
     }
 
     /// `image.register`: check and copy local files, then publish.
-    pub async fn register(&self, p: ImageRegisterParams) -> Result<Image, DaemonError> {
+    pub async fn register(&self, p: ImageRegisterParams) -> Result<Image, ImageError> {
         validate::image_name(&p.name)?;
         if self.store.find_image(&p.name)?.is_some() {
             return Err(name_taken(&p.name));
@@ -125,15 +124,15 @@ impl ImageService {
         rootfs: &Path,
         (kernel, link_kernel): (&Path, bool),
         initrd: Option<&Path>,
-    ) -> Result<Image, DaemonError> {
-        std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
+    ) -> Result<Image, ImageError> {
+        std::fs::create_dir_all(staging).map_err(ImageError::io("cannot create", staging))?;
         let (r, k, i) = (
             rootfs.to_path_buf(),
             kernel.to_path_buf(),
             initrd.map(Path::to_path_buf),
         );
         let st = staging.to_path_buf();
-        blocking(move || -> Result<(), DaemonError> {
+        blocking(move || -> Result<(), ImageError> {
             banger_imagemgr::clone_or_copy(&r, &st.join("rootfs.ext4"))?;
             if link_kernel {
                 crate::images::service::link_or_copy(&k, &st.join("vmlinux"))?;
@@ -172,7 +171,7 @@ impl ImageService {
     /// The publication atom, under `image_ops_mu`: re-check the name, rename
     /// the staging directory into place, insert the row. The caller removes
     /// the staging directory if this fails.
-    pub(crate) async fn publish(&self, staging: &Path, s: Staged) -> Result<Image, DaemonError> {
+    pub(crate) async fn publish(&self, staging: &Path, s: Staged) -> Result<Image, ImageError> {
         // Seeding is slow work on the staged files: before the atom.
         let seed = self.seed_staging(staging).await?;
         let final_dir = self.layout.image_dir(&s.id);
@@ -186,7 +185,7 @@ impl ImageService {
                     .to_string()
             });
         let size_bytes = std::fs::metadata(staging.join("rootfs.ext4"))
-            .map_err(DaemonError::io("cannot stat", staging))?
+            .map_err(ImageError::io("cannot stat", staging))?
             .len();
         let image = Image {
             id: s.id.clone(),
@@ -211,7 +210,7 @@ impl ImageService {
             return Err(name_taken(&s.name));
         }
         std::fs::rename(staging, &final_dir)
-            .map_err(DaemonError::io("cannot publish", &final_dir))?;
+            .map_err(ImageError::io("cannot publish", &final_dir))?;
         if let Err(e) = self.store.insert_image(&image) {
             let _ = std::fs::remove_dir_all(&final_dir);
             return Err(e.into());
@@ -258,26 +257,26 @@ impl ImageService {
     }
 
     /// `image.list`.
-    pub fn list(&self) -> Result<Vec<Image>, DaemonError> {
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
         Ok(self.store.list_images()?)
     }
 
     /// Find an image by name or id, with a hint when there is none.
-    pub fn resolve(&self, name: &str) -> Result<Image, DaemonError> {
+    pub fn resolve(&self, name: &str) -> Result<Image, ImageError> {
         self.store
             .find_image(name)?
-            .ok_or_else(|| ImageError::NoSuchImage(name.to_string()).into())
+            .ok_or_else(|| ImageError::NoSuchImage(name.to_string()))
     }
 
     /// Image by id (for a VM's boot).
-    pub fn get(&self, id: &str) -> Result<Image, DaemonError> {
+    pub fn get(&self, id: &str) -> Result<Image, ImageError> {
         self.store
             .get_image(id)?
-            .ok_or_else(|| ImageError::Gone(id.to_string()).into())
+            .ok_or_else(|| ImageError::Gone(id.to_string()))
     }
 
     /// `image.delete`: refused while a VM uses the image.
-    pub async fn delete(&self, name: &str) -> Result<Deleted, DaemonError> {
+    pub async fn delete(&self, name: &str) -> Result<Deleted, ImageError> {
         let image = self.resolve(name)?;
         let _publish = self.image_ops_mu.lock().await;
         self.store.delete_image(&image.id)?;
@@ -292,29 +291,27 @@ impl ImageService {
     }
 }
 
-pub(crate) fn seed_error(e: crate::images::seed::SeedError) -> DaemonError {
-    ImageError::Seed(e).into()
+pub(crate) fn seed_error(e: crate::images::seed::SeedError) -> ImageError {
+    ImageError::Seed(e)
 }
 
-pub(crate) fn name_taken(name: &str) -> DaemonError {
-    ImageError::NameTaken(name.to_string()).into()
+pub(crate) fn name_taken(name: &str) -> ImageError {
+    ImageError::NameTaken(name.to_string())
 }
 
-pub(crate) fn existing_file(p: &str, what: &str) -> Result<PathBuf, DaemonError> {
+pub(crate) fn existing_file(p: &str, what: &str) -> Result<PathBuf, ImageError> {
     let path = PathBuf::from(p);
     if !path.is_absolute() {
         return Err(ImageError::NotAbsolute {
             what: what.into(),
             path: p.into(),
-        }
-        .into());
+        });
     }
     if !path.is_file() {
         return Err(ImageError::NoFile {
             what: what.into(),
             path: p.into(),
-        }
-        .into());
+        });
     }
     Ok(path)
 }
@@ -329,7 +326,7 @@ pub(crate) struct Staged {
 }
 
 /// Accept an ELF vmlinux, or a bzImage (turned into one by [`install_kernel`]).
-pub(crate) fn check_kernel_or_bzimage(path: &Path) -> Result<(), DaemonError> {
+pub(crate) fn check_kernel_or_bzimage(path: &Path) -> Result<(), ImageError> {
     if banger_imagemgr::probe(path)? == banger_imagemgr::FileKind::BzImage {
         return Ok(());
     }
@@ -337,7 +334,7 @@ pub(crate) fn check_kernel_or_bzimage(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Copy an ELF kernel to `dst`, or extract the vmlinux of a bzImage there.
-pub(crate) fn install_kernel(src: &Path, dst: &Path) -> Result<(), DaemonError> {
+pub(crate) fn install_kernel(src: &Path, dst: &Path) -> Result<(), ImageError> {
     if banger_imagemgr::probe(src)? == banger_imagemgr::FileKind::BzImage {
         let kind = banger_imagemgr::extract_vmlinux(src, dst)?;
         tracing::info!(kernel = %src.display(), compression = ?kind, "extracted vmlinux from bzImage");
@@ -349,7 +346,7 @@ pub(crate) fn install_kernel(src: &Path, dst: &Path) -> Result<(), DaemonError> 
 
 /// Hard-link `src` to `dst` (same filesystem: costs nothing and keeps the
 /// kernel's inode shared), or copy when linking is impossible.
-pub(crate) fn link_or_copy(src: &Path, dst: &Path) -> Result<(), DaemonError> {
+pub(crate) fn link_or_copy(src: &Path, dst: &Path) -> Result<(), ImageError> {
     if std::fs::hard_link(src, dst).is_ok() {
         return Ok(());
     }

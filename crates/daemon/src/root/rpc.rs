@@ -321,7 +321,7 @@ async fn watch(
                 write,
                 &ResponseEnvelope {
                     id,
-                    body: ResponseBody::Error(to_rpc(&e)),
+                    body: ResponseBody::Error(to_rpc(&DaemonError::from(e))),
                 },
             )
             .await;

@@ -17,7 +17,7 @@ use crate::vms::service::VMService;
 
 impl VMService {
     /// `vm.create`.
-    pub async fn create(self: &Arc<Self>, p: VmCreateParams) -> Result<VmCreated, DaemonError> {
+    pub async fn create(self: &Arc<Self>, p: VmCreateParams) -> Result<VmCreated, VmError> {
         let requested = std::time::Instant::now();
         validate::vm_name(&p.name)?;
         let vcpus = p.vcpus.unwrap_or(self.config.vm.vcpus);
@@ -63,7 +63,7 @@ impl VMService {
         {
             // A snapshot is as large as its image: refuse now, not after
             // the VM was reserved (banger-dmsnap refuses it too).
-            return Err(DaemonError::Invalid(
+            return Err(VmError::Invalid(
                 banger_dmsnap::RootDiskError::CannotGrow {
                     vm: p.name.clone(),
                     image_bytes: image.size_bytes,
@@ -76,12 +76,12 @@ impl VMService {
         let vm = {
             let _reserve = self.create_vm_mu.lock().await;
             if self.store.find_vm(&p.name)?.is_some() {
-                return Err(VmError::NameTaken(p.name.clone()).into());
+                return Err(VmError::NameTaken(p.name.clone()));
             }
             let used: HashSet<_> = self.store.used_guest_ips()?.into_iter().collect();
             let subnet = self.config.network.subnet;
             let ip = alloc::next_guest_ip(subnet, &used).ok_or_else(|| {
-                DaemonError::Conflict(format!(
+                VmError::Conflict(format!(
                     "no free guest address left in {subnet}; delete a VM or configure a larger network.subnet"
                 ))
             })?;
@@ -136,7 +136,7 @@ impl VMService {
         let vm = match self.store.get_vm(&vm_id) {
             Ok(Some(vm)) => vm,
             Ok(None) => {
-                return self.finish_op(&op_id, Err(VmError::Deleted.into()));
+                return self.finish_op(&op_id, Err(VmError::Deleted));
             }
             Err(e) => return self.finish_op(&op_id, Err(e.into())),
         };
@@ -161,14 +161,14 @@ impl VMService {
     /// root-disk strategy (banger-dmsnap: a reflink/sparse copy renamed
     /// into place, or a device-mapper snapshot). On error the strategy
     /// leaves nothing behind.
-    async fn prepare_root_disk(&self, vm: &Vm) -> Result<(), DaemonError> {
+    async fn prepare_root_disk(&self, vm: &Vm) -> Result<(), VmError> {
         let image = self.images.get(&vm.image_id)?;
         let dir = self.layout.vm_dir(&vm.id);
         let disk_bytes = vm.disk_bytes;
         let strategy = Arc::clone(&self.root_disks);
         let vm_id = vm.id.clone();
-        blocking(move || -> Result<(), DaemonError> {
-            std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+        blocking(move || -> Result<(), VmError> {
+            std::fs::create_dir_all(&dir).map_err(VmError::io("cannot create", &dir))?;
             let disk = strategy.create(
                 &vm_id,
                 std::path::Path::new(&image.rootfs_path),
@@ -187,7 +187,8 @@ impl VMService {
         self.create_ops.stage(op_id, step, stage);
     }
 
-    fn finish_op(&self, op_id: &str, result: Result<(), DaemonError>) {
+    fn finish_op(&self, op_id: &str, result: Result<(), VmError>) {
+        let result = result.map_err(DaemonError::from);
         let outcome = result.as_ref().map(|_| "done".to_string());
         if let Some(e) = self.create_ops.finish(op_id, outcome) {
             tracing::warn!(op = op_id, error = %e.message, "vm.create failed");
@@ -195,11 +196,7 @@ impl VMService {
     }
 }
 
-fn disk_size(
-    requested: Option<ByteSize>,
-    image: &Image,
-    explicit: bool,
-) -> Result<u64, DaemonError> {
+fn disk_size(requested: Option<ByteSize>, image: &Image, explicit: bool) -> Result<u64, VmError> {
     let Some(size) = requested else {
         return Ok(image.size_bytes);
     };
@@ -208,7 +205,7 @@ fn disk_size(
         if !explicit {
             return Ok(image.size_bytes);
         }
-        return Err(DaemonError::Invalid(format!(
+        return Err(VmError::Invalid(format!(
             "disk size {size} is smaller than image {} ({}); use --disk {} or more",
             image.name,
             ByteSize(image.size_bytes),
@@ -221,7 +218,7 @@ fn disk_size(
 /// The work disk size: at least the image's work seed (a smaller configured
 /// default is raised to it; a smaller explicit size is refused). 0 when the
 /// image has no work seed (such a VM gets no work disk).
-fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, DaemonError> {
+fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, VmError> {
     let Some(seed) = image.work_seed_path.as_deref() else {
         return Ok(0);
     };
@@ -231,7 +228,7 @@ fn work_disk_size(size: ByteSize, image: &Image, explicit: bool) -> Result<u64, 
         if !explicit {
             return Ok(seed_len);
         }
-        return Err(DaemonError::Invalid(format!(
+        return Err(VmError::Invalid(format!(
             "work disk size {size} is smaller than image {}'s work seed ({}); use --work-disk {} or more",
             image.name,
             ByteSize(seed_len),
@@ -249,7 +246,7 @@ pub(crate) fn check_growable(
     fs: &std::path::Path,
     size: ByteSize,
     what: &str,
-) -> Result<(), DaemonError> {
+) -> Result<(), VmError> {
     match banger_imagemgr::check_ext4_growable(fs, size.bytes()) {
         Ok(()) => Ok(()),
         Err(banger_imagemgr::ImageMgrError::TooLargeForFilesystem {
@@ -260,7 +257,7 @@ pub(crate) fn check_growable(
         }) => {
             // Whole MiB, rounded down, so the suggested size is accepted.
             let max_mib = format!("{}M", max / ByteSize::MIB);
-            Err(DaemonError::Invalid(format!(
+            Err(VmError::Invalid(format!(
                 "{what} size {size} is more than the ext4 filesystem of {} can grow to: at most {max_mib} (about {}) with its {block_size}-byte blocks{}; use --{} {max_mib} or less, or an image made with 4 KiB blocks (mkfs.ext4 -b 4096 -O 64bit)",
                 fs.display(),
                 ByteSize(max),
@@ -272,7 +269,7 @@ pub(crate) fn check_growable(
                 what.replace(' ', "-"),
             )))
         }
-        Err(e) => Err(DaemonError::Invalid(format!(
+        Err(e) => Err(VmError::Invalid(format!(
             "cannot check the {what} size against {}: {e}",
             fs.display()
         ))),

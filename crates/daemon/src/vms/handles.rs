@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use banger_api::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-use crate::common::error::DaemonError;
+use crate::vms::VmError;
 
 /// File name inside each VM directory.
 pub const HANDLES_FILE: &str = "handles.json";
@@ -66,7 +66,7 @@ impl HandleCache {
     }
 
     /// Record VM `id`'s handles in memory and in `dir/handles.json`.
-    pub fn put(&self, id: &str, dir: &Path, h: VmHandles) -> Result<(), DaemonError> {
+    pub fn put(&self, id: &str, dir: &Path, h: VmHandles) -> Result<(), VmError> {
         write_file(dir, &h)?;
         self.map
             .lock()
@@ -121,7 +121,7 @@ pub fn read_file(dir: &Path) -> Option<VmHandles> {
 
 /// Record the intent to spawn a VMM described by `h` (pid 0) in
 /// `dir/vmm.intent`, durably, before the spawn.
-pub fn write_intent(dir: &Path, h: &VmHandles) -> Result<(), DaemonError> {
+pub fn write_intent(dir: &Path, h: &VmHandles) -> Result<(), VmError> {
     write_json(dir, INTENT_FILE, h)
 }
 
@@ -136,20 +136,20 @@ pub fn remove_intent(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(INTENT_FILE));
 }
 
-fn write_file(dir: &Path, h: &VmHandles) -> Result<(), DaemonError> {
+fn write_file(dir: &Path, h: &VmHandles) -> Result<(), VmError> {
     write_json(dir, HANDLES_FILE, h)
 }
 
-fn write_json(dir: &Path, name: &str, h: &VmHandles) -> Result<(), DaemonError> {
+fn write_json(dir: &Path, name: &str, h: &VmHandles) -> Result<(), VmError> {
     use std::io::Write;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let body = serde_json::to_vec_pretty(h).map_err(|e| DaemonError::Internal(e.to_string()))?;
-    let mut f = std::fs::File::create(&tmp).map_err(DaemonError::io("cannot write", &tmp))?;
+    let body = serde_json::to_vec_pretty(h).map_err(|e| VmError::Internal(e.to_string()))?;
+    let mut f = std::fs::File::create(&tmp).map_err(VmError::io("cannot write", &tmp))?;
     f.write_all(&body)
         .and_then(|()| f.sync_all())
-        .map_err(DaemonError::io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(DaemonError::io("cannot write", &path))
+        .map_err(VmError::io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(VmError::io("cannot write", &path))
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ use banger_fcapi::{BootSource, Drive, Logger, MachineConfiguration, Metrics, Vso
 use banger_fcproc::{FirecrackerClient, StopOutcome};
 use banger_privops::{FoundVmm, PrivOpsError, PrivilegedOps, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 
-use crate::common::error::{DaemonError, error_chain};
+use crate::common::error::error_chain;
 use crate::common::{PrivCallError, VmFiles, privileged};
 use crate::host_network::HostNetwork;
+use crate::vms::VmError;
 use crate::vms::handles::{self, VmHandles};
 
 /// Guest CID of every VM's vsock device (hybrid vsock: the host side is a
@@ -132,11 +133,7 @@ impl VmmLauncher {
     /// Make sure guest `guest_ip` behind `tap` reaches the outside (NAT
     /// table and forwarding; a no-op once applied, or when NAT or the
     /// network is off). The caller resolves the VM's address and TAP.
-    pub async fn ensure_nat(
-        &self,
-        guest_ip: std::net::Ipv4Addr,
-        tap: &str,
-    ) -> Result<(), DaemonError> {
+    pub async fn ensure_nat(&self, guest_ip: std::net::Ipv4Addr, tap: &str) -> Result<(), VmError> {
         match &self.net {
             Some(net) => Ok(net
                 .nat
@@ -166,10 +163,10 @@ impl VmmLauncher {
         &self,
         spec: &LaunchSpec,
         mut progress: impl FnMut(LaunchStage),
-    ) -> Result<(VmHandles, LaunchTimings), DaemonError> {
+    ) -> Result<(VmHandles, LaunchTimings), VmError> {
         progress(LaunchStage::Spawning);
         std::fs::create_dir_all(&spec.run_dir)
-            .map_err(DaemonError::io("cannot create", &spec.run_dir))?;
+            .map_err(VmError::io("cannot create", &spec.run_dir))?;
         let api_sock = VmFiles::api_sock(&spec.run_dir);
         let vsock = VmFiles::vsock(&spec.run_dir);
         remove_if_exists(&api_sock)?;
@@ -177,7 +174,7 @@ impl VmmLauncher {
         remove_if_exists(&VmFiles::exit_status(&spec.dir))?;
         // Firecracker overwrites logs from offset 0 without truncating.
         for f in [VmFiles::vmm_log(&spec.dir), VmFiles::metrics(&spec.dir)] {
-            std::fs::write(&f, b"").map_err(DaemonError::io("cannot reset", &f))?;
+            std::fs::write(&f, b"").map_err(VmError::io("cannot reset", &f))?;
         }
         let mut spec_net = spec.clone();
         let mut tap = None;
@@ -258,7 +255,7 @@ impl VmmLauncher {
                 } else {
                     format!("{message}; VMM stderr: {}", tail.join(" | "))
                 };
-                Err(DaemonError::Vmm {
+                Err(VmError::Vmm {
                     vm: spec.name.clone(),
                     message,
                 })
@@ -275,7 +272,7 @@ impl VmmLauncher {
         spec: &LaunchSpec,
         api_sock: &Path,
         vsock: &Path,
-    ) -> Result<(u32, u64), DaemonError> {
+    ) -> Result<(u32, u64), VmError> {
         let req = SpawnVmm {
             binary: self.firecracker_bin.clone(),
             api_sock: api_sock.to_path_buf(),
@@ -302,10 +299,10 @@ impl VmmLauncher {
                     // The lock goes with the last process holding it.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                other => return other.map_err(DaemonError::from),
+                other => return other.map_err(VmError::from),
             }
         }
-        Err(DaemonError::Conflict(format!(
+        Err(VmError::Conflict(format!(
             "{VMM_LOCK_HELD} of VM {} ({} held; {ended} VMM(s) with its id ended, but the lock is still held); find the process with `fuser {}` and end it",
             spec.name,
             VmFiles::lock(&spec.dir).display(),
@@ -334,7 +331,7 @@ impl VmmLauncher {
     /// SIGKILL every VMM whose `--id` is `vmm_id` and whose API socket is
     /// in `run_dir` (the VM's runtime directory), and wait for each to be
     /// gone; returns how many were signalled.
-    pub async fn end_vmms_of(&self, vmm_id: &str, run_dir: &Path) -> Result<usize, DaemonError> {
+    pub async fn end_vmms_of(&self, vmm_id: &str, run_dir: &Path) -> Result<usize, VmError> {
         let mut found = self.find_vmms(run_dir).await;
         found.retain(|f| f.id == vmm_id);
         self.end_found(found).await
@@ -344,7 +341,7 @@ impl VmmLauncher {
     /// time and executable) and wait for each to be gone. A refusal (the
     /// process changed between the scan and the signal) is logged and the
     /// others are still ended.
-    pub async fn end_found(&self, found: Vec<FoundVmm>) -> Result<usize, DaemonError> {
+    pub async fn end_found(&self, found: Vec<FoundVmm>) -> Result<usize, VmError> {
         let mut n = 0;
         for f in found {
             let (pid, start_time) = (f.pid, f.start_time);
@@ -456,7 +453,7 @@ impl VmmLauncher {
 
     /// Ctrl-Alt-Del, wait up to `timeout`, then SIGKILL. Returns after the
     /// process is gone.
-    pub async fn stop(&self, h: &VmHandles, timeout: Duration) -> Result<StopOutcome, DaemonError> {
+    pub async fn stop(&self, h: &VmHandles, timeout: Duration) -> Result<StopOutcome, VmError> {
         let fc = FirecrackerClient::new(&h.api_sock);
         let outcome = banger_fcproc::graceful_shutdown(&fc, h.pid, timeout)
             .await
@@ -469,7 +466,7 @@ impl VmmLauncher {
 
     /// SIGKILL the VMM and wait for it to be gone. `Ok(false)` when it was
     /// already gone.
-    pub async fn kill(&self, h: &VmHandles) -> Result<bool, DaemonError> {
+    pub async fn kill(&self, h: &VmHandles) -> Result<bool, VmError> {
         let Some(start_time) = h.start_time.or_else(|| self.vmm_start_time(h.pid)) else {
             return Ok(false);
         };
@@ -508,11 +505,11 @@ impl VmmLauncher {
     }
 }
 
-fn remove_if_exists(p: &Path) -> Result<(), DaemonError> {
+fn remove_if_exists(p: &Path) -> Result<(), VmError> {
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DaemonError::io("cannot remove", p)(e)),
+        Err(e) => Err(VmError::io("cannot remove", p)(e)),
     }
 }
 

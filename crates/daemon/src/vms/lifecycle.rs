@@ -10,7 +10,7 @@ use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
 
 use crate::common::VmFiles;
 use crate::common::blocking;
-use crate::common::error::{DaemonError, error_chain};
+use crate::common::error::error_chain;
 use crate::common::{root_disk, work_disk};
 use crate::vms::error::VmError;
 use crate::vms::handles::VmHandles;
@@ -22,12 +22,12 @@ const STARTABLE: &[VmState] = &[VmState::Created, VmState::Stopped, VmState::Err
 
 impl VMService {
     /// `vm.start`.
-    pub async fn start(self: &Arc<Self>, name: &str) -> Result<Vm, DaemonError> {
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<Vm, VmError> {
         let vm = self.resolve(name)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         if vm.state == VmState::Running {
-            return Err(DaemonError::Conflict(format!(
+            return Err(VmError::Conflict(format!(
                 "VM {} is already running",
                 vm.name
             )));
@@ -43,22 +43,22 @@ impl VMService {
         vm: &Vm,
         op: Option<&str>,
         requested: std::time::Instant,
-    ) -> Result<Vm, DaemonError> {
+    ) -> Result<Vm, VmError> {
         if !self.root_disks.present(&self.layout.vm_dir(&vm.id)) {
-            return Err(self.fail_start(vm, DaemonError::Conflict(format!(
+            return Err(self.fail_start(vm, VmError::Conflict(format!(
                 "VM {} has no root disk (its creation was interrupted); delete it with `banger vm delete {}` and create it again",
                 vm.name, vm.name
             ))));
         }
         let image = match self.images.get(&vm.image_id) {
             Ok(i) if i.kernel_path.is_empty() => {
-                return Err(self.fail_start(vm, DaemonError::Conflict(format!(
+                return Err(self.fail_start(vm, VmError::Conflict(format!(
                     "image {} has no kernel (it was pulled without --kernel); pull or register it again with `--kernel FILE` or `--kernel-name NAME`",
                     i.name
                 ))));
             }
             Ok(i) => i,
-            Err(e) => return Err(self.fail_start(vm, e)),
+            Err(e) => return Err(self.fail_start(vm, e.into())),
         };
         {
             // A device-mapper root disk whose devices a host reboot removed
@@ -144,7 +144,7 @@ impl VMService {
             let console = last_lines(&VmFiles::console(&spec.dir), 15).join("\n");
             return Err(self.fail_start(
                 &vm,
-                DaemonError::Vmm {
+                VmError::Vmm {
                     vm: vm.name.clone(),
                     message: format!(
                         "the guest did not become reachable: {}; last console lines:\n{console}",
@@ -187,7 +187,7 @@ impl VMService {
         &self,
         vm: &Vm,
         image: &banger_api::Image,
-    ) -> Result<Option<std::path::PathBuf>, DaemonError> {
+    ) -> Result<Option<std::path::PathBuf>, VmError> {
         let dir = self.layout.vm_dir(&vm.id);
         let disk = work_disk(&dir);
         if disk.is_file() {
@@ -206,15 +206,15 @@ impl VMService {
             return Ok(None);
         };
         let size = vm.work_disk_bytes;
-        blocking(move || -> Result<std::path::PathBuf, DaemonError> {
+        blocking(move || -> Result<std::path::PathBuf, VmError> {
             let partial = dir.join("work.ext4.partial");
             let _ = std::fs::remove_file(&partial);
-            let made = (|| -> Result<(), DaemonError> {
+            let made = (|| -> Result<(), VmError> {
                 banger_imagemgr::clone_or_copy(&seed, &partial)?;
                 if banger_imagemgr::grow_file(&partial, size)? {
                     banger_imagemgr::resize_ext4(&partial)?;
                 }
-                std::fs::rename(&partial, &disk).map_err(DaemonError::io("cannot rename", &partial))
+                std::fs::rename(&partial, &disk).map_err(VmError::io("cannot rename", &partial))
             })();
             if made.is_err() {
                 let _ = std::fs::remove_file(&partial);
@@ -225,7 +225,7 @@ impl VMService {
         .map(Some)
     }
 
-    fn fail_start(&self, vm: &Vm, e: DaemonError) -> DaemonError {
+    fn fail_start(&self, vm: &Vm, e: VmError) -> VmError {
         let reason = error_chain(&e);
         if let Err(se) = self.store.transition_vm(&vm.id, &[], VmState::Error, |v| {
             v.last_error = Some(reason.clone());
@@ -307,7 +307,7 @@ impl VMService {
     }
 
     /// `vm.stop`: Ctrl-Alt-Del, SIGKILL after the timeout.
-    pub async fn stop(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+    pub async fn stop(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, VmError> {
         if let Some(t) = p.timeout_secs {
             validate::stop_timeout_secs(t)?;
         }
@@ -317,7 +317,7 @@ impl VMService {
         self.stop_locked(&vm, self.timeout(p.timeout_secs)).await
     }
 
-    async fn stop_locked(&self, vm: &Vm, timeout: Duration) -> Result<Vm, DaemonError> {
+    async fn stop_locked(&self, vm: &Vm, timeout: Duration) -> Result<Vm, VmError> {
         if !vm.state.has_vmm() {
             return Ok(vm.clone());
         }
@@ -337,7 +337,7 @@ impl VMService {
     }
 
     /// `vm.restart`.
-    pub async fn restart(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, DaemonError> {
+    pub async fn restart(self: &Arc<Self>, p: &VmStopParams) -> Result<Vm, VmError> {
         if let Some(t) = p.timeout_secs {
             validate::stop_timeout_secs(t)?;
         }
@@ -350,14 +350,14 @@ impl VMService {
     }
 
     /// `vm.kill`.
-    pub async fn kill(self: &Arc<Self>, name: &str) -> Result<Vm, DaemonError> {
+    pub async fn kill(self: &Arc<Self>, name: &str) -> Result<Vm, VmError> {
         let vm = self.resolve(name)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         self.kill_locked(&vm).await
     }
 
-    async fn kill_locked(&self, vm: &Vm) -> Result<Vm, DaemonError> {
+    async fn kill_locked(&self, vm: &Vm) -> Result<Vm, VmError> {
         if !vm.state.has_vmm() {
             return Ok(vm.clone());
         }
@@ -384,13 +384,13 @@ impl VMService {
     }
 
     /// `vm.delete`.
-    pub async fn delete(self: &Arc<Self>, p: &VmDeleteParams) -> Result<Deleted, DaemonError> {
+    pub async fn delete(self: &Arc<Self>, p: &VmDeleteParams) -> Result<Deleted, VmError> {
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         if vm.state.has_vmm() {
             if !p.force {
-                return Err(DaemonError::Conflict(format!(
+                return Err(VmError::Conflict(format!(
                     "VM {} is running; stop it first (`banger vm stop {}`) or delete with --force",
                     vm.name, vm.name
                 )));
@@ -414,7 +414,7 @@ impl VMService {
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
             let removed = blocking(move || Ok(strategy.remove(&id, &dir)?)).await;
-            if let Err(e @ DaemonError::RootDisk(_)) = removed {
+            if let Err(e @ VmError::RootDisk(_)) = removed {
                 tracing::warn!(vm = %vm.name, error = %e, "cannot remove the root disk's devices; reconcile will retry");
             }
         }
@@ -438,10 +438,10 @@ impl VMService {
     }
 
     /// `vm.set`: resources of a VM without a VMM; disks only grow.
-    pub async fn set(self: &Arc<Self>, p: &VmSetParams) -> Result<Vm, DaemonError> {
+    pub async fn set(self: &Arc<Self>, p: &VmSetParams) -> Result<Vm, VmError> {
         if p.vcpus.is_none() && p.memory_mib.is_none() && p.disk.is_none() && p.work_disk.is_none()
         {
-            return Err(DaemonError::Invalid(
+            return Err(VmError::Invalid(
                 "nothing to change: give --vcpus, --memory, --disk or --work-disk".into(),
             ));
         }
@@ -461,7 +461,7 @@ impl VMService {
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         if vm.state.has_vmm() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(VmError::Conflict(format!(
                 "VM {} is {}; stop it first with `banger vm stop {}`",
                 vm.name, vm.state, vm.name
             )));
@@ -469,7 +469,7 @@ impl VMService {
         // Every check first, so a refused request changes nothing.
         if let Some(d) = p.disk {
             if d.bytes() < vm.disk_bytes {
-                return Err(DaemonError::Invalid(format!(
+                return Err(VmError::Invalid(format!(
                     "disk size {d} is smaller than the current {}; disks only grow",
                     ByteSize(vm.disk_bytes)
                 )));
@@ -486,13 +486,13 @@ impl VMService {
         }
         if let Some(w) = p.work_disk {
             if w.bytes() < vm.work_disk_bytes {
-                return Err(DaemonError::Invalid(format!(
+                return Err(VmError::Invalid(format!(
                     "work disk size {w} is smaller than the current {}; disks only grow",
                     ByteSize(vm.work_disk_bytes)
                 )));
             }
             if vm.work_disk_bytes == 0 {
-                return Err(DaemonError::Conflict(format!(
+                return Err(VmError::Conflict(format!(
                     "VM {} has no work disk (its image has no work seed); run `banger managed-seed refresh` and create a new VM",
                     vm.name
                 )));
@@ -522,13 +522,13 @@ impl VMService {
             let strategy = Arc::clone(&self.root_disks);
             let (id, dir) = (vm.id.clone(), self.layout.vm_dir(&vm.id));
             let size = d.bytes();
-            blocking(move || Ok(strategy.grow(&id, &dir, size)))
+            blocking(move || Ok::<_, VmError>(strategy.grow(&id, &dir, size)))
                 .await?
                 .map_err(|e| match e {
                     e @ banger_dmsnap::RootDiskError::CannotGrow { .. } => {
-                        DaemonError::Invalid(e.to_string())
+                        VmError::Invalid(e.to_string())
                     }
-                    e => DaemonError::from(e),
+                    e => VmError::from(e),
                 })?;
             disk_bytes = size;
         }
@@ -537,7 +537,7 @@ impl VMService {
             let disk = work_disk(&self.layout.vm_dir(&vm.id));
             let size = w.bytes();
             if size > vm.work_disk_bytes && disk.is_file() {
-                blocking(move || -> Result<(), DaemonError> {
+                blocking(move || -> Result<(), VmError> {
                     banger_imagemgr::grow_file(&disk, size)?;
                     banger_imagemgr::resize_ext4(&disk)?;
                     Ok(())
@@ -564,10 +564,10 @@ impl VMService {
         Ok(vm)
     }
 
-    fn reload(&self, id: &str) -> Result<Vm, DaemonError> {
+    fn reload(&self, id: &str) -> Result<Vm, VmError> {
         self.store
             .get_vm(id)?
-            .ok_or_else(|| VmError::DeletedMeanwhile.into())
+            .ok_or_else(|| VmError::DeletedMeanwhile)
     }
 
     fn timeout(&self, secs: Option<u64>) -> Duration {

@@ -13,20 +13,20 @@ use std::path::Path;
 use banger_api::rpc::ImagePromoteParams;
 use banger_api::{Image, validate};
 
-use crate::common::error::DaemonError;
 use crate::common::root_disk;
 use crate::images::{Staged, link_or_copy, name_taken};
+use crate::vms::VmError;
 use crate::vms::service::VMService;
 
 impl VMService {
     /// `image.promote`.
-    pub async fn promote_to_image(&self, p: ImagePromoteParams) -> Result<Image, DaemonError> {
+    pub async fn promote_to_image(&self, p: ImagePromoteParams) -> Result<Image, VmError> {
         validate::image_name(&p.name)?;
         let vm = self.resolve(&p.vm)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.resolve(&vm.id)?;
         if vm.state.has_vmm() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(VmError::Conflict(format!(
                 "VM {} is {}; stop it first with `banger vm stop {}`, then promote it",
                 vm.name, vm.state, vm.name
             )));
@@ -36,32 +36,32 @@ impl VMService {
             .symlink_metadata()
             .is_ok_and(|m| m.file_type().is_symlink())
         {
-            return Err(DaemonError::Conflict(format!(
+            return Err(VmError::Conflict(format!(
                 "VM {}'s root disk is a device-mapper snapshot, which promote cannot copy yet; use a host without device-mapper or `banger image export-bundle` the base image",
                 vm.name
             )));
         }
         if !disk.is_file() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(VmError::Conflict(format!(
                 "VM {} has no root disk yet (never started); start it once, or register the image's files instead",
                 vm.name
             )));
         }
         let base = self.images.get(&vm.image_id).map_err(|_| {
-            DaemonError::Conflict(format!(
+            VmError::Conflict(format!(
                 "the image VM {} was created from no longer exists, so there is no kernel for the new image; register its disk with `banger image register` instead",
                 vm.name
             ))
         })?;
         if self.store.find_image(&p.name)?.is_some() {
-            return Err(name_taken(&p.name));
+            return Err(name_taken(&p.name).into());
         }
         let id = banger_store::new_id();
         let staging = self.images.staging_dir(&id);
         let has_initrd = base.initrd_path.is_some();
         let st = staging.clone();
-        let copy = tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
-            std::fs::create_dir_all(&st).map_err(DaemonError::io("cannot create", &st))?;
+        let copy = tokio::task::spawn_blocking(move || -> Result<(), VmError> {
+            std::fs::create_dir_all(&st).map_err(VmError::io("cannot create", &st))?;
             banger_imagemgr::clone_or_copy(&disk, &st.join("rootfs.ext4"))?;
             link_or_copy(Path::new(&base.kernel_path), &st.join("vmlinux"))?;
             if let Some(i) = &base.initrd_path {
@@ -70,23 +70,23 @@ impl VMService {
             Ok(())
         })
         .await
-        .map_err(|e| DaemonError::Internal(e.to_string()))
+        .map_err(|e| VmError::Internal(e.to_string()))
         .and_then(|r| r);
         let result = match copy {
-            Ok(()) => {
-                self.images
-                    .publish(
-                        &staging,
-                        Staged {
-                            id,
-                            name: p.name.clone(),
-                            has_kernel: true,
-                            has_initrd,
-                            source: format!("promote:{}", vm.name),
-                        },
-                    )
-                    .await
-            }
+            Ok(()) => self
+                .images
+                .publish(
+                    &staging,
+                    Staged {
+                        id,
+                        name: p.name.clone(),
+                        has_kernel: true,
+                        has_initrd,
+                        source: format!("promote:{}", vm.name),
+                    },
+                )
+                .await
+                .map_err(VmError::from),
             Err(e) => Err(e),
         };
         if result.is_err() {

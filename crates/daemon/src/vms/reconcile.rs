@@ -24,7 +24,7 @@ use banger_privops::FoundVmm;
 
 use crate::common::VmFiles;
 use crate::common::blocking;
-use crate::common::error::DaemonError;
+use crate::vms::VmError;
 use crate::vms::handles::{self, VmHandles};
 use crate::vms::service::VMService;
 
@@ -60,7 +60,7 @@ pub struct ReconcileReport {
 
 impl VMService {
     /// Run the VM part of reconcile.
-    pub async fn reconcile(self: &Arc<Self>) -> Result<ReconcileReport, DaemonError> {
+    pub async fn reconcile(self: &Arc<Self>) -> Result<ReconcileReport, VmError> {
         let mut report = ReconcileReport {
             failed_ops: self.store.fail_running_operations(
                 "bangerd stopped while this operation ran; check the VM with `banger vm show`",
@@ -92,7 +92,8 @@ impl VMService {
             // Root-disk devices of VMs that no longer exist (banger-dmsnap).
             let strategy = Arc::clone(&self.root_disks);
             let (vms_dir, known) = (self.layout.state_dir.join("vms"), known.clone());
-            match blocking(move || Ok(strategy.remove_stale(&vms_dir, &known))).await {
+            match blocking(move || Ok::<_, VmError>(strategy.remove_stale(&vms_dir, &known))).await
+            {
                 Ok(Ok(stale)) => {
                     report.stale_dm = stale.dm_removed.len();
                     report.stale_loops = stale.loops_detached.len();
@@ -112,7 +113,7 @@ impl VMService {
         vm: &Vm,
         mut found: Vec<FoundVmm>,
         report: &mut ReconcileReport,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), VmError> {
         let dir = self.layout.vm_dir(&vm.id);
         sweep_partials(&dir);
         let recorded = handles::read_file(&dir);

@@ -101,17 +101,17 @@ impl VMService {
     }
 
     /// Find a VM by name or id.
-    pub fn resolve(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
+    pub fn resolve(&self, name_or_id: &str) -> Result<Vm, VmError> {
         resolve_vm(&self.store, name_or_id)
     }
 
     /// `vm.list`.
-    pub fn list(&self) -> Result<Vec<Vm>, DaemonError> {
+    pub fn list(&self) -> Result<Vec<Vm>, VmError> {
         Ok(self.store.list_vms()?)
     }
 
     /// `vm.show`.
-    pub fn show(&self, name_or_id: &str) -> Result<VmDetail, DaemonError> {
+    pub fn show(&self, name_or_id: &str) -> Result<VmDetail, VmError> {
         let vm = self.resolve(name_or_id)?;
         let runtime = self.handles.get(&vm.id).map(|h| VmRuntime {
             pid: h.pid,
@@ -137,7 +137,7 @@ impl VMService {
     }
 
     /// `vm.logs`: the last lines of the console or the VMM log.
-    pub fn logs(&self, p: &VmLogsParams) -> Result<VmLogs, DaemonError> {
+    pub fn logs(&self, p: &VmLogsParams) -> Result<VmLogs, VmError> {
         let tail = p.tail.unwrap_or(100);
         banger_api::validate::log_tail(tail)?;
         let tail = tail as usize;
@@ -149,7 +149,7 @@ impl VMService {
         };
         let lines = if path.exists() {
             let data = crate::vms::launcher::read_tail(&path, 4 << 20)
-                .map_err(DaemonError::io("cannot read", &path))?;
+                .map_err(VmError::io("cannot read", &path))?;
             let text = String::from_utf8_lossy(&data);
             let all: Vec<&str> = text.lines().collect();
             all[all.len().saturating_sub(tail)..]
@@ -166,17 +166,17 @@ impl VMService {
     }
 
     /// `operation.get`.
-    pub fn operation(&self, id: &str) -> Result<Operation, DaemonError> {
+    pub fn operation(&self, id: &str) -> Result<Operation, VmError> {
         if let Some(op) = self.create_ops.get(id) {
             return Ok(op);
         }
         self.store.get_operation(id)?.ok_or_else(|| {
-            DaemonError::NotFound(format!("no operation {id}; see `banger operation list`"))
+            VmError::NotFound(format!("no operation {id}; see `banger operation list`"))
         })
     }
 
     /// `operation.list`.
-    pub fn operations(&self) -> Result<Vec<Operation>, DaemonError> {
+    pub fn operations(&self) -> Result<Vec<Operation>, VmError> {
         Ok(self.store.list_operations()?)
     }
 
@@ -185,7 +185,7 @@ impl VMService {
     pub fn watch(
         &self,
         id: &str,
-    ) -> Result<Result<tokio::sync::watch::Receiver<OpEntry>, Operation>, DaemonError> {
+    ) -> Result<Result<tokio::sync::watch::Receiver<OpEntry>, Operation>, VmError> {
         match self.create_ops.subscribe(id) {
             Some(rx) => Ok(Ok(rx)),
             None => self.operation(id).map(Err),
@@ -194,7 +194,7 @@ impl VMService {
 
     /// Drop finished operations older than the retention time, in memory
     /// and in the store.
-    pub fn prune_operations(&self) -> Result<usize, DaemonError> {
+    pub fn prune_operations(&self) -> Result<usize, VmError> {
         let keep = std::time::Duration::from_secs(self.config.daemon.operation_retention_secs);
         let n = self.create_ops.prune(keep);
         let cutoff = banger_store::now_millis() - keep.as_millis() as i64;
@@ -203,10 +203,10 @@ impl VMService {
     }
 }
 
-fn resolve_vm(store: &Store, name_or_id: &str) -> Result<Vm, DaemonError> {
+fn resolve_vm(store: &Store, name_or_id: &str) -> Result<Vm, VmError> {
     store
         .find_vm(name_or_id)?
-        .ok_or_else(|| VmError::NoSuchVm(name_or_id.to_string()).into())
+        .ok_or_else(|| VmError::NoSuchVm(name_or_id.to_string()))
 }
 
 /// [`VmLookup`] for the workspace service, built from the store and the
@@ -224,7 +224,7 @@ pub struct StoreVmLookup {
 
 impl VmLookup for StoreVmLookup {
     fn resolve_vm(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
-        resolve_vm(&self.store, name_or_id)
+        Ok(resolve_vm(&self.store, name_or_id)?)
     }
 
     fn is_alive(&self, vm_id: &str) -> bool {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use banger_api::rpc::VmStopParams;
 use banger_api::{VmState, VmStats};
 
-use crate::common::error::DaemonError;
 use crate::common::root_disk;
+use crate::vms::VmError;
 use crate::vms::service::VMService;
 
 /// One sample of a VMM's CPU time.
@@ -35,7 +35,7 @@ impl VMService {
     /// `vm.stats`: a fresh reading of the VMM process and its children (a
     /// VMM such as banger's QEMU front runs the guest in a child process),
     /// taken on a blocking thread (it scans `/proc`).
-    pub async fn stats(&self, name: &str) -> Result<VmStats, DaemonError> {
+    pub async fn stats(&self, name: &str) -> Result<VmStats, VmError> {
         let vm = self.resolve(name)?;
         let disk = root_disk(&self.layout.vm_dir(&vm.id));
         let disk_allocated_bytes = std::fs::metadata(&disk)

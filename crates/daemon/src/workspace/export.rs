@@ -25,24 +25,27 @@ impl WorkspaceService {
     ) -> Result<WorkspaceExported, DaemonError> {
         let path = PathBuf::from(&p.path);
         if !path.is_absolute() {
-            return Err(DaemonError::Invalid(format!(
+            return Err(WorkspaceOpError::Invalid(format!(
                 "workspace path {:?} must be absolute",
                 p.path
-            )));
+            ))
+            .into());
         }
         if let Some(patch) = &p.patch
             && !Path::new(patch).is_absolute()
         {
-            return Err(DaemonError::Invalid(format!(
+            return Err(WorkspaceOpError::Invalid(format!(
                 "patch file {patch:?} must be an absolute path"
-            )));
+            ))
+            .into());
         }
         let vm = self.snapshot(&p.vm).await?;
         let _ws_lock = self.workspace_locks.lock(&vm.id).await;
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || me.export_blocking(&vm, &path, &p))
             .await
-            .map_err(|e| DaemonError::Internal(format!("export task: {e}")))?
+            .map_err(|e| WorkspaceOpError::Internal(format!("export task: {e}")))?
+            .map_err(DaemonError::from)
     }
 
     fn export_blocking(
@@ -50,13 +53,13 @@ impl WorkspaceService {
         vm: &Vm,
         path: &Path,
         p: &WorkspaceExportParams,
-    ) -> Result<WorkspaceExported, DaemonError> {
-        let info = git::inspect(path).map_err(WorkspaceOpError::from)?;
+    ) -> Result<WorkspaceExported, WorkspaceOpError> {
+        let info = git::inspect(path)?;
         let record = self.record(&vm.id, &info.root);
         let base = std::fs::read_to_string(&record.base).unwrap_or_default();
         let base = base.trim();
         if base.is_empty() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(WorkspaceOpError::Conflict(format!(
                 "no prepare of {} into VM {} with a commit is recorded; run `banger workspace prepare {} {}` first",
                 info.root.display(),
                 vm.name,
@@ -89,7 +92,7 @@ impl WorkspaceService {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             if run.code != 0 {
@@ -97,7 +100,7 @@ impl WorkspaceService {
                 if run.code == EXPORT_NOTHING {
                     return Ok(unchanged);
                 }
-                return Err(guest_failed(vm, run.code, &run.stderr).into());
+                return Err(guest_failed(vm, run.code, &run.stderr));
             }
             std::fs::rename(&tmp, &patch).map_err(io)?;
             unchanged.patch = Some(patch.display().to_string());

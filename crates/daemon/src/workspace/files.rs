@@ -16,12 +16,12 @@ use crate::workspace::service::{WorkspaceOpError, WorkspaceService};
 
 impl WorkspaceService {
     /// Validate the configured list: `(relative name, resolved source)`.
-    pub fn sync_plan(&self) -> Result<Vec<(PathBuf, PathBuf)>, DaemonError> {
+    pub fn sync_plan(&self) -> Result<Vec<(PathBuf, PathBuf)>, WorkspaceOpError> {
         let mut plan = Vec::new();
         for p in &self.deps.guest.sync_files {
-            let hp = homepath::resolve(&self.deps.home, p).map_err(WorkspaceOpError::from)?;
+            let hp = homepath::resolve(&self.deps.home, p)?;
             if !hp.source.is_file() {
-                return Err(DaemonError::Invalid(format!(
+                return Err(WorkspaceOpError::Invalid(format!(
                     "file sync path {} is not a regular file; list files, not directories",
                     p.display()
                 )));
@@ -46,7 +46,7 @@ impl WorkspaceService {
         let me = Arc::clone(self);
         let target = self.target(&vm);
         let vm_name = vm.name.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), DaemonError> {
+        tokio::task::spawn_blocking(move || -> Result<(), WorkspaceOpError> {
             let script = format!(
                 "set -eu\ncd \"$HOME\"\ntar -x --no-same-owner -f -\necho {}\n",
                 quote("banger-sync-ok")
@@ -62,13 +62,12 @@ impl WorkspaceService {
                     what: "the file sync",
                     code: run.code,
                     stderr: run.stderr.trim().to_string(),
-                }
-                .into());
+                });
             }
             Ok(())
         })
         .await
-        .map_err(|e| DaemonError::Internal(format!("sync task: {e}")))??;
+        .map_err(|e| WorkspaceOpError::Internal(format!("sync task: {e}")))??;
         Ok(FilesSynced {
             vm: vm.name,
             files: names,

@@ -110,7 +110,7 @@ impl WorkspaceService {
         }
         let me = Arc::clone(self);
         let target = self.target(&vm);
-        tokio::task::spawn_blocking(move || -> Result<Vec<GuestPort>, DaemonError> {
+        tokio::task::spawn_blocking(move || -> Result<Vec<GuestPort>, WorkspaceOpError> {
             let mut out = Vec::new();
             let run = me.run_guest(&target, "ss -Htulnp", None, &mut out)?;
             if run.code != 0 {
@@ -119,13 +119,13 @@ impl WorkspaceService {
                     what: "`ss -Htulnp` (is iproute2 installed in the image?)",
                     code: run.code,
                     stderr: run.stderr.trim().to_string(),
-                }
-                .into());
+                });
             }
             Ok(parse_ss(&vm.name, &String::from_utf8_lossy(&out)))
         })
         .await
-        .map_err(|e| DaemonError::Internal(format!("ports task: {e}")))?
+        .map_err(|e| WorkspaceOpError::Internal(format!("ports task: {e}")))?
+        .map_err(DaemonError::from)
     }
 }
 

@@ -68,18 +68,19 @@ impl WorkspaceService {
     ) -> Result<WorkspacePrepared, DaemonError> {
         let path = PathBuf::from(&p.path);
         if !path.is_absolute() {
-            return Err(DaemonError::Invalid(format!(
+            return Err(WorkspaceOpError::Invalid(format!(
                 "workspace path {:?} must be absolute",
                 p.path
-            )));
+            ))
+            .into());
         }
         let vm = self.snapshot(&p.vm).await?;
         let _ws_lock = self.workspace_locks.lock(&vm.id).await;
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || me.prepare_blocking(&vm, &path, p.full))
             .await
-            .map_err(|e| DaemonError::Internal(format!("prepare task: {e}")))?
-            .map_err(Into::into)
+            .map_err(|e| WorkspaceOpError::Internal(format!("prepare task: {e}")))?
+            .map_err(DaemonError::from)
     }
 
     fn prepare_blocking(

@@ -87,6 +87,20 @@ pub enum WorkspaceOpError {
         /// Its stderr.
         stderr: String,
     },
+    /// Bad input (a path, a sync list entry); nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The VM is not running, or the export has no recorded base; nothing
+    /// changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// A worker thread failed (the conversion into `DaemonError` says
+    /// "internal error", as for every internal kind).
+    #[error("{0}")]
+    Internal(String),
+    /// The VM lookup (`VmLookup`, the VM service's) failed.
+    #[error(transparent)]
+    Lookup(#[from] DaemonError),
     /// Local I/O.
     #[error("{what} {path}: {source}")]
     Io {
@@ -109,19 +123,28 @@ impl WorkspaceOpError {
         match self {
             WorkspaceOpError::Git(GitError::NotARepo(_) | GitError::GitFile(_))
             | WorkspaceOpError::HomePath(_)
-            | WorkspaceOpError::Export(X::BadBranch(_)) => ErrorKind::InvalidArgument,
+            | WorkspaceOpError::Export(X::BadBranch(_))
+            | WorkspaceOpError::Invalid(_) => ErrorKind::InvalidArgument,
             WorkspaceOpError::Ssh(GuestSshError::HostKeyChanged { .. })
             | WorkspaceOpError::Export(
                 X::CheckedOut(..) | X::BaseMissing { .. } | X::NotFastForward { .. },
-            ) => ErrorKind::Conflict,
+            )
+            | WorkspaceOpError::Conflict(_) => ErrorKind::Conflict,
+            WorkspaceOpError::Lookup(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }
 }
 
+/// The workspace service's public boundary: its request methods answer
+/// with `DaemonError`. A lookup failure passes through as it was; any other
+/// error becomes the common error of its kind with its message.
 impl From<WorkspaceOpError> for DaemonError {
     fn from(e: WorkspaceOpError) -> Self {
-        DaemonError::of_kind(e.kind(), &e)
+        match e {
+            WorkspaceOpError::Lookup(d) => d,
+            e => DaemonError::of_kind(e.kind(), &e),
+        }
     }
 }
 
@@ -205,10 +228,10 @@ impl WorkspaceService {
     }
 
     /// The VM a workspace operation targets, refused unless it runs.
-    pub fn running_vm(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
+    pub fn running_vm(&self, name_or_id: &str) -> Result<Vm, WorkspaceOpError> {
         let vm = self.vms.resolve_vm(name_or_id)?;
         if !self.vms.is_alive(&vm.id) {
-            return Err(DaemonError::Conflict(format!(
+            return Err(WorkspaceOpError::Conflict(format!(
                 "VM {} is not running; start it with `banger vm start {}`",
                 vm.name, vm.name
             )));
@@ -218,7 +241,7 @@ impl WorkspaceService {
 
     /// Phase one of every guest operation: take `vm_locks[id]` only to
     /// validate that the VM runs and copy its fields, then release it.
-    pub async fn snapshot(&self, name_or_id: &str) -> Result<Vm, DaemonError> {
+    pub async fn snapshot(&self, name_or_id: &str) -> Result<Vm, WorkspaceOpError> {
         let id = self.vms.resolve_vm(name_or_id)?.id;
         let _vm_lock = self.vms.vm_locks().lock(&id).await;
         self.running_vm(&id)
@@ -305,5 +328,45 @@ impl WorkspaceService {
             code,
             stderr: err_text,
         })
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::common::error::to_rpc;
+    use banger_api::ErrorKind;
+
+    #[test]
+    fn converts_at_the_boundary_with_its_message_and_kind() {
+        let cases = [
+            (
+                WorkspaceOpError::Invalid("bad path".into()),
+                ErrorKind::InvalidArgument,
+                "bad path",
+            ),
+            (
+                WorkspaceOpError::Conflict("VM dev is not running".into()),
+                ErrorKind::Conflict,
+                "VM dev is not running",
+            ),
+            (
+                WorkspaceOpError::Internal("sync task: panicked".into()),
+                ErrorKind::Internal,
+                "internal error: sync task: panicked",
+            ),
+            (
+                WorkspaceOpError::Lookup(DaemonError::NotFound("no VM named \"dev\"".into())),
+                ErrorKind::NotFound,
+                "no VM named \"dev\"",
+            ),
+        ];
+        for (e, kind, message) in cases {
+            assert_eq!(e.kind(), kind);
+            let rpc = to_rpc(&DaemonError::from(e));
+            assert_eq!((rpc.kind, rpc.message.as_str()), (kind, message));
+        }
+        let e = DaemonError::from(WorkspaceOpError::Invalid("x".into()));
+        assert!(matches!(e, DaemonError::Invalid(_)));
     }
 }

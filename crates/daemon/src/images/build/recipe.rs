@@ -39,6 +39,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::common::Persist;
 use crate::common::blocking;
 use crate::common::error::DaemonError;
+use crate::images::ImageError;
 use crate::images::service::{ImageService, Staged, name_taken};
 
 /// Suite built when none is given.
@@ -137,10 +138,10 @@ impl Recipe {
         mirror: Option<&str>,
         include: &[String],
         host_mirror: impl FnOnce() -> Option<String>,
-    ) -> Result<Self, DaemonError> {
+    ) -> Result<Self, ImageError> {
         let suite = suite.unwrap_or(DEFAULT_SUITE).to_string();
         if !valid_suite(&suite) {
-            return Err(DaemonError::Invalid(format!(
+            return Err(ImageError::Invalid(format!(
                 "invalid suite {suite:?}: use a Debian suite or codename such as bookworm or trixie"
             )));
         }
@@ -149,7 +150,7 @@ impl Recipe {
             None => host_mirror().unwrap_or_else(|| FALLBACK_MIRROR.to_string()),
         };
         if !valid_mirror(&mirror) {
-            return Err(DaemonError::Invalid(format!(
+            return Err(ImageError::Invalid(format!(
                 "invalid mirror {mirror:?}: use an http://, https:// or file:// URL such as {FALLBACK_MIRROR}"
             )));
         }
@@ -160,7 +161,7 @@ impl Recipe {
                 continue;
             }
             if !valid_package(p) {
-                return Err(DaemonError::Invalid(format!(
+                return Err(ImageError::Invalid(format!(
                     "invalid package name {p:?}: Debian package names use lower-case letters, digits and + - ."
                 )));
             }
@@ -332,7 +333,7 @@ const STEPS: u32 = 4;
 impl ImageService {
     /// `image.build`: check the request, then build on a task. Returns the
     /// operation to follow.
-    pub fn build(self: &Arc<Self>, p: ImageBuildParams) -> Result<Operation, DaemonError> {
+    pub fn build(self: &Arc<Self>, p: ImageBuildParams) -> Result<Operation, ImageError> {
         let recipe = Recipe::new(
             p.suite.as_deref(),
             p.mirror.as_deref(),
@@ -396,7 +397,7 @@ impl ImageService {
         id: &str,
         staging: &Path,
         timings: &mut Timings,
-    ) -> Result<Image, DaemonError> {
+    ) -> Result<Image, ImageError> {
         let recipe = &job.recipe;
         let key = recipe.cache_key();
         let tarball = self.bootstrap_cache(recipe);
@@ -425,7 +426,7 @@ impl ImageService {
             2,
             &format!("flattening the root filesystem ({timings})"),
         );
-        std::fs::create_dir_all(staging).map_err(DaemonError::io("cannot create", staging))?;
+        std::fs::create_dir_all(staging).map_err(ImageError::io("cannot create", staging))?;
         let (st, tb) = (staging.to_path_buf(), tarball.clone());
         let label = format!("bootstrap {}", &key[..12]);
         let tree = blocking(move || flatten(&st, &tb, &label)).await?;
@@ -461,9 +462,9 @@ impl ImageService {
         op_id: &str,
         recipe: &Recipe,
         tarball: &Path,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), ImageError> {
         let dir = self.bootstrap_cache_dir();
-        std::fs::create_dir_all(&dir).map_err(DaemonError::io("cannot create", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(ImageError::io("cannot create", &dir))?;
         let partial = tarball.with_extension("tar.partial");
         let _ = std::fs::remove_file(&partial);
         let what = format!(
@@ -476,7 +477,7 @@ impl ImageService {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
-        std::fs::rename(&partial, tarball).map_err(DaemonError::io("cannot store", tarball))
+        std::fs::rename(&partial, tarball).map_err(ImageError::io("cannot store", tarball))
     }
 
     async fn run_mmdebstrap(
@@ -485,7 +486,7 @@ impl ImageService {
         recipe: &Recipe,
         output: &Path,
         what: &str,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<(), ImageError> {
         let mut child = tokio::process::Command::new("mmdebstrap")
             .args(recipe.mmdebstrap_args(output))
             .env("LC_ALL", "C.UTF-8")
@@ -498,7 +499,7 @@ impl ImageService {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     mmdebstrap_missing()
                 } else {
-                    DaemonError::Internal(format!("cannot run mmdebstrap: {e}"))
+                    ImageError::Internal(format!("cannot run mmdebstrap: {e}"))
                 }
             })?;
         let mut last: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
@@ -517,12 +518,12 @@ impl ImageService {
         let status = child
             .wait()
             .await
-            .map_err(|e| DaemonError::Internal(format!("cannot wait for mmdebstrap: {e}")))?;
+            .map_err(|e| ImageError::Internal(format!("cannot wait for mmdebstrap: {e}")))?;
         if status.success() && output.is_file() {
             return Ok(());
         }
         let tail: Vec<String> = last.into_iter().collect();
-        Err(DaemonError::Internal(format!(
+        Err(ImageError::Internal(format!(
             "mmdebstrap failed ({status}) {what}; check that the mirror is reachable from this host and has suite {:?} (pick another with --mirror URL / --suite NAME). Its last output:\n{}",
             recipe.suite,
             tail.join("\n")
@@ -533,7 +534,7 @@ impl ImageService {
         &self,
         op_id: &str,
         job: &BuildJob,
-        result: Result<Image, DaemonError>,
+        result: Result<Image, ImageError>,
         timings: &Timings,
     ) {
         match &result {
@@ -544,6 +545,7 @@ impl ImageService {
             ),
             Err(e) => tracing::warn!(op = op_id, error = %e, "image.build failed"),
         }
+        let result = result.map_err(DaemonError::from);
         self.ops
             .finish(op_id, result.as_ref().map(|_| format!("done ({timings})")));
     }
@@ -552,15 +554,15 @@ impl ImageService {
 /// Lines of mmdebstrap's output quoted in an error.
 const TAIL_LINES: usize = 15;
 
-fn mmdebstrap_missing() -> DaemonError {
-    DaemonError::Invalid(
+fn mmdebstrap_missing() -> ImageError {
+    ImageError::Invalid(
         "mmdebstrap is not installed on the daemon's host; install it (`apt install mmdebstrap`) and build again"
             .into(),
     )
 }
 
 /// Flatten the tarball into `<staging>/tree`.
-fn flatten(staging: &Path, tarball: &Path, label: &str) -> Result<Flattened, DaemonError> {
+fn flatten(staging: &Path, tarball: &Path, label: &str) -> Result<Flattened, ImageError> {
     let tree_dir = staging.join("tree");
     let result = (|| {
         let mut f = Flattener::new(&tree_dir)?;
@@ -575,7 +577,7 @@ fn flatten(staging: &Path, tarball: &Path, label: &str) -> Result<Flattened, Dae
 
 /// Take the kernel and initrd from the tree and build `rootfs.ext4`; the
 /// tree is removed either way.
-fn assemble(staging: &Path, tree: &Flattened) -> Result<(), DaemonError> {
+fn assemble(staging: &Path, tree: &Flattened) -> Result<(), ImageError> {
     let result = (|| {
         let (vmlinuz, initrd) = boot_files(&tree.root)?;
         crate::images::service::install_kernel(&vmlinuz, &staging.join("vmlinux"))?;
@@ -589,10 +591,10 @@ fn assemble(staging: &Path, tree: &Flattened) -> Result<(), DaemonError> {
 
 /// `/boot/vmlinuz-<v>` and `/boot/initrd.img-<v>` of the newest version `v`
 /// that has both.
-pub fn boot_files(root: &Path) -> Result<(PathBuf, PathBuf), DaemonError> {
+pub fn boot_files(root: &Path) -> Result<(PathBuf, PathBuf), ImageError> {
     let boot = root.join("boot");
     let mut versions: Vec<String> = std::fs::read_dir(&boot)
-        .map_err(DaemonError::io("cannot read", &boot))?
+        .map_err(ImageError::io("cannot read", &boot))?
         .flatten()
         .filter_map(|e| {
             e.file_name()
@@ -604,7 +606,7 @@ pub fn boot_files(root: &Path) -> Result<(PathBuf, PathBuf), DaemonError> {
         .collect();
     versions.sort_by(|a, b| version_cmp(a, b));
     let v = versions.pop().ok_or_else(|| {
-        DaemonError::Internal(
+        ImageError::Internal(
             "the bootstrapped system has no /boot/vmlinuz-* with a matching initrd.img-*; the kernel package did not install cleanly, build again with --no-cache"
                 .into(),
         )

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::error::DaemonError;
+use crate::images::ImageError;
 
 /// The catalog shipped with banger.
 pub const DEFAULT_CATALOG: &str = include_str!("catalog.toml");
@@ -45,15 +45,15 @@ pub struct CatalogEntry {
 
 impl Catalog {
     /// Parse and check a catalog; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, DaemonError> {
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ImageError> {
         let cat: Catalog = toml::from_str(text).map_err(|e| {
-            DaemonError::Invalid(format!(
+            ImageError::Invalid(format!(
                 "kernel catalog {origin} is not valid: {e}; fix the file or unset `kernel_catalog`"
             ))
         })?;
         for e in &cat.kernels {
             banger_api::validate::image_name(&e.name).map_err(|err| {
-                DaemonError::Invalid(format!(
+                ImageError::Invalid(format!(
                     "kernel catalog {origin}: entry {:?}: {err}",
                     e.name
                 ))
@@ -63,7 +63,7 @@ impl Catalog {
                 (None, None) => {}
                 (Some(_), Some(h)) => check_hex(h, &e.name, origin)?,
                 _ => {
-                    return Err(DaemonError::Invalid(format!(
+                    return Err(ImageError::Invalid(format!(
                         "kernel catalog {origin}: entry {:?} needs both initrd_url and initrd_sha256",
                         e.name
                     )));
@@ -74,12 +74,12 @@ impl Catalog {
     }
 
     /// The configured catalog: `path` when set, else the built-in one.
-    pub fn load(path: Option<&Path>) -> Result<Self, DaemonError> {
+    pub fn load(path: Option<&Path>) -> Result<Self, ImageError> {
         match path {
             None => Self::parse(DEFAULT_CATALOG, "(built in)"),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {
-                    DaemonError::Invalid(format!(
+                    ImageError::Invalid(format!(
                         "cannot read kernel catalog {}: {e}; fix `kernel_catalog` in the config",
                         p.display()
                     ))
@@ -90,10 +90,10 @@ impl Catalog {
     }
 
     /// The entry named `name`, with the available names when there is none.
-    pub fn entry(&self, name: &str) -> Result<&CatalogEntry, DaemonError> {
+    pub fn entry(&self, name: &str) -> Result<&CatalogEntry, ImageError> {
         self.kernels.iter().find(|e| e.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.kernels.iter().map(|e| e.name.as_str()).collect();
-            DaemonError::NotFound(format!(
+            ImageError::NotFound(format!(
                 "no kernel {name:?} in the catalog (available: {}); check the name or the `kernel_catalog` config key",
                 names.join(", ")
             ))
@@ -101,11 +101,11 @@ impl Catalog {
     }
 }
 
-fn check_hex(h: &str, name: &str, origin: &str) -> Result<(), DaemonError> {
+fn check_hex(h: &str, name: &str, origin: &str) -> Result<(), ImageError> {
     if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Ok(());
     }
-    Err(DaemonError::Invalid(format!(
+    Err(ImageError::Invalid(format!(
         "kernel catalog {origin}: entry {name:?}: sha256 {h:?} is not 64 lowercase hex digits"
     )))
 }

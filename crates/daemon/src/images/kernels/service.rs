@@ -18,8 +18,8 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::common::blocking;
-use crate::common::error::DaemonError;
 use crate::config::Layout;
+use crate::images::ImageError;
 use crate::images::kernels::catalog::Catalog;
 use crate::images::service::{existing_file, install_kernel};
 
@@ -48,7 +48,7 @@ impl KernelService {
     }
 
     /// `kernel.list`, with each file's size.
-    pub fn list(&self) -> Result<Vec<Kernel>, DaemonError> {
+    pub fn list(&self) -> Result<Vec<Kernel>, ImageError> {
         let mut ks = self.store.list_kernels()?;
         for k in &mut ks {
             k.size_bytes = std::fs::metadata(&k.path).map(|m| m.len()).unwrap_or(0);
@@ -57,9 +57,9 @@ impl KernelService {
     }
 
     /// A kernel by name or id, with a hint when there is none.
-    pub fn resolve(&self, name: &str) -> Result<Kernel, DaemonError> {
+    pub fn resolve(&self, name: &str) -> Result<Kernel, ImageError> {
         self.store.find_kernel(name)?.ok_or_else(|| {
-            DaemonError::NotFound(format!(
+            ImageError::NotFound(format!(
                 "no kernel named {name:?}; see `banger kernel list`, or add one with `banger kernel pull` / `banger kernel register`"
             ))
         })
@@ -71,7 +71,7 @@ impl KernelService {
         name: &str,
         file: &str,
         version: Option<String>,
-    ) -> Result<Kernel, DaemonError> {
+    ) -> Result<Kernel, ImageError> {
         self.check_free(name)?;
         let src = existing_file(file, "kernel")?;
         crate::images::service::check_kernel_or_bzimage(&src)?;
@@ -92,7 +92,7 @@ impl KernelService {
     }
 
     /// `kernel.pull`: download a catalog entry, verify, register.
-    pub async fn pull(&self, name: &str) -> Result<Kernel, DaemonError> {
+    pub async fn pull(&self, name: &str) -> Result<Kernel, ImageError> {
         let catalog = Catalog::load(self.catalog.as_deref())?;
         let entry = catalog.entry(name)?.clone();
         self.check_free(name)?;
@@ -110,7 +110,7 @@ impl KernelService {
             blocking(move || {
                 crate::images::service::check_kernel_or_bzimage(&r)?;
                 install_kernel(&r, &dst)?;
-                std::fs::remove_file(&r).map_err(DaemonError::io("cannot remove", &r))
+                std::fs::remove_file(&r).map_err(ImageError::io("cannot remove", &r))
             })
             .await?;
             let source = format!("catalog:{}", entry.url);
@@ -124,10 +124,10 @@ impl KernelService {
         result
     }
 
-    fn check_free(&self, name: &str) -> Result<(), DaemonError> {
+    fn check_free(&self, name: &str) -> Result<(), ImageError> {
         validate::image_name(name)?;
         if self.store.find_kernel(name)?.is_some() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(ImageError::Conflict(format!(
                 "a kernel named {name:?} already exists; pick another name or delete it with `banger kernel delete {name}`"
             )));
         }
@@ -141,9 +141,9 @@ impl KernelService {
         name: &str,
         version: Option<String>,
         source: String,
-    ) -> Result<Kernel, DaemonError> {
+    ) -> Result<Kernel, ImageError> {
         let st = staging.join("vmlinux");
-        let sha = blocking(move || Ok(banger_imagemgr::sha256_file(&st)?)).await?;
+        let sha = blocking(move || Ok::<_, ImageError>(banger_imagemgr::sha256_file(&st)?)).await?;
         let final_dir = self.kernels_dir().join(id);
         let kernel = Kernel {
             id: id.to_string(),
@@ -158,7 +158,7 @@ impl KernelService {
         let _publish = self.kernel_mu.lock().await;
         self.check_free(name)?;
         std::fs::rename(staging, &final_dir)
-            .map_err(DaemonError::io("cannot publish", &final_dir))?;
+            .map_err(ImageError::io("cannot publish", &final_dir))?;
         if let Err(e) = self.store.insert_kernel(&kernel) {
             let _ = std::fs::remove_dir_all(&final_dir);
             return Err(e.into());
@@ -173,12 +173,12 @@ impl KernelService {
     }
 
     /// `kernel.delete`: refused while an image boots this kernel file.
-    pub async fn delete(&self, name: &str) -> Result<Deleted, DaemonError> {
+    pub async fn delete(&self, name: &str) -> Result<Deleted, ImageError> {
         let kernel = self.resolve(name)?;
         let _publish = self.kernel_mu.lock().await;
         let users = self.images_using(&kernel)?;
         if !users.is_empty() {
-            return Err(DaemonError::Conflict(format!(
+            return Err(ImageError::Conflict(format!(
                 "kernel {:?} is used by image(s) {}; delete those images first (`banger image delete NAME`)",
                 kernel.name,
                 users.join(", ")
@@ -196,7 +196,7 @@ impl KernelService {
     }
 
     /// Names of the images whose kernel file is this kernel's file.
-    fn images_using(&self, kernel: &Kernel) -> Result<Vec<String>, DaemonError> {
+    fn images_using(&self, kernel: &Kernel) -> Result<Vec<String>, ImageError> {
         let Ok(k) = std::fs::metadata(&kernel.path) else {
             return Ok(Vec::new());
         };
@@ -225,8 +225,8 @@ impl KernelService {
     }
 }
 
-fn mkdir(p: &Path) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(p).map_err(DaemonError::io("cannot create", p))
+fn mkdir(p: &Path) -> Result<(), ImageError> {
+    std::fs::create_dir_all(p).map_err(ImageError::io("cannot create", p))
 }
 
 /// Largest kernel or initrd `kernel.pull` downloads (kernels are tens of
@@ -240,18 +240,18 @@ const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// [`MAX_KERNEL_DOWNLOAD`] bytes (free space checked against the declared
 /// length first); a digest mismatch is an error (the caller removes the
 /// staging directory).
-async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), DaemonError> {
+async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), ImageError> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| DaemonError::Invalid(format!("kernel catalog URL {url:?} is invalid: {e}")))?;
+        .map_err(|e| ImageError::Invalid(format!("kernel catalog URL {url:?} is invalid: {e}")))?;
     let host = parsed.host_str().unwrap_or("");
     let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
     if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
-        return Err(DaemonError::Invalid(format!(
+        return Err(ImageError::Invalid(format!(
             "kernel catalog URL {url}: only https:// (or http:// to localhost) is allowed"
         )));
     }
     let fail = |e: &dyn std::fmt::Display| {
-        DaemonError::Internal(format!(
+        ImageError::Internal(format!(
             "downloading kernel {url} failed: {e}; check the network and try again"
         ))
     };
@@ -260,7 +260,7 @@ async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), D
         return Err(fail(&format!("HTTP {}", resp.status())));
     }
     let too_big = |n: u64| {
-        DaemonError::Invalid(format!(
+        ImageError::Invalid(format!(
             "kernel download {url} is larger than {n} bytes; banger accepts kernel and initrd files of at most {MAX_KERNEL_DOWNLOAD} bytes (check the catalog entry)"
         ))
     };
@@ -270,12 +270,12 @@ async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), D
         }
         if let Some(dir) = dest.parent() {
             banger_imagemgr::ensure_free_space(dir, len, "the kernel download")
-                .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+                .map_err(|e| ImageError::Invalid(e.to_string()))?;
         }
     }
     let mut file = tokio::fs::File::create(dest)
         .await
-        .map_err(DaemonError::io("cannot write", dest))?;
+        .map_err(ImageError::io("cannot write", dest))?;
     let mut hasher = banger_imagemgr::Hasher::new();
     let mut stream = resp.bytes_stream();
     let mut written: u64 = 0;
@@ -292,14 +292,14 @@ async fn download_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), D
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await
-            .map_err(DaemonError::io("cannot write", dest))?;
+            .map_err(ImageError::io("cannot write", dest))?;
     }
     file.flush()
         .await
-        .map_err(DaemonError::io("cannot write", dest))?;
+        .map_err(ImageError::io("cannot write", dest))?;
     let got = hasher.finish();
     if got.hex() != sha256 {
-        return Err(DaemonError::Invalid(format!(
+        return Err(ImageError::Invalid(format!(
             "kernel download {url} has sha256 {} but the catalog says {sha256}; nothing was registered (fix the catalog entry or the server)",
             got.hex()
         )));
@@ -313,14 +313,14 @@ pub(crate) fn catalog_kernel(
     store: &Store,
     name: &str,
     explicit: &str,
-) -> Result<PathBuf, DaemonError> {
+) -> Result<PathBuf, ImageError> {
     if !explicit.is_empty() {
-        return Err(DaemonError::Invalid(
+        return Err(ImageError::Invalid(
             "give either --kernel FILE or --kernel-name NAME, not both".into(),
         ));
     }
     let k = store.find_kernel(name)?.ok_or_else(|| {
-        DaemonError::NotFound(format!(
+        ImageError::NotFound(format!(
             "no kernel named {name:?}; see `banger kernel list`, or add one with `banger kernel pull` / `banger kernel register`"
         ))
     })?;
