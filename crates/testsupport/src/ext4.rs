@@ -24,6 +24,7 @@ impl std::error::Error for Unavailable {}
 pub struct Mkfs {
     args: Vec<OsString>,
     files: Vec<(PathBuf, Vec<u8>)>,
+    dirs: Vec<PathBuf>,
 }
 
 impl Mkfs {
@@ -54,6 +55,13 @@ impl Mkfs {
         self
     }
 
+    /// An (empty) directory at `path` (relative to the filesystem's root);
+    /// its parent directories are made too.
+    pub fn dir(mut self, path: impl AsRef<Path>) -> Mkfs {
+        self.dirs.push(path.as_ref().to_path_buf());
+        self
+    }
+
     /// Make the image at `image` (created or overwritten) of `size`
     /// (`mkfs.ext4`'s size argument: `16M`, `1G`, …). `Err` only when
     /// `mkfs.ext4` cannot be run here (the caller skips); a run that fails
@@ -62,13 +70,16 @@ impl Mkfs {
         let mut cmd = Command::new("mkfs.ext4");
         cmd.args(["-q", "-F"]).args(&self.args);
         // The tree outlives the run; it is removed when `tree` drops.
-        let tree = if self.files.is_empty() {
+        let tree = if self.files.is_empty() && self.dirs.is_empty() {
             None
         } else {
             let tree = tempfile::Builder::new()
                 .prefix("banger-ext4-tree-")
                 .tempdir()
                 .expect("temporary directory for the ext4 tree");
+            for dir in &self.dirs {
+                std::fs::create_dir_all(tree.path().join(dir)).expect("ext4 tree directory");
+            }
             for (path, contents) in &self.files {
                 let at = tree.path().join(path);
                 if let Some(parent) = at.parent() {
@@ -108,6 +119,7 @@ mod tests {
         let built = Mkfs::new()
             .block_size(1024)
             .file("etc/hostname", "fixture\n")
+            .dir("home/dev")
             .build(&image, "8M");
         if let Err(why) = built {
             crate::skip!("builds_an_image_holding_the_files", "{why}");
@@ -126,6 +138,16 @@ mod tests {
                 .output()
                 .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "fixture\n");
+            let out = Command::new("debugfs")
+                .args(["-R", "stat /home/dev"])
+                .arg(&image)
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Type: directory"),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 

@@ -360,34 +360,25 @@ fn home_mode(disk: &Path, path: &str) -> Result<u32, ImageMgrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_testsupport::ext4::Mkfs;
+    use banger_testsupport::{in_path, skip};
     use std::process::Command;
 
     fn image(dir: &Path) -> Option<PathBuf> {
-        let tree = dir.join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
-        std::fs::create_dir_all(tree.join("home/dev")).unwrap();
-        std::fs::write(tree.join("home/dev/.profile"), "export DEV=1\n").unwrap();
-        std::fs::write(
-            tree.join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(tree.join("etc/fstab"), "proc /proc proc defaults 0 0").unwrap();
         let img = dir.join("rootfs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("32M")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || Command::new("debugfs").arg("-V").output().is_err() {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP image_seed: mkfs.ext4/debugfs missing (install e2fsprogs)"
-            );
-            return None;
+        let built = Mkfs::new()
+            .file("home/dev/.profile", "export DEV=1\n")
+            .file(
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n",
+            )
+            .file("etc/fstab", "proc /proc proc defaults 0 0")
+            .build(&img, "32M");
+        if let Err(why) = built {
+            skip!(return None; "image_seed", "{why}");
+        }
+        if !in_path("debugfs") {
+            skip!(return None; "image_seed", "debugfs missing (install e2fsprogs)");
         }
         Some(img)
     }
@@ -497,20 +488,9 @@ mod tests {
     #[test]
     fn root_user_without_passwd_or_fstab() {
         let t = tempfile::tempdir().unwrap();
-        let tree = t.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
         let img = t.path().join("rootfs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("16M")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP image_seed: mkfs.ext4 missing");
-            return;
+        if let Err(why) = Mkfs::new().build(&img, "16M") {
+            skip!("image_seed", "{why}");
         }
         let inputs = SeedInputs {
             guest_user: "root".into(),
