@@ -69,15 +69,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     // One thread and a few descriptors per connection and per VMM it
     // spawned: use all the unit allows (`LimitNOFILE=`).
-    match banger_privops::raise_nofile_limit() {
-        Ok(l) => tracing::info!(
-            soft = l.soft,
-            hard = l.hard,
-            before = l.before,
-            "open-files limit (RLIMIT_NOFILE)"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)"),
-    }
+    banger_privops::raise_and_log_nofile_limit();
     let meta = InstallMeta::load(&args.config).map_err(|e| chain(&e))?;
     if meta.jailer.is_some() {
         return Err(format!(
