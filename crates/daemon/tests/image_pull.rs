@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use banger_api::OpState;
+use banger_testsupport::ext4::fsck_clean;
 use pull_util::*;
 
 const TOOLS: &[&str] = &["docker-registry", "mkfs.ext4", "debugfs", "e2fsck"];

@@ -14,7 +14,7 @@ use banger_privops::{
     DevNum, DiskOps, LOOP_MAJOR, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps,
     snapshot_table,
 };
-use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::ext4::{Mkfs, fsck_clean};
 use banger_testsupport::{RecordingOps, skip};
 
 /// The host's devices as the fake sees them.
@@ -637,23 +637,13 @@ fn copy_fallback_for_real() {
     assert_eq!(disk, vm_dir.join("root.ext4"));
     assert_eq!(disk.metadata().unwrap().len(), 128 << 20);
     assert!(!vm_dir.join("root.ext4.partial").exists());
-    let fsck = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(fsck.status.success(), "{fsck:?}");
+    fsck_clean(&disk);
     assert!(s.present(&vm_dir));
     assert_eq!(s.ensure("vm", &base, &vm_dir).unwrap(), disk);
     // `--disk` on a copy grows the file and its filesystem.
     s.grow("vm", &vm_dir, 192 << 20).unwrap();
     assert_eq!(disk.metadata().unwrap().len(), 192 << 20);
-    let fsck = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(fsck.status.success(), "{fsck:?}");
+    fsck_clean(&disk);
     s.remove("vm", &vm_dir).unwrap();
     assert!(!s.present(&vm_dir));
     assert!(s.ensure("vm", &base, &vm_dir).is_err());

@@ -108,6 +108,24 @@ impl Mkfs {
     }
 }
 
+/// Check the filesystem in `image` with `e2fsck -fn` (read-only, forced)
+/// and panic with its report unless it is clean.
+pub fn fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("run e2fsck (apt-get install e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} ({}): {}{}",
+        image.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +143,15 @@ mod tests {
             crate::skip!("builds_an_image_holding_the_files", "{why}");
         }
         assert_eq!(image.metadata().unwrap().len(), 8 << 20);
+        if crate::in_path("e2fsck") {
+            fsck_clean(&image);
+            // A zeroed superblock is not clean.
+            let mut broken = std::fs::read(&image).unwrap();
+            broken[1024..2048].fill(0);
+            let bad = t.path().join("broken.ext4");
+            std::fs::write(&bad, broken).unwrap();
+            assert!(std::panic::catch_unwind(|| fsck_clean(&bad)).is_err());
+        }
         // The superblock (at 1024) says ext4's magic and 1 KiB blocks.
         let bytes = std::fs::read(&image).unwrap();
         assert_eq!(&bytes[1024 + 0x38..1024 + 0x3a], &[0x53, 0xef]);

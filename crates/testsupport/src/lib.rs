@@ -5,12 +5,17 @@
 //!   and passes.
 //! - [`ext4`]: small ext4 images made with `mkfs.ext4`, optionally filled
 //!   from a few files.
+//! - [`git()`]: `git` run with a fixed identity in a test's repositories.
+//! - [`http`]: a tiny HTTP server on 127.0.0.1 for tests that download.
 //! - [`RecordingOps`]: a [`PrivilegedOps`](banger_privops::PrivilegedOps)
 //!   that records every operation before another one answers it.
 
 pub mod ext4;
+mod git;
+pub mod http;
 mod recording;
 
+pub use git::{git, git_bytes};
 pub use recording::RecordingOps;
 
 /// Print `SKIP <test>: <reason>` straight to the process's stderr, past the

@@ -360,9 +360,8 @@ fn home_mode(disk: &Path, path: &str) -> Result<u32, ImageMgrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banger_testsupport::ext4::Mkfs;
+    use banger_testsupport::ext4::{Mkfs, fsck_clean};
     use banger_testsupport::{in_path, skip};
-    use std::process::Command;
 
     fn image(dir: &Path) -> Option<PathBuf> {
         let img = dir.join("rootfs.ext4");
@@ -385,19 +384,6 @@ mod tests {
 
     fn read(disk: &Path, p: &str) -> String {
         String::from_utf8(banger_imagemgr::ext4_read_file(disk, p).unwrap().unwrap()).unwrap()
-    }
-
-    fn fsck(disk: &Path) {
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(disk)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
     }
 
     #[test]
@@ -454,8 +440,8 @@ mod tests {
                 .unwrap()
                 .contains("User:  1000")
         );
-        fsck(&img);
-        fsck(&work);
+        fsck_clean(&img);
+        fsck_clean(&work);
         assert_eq!(inputs.staleness(Some(&seed)), None);
         assert!(inputs.staleness(None).is_some());
 
@@ -482,7 +468,7 @@ mod tests {
             "ssh-ed25519 BBBB owner\n"
         );
         assert_eq!(read(&img, "/etc/fstab").matches("/dev/vdb").count(), 1);
-        fsck(&img);
+        fsck_clean(&img);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use banger_api::Vm;
 use banger_api::guest::{WorkspaceExportParams, WorkspacePrepareParams};
-use banger_testsupport::skip;
+use banger_testsupport::{git, skip};
 
 use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
@@ -129,22 +129,6 @@ fn service_with(
     };
     let lookup_dyn: Arc<dyn VmLookup> = lookup.clone();
     (Arc::new(WorkspaceService::new(lookup_dyn, deps)), lookup)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn repo(dir: &Path) -> PathBuf {

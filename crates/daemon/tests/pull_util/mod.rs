@@ -391,15 +391,5 @@ pub fn dfs(img: &Path, cmd: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}",
-        img.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
 /// Unused-import guard for BTreeMap in some builds.
 pub type Annotations = BTreeMap<String, String>;
