@@ -13,27 +13,9 @@ use std::process::Command;
 
 use banger_api::VmState;
 use banger_api::guest::{GuestPort, WorkspaceExported, WorkspacePrepared};
+use banger_testsupport::git;
 use guestnet::GuestNet;
 use util::{Fixtures, TestDaemon, tail};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        // Inspecting the host repo must not rewrite its index, or the next
-        // prepare would (rightly) send it as a change.
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A checkout with every awkward case of the issue.
 fn awkward_repo(dir: &Path, big_mib: usize) -> PathBuf {
@@ -181,21 +163,16 @@ fn readiness_pinning_ssh_and_ports() {
     // Without --print it writes ~/.ssh/config.d/banger and names the Include line.
     let home = s.net.dir.path().join("user-home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new(util::bin("banger"))
-        .arg("--state-dir")
-        .arg(s.d.state_dir())
-        .arg("--config")
-        .arg(s.d.dir.path().join("config.toml"))
-        .arg("ssh-config")
-        .env("HOME", &home)
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let with_home = |args: &[&str]| {
+        let out = s.d.cli_in_home(&home, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = with_home(&["ssh-config"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Include ~/.ssh/config.d/banger"));
     assert_eq!(
         std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap(),
@@ -213,40 +190,13 @@ fn readiness_pinning_ssh_and_ports() {
         std::fs::metadata(&main_cfg).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let again = Command::new(util::bin("banger"))
-        .arg("--state-dir")
-        .arg(s.d.state_dir())
-        .arg("--config")
-        .arg(s.d.dir.path().join("config.toml"))
-        .arg("ssh-config")
-        .env("HOME", &home)
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    with_home(&["ssh-config"]);
     assert_eq!(
         std::fs::read_to_string(&main_cfg).unwrap(),
         text,
         "no second Include"
     );
     // `vm delete`/`vm create` keep an installed include current.
-    let with_home = |args: &[&str]| {
-        let out = Command::new(util::bin("banger"))
-            .arg("--state-dir")
-            .arg(s.d.state_dir())
-            .arg("--config")
-            .arg(s.d.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", &home)
-            .env_remove("XDG_RUNTIME_DIR")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     with_home(&["vm", "create", "other", "--image", "base", "--no-start"]);
     let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
     assert!(

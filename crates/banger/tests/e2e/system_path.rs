@@ -115,7 +115,12 @@ fn system_dir(owner: u32) -> TestDaemon {
     }
 }
 
-fn have_setpriv(test: &str) -> bool {
+/// Whether `test` can run here: root (to start `bangerd-root` and switch
+/// uids) and `setpriv`; otherwise it prints why.
+fn can_run(test: &str) -> bool {
+    if !is_root() {
+        skip!(return false; test, "needs root to start bangerd-root and switch uids");
+    }
     let ok = Command::new("setpriv")
         .arg("--version")
         .output()
@@ -129,10 +134,7 @@ fn have_setpriv(test: &str) -> bool {
 #[test]
 fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     const T: &str = "non_root_daemon_runs_the_full_vm_flow_through_the_helper";
-    if !is_root() {
-        skip!(T, "needs root to start bangerd-root and switch uids");
-    }
-    if !have_setpriv(T) {
+    if !can_run(T) {
         return;
     }
     let Some(fx) = Fixtures::new(T) else {
@@ -197,14 +199,7 @@ fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
 
     d.cli_ok(&["vm", "stop", "dev"]);
     assert_eq!(d.vm("dev").unwrap().state, VmState::Stopped);
-    d.cli_ok(&["vm", "start", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    let pid2 = vm.runtime.unwrap().pid;
-    d.cli_ok(&["vm", "restart", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    assert_ne!(vm.runtime.unwrap().pid, pid2, "restart runs a new VMM");
+    d.start_then_restart("dev");
     let out = d.cli(&["vm", "set", "dev", "--vcpus", "2"]);
     assert_eq!(out.status.code(), Some(ErrorKind::Conflict.exit_code()));
     d.cli_ok(&["vm", "stop", "dev"]);
@@ -246,10 +241,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     const T: &str = "helper_refuses_escapes_other_uids_and_oversized_requests";
-    if !is_root() {
-        skip!(T, "needs root to start bangerd-root");
-    }
-    if !have_setpriv(T) {
+    if !can_run(T) {
         return;
     }
     // Owner 4242: neither we (root, allowed) nor 65534 (refused).
