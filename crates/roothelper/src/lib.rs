@@ -115,15 +115,9 @@ mod tests {
     /// The helper links no daemon code: only the seam and the config.
     #[test]
     fn links_only_privops_and_config() {
-        let manifest: toml::Table =
-            toml::from_str(include_str!("../Cargo.toml")).expect("Cargo.toml parses");
-        let deps = manifest["dependencies"].as_table().unwrap();
-        let mut ours: Vec<&str> = deps
-            .keys()
-            .map(String::as_str)
-            .filter(|k| k.starts_with("banger"))
-            .collect();
-        ours.sort_unstable();
-        assert_eq!(ours, ["banger-config", "banger-privops"]);
+        assert_eq!(
+            banger_testsupport::banger_dependencies(include_str!("../Cargo.toml")),
+            ["banger-config", "banger-privops"]
+        );
     }
 }

@@ -43,6 +43,26 @@ pub fn print_skip(test: &str, why: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
 }
 
+/// The workspace crates (names starting with `banger`) under
+/// `[dependencies]` of the Cargo manifest `manifest` (its text), sorted:
+/// what a crate links of the workspace, for the tests that keep a crate
+/// away from another.
+pub fn banger_dependencies(manifest: &str) -> Vec<String> {
+    let manifest: toml::Table = toml::from_str(manifest).expect("Cargo.toml parses");
+    let mut ours: Vec<String> = manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .map(|deps| {
+            deps.keys()
+                .filter(|k| k.starts_with("banger"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    ours.sort_unstable();
+    ours
+}
+
 /// Whether `program` is an executable file in a directory of `$PATH`.
 pub fn in_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -70,6 +90,16 @@ mod tests {
         maybe_skip(false, &mut ran);
         assert!(ran);
         assert_eq!(value_skip(), None);
+    }
+
+    #[test]
+    fn banger_dependencies_lists_only_ours_under_dependencies() {
+        let manifest = "[package]\nname = \"x\"\n\n[dependencies]\nserde = \"1\"\nbanger-b.workspace = true\nbanger-a = { path = \"../a\" }\n\n[dev-dependencies]\nbanger-testsupport.workspace = true\n";
+        assert_eq!(
+            super::banger_dependencies(manifest),
+            ["banger-a", "banger-b"]
+        );
+        assert!(super::banger_dependencies("[package]\nname = \"x\"\n").is_empty());
     }
 
     #[test]

@@ -131,6 +131,17 @@ fn can_run(test: &str) -> bool {
     true
 }
 
+/// `banger system ping` of the helper at `socket`, run as uid/gid 65534.
+fn ping_as_nobody(socket: &Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("banger"))
+        .args(["system", "ping", "--helper-socket"])
+        .arg(socket)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     const T: &str = "non_root_daemon_runs_the_full_vm_flow_through_the_helper";
@@ -183,13 +194,7 @@ fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     let m = std::fs::metadata(&console).unwrap();
     assert_eq!(m.uid(), NOBODY, "{} is the owner's", console.display());
     // The owner reaches the helper and is seen as itself.
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin("banger"))
-        .args(["system", "ping", "--helper-socket"])
-        .arg(&helper.socket)
-        .output()
-        .unwrap();
+    let out = ping_as_nobody(&helper.socket);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("sees uid 65534"),
@@ -259,13 +264,7 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     // Another uid is refused with a clear error (the socket is opened up so
     // the refusal comes from SO_PEERCRED, not from file permissions).
     std::fs::set_permissions(&helper.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin("banger"))
-        .args(["system", "ping", "--helper-socket"])
-        .arg(&helper.socket)
-        .output()
-        .unwrap();
+    let out = ping_as_nobody(&helper.socket);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("uid 65534 may not use bangerd-root"), "{err}");

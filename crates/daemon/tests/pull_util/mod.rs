@@ -356,6 +356,15 @@ impl Svc {
         .clone()
     }
 
+    /// Run a pull that must fail: it publishes nothing (see
+    /// [`Svc::assert_nothing_published`]); returns its error message.
+    pub async fn pull_fails(&self, reference: &str, name: &str, platform: Option<&str>) -> String {
+        let op = self.pull(reference, name, platform).await;
+        assert_eq!(op.state, banger_api::OpState::Failed, "{reference}");
+        self.assert_nothing_published(name);
+        op.error.expect("a failed operation says why").message
+    }
+
     /// No staging leftovers and no image row named `name`.
     pub fn assert_nothing_published(&self, name: &str) {
         assert!(self.store.find_image(name).unwrap().is_none());
