@@ -63,6 +63,72 @@ pub fn banger_dependencies(manifest: &str) -> Vec<String> {
     ours
 }
 
+/// Run `argv` (program, then its arguments) with stdin closed and require
+/// success; its stdout as text. Panics with its output otherwise.
+pub fn run(argv: &[&str]) -> String {
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (bound,
+/// then released): for "the server does not answer" cases.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Every entry of the tree at `root` except `.git`, sorted: (path relative
+/// to `root`, kind and mode, content). A symlink is `0o120000` and its
+/// target; a file, its permission bits and its bytes. Two trees with the
+/// same snapshot hold the same files, links and modes.
+pub fn tree_snapshot(root: &std::path::Path) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let md = p.symlink_metadata().unwrap();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.push((rel, 0o120000, t.as_os_str().as_bytes().to_vec()));
+            } else {
+                out.push((
+                    rel,
+                    md.permissions().mode() & 0o777,
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether `program` is an executable file in a directory of `$PATH`.
 pub fn in_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -100,6 +166,39 @@ mod tests {
             ["banger-a", "banger-b"]
         );
         assert!(super::banger_dependencies("[package]\nname = \"x\"\n").is_empty());
+    }
+
+    #[test]
+    fn run_gives_stdout_and_panics_on_failure() {
+        assert_eq!(super::run(&["sh", "-c", "echo hi"]), "hi\n");
+        assert!(std::panic::catch_unwind(|| super::run(&["sh", "-c", "exit 3"])).is_err());
+    }
+
+    #[test]
+    fn free_port_is_not_listening() {
+        let port = super::free_port();
+        assert_ne!(port, 0);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
+    fn tree_snapshot_sees_content_modes_and_links_not_git() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/.git")).unwrap();
+        std::fs::write(t.path().join("a/.git/HEAD"), "x").unwrap();
+        std::fs::write(t.path().join("a/f"), "one").unwrap();
+        std::os::unix::fs::symlink("a/f", t.path().join("l")).unwrap();
+        let before = super::tree_snapshot(t.path());
+        assert_eq!(before.len(), 2, "{before:?}");
+        assert!(before.contains(&(b"l".to_vec(), 0o120000, b"a/f".to_vec())));
+        let f = t.path().join("a/f");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_ne!(
+            super::tree_snapshot(t.path()),
+            before,
+            "a mode change shows"
+        );
     }
 
     #[test]

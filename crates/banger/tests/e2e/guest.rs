@@ -13,7 +13,7 @@ use std::process::Command;
 
 use banger_api::VmState;
 use banger_api::guest::{GuestPort, WorkspaceExported, WorkspacePrepared};
-use banger_testsupport::git;
+use banger_testsupport::{git, tree_snapshot};
 use guestnet::GuestNet;
 use util::{Fixtures, TestDaemon, tail};
 
@@ -57,41 +57,6 @@ fn awkward_repo(dir: &Path, big_mib: usize) -> PathBuf {
     std::fs::create_dir_all(r.join("build")).unwrap();
     std::fs::write(r.join("build/out.o"), "ignored\n").unwrap();
     r
-}
-
-/// (path, kind+mode, content) of every work-tree entry, `.git` excluded.
-fn snapshot(root: &Path) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.file_name().unwrap() == ".git" {
-                continue;
-            }
-            let md = p.symlink_metadata().unwrap();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            if md.is_dir() {
-                stack.push(p);
-            } else if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).unwrap();
-                out.push((rel, 0o120000, t.as_os_str().as_bytes().to_vec()));
-            } else {
-                out.push((
-                    rel,
-                    md.permissions().mode() & 0o777,
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 struct Setup {
@@ -260,9 +225,9 @@ fn prepare_delta_and_export_round_trip() {
     assert_eq!(first.guest_dir, guest.display().to_string());
 
     // Same tree (ignored files excluded), same git state.
-    let mut host = snapshot(&repo);
+    let mut host = tree_snapshot(&repo);
     host.retain(|(p, _, _)| !p.ends_with(b".log") && !p.starts_with(b"build"));
-    assert_eq!(snapshot(&guest), host, "guest tree differs");
+    assert_eq!(tree_snapshot(&guest), host, "guest tree differs");
     assert!(!guest.join("noise.log").exists() && !guest.join("build").exists());
     assert_eq!(
         git(&guest, &["rev-parse", "HEAD"]),
@@ -302,7 +267,7 @@ fn prepare_delta_and_export_round_trip() {
     git(&guest, &["commit", "-q", "-m", "guest work"]);
     std::fs::write(guest.join("tool.sh"), "#!/bin/sh\necho edited\n").unwrap();
 
-    let before = snapshot(&repo);
+    let before = tree_snapshot(&repo);
     let head_before = std::fs::read(repo.join(".git/HEAD")).unwrap();
     let index_before = std::fs::read(repo.join(".git/index")).unwrap();
     let out: WorkspaceExported = s.d.cli_json(&[
@@ -314,7 +279,7 @@ fn prepare_delta_and_export_round_trip() {
     ]);
     assert!(out.changed);
     assert_eq!(out.branch.as_deref(), Some("banger/dev"));
-    assert_eq!(snapshot(&repo), before, "host working tree changed");
+    assert_eq!(tree_snapshot(&repo), before, "host working tree changed");
     assert_eq!(std::fs::read(repo.join(".git/HEAD")).unwrap(), head_before);
     assert_eq!(
         std::fs::read(repo.join(".git/index")).unwrap(),

@@ -228,11 +228,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
 
     // 7. An unreachable mirror: the operation fails with mmdebstrap's own
     // words and nothing is published or left behind.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = banger_testsupport::free_port();
     let bad = d.cli(&[
         "image",
         "build",
