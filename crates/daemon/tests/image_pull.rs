@@ -379,15 +379,7 @@ async fn a_dropped_connection_fails_cleanly_and_the_next_pull_resumes() {
     let blob = gzip(&tar_bytes(&[E::File("data", 0o644, &content)]));
     let layer_digest =
         oci_client::client::ImageLayer::new(blob.clone(), OCI_GZ.into(), None).sha256_digest();
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let cfg = oci_client::client::Config::new(
-        config.clone(),
-        "application/vnd.oci.image.config.v1+json".into(),
-        None,
-    );
-    let config_digest = cfg.sha256_digest();
+    let (config_digest, config) = amd64_config();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -579,6 +571,19 @@ async fn pull_with_a_registered_kernel_name_links_it() {
     );
 }
 
+/// An amd64 image config with no layers, and its digest.
+fn amd64_config() -> (String, Vec<u8>) {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let cfg = oci_client::client::Config::new(
+        config.clone(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    (cfg.sha256_digest(), config)
+}
+
 /// A registry whose blob is larger than its descriptor says: the download
 /// stops at the declared size, fails naming it, and keeps nothing (no
 /// cached blob, no partial file). A manifest declaring more than the disk
@@ -588,15 +593,7 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
     let blob = zstd(&tar_bytes(&[E::File("data", 0o644, &vec![1u8; 1 << 20])]));
     let digest =
         oci_client::client::ImageLayer::new(blob.clone(), OCI_ZSTD.into(), None).sha256_digest();
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let cfg = oci_client::client::Config::new(
-        config.clone(),
-        "application/vnd.oci.image.config.v1+json".into(),
-        None,
-    );
-    let config_digest = cfg.sha256_digest();
+    let (config_digest, config) = amd64_config();
     let declared = blob.len() / 4;
     let manifest = |size: u64| {
         serde_json::to_vec(&serde_json::json!({
