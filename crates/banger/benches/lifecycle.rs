@@ -10,58 +10,24 @@
 //!
 //! Prints p50/p95 per operation in ms and cycles per second.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmDeleteParams, VmStopParams};
-use banger_api::{Image, Request, Vm, VmCreated};
-use banger_cli::client::Client;
+use banger_api::rpc::{VmCreateParams, VmDeleteParams, VmStopParams};
+use banger_api::{Request, Vm, VmCreated};
+use common::{BenchDaemon, pct};
 
 const CYCLES: usize = 50;
 const LIST_VMS: usize = 100;
 const LIST_RUNS: usize = 200;
 
 fn main() {
-    let dir = tempfile::Builder::new()
-        .prefix("banger-bench-")
-        .tempdir()
-        .unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
-            env!("CARGO_BIN_EXE_banger-fcsim")
-        ),
-    )
-    .unwrap();
-    let (rootfs, kernel) = fixtures(dir.path());
-    let log = dir.path().join("bangerd.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bangerd"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--config")
-        .arg(&config)
-        .arg("--log")
-        .arg("info")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start bangerd");
-    let socket = state.join("run/bangerd.sock");
-    let mut c = connect(&socket);
-    let _: Image = c
-        .call(Request::ImageRegister(ImageRegisterParams {
-            name: "bench".into(),
-            rootfs: rootfs.display().to_string(),
-            kernel: kernel.display().to_string(),
-            initrd: None,
-            kernel_name: None,
-        }))
-        .expect("register");
+    let mut d = BenchDaemon::start("banger-bench-", "", "info", "64M");
+    let (socket, log) = (d.socket.clone(), d.log.clone());
+    let c = &mut d.client;
 
     let (mut create, mut stop, mut delete) = (Vec::new(), Vec::new(), Vec::new());
     let all = Instant::now();
@@ -131,8 +97,7 @@ fn main() {
         assert!(out.status.success());
     }
 
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    d.stop();
     let (overhead, vmm_startup, to_start) = daemon_timings(&log);
 
     println!("banger lifecycle benchmark (simulator as firecracker, release build)");
@@ -163,40 +128,6 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn connect(socket: &Path) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Client::connect(socket) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("bangerd did not come up: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
-    let rootfs = dir.join("rootfs.ext4");
-    banger_testsupport::ext4::Mkfs::new()
-        .file("etc/hostname", "bench\n")
-        .build(&rootfs, "64M")
-        .expect("mkfs.ext4 is needed");
-    let kernel = dir.join("vmlinux");
-    let mut h = vec![0u8; 4096];
-    h[0..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16] = 2;
-    h[18] = 62;
-    h[20] = 1;
-    h[24..32].copy_from_slice(&0x0100_0000u64.to_le_bytes());
-    h[32] = 64; // program headers right after the ELF header
-    h[54] = 56; // program header size
-    h[56] = 1; // one program header
-    std::fs::write(&kernel, h).unwrap();
-    (rootfs, kernel)
-}
-
 /// (overhead, vmm start-up, request→InstanceStart) from "VM running" lines.
 fn daemon_timings(log: &Path) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -221,15 +152,6 @@ fn daemon_timings(log: &Path) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
         o.push(Duration::from_micros(total.saturating_sub(vmm)));
     }
     (o, v, t)
-}
-
-fn pct(samples: &[Duration], p: usize) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = samples.to_vec();
-    s.sort();
-    s[((s.len() - 1) * p) / 100]
 }
 
 fn row(name: &str, samples: &[Duration]) {

@@ -13,15 +13,17 @@
 //! `vm.stats` scans `/proc` itself (on a blocking thread) to find the
 //! VMM's children, so its own cost grows with the host's process count.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmRef};
-use banger_api::{Image, Request, Vm, VmCreated, VmStats};
+use banger_api::rpc::{VmCreateParams, VmRef};
+use banger_api::{Request, Vm, VmCreated, VmStats};
 use banger_cli::client::Client;
+use common::{BenchDaemon, connect, pct};
 
 fn env_num(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -33,45 +35,15 @@ fn env_num(key: &str, default: usize) -> usize {
 fn main() {
     let vms = env_num("BENCH_VMS", 200);
     let secs = env_num("BENCH_SECS", 12) as u64;
-    let dir = tempfile::Builder::new()
-        .prefix("banger-bench-stats-")
-        .tempdir()
-        .unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\nstats_interval_secs = 1\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
-            env!("CARGO_BIN_EXE_banger-fcsim")
-        ),
-    )
-    .unwrap();
-    let (rootfs, kernel) = fixtures(dir.path());
-    let log = dir.path().join("bangerd.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bangerd"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--config")
-        .arg(&config)
-        .arg("--log")
-        .arg("info,banger_daemon::vms::stats=debug")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start bangerd");
-    let socket = state.join("run/bangerd.sock");
-    let mut c = connect(&socket);
-    let _: Image = c
-        .call(Request::ImageRegister(ImageRegisterParams {
-            name: "bench".into(),
-            rootfs: rootfs.display().to_string(),
-            kernel: kernel.display().to_string(),
-            initrd: None,
-            kernel_name: None,
-        }))
-        .expect("register");
+    let mut d = BenchDaemon::start(
+        "banger-bench-stats-",
+        "stats_interval_secs = 1\n",
+        "info,banger_daemon::vms::stats=debug",
+        "16M",
+    );
+    let (socket, log) = (d.socket.clone(), d.log.clone());
+    let daemon_pid = d.process.id();
+    let c = &mut d.client;
 
     let t = Instant::now();
     let mut ops = Vec::new();
@@ -96,11 +68,11 @@ fn main() {
         .iter()
         .filter(|v| v.state == banger_api::VmState::Running)
         .count();
-    let sim_rss = sim_rss_bytes(&mut c, vms.min(10));
+    let sim_rss = sim_rss_bytes(c, vms.min(10));
     // Let the first ticks that see every VM pass.
     std::thread::sleep(Duration::from_secs(2));
     let log_mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let daemon_cpu_before = cpu_ticks(daemon.id());
+    let daemon_cpu_before = cpu_ticks(daemon_pid);
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats_thread = {
@@ -135,15 +107,14 @@ fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     let stats_lat = stats_thread.join().unwrap();
-    let daemon_cpu = cpu_ticks(daemon.id()).saturating_sub(daemon_cpu_before);
+    let daemon_cpu = cpu_ticks(daemon_pid).saturating_sub(daemon_cpu_before);
     let window_secs = window.elapsed().as_secs_f64();
 
     // End the VMMs (they outlive the daemon), then the daemon.
     for v in &listed {
         let _ = c.call::<Vm>(Request::VmKill(VmRef { vm: v.id.clone() }));
     }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    d.stop();
     let ticks = tick_durations(&log, log_mark);
 
     println!(
@@ -230,49 +201,6 @@ fn tick_durations(log: &Path, from: u64) -> Vec<Duration> {
         })
         .map(Duration::from_micros)
         .collect()
-}
-
-fn connect(socket: &Path) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Client::connect(socket) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("bangerd did not come up: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
-    let rootfs = dir.join("rootfs.ext4");
-    banger_testsupport::ext4::Mkfs::new()
-        .file("etc/hostname", "bench\n")
-        .build(&rootfs, "16M")
-        .expect("mkfs.ext4 is needed");
-    let kernel = dir.join("vmlinux");
-    let mut h = vec![0u8; 4096];
-    h[0..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16] = 2;
-    h[18] = 62;
-    h[20] = 1;
-    h[24..32].copy_from_slice(&0x0100_0000u64.to_le_bytes());
-    h[32] = 64; // program headers right after the ELF header
-    h[54] = 56; // program header size
-    h[56] = 1; // one program header
-    std::fs::write(&kernel, h).unwrap();
-    (rootfs, kernel)
-}
-
-fn pct(samples: &[Duration], p: usize) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = samples.to_vec();
-    s.sort();
-    s[((s.len() - 1) * p) / 100]
 }
 
 fn row(name: &str, samples: &[Duration]) {

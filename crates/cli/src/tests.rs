@@ -923,14 +923,8 @@ fn image_build_sends_the_recipe_follows_and_prints_timings() {
 /// from `banger-config`, `banger-api` and `banger-privops`.
 #[test]
 fn links_no_daemon_or_helper_code() {
-    let manifest: toml::Table =
-        toml::from_str(include_str!("../Cargo.toml")).expect("Cargo.toml parses");
-    let deps = manifest["dependencies"].as_table().unwrap();
-    let mut ours: Vec<&str> = deps
-        .keys()
-        .map(String::as_str)
-        .filter(|k| k.starts_with("banger"))
-        .collect();
-    ours.sort_unstable();
-    assert_eq!(ours, ["banger-api", "banger-config", "banger-privops"]);
+    assert_eq!(
+        banger_testsupport::banger_dependencies(include_str!("../Cargo.toml")),
+        ["banger-api", "banger-config", "banger-privops"]
+    );
 }

@@ -3,13 +3,10 @@
 
 mod pull_util;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
 use banger_api::OpState;
 use banger_api::rpc::{ImageExportBundleParams, ImageRegisterParams};
 use banger_testsupport::ext4::Mkfs;
-use banger_testsupport::skip;
+use banger_testsupport::{http, skip};
 use pull_util::*;
 
 fn sha(p: &str) -> String {
@@ -18,29 +15,9 @@ fn sha(p: &str) -> String {
         .to_string()
 }
 
-/// Serve `body` once per connection at any path.
-fn serve(body: Vec<u8>) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { return };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let _ = write!(
-                c,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = c.write_all(&body);
-        }
-    });
-    addr
+/// Serve `body` at any path on 127.0.0.1.
+fn serve_body(body: Vec<u8>) -> std::net::SocketAddr {
+    http::serve(move |_| Some(http::Response::ok(body.clone())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +75,7 @@ async fn export_then_pull_gives_an_identical_image() {
     assert!(copy.source.starts_with("bundle:/"), "{}", copy.source);
 
     // From a URL.
-    let addr = serve(std::fs::read(&bundle).unwrap());
+    let addr = serve_body(std::fs::read(&bundle).unwrap());
     let op = svc
         .pull(&format!("http://{addr}/orig.bundle.tar"), "fromurl", None)
         .await;
@@ -112,11 +89,10 @@ async fn export_then_pull_gives_an_identical_image() {
     bytes[at] ^= 0x55;
     let bad = t.path().join("bad.tar");
     std::fs::write(&bad, &bytes).unwrap();
-    let op = svc.pull(&bad.display().to_string(), "bad", None).await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
+    let msg = svc
+        .pull_fails(&bad.display().to_string(), "bad", None)
+        .await;
     assert!(msg.contains("digest mismatch"), "{msg}");
-    svc.assert_nothing_published("bad");
 
     // Plain HTTP to a non-loopback host is refused up front.
     let e = svc
@@ -204,51 +180,26 @@ async fn a_bundle_bomb_stops_at_its_declared_size() {
     std::fs::write(&path, &bomb).unwrap();
 
     let svc = service();
-    let addr = serve(bomb);
+    let addr = serve_body(bomb);
     for reference in [
         path.display().to_string(),
         format!("http://{addr}/bomb.tar.zst"),
     ] {
-        let op = svc.pull(&reference, "bomb", None).await;
-        assert_eq!(op.state, OpState::Failed, "{reference}");
-        let msg = op.error.unwrap().message;
+        let msg = svc.pull_fails(&reference, "bomb", None).await;
         assert!(
             msg.contains("member rootfs.ext4")
                 && msg.contains("larger than the 1048576 bytes its manifest declares")
                 && msg.contains("corrupt or hostile"),
             "{reference}: {msg}"
         );
-        svc.assert_nothing_published("bomb");
     }
     // A download announcing more than the free space could ever unpack is
     // refused before its body is read.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let huge = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { return };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let _ = write!(
-                c,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                1u64 << 62
-            );
-            let _ = c.write_all(&[0x28, 0xb5, 0x2f, 0xfd]);
-        }
-    });
-    let op = svc
-        .pull(&format!("http://{huge}/huge.tar.zst"), "bomb", None)
+    let huge = http::serve(|_| Some(http::Response::declaring(1 << 62, [0x28, 0xb5, 0x2f, 0xfd])));
+    let msg = svc
+        .pull_fails(&format!("http://{huge}/huge.tar.zst"), "bomb", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
     assert!(msg.contains("is longer than the"), "{msg}");
-    svc.assert_nothing_published("bomb");
     // No downloaded copy either: the URL streamed into the reader.
     let images: Vec<_> = std::fs::read_dir(svc.state.join("images"))
         .unwrap()

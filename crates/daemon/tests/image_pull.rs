@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use banger_api::OpState;
+use banger_testsupport::ext4::fsck_clean;
 use pull_util::*;
 
 const TOOLS: &[&str] = &["docker-registry", "mkfs.ext4", "debugfs", "e2fsck"];
@@ -200,14 +201,11 @@ async fn docker_media_types_and_a_two_platform_manifest_list() {
     assert_eq!(dfs(&svc.rootfs("arm"), "cat /etc/arch").unwrap(), "arm64");
     fsck_clean(&svc.rootfs("arm"));
 
-    let op = svc.pull(&list, "s390", Some("linux/s390x")).await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
+    let msg = svc.pull_fails(&list, "s390", Some("linux/s390x")).await;
     assert!(
         msg.contains("manifest") && msg.contains("linux/s390x"),
         "{msg}"
     );
-    svc.assert_nothing_published("s390");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,11 +226,8 @@ async fn corrupt_and_truncated_blobs_publish_nothing() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0xff;
     std::fs::write(reg.blob_file(&digest), &bad).unwrap();
-    let op = svc.pull(&corrupt, "corrupt", None).await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
+    let msg = svc.pull_fails(&corrupt, "corrupt", None).await;
     assert!(msg.contains("digest") && msg.contains(&digest), "{msg}");
-    svc.assert_nothing_published("corrupt");
     let hex = digest.trim_start_matches("sha256:");
     assert!(
         !svc.state.join("blobs/sha256").join(hex).exists(),
@@ -244,11 +239,8 @@ async fn corrupt_and_truncated_blobs_publish_nothing() {
     let mut cut = gzip(&tar_bytes(&[E::File("big", 0o644, &vec![3u8; 200_000])]));
     cut.truncate(cut.len() / 2);
     push(&trunc, vec![layer(cut, OCI_GZ)], "amd64", false).await;
-    let op = svc.pull(&trunc, "trunc", None).await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
+    let msg = svc.pull_fails(&trunc, "trunc", None).await;
     assert!(msg.contains("layer sha256:"), "{msg}");
-    svc.assert_nothing_published("trunc");
 
     // A hostile layer that writes through a symlink.
     let hostile = format!("{}/test/hostile:1", reg.addr);
@@ -257,24 +249,15 @@ async fn corrupt_and_truncated_blobs_publish_nothing() {
         E::File("etc/banger-escape", 0o644, b"x"),
     ]);
     push(&hostile, vec![layer(gzip(&evil), OCI_GZ)], "amd64", false).await;
-    let op = svc.pull(&hostile, "hostile", None).await;
-    assert_eq!(op.state, OpState::Failed);
-    assert!(op.error.unwrap().message.contains("symlink"));
+    let msg = svc.pull_fails(&hostile, "hostile", None).await;
+    assert!(msg.contains("symlink"), "{msg}");
     assert!(!std::path::Path::new("/tmp/banger-escape").exists());
-    svc.assert_nothing_published("hostile");
 
     // A missing repository: a clear error, nothing published.
-    let op = svc
-        .pull(&format!("{}/test/absent:1", reg.addr), "absent", None)
+    let msg = svc
+        .pull_fails(&format!("{}/test/absent:1", reg.addr), "absent", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    assert!(
-        op.error
-            .unwrap()
-            .message
-            .contains("cannot fetch the manifest")
-    );
-    svc.assert_nothing_published("absent");
+    assert!(msg.contains("cannot fetch the manifest"), "{msg}");
 }
 
 /// A registry that cuts the first blob download in half, then serves the
@@ -396,15 +379,7 @@ async fn a_dropped_connection_fails_cleanly_and_the_next_pull_resumes() {
     let blob = gzip(&tar_bytes(&[E::File("data", 0o644, &content)]));
     let layer_digest =
         oci_client::client::ImageLayer::new(blob.clone(), OCI_GZ.into(), None).sha256_digest();
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let cfg = oci_client::client::Config::new(
-        config.clone(),
-        "application/vnd.oci.image.config.v1+json".into(),
-        None,
-    );
-    let config_digest = cfg.sha256_digest();
+    let (config_digest, config) = amd64_config();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -418,14 +393,11 @@ async fn a_dropped_connection_fails_cleanly_and_the_next_pull_resumes() {
     );
     let reference = format!("{}/test/flaky:1", flaky.addr);
     let svc = service();
-    let op = svc.pull(&reference, "flaky", None).await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
+    let msg = svc.pull_fails(&reference, "flaky", None).await;
     assert!(
         msg.contains("failed after") && msg.contains("pull again to resume"),
         "{msg}"
     );
-    svc.assert_nothing_published("flaky");
     let hex = layer_digest.trim_start_matches("sha256:");
     let partial = svc.state.join(format!("blobs/sha256/{hex}.partial"));
     let kept = std::fs::metadata(&partial).unwrap().len();
@@ -599,6 +571,19 @@ async fn pull_with_a_registered_kernel_name_links_it() {
     );
 }
 
+/// An amd64 image config with no layers, and its digest.
+fn amd64_config() -> (String, Vec<u8>) {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let cfg = oci_client::client::Config::new(
+        config.clone(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    (cfg.sha256_digest(), config)
+}
+
 /// A registry whose blob is larger than its descriptor says: the download
 /// stops at the declared size, fails naming it, and keeps nothing (no
 /// cached blob, no partial file). A manifest declaring more than the disk
@@ -608,15 +593,7 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
     let blob = zstd(&tar_bytes(&[E::File("data", 0o644, &vec![1u8; 1 << 20])]));
     let digest =
         oci_client::client::ImageLayer::new(blob.clone(), OCI_ZSTD.into(), None).sha256_digest();
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let cfg = oci_client::client::Config::new(
-        config.clone(),
-        "application/vnd.oci.image.config.v1+json".into(),
-        None,
-    );
-    let config_digest = cfg.sha256_digest();
+    let (config_digest, config) = amd64_config();
     let declared = blob.len() / 4;
     let manifest = |size: u64| {
         serde_json::to_vec(&serde_json::json!({
@@ -633,18 +610,15 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
         (digest.clone(), blob.clone()),
     );
     let svc = service();
-    let op = svc
-        .pull(&format!("{}/test/big:1", reg.addr), "big", None)
+    let msg = svc
+        .pull_fails(&format!("{}/test/big:1", reg.addr), "big", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
     assert!(
         msg.contains(&format!(
             "larger than the {declared} bytes its descriptor in the image manifest declares"
         )),
         "{msg}"
     );
-    svc.assert_nothing_published("big");
     let left: Vec<_> = std::fs::read_dir(svc.state.join("blobs/sha256"))
         .unwrap()
         .flatten()
@@ -653,11 +627,9 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
     assert!(left.is_empty(), "nothing cached or partial: {left:?}");
 
     let reg = flaky_registry(manifest(1 << 62), (config_digest, config), (digest, blob));
-    let op = svc
-        .pull(&format!("{}/test/huge:1", reg.addr), "huge", None)
+    let msg = svc
+        .pull_fails(&format!("{}/test/huge:1", reg.addr), "huge", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
     assert!(msg.contains("not enough free space"), "{msg}");
     assert!(
         !reg.requests
@@ -667,7 +639,6 @@ async fn a_blob_larger_than_its_descriptor_is_refused() {
             .any(|r| r.contains("/blobs/")),
         "no blob fetched"
     );
-    svc.assert_nothing_published("huge");
 }
 
 /// A manifest larger than 4 MiB is refused without being read whole, and
@@ -682,16 +653,13 @@ async fn an_oversized_manifest_is_refused() {
         ("sha256:11".into(), Vec::new()),
     );
     let svc = service();
-    let op = svc
-        .pull(&format!("{}/test/fat:1", reg.addr), "fat", None)
+    let msg = svc
+        .pull_fails(&format!("{}/test/fat:1", reg.addr), "fat", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
     assert!(
         msg.contains("cannot fetch the manifest") && msg.contains("larger than 4194304 bytes"),
         "{msg}"
     );
-    svc.assert_nothing_published("fat");
 }
 
 /// A registry that streams an endless chunked manifest (no Content-Length):
@@ -742,13 +710,10 @@ async fn an_endless_manifest_stream_is_cut_at_the_bound() {
         }
     });
     let svc = service();
-    let op = svc
-        .pull(&format!("{addr}/test/endless:1"), "endless", None)
+    let msg = svc
+        .pull_fails(&format!("{addr}/test/endless:1"), "endless", None)
         .await;
-    assert_eq!(op.state, OpState::Failed);
-    let msg = op.error.unwrap().message;
     assert!(msg.contains("larger than 4194304 bytes"), "{msg}");
-    svc.assert_nothing_published("endless");
     // The server stops once the client hangs up: far less than the backstop
     // (what socket buffers took is all that was sent past the bound).
     std::thread::sleep(std::time::Duration::from_millis(200));

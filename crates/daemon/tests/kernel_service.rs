@@ -4,12 +4,11 @@
 
 mod pull_util;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use banger_daemon::config::Layout;
 use banger_daemon::images::KernelService;
+use banger_testsupport::http;
 use pull_util::gzip;
 
 /// A vmlinux and a bzImage wrapping it (gzip payload after the setup sectors).
@@ -35,37 +34,6 @@ fn hex(b: &[u8]) -> String {
         .unwrap()
         .hex()
         .to_string()
-}
-
-/// Serve `files` (path → body) on 127.0.0.1.
-fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let body = files
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map(|(_, b)| b.clone());
-            let _ = match body {
-                Some(b) => write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len())
-                    .and_then(|_| s.write_all(&b)),
-                None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    port
 }
 
 fn service(dir: &std::path::Path, catalog: Option<std::path::PathBuf>) -> KernelService {
@@ -105,7 +73,7 @@ async fn pull_of_a_bzimage_with_initrd_and_a_bad_initrd_digest() {
     let t = tempfile::tempdir().unwrap();
     let (vmlinux, bz) = bzimage();
     let initrd = b"initrd-bytes".to_vec();
-    let port = serve(vec![("/bz", bz.clone()), ("/initrd", initrd.clone())]);
+    let port = http::serve_files(vec![("/bz", bz.clone()), ("/initrd", initrd.clone())]).port();
     let catalog = t.path().join("catalog.toml");
     std::fs::write(
         &catalog,
@@ -144,21 +112,7 @@ async fn pull_refuses_a_download_declared_larger_than_a_kernel() {
     let t = tempfile::tempdir().unwrap();
     // A server that declares 1 GiB and then sends a few bytes: refused on
     // the declared length, before anything is written.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 1073741824\r\n\r\nxxxx");
-        }
-    });
+    let port = http::serve(|_| Some(http::Response::declaring(1 << 30, "xxxx"))).port();
     let catalog = t.path().join("catalog.toml");
     std::fs::write(
         &catalog,

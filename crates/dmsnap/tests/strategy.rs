@@ -14,7 +14,7 @@ use banger_privops::{
     DevNum, DiskOps, LOOP_MAJOR, LoopInfo, Policy, PrivOp, PrivOpsError, PrivReply, PrivilegedOps,
     snapshot_table,
 };
-use banger_testsupport::ext4::Mkfs;
+use banger_testsupport::ext4::{Mkfs, fsck_clean};
 use banger_testsupport::{RecordingOps, skip};
 
 /// The host's devices as the fake sees them.
@@ -232,11 +232,18 @@ fn host() -> Host {
     }
 }
 
-#[test]
-fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
+/// A pretend host, its recorder (nothing fails) and a dm-snapshot strategy
+/// over it.
+fn dm_host() -> (Host, Arc<Recorder>, DmSnapshotStrategy) {
     let h = host();
     let rec = Arc::new(recorder(h.dir.path(), None));
     let s = DmSnapshotStrategy::new(rec.clone());
+    (h, rec, s)
+}
+
+#[test]
+fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
+    let (h, rec, s) = dm_host();
     assert_eq!(s.kind(), StrategyKind::DmSnapshot);
     let drive = s.create("vm1", &h.base, &h.vm_dir, 2 << 30).unwrap();
     let cow = h.vm_dir.join("root.cow");
@@ -311,9 +318,7 @@ fn a_failure_mid_create_tears_down_what_was_made() {
 
 #[test]
 fn bad_names_are_refused_by_the_policy_before_anything() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     // An image outside banger's directories never reaches losetup.
     let outside = tempfile::NamedTempFile::new().unwrap();
     assert!(s.create("vm1", outside.path(), &h.vm_dir, 0).is_err());
@@ -322,9 +327,7 @@ fn bad_names_are_refused_by_the_policy_before_anything() {
 
 #[test]
 fn reconcile_removes_only_stale_devices_dm_first_and_keeps_live_ones() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     let vms = h.vm_dir.parent().unwrap().to_path_buf();
     // vm1 lives on; "gone" was deleted while bangerd was down (its
     // directory is gone, its devices are not); a loop of a crashed create
@@ -394,9 +397,7 @@ fn reconcile_of_a_stale_loop_reused_meanwhile_leaves_it_alone() {
 
 #[test]
 fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     let cow = h.vm_dir.join("root.cow");
     std::fs::write(&cow, b"").unwrap();
     // A crash after both attaches, recorded by an older version (no
@@ -425,9 +426,7 @@ fn removing_a_vm_with_an_old_record_finds_the_backing_files_from_the_listing() {
 
 #[test]
 fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     let cow = h.vm_dir.join("root.cow");
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
     // While live, ensure only looks.
@@ -502,9 +501,7 @@ fn vm_start_after_a_reboot_re_creates_the_snapshot_over_the_same_cow() {
 
 #[test]
 fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     let cow = h.vm_dir.join("root.cow");
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
     // bangerd died after removing the dm device, before its (here not
@@ -534,9 +531,7 @@ fn start_after_a_crash_mid_teardown_releases_the_leftover_cow_loop_first() {
 
 #[test]
 fn a_snapshot_missing_its_cow_file_cannot_start() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     s.create("vm1", &h.base, &h.vm_dir, 0).unwrap();
     rec.reboot();
     std::fs::remove_file(h.vm_dir.join("root.cow")).unwrap();
@@ -553,9 +548,7 @@ fn a_snapshot_missing_its_cow_file_cannot_start() {
 
 #[test]
 fn growing_a_snapshot_is_refused_clearly_and_makes_nothing() {
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     let err = s.create("vm1", &h.base, &h.vm_dir, 4 << 30).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -579,9 +572,7 @@ fn growing_a_snapshot_is_refused_clearly_and_makes_nothing() {
 fn a_copied_disk_under_the_dm_strategy_stays_a_copy() {
     // Made by the copy (say before device-mapper was loaded): the dm
     // strategy checks, keeps and removes it as a file, no devices.
-    let h = host();
-    let rec = Arc::new(recorder(h.dir.path(), None));
-    let s = DmSnapshotStrategy::new(rec.clone());
+    let (h, rec, s) = dm_host();
     assert!(!s.present(&h.vm_dir));
     std::fs::write(h.vm_dir.join("root.ext4"), b"disk").unwrap();
     assert!(s.present(&h.vm_dir));
@@ -637,23 +628,13 @@ fn copy_fallback_for_real() {
     assert_eq!(disk, vm_dir.join("root.ext4"));
     assert_eq!(disk.metadata().unwrap().len(), 128 << 20);
     assert!(!vm_dir.join("root.ext4.partial").exists());
-    let fsck = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(fsck.status.success(), "{fsck:?}");
+    fsck_clean(&disk);
     assert!(s.present(&vm_dir));
     assert_eq!(s.ensure("vm", &base, &vm_dir).unwrap(), disk);
     // `--disk` on a copy grows the file and its filesystem.
     s.grow("vm", &vm_dir, 192 << 20).unwrap();
     assert_eq!(disk.metadata().unwrap().len(), 192 << 20);
-    let fsck = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(fsck.status.success(), "{fsck:?}");
+    fsck_clean(&disk);
     s.remove("vm", &vm_dir).unwrap();
     assert!(!s.present(&vm_dir));
     assert!(s.ensure("vm", &base, &vm_dir).is_err());

@@ -453,7 +453,10 @@ mod tests {
         match vsock_listen(40000 + std::process::id() % 20000) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::ENODEV)) => {
-                let _ = writeln!(io::stderr(), "SKIP: no AF_VSOCK on this host: {e}");
+                banger_testsupport::skip!(
+                    "vsock_listen_binds_where_the_host_has_vsock",
+                    "no AF_VSOCK on this host: {e}"
+                );
             }
             Err(e) => panic!("vsock bind: {e}"),
         }
@@ -465,8 +468,10 @@ mod tests {
     fn init_applies_ip_hostname_dns_and_host_keys() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            let _ = writeln!(io::stderr(), "SKIP: needs root for namespaces");
-            return;
+            banger_testsupport::skip!(
+                "init_applies_ip_hostname_dns_and_host_keys",
+                "needs root for namespaces"
+            );
         }
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc/ssh")).unwrap();
@@ -474,7 +479,7 @@ mod tests {
         let t = std::thread::spawn(move || -> Result<(i32, String, String), String> {
             // SAFETY: unshare of net and UTS affects this thread only.
             if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS) } != 0 {
-                return Err(format!("SKIP: unshare: {}", io::Error::last_os_error()));
+                return Err(format!("unshare: {}", io::Error::last_os_error()));
             }
             let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output();
             match ip(&[
@@ -483,11 +488,11 @@ mod tests {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
                     return Err(format!(
-                        "SKIP: no veth links: {}",
+                        "no veth links: {}",
                         String::from_utf8_lossy(&o.stderr)
                     ));
                 }
-                Err(e) => return Err(format!("SKIP: cannot run ip: {e}")),
+                Err(e) => return Err(format!("cannot run ip: {e}")),
             }
             let code = init_with(
                 &r,
@@ -511,9 +516,8 @@ mod tests {
         });
         let (code, host, net) = match t.join().unwrap() {
             Ok(v) => v,
-            Err(skip) => {
-                let _ = writeln!(io::stderr(), "{skip}");
-                return;
+            Err(why) => {
+                banger_testsupport::skip!("init_applies_ip_hostname_dns_and_host_keys", "{why}")
             }
         };
         assert_eq!(code, 0);
@@ -541,7 +545,10 @@ mod tests {
                 "host keys generated"
             );
         } else {
-            let _ = writeln!(io::stderr(), "SKIP (host keys part): no ssh-keygen");
+            banger_testsupport::print_skip(
+                "init_applies_ip_hostname_dns_and_host_keys (host keys part)",
+                format_args!("no ssh-keygen"),
+            );
         }
     }
 

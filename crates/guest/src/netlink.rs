@@ -255,7 +255,6 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use std::process::Command;
 
     /// In a throwaway network namespace (this thread only): a veth link
@@ -264,14 +263,16 @@ mod tests {
     fn configures_a_veth_link_in_a_throwaway_netns() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            let _ = writeln!(io::stderr(), "SKIP: needs root for a network namespace");
-            return;
+            banger_testsupport::skip!(
+                "configures_a_veth_link_in_a_throwaway_netns",
+                "needs root for a network namespace"
+            );
         }
         let t = std::thread::spawn(|| -> Result<String, String> {
             // SAFETY: unshare of the net namespace affects this thread only.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                 return Err(format!(
-                    "SKIP: unshare(CLONE_NEWNET): {}",
+                    "unshare(CLONE_NEWNET): {}",
                     io::Error::last_os_error()
                 ));
             }
@@ -280,11 +281,11 @@ mod tests {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
                     return Err(format!(
-                        "SKIP: no veth links: {}",
+                        "no veth links: {}",
                         String::from_utf8_lossy(&o.stderr)
                     ));
                 }
-                Err(e) => return Err(format!("SKIP: cannot run ip: {e}")),
+                Err(e) => return Err(format!("cannot run ip: {e}")),
             }
             let index = link_index("bg0").expect("bg0 exists");
             assert!(!has_ipv4("bg0").unwrap());
@@ -314,8 +315,8 @@ mod tests {
                 assert!(out.contains("10.77.0.2/24"), "{out}");
                 assert!(out.contains("default via 10.77.0.1 dev bg0"), "{out}");
             }
-            Err(skip) => {
-                let _ = writeln!(io::stderr(), "{skip}");
+            Err(why) => {
+                banger_testsupport::skip!("configures_a_veth_link_in_a_throwaway_netns", "{why}")
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The units `payload()` installs pass `systemd-analyze verify` (ExecStart
 //! pointed at a real executable, everything else as shipped).
 
-use std::io::Write;
 use std::process::Command;
 
 use banger_guest::{AGENT_PATH, SeedContent, payload};
@@ -13,11 +12,10 @@ fn payload_units_pass_systemd_analyze_verify() {
         .output()
         .is_err()
     {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: systemd-analyze is not installed (apt-get install systemd)"
+        banger_testsupport::skip!(
+            "payload_units_pass_systemd_analyze_verify",
+            "systemd-analyze is not installed (apt-get install systemd)"
         );
-        return;
     }
     let t = tempfile::tempdir().unwrap();
     let agent = t.path().join("banger-guest");

@@ -406,6 +406,7 @@ fn tool_missing(disk: &Path, e: std::io::Error) -> ImageMgrError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_testsupport::ext4::fsck_clean;
 
     /// A 16 MiB image made from a small tree, or `None` (with a SKIP line)
     /// without e2fsprogs.
@@ -425,16 +426,6 @@ mod tests {
 
     fn stat(img: &Path, p: &str) -> String {
         String::from_utf8(debugfs_read(img, &format!("stat \"{p}\"")).unwrap()).unwrap()
-    }
-
-    fn fsck_clean(img: &Path) {
-        let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-        assert!(
-            out.status.success(),
-            "e2fsck: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     #[test]

@@ -983,7 +983,6 @@ pub(crate) fn banger_names(names: impl Iterator<Item = String>, policy: &Policy)
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::net::Ipv4Addr;
 
     use super::*;
@@ -1184,12 +1183,10 @@ mod tests {
     #[test]
     fn without_device_mapper_removal_is_a_no_op_and_listing_empty() {
         if Path::new(DM_CONTROL).exists() {
-            writeln!(
-                std::io::stderr(),
-                "SKIP without_device_mapper...: this host has device-mapper"
-            )
-            .unwrap();
-            return;
+            banger_testsupport::skip!(
+                "without_device_mapper_removal_is_a_no_op_and_listing_empty",
+                "this host has device-mapper"
+            );
         }
         let p = policy(Path::new("/x"));
         let cx = Ctx {

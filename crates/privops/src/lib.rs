@@ -38,7 +38,7 @@ pub use disk_op::{
 pub use host::{IP_FORWARD, ip_forward, resolved_running};
 pub use limits::{
     ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, ACCEPT_LOG_EVERY, AcceptBackoff, AcceptFailure,
-    LogLimiter, NofileLimit, is_exhaustion, raise_nofile_limit,
+    LogLimiter, NofileLimit, is_exhaustion, raise_and_log_nofile_limit, raise_nofile_limit,
 };
 pub use local::LocalPrivOps;
 

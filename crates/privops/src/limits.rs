@@ -57,6 +57,23 @@ pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
     })
 }
 
+/// [`raise_nofile_limit`], then log the outcome: the limits at `info`, or
+/// why it could not be raised at `warn` (the process goes on with the limit
+/// it has). Both daemons call this once at start: every VM costs each a few
+/// descriptors (sockets, pidfds, log files, connections), so they use all
+/// their unit (or the shell) allows.
+pub fn raise_and_log_nofile_limit() {
+    match raise_nofile_limit() {
+        Ok(l) => tracing::info!(
+            soft = l.soft,
+            hard = l.hard,
+            before = l.before,
+            "open-files limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)"),
+    }
+}
+
 /// Whether an `accept` error means a resource is exhausted (file
 /// descriptors of the process or the system, kernel buffers, memory), so
 /// that retrying at once would spin.

@@ -4,6 +4,7 @@
 //! namespace that are deleted afterwards. The machine's own namespace is
 //! never touched. Skips (saying so) when not root.
 
+use banger_testsupport::run;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -42,16 +43,6 @@ fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     })
     .join()
     .expect("netns thread panicked")
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn link_json(name: &str) -> serde_json::Value {

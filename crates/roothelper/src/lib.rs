@@ -69,15 +69,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     // One thread and a few descriptors per connection and per VMM it
     // spawned: use all the unit allows (`LimitNOFILE=`).
-    match banger_privops::raise_nofile_limit() {
-        Ok(l) => tracing::info!(
-            soft = l.soft,
-            hard = l.hard,
-            before = l.before,
-            "open-files limit (RLIMIT_NOFILE)"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)"),
-    }
+    banger_privops::raise_and_log_nofile_limit();
     let meta = InstallMeta::load(&args.config).map_err(|e| chain(&e))?;
     if meta.jailer.is_some() {
         return Err(format!(
@@ -123,15 +115,9 @@ mod tests {
     /// The helper links no daemon code: only the seam and the config.
     #[test]
     fn links_only_privops_and_config() {
-        let manifest: toml::Table =
-            toml::from_str(include_str!("../Cargo.toml")).expect("Cargo.toml parses");
-        let deps = manifest["dependencies"].as_table().unwrap();
-        let mut ours: Vec<&str> = deps
-            .keys()
-            .map(String::as_str)
-            .filter(|k| k.starts_with("banger"))
-            .collect();
-        ours.sort_unstable();
-        assert_eq!(ours, ["banger-config", "banger-privops"]);
+        assert_eq!(
+            banger_testsupport::banger_dependencies(include_str!("../Cargo.toml")),
+            ["banger-config", "banger-privops"]
+        );
     }
 }

@@ -24,6 +24,7 @@ impl std::error::Error for Unavailable {}
 pub struct Mkfs {
     args: Vec<OsString>,
     files: Vec<(PathBuf, Vec<u8>)>,
+    dirs: Vec<PathBuf>,
 }
 
 impl Mkfs {
@@ -54,6 +55,13 @@ impl Mkfs {
         self
     }
 
+    /// An (empty) directory at `path` (relative to the filesystem's root);
+    /// its parent directories are made too.
+    pub fn dir(mut self, path: impl AsRef<Path>) -> Mkfs {
+        self.dirs.push(path.as_ref().to_path_buf());
+        self
+    }
+
     /// Make the image at `image` (created or overwritten) of `size`
     /// (`mkfs.ext4`'s size argument: `16M`, `1G`, …). `Err` only when
     /// `mkfs.ext4` cannot be run here (the caller skips); a run that fails
@@ -62,13 +70,16 @@ impl Mkfs {
         let mut cmd = Command::new("mkfs.ext4");
         cmd.args(["-q", "-F"]).args(&self.args);
         // The tree outlives the run; it is removed when `tree` drops.
-        let tree = if self.files.is_empty() {
+        let tree = if self.files.is_empty() && self.dirs.is_empty() {
             None
         } else {
             let tree = tempfile::Builder::new()
                 .prefix("banger-ext4-tree-")
                 .tempdir()
                 .expect("temporary directory for the ext4 tree");
+            for dir in &self.dirs {
+                std::fs::create_dir_all(tree.path().join(dir)).expect("ext4 tree directory");
+            }
             for (path, contents) in &self.files {
                 let at = tree.path().join(path);
                 if let Some(parent) = at.parent() {
@@ -97,6 +108,24 @@ impl Mkfs {
     }
 }
 
+/// Check the filesystem in `image` with `e2fsck -fn` (read-only, forced)
+/// and panic with its report unless it is clean.
+pub fn fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("run e2fsck (apt-get install e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} ({}): {}{}",
+        image.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,11 +137,21 @@ mod tests {
         let built = Mkfs::new()
             .block_size(1024)
             .file("etc/hostname", "fixture\n")
+            .dir("home/dev")
             .build(&image, "8M");
         if let Err(why) = built {
             crate::skip!("builds_an_image_holding_the_files", "{why}");
         }
         assert_eq!(image.metadata().unwrap().len(), 8 << 20);
+        if crate::in_path("e2fsck") {
+            fsck_clean(&image);
+            // A zeroed superblock is not clean.
+            let mut broken = std::fs::read(&image).unwrap();
+            broken[1024..2048].fill(0);
+            let bad = t.path().join("broken.ext4");
+            std::fs::write(&bad, broken).unwrap();
+            assert!(std::panic::catch_unwind(|| fsck_clean(&bad)).is_err());
+        }
         // The superblock (at 1024) says ext4's magic and 1 KiB blocks.
         let bytes = std::fs::read(&image).unwrap();
         assert_eq!(&bytes[1024 + 0x38..1024 + 0x3a], &[0x53, 0xef]);
@@ -126,6 +165,16 @@ mod tests {
                 .output()
                 .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "fixture\n");
+            let out = Command::new("debugfs")
+                .args(["-R", "stat /home/dev"])
+                .arg(&image)
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Type: directory"),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 

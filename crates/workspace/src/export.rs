@@ -109,36 +109,8 @@ mod tests {
     use super::*;
     use crate::script::{EXPORT_NOTHING, ExportFormat, export_script};
     use crate::test_repo::{make_repo, run_git};
+    use banger_testsupport::tree_snapshot;
     use std::process::Command;
-
-    fn tree_snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = e.path();
-                if p.file_name().unwrap() == ".git" {
-                    continue;
-                }
-                let ft = e.file_type().unwrap();
-                if ft.is_dir() {
-                    stack.push(p);
-                } else if ft.is_symlink() {
-                    out.push((
-                        p.clone(),
-                        std::fs::read_link(&p)
-                            .unwrap()
-                            .into_os_string()
-                            .into_encoded_bytes(),
-                    ));
-                } else {
-                    out.push((p.clone(), std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
 
     #[test]
     fn guest_commit_and_edit_come_back_as_a_branch_without_touching_the_tree() {

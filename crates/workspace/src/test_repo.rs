@@ -3,24 +3,8 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// Run git in `dir` with a fixed identity; panics on failure.
-pub fn run_git(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+pub use banger_testsupport::git_bytes as run_git;
 
 /// `dir/repo`: nested dirs, a symlink, an executable, a space, a non-UTF-8
 /// name, an ignored and an untracked file, a remote; branch `main`.

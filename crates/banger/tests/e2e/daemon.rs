@@ -46,15 +46,7 @@ fn lifecycle_through_the_cli() {
     assert!(vm.runtime.is_none());
     assert!(!std::path::Path::new(&format!("/proc/{pid1}/cmdline")).exists() || !alive(pid1));
 
-    d.cli_ok(&["vm", "start", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    let pid2 = vm.runtime.unwrap().pid;
-
-    d.cli_ok(&["vm", "restart", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    assert_ne!(vm.runtime.unwrap().pid, pid2, "restart runs a new VMM");
+    d.start_then_restart("dev");
 
     // set refuses a running VM, works on a stopped one.
     let out = d.cli(&["vm", "set", "dev", "--vcpus", "2"]);

@@ -58,9 +58,9 @@ fn out_of_descriptors_bangerd_backs_off_and_recovers() {
     );
 
     // Hold more connections than the daemon has descriptors: those past
-    // its limit wait in the listen queue while accept fails.
-    // The log from here on: the first accept failure is logged at once,
-    // possibly while this loop still connects.
+    // its limit wait in the listen queue while accept fails. The log is
+    // read from here: the first failure is logged at once, possibly while
+    // the test is still connecting, and the next not within 5 s.
     let log_before = d.log().len();
     let mut held = Vec::new();
     for _ in 0..(HARD as usize + 40) {
@@ -80,7 +80,7 @@ fn out_of_descriptors_bangerd_backs_off_and_recovers() {
         .filter(|l| l.contains("accept failed"))
         .count();
     eprintln!(
-        "bangerd out of descriptors: {:.1} % of one core, {errors} accept-error lines since the connections began",
+        "bangerd out of descriptors: {:.1} % of one core, {errors} accept-error lines",
         share * 100.0
     );
     assert!(

@@ -13,27 +13,9 @@ use std::process::Command;
 
 use banger_api::VmState;
 use banger_api::guest::{GuestPort, WorkspaceExported, WorkspacePrepared};
+use banger_testsupport::{git, tree_snapshot};
 use guestnet::GuestNet;
 use util::{Fixtures, TestDaemon, tail};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        // Inspecting the host repo must not rewrite its index, or the next
-        // prepare would (rightly) send it as a change.
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A checkout with every awkward case of the issue.
 fn awkward_repo(dir: &Path, big_mib: usize) -> PathBuf {
@@ -75,41 +57,6 @@ fn awkward_repo(dir: &Path, big_mib: usize) -> PathBuf {
     std::fs::create_dir_all(r.join("build")).unwrap();
     std::fs::write(r.join("build/out.o"), "ignored\n").unwrap();
     r
-}
-
-/// (path, kind+mode, content) of every work-tree entry, `.git` excluded.
-fn snapshot(root: &Path) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.file_name().unwrap() == ".git" {
-                continue;
-            }
-            let md = p.symlink_metadata().unwrap();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            if md.is_dir() {
-                stack.push(p);
-            } else if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).unwrap();
-                out.push((rel, 0o120000, t.as_os_str().as_bytes().to_vec()));
-            } else {
-                out.push((
-                    rel,
-                    md.permissions().mode() & 0o777,
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 struct Setup {
@@ -181,21 +128,16 @@ fn readiness_pinning_ssh_and_ports() {
     // Without --print it writes ~/.ssh/config.d/banger and names the Include line.
     let home = s.net.dir.path().join("user-home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new(util::bin("banger"))
-        .arg("--state-dir")
-        .arg(s.d.state_dir())
-        .arg("--config")
-        .arg(s.d.dir.path().join("config.toml"))
-        .arg("ssh-config")
-        .env("HOME", &home)
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let with_home = |args: &[&str]| {
+        let out = s.d.cli_in_home(&home, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = with_home(&["ssh-config"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Include ~/.ssh/config.d/banger"));
     assert_eq!(
         std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap(),
@@ -213,40 +155,13 @@ fn readiness_pinning_ssh_and_ports() {
         std::fs::metadata(&main_cfg).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let again = Command::new(util::bin("banger"))
-        .arg("--state-dir")
-        .arg(s.d.state_dir())
-        .arg("--config")
-        .arg(s.d.dir.path().join("config.toml"))
-        .arg("ssh-config")
-        .env("HOME", &home)
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    with_home(&["ssh-config"]);
     assert_eq!(
         std::fs::read_to_string(&main_cfg).unwrap(),
         text,
         "no second Include"
     );
     // `vm delete`/`vm create` keep an installed include current.
-    let with_home = |args: &[&str]| {
-        let out = Command::new(util::bin("banger"))
-            .arg("--state-dir")
-            .arg(s.d.state_dir())
-            .arg("--config")
-            .arg(s.d.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", &home)
-            .env_remove("XDG_RUNTIME_DIR")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     with_home(&["vm", "create", "other", "--image", "base", "--no-start"]);
     let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
     assert!(
@@ -310,9 +225,9 @@ fn prepare_delta_and_export_round_trip() {
     assert_eq!(first.guest_dir, guest.display().to_string());
 
     // Same tree (ignored files excluded), same git state.
-    let mut host = snapshot(&repo);
+    let mut host = tree_snapshot(&repo);
     host.retain(|(p, _, _)| !p.ends_with(b".log") && !p.starts_with(b"build"));
-    assert_eq!(snapshot(&guest), host, "guest tree differs");
+    assert_eq!(tree_snapshot(&guest), host, "guest tree differs");
     assert!(!guest.join("noise.log").exists() && !guest.join("build").exists());
     assert_eq!(
         git(&guest, &["rev-parse", "HEAD"]),
@@ -352,7 +267,7 @@ fn prepare_delta_and_export_round_trip() {
     git(&guest, &["commit", "-q", "-m", "guest work"]);
     std::fs::write(guest.join("tool.sh"), "#!/bin/sh\necho edited\n").unwrap();
 
-    let before = snapshot(&repo);
+    let before = tree_snapshot(&repo);
     let head_before = std::fs::read(repo.join(".git/HEAD")).unwrap();
     let index_before = std::fs::read(repo.join(".git/index")).unwrap();
     let out: WorkspaceExported = s.d.cli_json(&[
@@ -364,7 +279,7 @@ fn prepare_delta_and_export_round_trip() {
     ]);
     assert!(out.changed);
     assert_eq!(out.branch.as_deref(), Some("banger/dev"));
-    assert_eq!(snapshot(&repo), before, "host working tree changed");
+    assert_eq!(tree_snapshot(&repo), before, "host working tree changed");
     assert_eq!(std::fs::read(repo.join(".git/HEAD")).unwrap(), head_before);
     assert_eq!(
         std::fs::read(repo.join(".git/index")).unwrap(),

@@ -16,7 +16,7 @@
 
 use crate::util;
 
-use banger_testsupport::{in_path, skip};
+use banger_testsupport::{in_path, run, skip};
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
@@ -133,21 +133,6 @@ fn open_taps() -> Vec<String> {
         }
     }
     taps
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn git(repo: &Path, args: &[&str]) -> String {

@@ -181,16 +181,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
     banger_imagemgr::check_kernel(Path::new(&image.kernel_path)).expect("an ELF vmlinux");
     let head = std::fs::read(&initrd).unwrap();
     assert!(head.len() > 1 << 20, "initrd is {} bytes", head.len());
-    let fsck = Command::new("e2fsck")
-        .args(["-fn", rootfs])
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "e2fsck -fn: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    banger_testsupport::ext4::fsck_clean(Path::new(rootfs));
     let allocated = std::fs::metadata(rootfs).map(|m| {
         use std::os::unix::fs::MetadataExt;
         m.blocks() * 512
@@ -237,11 +228,7 @@ fn build_a_debian_image_check_it_and_boot_it() {
 
     // 7. An unreachable mirror: the operation fails with mmdebstrap's own
     // words and nothing is published or left behind.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = banger_testsupport::free_port();
     let bad = d.cli(&[
         "image",
         "build",

@@ -48,11 +48,7 @@ fn bundle_round_trip_through_the_cli() {
 
     // A registry that does not answer: the operation fails with a reason
     // and the exit code says so; nothing is published.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = banger_testsupport::free_port();
     let bad = d.cli(&[
         "image",
         "pull",

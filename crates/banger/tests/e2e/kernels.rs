@@ -4,47 +4,9 @@
 
 use crate::util;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
 use banger_api::{Image, Kernel, VmState};
+use banger_testsupport::http::serve_files;
 use util::{Fixtures, TestDaemon, fake_vmlinux};
-
-/// Serve `files` (path → body) over HTTP/1.0 on 127.0.0.1 until the test
-/// ends; unknown paths get 404.
-fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            match files.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => {
-                    let _ = write!(
-                        s,
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = s.write_all(body);
-                }
-                None => {
-                    let _ = s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                }
-            }
-        }
-    });
-    port
-}
 
 fn hex(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -77,10 +39,11 @@ fn kernel_catalog_pull_register_delete_through_the_cli() {
         return;
     };
     let good = fake_vmlinux();
-    let port = serve(vec![
+    let port = serve_files(vec![
         ("/vmlinux-good", good.clone()),
         ("/vmlinux-bad", good.clone()),
-    ]);
+    ])
+    .port();
     let catalog = fx.dir.path().join("catalog.toml");
     std::fs::write(
         &catalog,
@@ -194,7 +157,7 @@ fn image_promote_through_the_cli() {
         .write(true)
         .open(&disk)
         .and_then(|mut f| {
-            use std::io::{Seek, SeekFrom};
+            use std::io::{Seek, SeekFrom, Write};
             f.seek(SeekFrom::Start(2 * 1024 * 1024))?;
             f.write_all(b"promoted-marker")
         })

@@ -8,7 +8,7 @@
 
 use crate::util;
 
-use banger_testsupport::skip;
+use banger_testsupport::{run, skip};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -74,17 +74,6 @@ impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {

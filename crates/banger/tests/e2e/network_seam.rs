@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmDeleteParams};
+use banger_api::rpc::VmDeleteParams;
 use banger_api::{OpState, VmState};
-use banger_daemon::config::{Config, Layout, Mode};
-use banger_daemon::{Daemon, OpenOptions};
+use banger_daemon::Daemon;
 use banger_privops::{LinkInfo, LocalPrivOps, PrivOp, PrivOpsError, PrivReply, PrivilegedOps};
 use banger_testsupport::RecordingOps;
+use util::inproc::{self, create_and_wait, register_base};
 
 /// A pretend link table for the network operations; the VMM operations go
 /// to the real adapter. The recorder in front of it validates exactly as
@@ -92,75 +92,20 @@ fn open(
         "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nsubnet = \"127.30.0.0/24\"\ndns_port = 0\ntap_pool_size = {pool}\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         util::bin("banger-fcsim").display().to_string()
     );
-    let config: Config = toml::from_str(&text).unwrap();
-    let layout = Layout::resolve(
-        Mode::Dev,
-        dir.join("config.toml"),
-        &config,
-        Some(&dir.join("state")),
-    )
-    .unwrap();
-    let policy = banger_daemon::root::privops_policy(&config, &layout);
-    let mut ops = RecordingOps::new(FakeNet {
-        inner: LocalPrivOps::new(policy.clone()),
-        // A TAP a previous daemon leaked.
-        links: Mutex::new(["bgt0000dead".to_string()].into()),
-    })
-    .validating(policy)
-    .labelled(label);
-    if refuse_tap {
-        ops = ops.failing(|op| {
-            matches!(op, PrivOp::CreateTap { .. }).then(|| PrivOpsError::Refused {
-                op: "create_tap",
-                reason: "test says no".into(),
-            })
-        });
-    }
-    let ops = Arc::new(ops);
-    let d = Daemon::open(OpenOptions {
-        config,
-        layout,
-        privops: Some(ops.clone()),
-        root_disks: None,
-        procfs: None,
-    })
-    .unwrap();
-    (d, ops)
-}
-
-async fn register(d: &Daemon, fx: &util::Fixtures) {
-    d.images
-        .register(ImageRegisterParams {
-            name: "base".into(),
-            rootfs: fx.rootfs.display().to_string(),
-            kernel: fx.kernel.display().to_string(),
-            initrd: None,
-            kernel_name: None,
+    inproc::open(dir, &text, |policy| {
+        let ops = RecordingOps::new(FakeNet {
+            inner: LocalPrivOps::new(policy.clone()),
+            // A TAP a previous daemon leaked.
+            links: Mutex::new(["bgt0000dead".to_string()].into()),
         })
-        .await
-        .unwrap();
-}
-
-async fn create(d: &Daemon, name: &str) -> banger_api::Operation {
-    let created = d
-        .vms
-        .create(VmCreateParams {
-            name: name.into(),
-            image: Some("base".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let id = created.operation.unwrap().id;
-    let mut rx = match d.vms.watch(&id).unwrap() {
-        Ok(rx) => rx,
-        Err(done) => return done,
-    };
-    rx.wait_for(|o| o.0.state.is_done())
-        .await
-        .unwrap()
-        .0
-        .clone()
+        .validating(policy)
+        .labelled(label);
+        if refuse_tap {
+            ops.failing(inproc::refuse("create_tap"))
+        } else {
+            ops
+        }
+    })
 }
 
 async fn pool_full(d: &Daemon) {
@@ -197,10 +142,10 @@ async fn start_takes_a_pooled_tap_publishes_and_gives_back() {
         ],
         "bridge, leak removed, pool filled"
     );
-    register(&d, &fx).await;
+    register_base(&d, &fx).await;
     let pooled = net.pool.names();
     ops.clear_log();
-    let op = create(&d, "seam").await;
+    let op = create_and_wait(&d, "seam").await;
     assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
     let vm = d.vms.resolve("seam").unwrap();
     pool_full(&d).await;
@@ -274,8 +219,8 @@ async fn refused_tap_leaves_error_and_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let (d, ops) = open(dir.path(), 0, true);
     d.reconcile().await.unwrap();
-    register(&d, &fx).await;
-    let op = create(&d, "nope").await;
+    register_base(&d, &fx).await;
+    let op = create_and_wait(&d, "nope").await;
     assert_eq!(op.state, OpState::Failed);
     assert!(op.error.unwrap().message.contains("test says no"));
     assert_eq!(d.vms.resolve("nope").unwrap().state, VmState::Error);

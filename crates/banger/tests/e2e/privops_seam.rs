@@ -6,12 +6,12 @@ use crate::util;
 
 use std::sync::Arc;
 
-use banger_api::rpc::{ImageRegisterParams, VmCreateParams, VmDeleteParams, VmStopParams};
+use banger_api::rpc::{VmDeleteParams, VmStopParams};
 use banger_api::{OpState, VmState};
-use banger_daemon::config::{Config, Layout, Mode};
-use banger_daemon::{Daemon, OpenOptions};
-use banger_privops::{LocalPrivOps, PrivOp, PrivOpsError};
+use banger_daemon::Daemon;
+use banger_privops::{LocalPrivOps, PrivOp};
 use banger_testsupport::RecordingOps;
+use util::inproc::{self, create_and_wait, register_base};
 
 /// Records each operation, then forwards it (or refuses spawns when asked).
 type Recording = RecordingOps<LocalPrivOps>;
@@ -29,58 +29,14 @@ fn open(dir: &std::path::Path, refuse_spawn: bool) -> (Daemon, Arc<Recording>) {
         "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 2\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         util::bin("banger-fcsim").display().to_string()
     );
-    let config: Config = toml::from_str(&text).unwrap();
-    let layout = Layout::resolve(
-        Mode::Dev,
-        dir.join("config.toml"),
-        &config,
-        Some(&dir.join("state")),
-    )
-    .unwrap();
-    let mut ops = RecordingOps::new(LocalPrivOps::new(banger_daemon::root::privops_policy(
-        &config, &layout,
-    )))
-    .labelled(label);
-    if refuse_spawn {
-        ops = ops.failing(|op| {
-            matches!(op, PrivOp::SpawnVmm(_)).then(|| PrivOpsError::Refused {
-                op: "spawn_vmm",
-                reason: "test says no".into(),
-            })
-        });
-    }
-    let ops = Arc::new(ops);
-    let d = Daemon::open(OpenOptions {
-        config,
-        layout,
-        privops: Some(ops.clone()),
-        root_disks: None,
-        procfs: None,
+    inproc::open(dir, &text, |policy| {
+        let ops = RecordingOps::new(LocalPrivOps::new(policy)).labelled(label);
+        if refuse_spawn {
+            ops.failing(inproc::refuse("spawn_vmm"))
+        } else {
+            ops
+        }
     })
-    .unwrap();
-    (d, ops)
-}
-
-async fn create_and_wait(d: &Daemon, name: &str) -> banger_api::Operation {
-    let created = d
-        .vms
-        .create(VmCreateParams {
-            name: name.into(),
-            image: Some("base".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let id = created.operation.unwrap().id;
-    let mut rx = match d.vms.watch(&id).unwrap() {
-        Ok(rx) => rx,
-        Err(done) => return done,
-    };
-    rx.wait_for(|o| o.0.state.is_done())
-        .await
-        .unwrap()
-        .0
-        .clone()
 }
 
 #[tokio::test]
@@ -90,16 +46,7 @@ async fn lifecycle_goes_through_the_seam() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (d, ops) = open(dir.path(), false);
-    d.images
-        .register(ImageRegisterParams {
-            name: "base".into(),
-            rootfs: fx.rootfs.display().to_string(),
-            kernel: fx.kernel.display().to_string(),
-            initrd: None,
-            kernel_name: None,
-        })
-        .await
-        .unwrap();
+    register_base(&d, &fx).await;
     let op = create_and_wait(&d, "seam").await;
     assert_eq!(op.state, OpState::Succeeded, "{:?}", op.error);
     let vm = d.vms.resolve("seam").unwrap();
@@ -126,16 +73,7 @@ async fn refused_spawn_leaves_error_and_nothing_running() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (d, _ops) = open(dir.path(), true);
-    d.images
-        .register(ImageRegisterParams {
-            name: "base".into(),
-            rootfs: fx.rootfs.display().to_string(),
-            kernel: fx.kernel.display().to_string(),
-            initrd: None,
-            kernel_name: None,
-        })
-        .await
-        .unwrap();
+    register_base(&d, &fx).await;
     let op = create_and_wait(&d, "nope").await;
     assert_eq!(op.state, OpState::Failed);
     assert!(op.error.unwrap().message.contains("test says no"));

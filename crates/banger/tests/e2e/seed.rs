@@ -5,6 +5,7 @@
 
 use crate::util;
 
+use banger_testsupport::ext4::fsck_clean;
 use banger_testsupport::skip;
 
 use std::path::{Path, PathBuf};
@@ -23,20 +24,6 @@ fn dfs(disk: &Path, req: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fsck_clean(disk: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(disk)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck {}: {}",
-        disk.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 fn vm_config(api_sock: &str) -> serde_json::Value {

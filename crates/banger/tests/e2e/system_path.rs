@@ -115,7 +115,12 @@ fn system_dir(owner: u32) -> TestDaemon {
     }
 }
 
-fn have_setpriv(test: &str) -> bool {
+/// Whether `test` can run here: root (to start `bangerd-root` and switch
+/// uids) and `setpriv`; otherwise it prints why.
+fn can_run(test: &str) -> bool {
+    if !is_root() {
+        skip!(return false; test, "needs root to start bangerd-root and switch uids");
+    }
     let ok = Command::new("setpriv")
         .arg("--version")
         .output()
@@ -126,13 +131,21 @@ fn have_setpriv(test: &str) -> bool {
     true
 }
 
+/// `banger system ping` of the helper at `socket`, run as uid/gid 65534.
+fn ping_as_nobody(socket: &Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("banger"))
+        .args(["system", "ping", "--helper-socket"])
+        .arg(socket)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     const T: &str = "non_root_daemon_runs_the_full_vm_flow_through_the_helper";
-    if !is_root() {
-        skip!(T, "needs root to start bangerd-root and switch uids");
-    }
-    if !have_setpriv(T) {
+    if !can_run(T) {
         return;
     }
     let Some(fx) = Fixtures::new(T) else {
@@ -181,13 +194,7 @@ fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
     let m = std::fs::metadata(&console).unwrap();
     assert_eq!(m.uid(), NOBODY, "{} is the owner's", console.display());
     // The owner reaches the helper and is seen as itself.
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin("banger"))
-        .args(["system", "ping", "--helper-socket"])
-        .arg(&helper.socket)
-        .output()
-        .unwrap();
+    let out = ping_as_nobody(&helper.socket);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("sees uid 65534"),
@@ -197,14 +204,7 @@ fn non_root_daemon_runs_the_full_vm_flow_through_the_helper() {
 
     d.cli_ok(&["vm", "stop", "dev"]);
     assert_eq!(d.vm("dev").unwrap().state, VmState::Stopped);
-    d.cli_ok(&["vm", "start", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    let pid2 = vm.runtime.unwrap().pid;
-    d.cli_ok(&["vm", "restart", "dev"]);
-    let vm: VmDetail = d.cli_json(&["vm", "show", "dev"]);
-    assert_eq!(vm.vm.state, VmState::Running);
-    assert_ne!(vm.runtime.unwrap().pid, pid2, "restart runs a new VMM");
+    d.start_then_restart("dev");
     let out = d.cli(&["vm", "set", "dev", "--vcpus", "2"]);
     assert_eq!(out.status.code(), Some(ErrorKind::Conflict.exit_code()));
     d.cli_ok(&["vm", "stop", "dev"]);
@@ -246,10 +246,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     const T: &str = "helper_refuses_escapes_other_uids_and_oversized_requests";
-    if !is_root() {
-        skip!(T, "needs root to start bangerd-root");
-    }
-    if !have_setpriv(T) {
+    if !can_run(T) {
         return;
     }
     // Owner 4242: neither we (root, allowed) nor 65534 (refused).
@@ -267,13 +264,7 @@ fn helper_refuses_escapes_other_uids_and_oversized_requests() {
     // Another uid is refused with a clear error (the socket is opened up so
     // the refusal comes from SO_PEERCRED, not from file permissions).
     std::fs::set_permissions(&helper.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin("banger"))
-        .args(["system", "ping", "--helper-socket"])
-        .arg(&helper.socket)
-        .output()
-        .unwrap();
+    let out = ping_as_nobody(&helper.socket);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("uid 65534 may not use bangerd-root"), "{err}");

@@ -363,10 +363,10 @@ mod tests {
                 .flatten()
                 .is_none()
             {
-                eprintln!(
-                    "SKIP an_unedited_old_config_is_moved_to_the_new_helper_socket: no user nobody"
+                banger_testsupport::skip!(
+                    "an_unedited_old_config_is_moved_to_the_new_helper_socket",
+                    "no user nobody"
                 );
-                return;
             }
         }
         let owner = if me.uid.is_root() {

@@ -193,10 +193,11 @@ mod tests {
 
     #[test]
     fn the_tmpfiles_line_makes_the_runtime_dir_the_owners_0700() {
+        use banger_testsupport::skip;
         use std::os::unix::fs::MetadataExt;
         const T: &str = "the_tmpfiles_line_makes_the_runtime_dir_the_owners_0700";
         if !nix::unistd::geteuid().is_root() {
-            return eprintln!("SKIP {T}: needs root to create a directory for another uid");
+            skip!(T, "needs root to create a directory for another uid");
         }
         let t = tempfile::tempdir().unwrap();
         let mut meta = crate::system::install::meta_for("alice", 64_611, 64_612);
@@ -209,7 +210,7 @@ mod tests {
             .output()
         {
             Ok(o) => o,
-            Err(e) => return eprintln!("SKIP {T}: cannot run systemd-tmpfiles ({e})"),
+            Err(e) => skip!(T, "cannot run systemd-tmpfiles ({e})"),
         };
         assert!(
             out.status.success(),

@@ -360,53 +360,30 @@ fn home_mode(disk: &Path, path: &str) -> Result<u32, ImageMgrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
+    use banger_testsupport::ext4::{Mkfs, fsck_clean};
+    use banger_testsupport::{in_path, skip};
 
     fn image(dir: &Path) -> Option<PathBuf> {
-        let tree = dir.join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
-        std::fs::create_dir_all(tree.join("home/dev")).unwrap();
-        std::fs::write(tree.join("home/dev/.profile"), "export DEV=1\n").unwrap();
-        std::fs::write(
-            tree.join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(tree.join("etc/fstab"), "proc /proc proc defaults 0 0").unwrap();
         let img = dir.join("rootfs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("32M")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || Command::new("debugfs").arg("-V").output().is_err() {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP image_seed: mkfs.ext4/debugfs missing (install e2fsprogs)"
-            );
-            return None;
+        let built = Mkfs::new()
+            .file("home/dev/.profile", "export DEV=1\n")
+            .file(
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/home/dev:/bin/sh\n",
+            )
+            .file("etc/fstab", "proc /proc proc defaults 0 0")
+            .build(&img, "32M");
+        if let Err(why) = built {
+            skip!(return None; "image_seed", "{why}");
+        }
+        if !in_path("debugfs") {
+            skip!(return None; "image_seed", "debugfs missing (install e2fsprogs)");
         }
         Some(img)
     }
 
     fn read(disk: &Path, p: &str) -> String {
         String::from_utf8(banger_imagemgr::ext4_read_file(disk, p).unwrap().unwrap()).unwrap()
-    }
-
-    fn fsck(disk: &Path) {
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(disk)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
     }
 
     #[test]
@@ -463,8 +440,8 @@ mod tests {
                 .unwrap()
                 .contains("User:  1000")
         );
-        fsck(&img);
-        fsck(&work);
+        fsck_clean(&img);
+        fsck_clean(&work);
         assert_eq!(inputs.staleness(Some(&seed)), None);
         assert!(inputs.staleness(None).is_some());
 
@@ -491,26 +468,15 @@ mod tests {
             "ssh-ed25519 BBBB owner\n"
         );
         assert_eq!(read(&img, "/etc/fstab").matches("/dev/vdb").count(), 1);
-        fsck(&img);
+        fsck_clean(&img);
     }
 
     #[test]
     fn root_user_without_passwd_or_fstab() {
         let t = tempfile::tempdir().unwrap();
-        let tree = t.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
         let img = t.path().join("rootfs.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("16M")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP image_seed: mkfs.ext4 missing");
-            return;
+        if let Err(why) = Mkfs::new().build(&img, "16M") {
+            skip!("image_seed", "{why}");
         }
         let inputs = SeedInputs {
             guest_user: "root".into(),

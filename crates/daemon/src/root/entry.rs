@@ -42,15 +42,7 @@ pub fn main() -> i32 {
         .init();
     // Every VM costs the daemon a few descriptors (API socket, pidfd, log
     // files, connections): use all the unit (or the shell) allows.
-    match banger_privops::raise_nofile_limit() {
-        Ok(l) => tracing::info!(
-            soft = l.soft,
-            hard = l.hard,
-            before = l.before,
-            "open-files limit (RLIMIT_NOFILE)"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)"),
-    }
+    banger_privops::raise_and_log_nofile_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

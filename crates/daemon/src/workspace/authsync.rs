@@ -146,6 +146,8 @@ impl WorkspaceService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_testsupport::ext4::Mkfs;
+    use banger_testsupport::{in_path, skip};
 
     /// Read-only debugfs request against `disk` (what the checks look at).
     fn debugfs(disk: &Path, _write: bool, request: &str) -> Result<String, String> {
@@ -160,28 +162,16 @@ mod tests {
     }
 
     fn image(dir: &Path, passwd: Option<&str>) -> Option<PathBuf> {
-        let tree = dir.join("tree");
-        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        let mut fs = Mkfs::new().dir("etc");
         if let Some(p) = passwd {
-            std::fs::write(tree.join("etc/passwd"), p).unwrap();
-            std::fs::create_dir_all(tree.join("home/dev")).unwrap();
+            fs = fs.file("etc/passwd", p).dir("home/dev");
         }
         let img = dir.join("root.ext4");
-        let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("16M")
-            .status()
-            .is_ok_and(|s| s.success());
-        let has_debugfs = Command::new("debugfs").arg("-V").output().is_ok();
-        if !ok || !has_debugfs {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP vm_authsync: mkfs.ext4/debugfs missing (e2fsprogs)"
-            );
-            return None;
+        if let Err(why) = fs.build(&img, "16M") {
+            skip!(return None; "vm_authsync", "{why}");
+        }
+        if !in_path("debugfs") {
+            skip!(return None; "vm_authsync", "debugfs missing (e2fsprogs)");
         }
         Some(img)
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use banger_api::Vm;
 use banger_api::guest::{WorkspaceExportParams, WorkspacePrepareParams};
+use banger_testsupport::{git, skip};
 
 use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
@@ -128,22 +129,6 @@ fn service_with(
     };
     let lookup_dyn: Arc<dyn VmLookup> = lookup.clone();
     (Arc::new(WorkspaceService::new(lookup_dyn, deps)), lookup)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn repo(dir: &Path) -> PathBuf {
@@ -333,9 +318,10 @@ async fn ports_come_from_the_agent_over_vsock() {
 #[tokio::test]
 async fn ports_fall_back_to_ss_over_ssh() {
     if Command::new("ss").arg("-V").output().is_err() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIP: no `ss` (iproute2) on this host");
-        return;
+        skip!(
+            "ports_fall_back_to_ss_over_ssh",
+            "no `ss` (iproute2) on this host"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let (ws, lookup) = service(dir.path(), None);
@@ -424,8 +410,10 @@ async fn the_stream_is_zstd_when_the_guest_has_it_and_plain_otherwise() {
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        eprintln!("SKIP zstd stream: no zstd on this machine (apt-get install zstd)");
-        return;
+        skip!(
+            "zstd stream",
+            "no zstd on this machine (apt-get install zstd)"
+        );
     };
     // A zstd on the guest's PATH that notes each use.
     let bin = dir.path().join("bin");

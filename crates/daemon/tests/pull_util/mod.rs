@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -43,11 +43,7 @@ pub struct Registry {
 impl Registry {
     pub fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = banger_testsupport::free_port();
         let addr = format!("127.0.0.1:{port}");
         let root = dir.path().join("data");
         let config = dir.path().join("config.yml");
@@ -356,6 +352,15 @@ impl Svc {
         .clone()
     }
 
+    /// Run a pull that must fail: it publishes nothing (see
+    /// [`Svc::assert_nothing_published`]); returns its error message.
+    pub async fn pull_fails(&self, reference: &str, name: &str, platform: Option<&str>) -> String {
+        let op = self.pull(reference, name, platform).await;
+        assert_eq!(op.state, banger_api::OpState::Failed, "{reference}");
+        self.assert_nothing_published(name);
+        op.error.expect("a failed operation says why").message
+    }
+
     /// No staging leftovers and no image row named `name`.
     pub fn assert_nothing_published(&self, name: &str) {
         assert!(self.store.find_image(name).unwrap().is_none());
@@ -389,16 +394,6 @@ pub fn dfs(img: &Path, cmd: &str) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub fn fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}",
-        img.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 /// Unused-import guard for BTreeMap in some builds.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod debian;
+pub mod inproc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -192,6 +193,11 @@ impl TestDaemon {
             .find(|(k, _)| k == "HOME")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| self.dir.path().join("cli-home"));
+        self.cli_in_home(&home, args)
+    }
+
+    /// Run the `banger` CLI against this daemon with `HOME` set to `home`.
+    pub fn cli_in_home(&self, home: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("banger"));
         if let Some(meta) = self.install_meta() {
             cmd.env("BANGER_INSTALL_META", meta);
@@ -285,6 +291,20 @@ impl TestDaemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `vm start` then `vm restart` of the stopped VM `name` through the
+    /// CLI: running after each, and the restart runs a new VMM (another
+    /// pid).
+    pub fn start_then_restart(&self, name: &str) {
+        self.cli_ok(&["vm", "start", name]);
+        let vm: banger_api::VmDetail = self.cli_json(&["vm", "show", name]);
+        assert_eq!(vm.vm.state, VmState::Running);
+        let pid = vm.runtime.unwrap().pid;
+        self.cli_ok(&["vm", "restart", name]);
+        let vm: banger_api::VmDetail = self.cli_json(&["vm", "show", name]);
+        assert_eq!(vm.vm.state, VmState::Running);
+        assert_ne!(vm.runtime.unwrap().pid, pid, "restart runs a new VMM");
     }
 
     /// Entries under `<state>/vms`.
