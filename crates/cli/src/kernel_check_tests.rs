@@ -10,27 +10,10 @@ use banger_api::{Kernel, Request};
 use crate::output::Term;
 use crate::testing::{FakeDaemon, ok};
 
-const REQUIRED: &[&str] = &[
-    "VIRTIO_MMIO",
-    "VIRTIO_BLK",
-    "VIRTIO_NET",
-    "VSOCKETS",
-    "VIRTIO_VSOCKETS",
-    "EXT4_FS",
-    "SERIAL_8250",
-    "SERIAL_8250_CONSOLE",
-    "PRINTK",
-    "IP_PNP",
-    "SERIO_I8042",
-    "KEYBOARD_ATKBD",
-    "IKCONFIG",
-    "ACPI",
-    "PCI",
-    "VIRTIO_MMIO_CMDLINE_DEVICES",
-];
-
 fn full_config() -> String {
-    REQUIRED.iter().map(|o| format!("CONFIG_{o}=y\n")).collect()
+    banger_imagemgr::required_kernel_options()
+        .map(|o| format!("CONFIG_{o}=y\n"))
+        .collect()
 }
 
 /// A fake ELF vmlinux with `config` embedded between the IKCONFIG markers.

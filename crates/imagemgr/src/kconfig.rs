@@ -125,14 +125,25 @@ pub fn embedded_config(image: &[u8]) -> Result<String, KconfigError> {
     config_after_marker(&vmlinux)?.ok_or(KconfigError::NoEmbeddedConfig)
 }
 
-/// The gunzipped text after the first `IKCFG_ST` in `d`, or `None` when the
-/// marker is absent. The gzip member ends before `IKCFG_ED`; trailing bytes
-/// are not read.
+/// The gunzipped text after the first `IKCFG_ST` in `d` that starts a
+/// readable gzip stream, or `None` when the marker is absent (the error of
+/// the last candidate when none is readable). The gzip member ends before
+/// `IKCFG_ED`; trailing bytes are not read.
 fn config_after_marker(d: &[u8]) -> Result<Option<String>, KconfigError> {
-    let Some(at) = d.windows(START.len()).position(|w| w == START) else {
-        return Ok(None);
-    };
-    let gz = &d[at + START.len()..];
+    let mut last = None;
+    let mut from = 0;
+    while let Some(at) = d[from..].windows(START.len()).position(|w| w == START) {
+        let start = from + at + START.len();
+        match gunzip_text(&d[start..]) {
+            Ok(text) => return Ok(Some(text)),
+            Err(e) => last = Some(e),
+        }
+        from = start;
+    }
+    last.map_or(Ok(None), Err)
+}
+
+fn gunzip_text(gz: &[u8]) -> Result<String, KconfigError> {
     let mut text = Vec::new();
     flate2::read::GzDecoder::new(gz)
         .take(MAX_CONFIG + 1)
@@ -144,9 +155,12 @@ fn config_after_marker(d: &[u8]) -> Result<Option<String>, KconfigError> {
             MAX_CONFIG >> 20
         )));
     }
-    String::from_utf8(text)
-        .map(Some)
-        .map_err(|_| KconfigError::Corrupt("not UTF-8 text".into()))
+    String::from_utf8(text).map_err(|_| KconfigError::Corrupt("not UTF-8 text".into()))
+}
+
+/// The options (without `CONFIG_`) either boot profile checks, in report order.
+pub fn required_options() -> impl Iterator<Item = &'static str> {
+    REQUIREMENTS.iter().map(|r| r.name)
 }
 
 /// Which boot profiles need an item.
@@ -357,8 +371,8 @@ mod tests {
     /// Every required option built in.
     pub(crate) fn full_config() -> String {
         let mut s = String::from("#\n# Automatically generated file; DO NOT EDIT.\n#\n");
-        for r in REQUIREMENTS {
-            s.push_str(&format!("CONFIG_{}=y\n", r.name));
+        for o in required_options() {
+            s.push_str(&format!("CONFIG_{o}=y\n"));
         }
         s.push_str("CONFIG_LOCALVERSION=\"-test\"\n");
         s
@@ -481,6 +495,14 @@ mod tests {
         let r = check_image(&bz).unwrap();
         assert!(!r.profiles[0].satisfied);
         assert!(r.profiles[1].satisfied);
+    }
+
+    #[test]
+    fn a_stray_marker_before_the_real_one_is_skipped() {
+        let mut d = b"\x7fELF\x02\x01\x01".to_vec();
+        d.extend_from_slice(b"string mentioning IKCFG_ST in the kernel's text\0");
+        d.extend_from_slice(&vmlinux_with(&full_config()));
+        assert_eq!(embedded_config(&d).unwrap(), full_config());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use ext4edit::{
 pub use kconfig::{
     Item as KconfigItem, ItemStatus, KconfigError, KernelCheck, KernelConfig, OptionValue,
     ProfileReport, check as check_kernel_config, check_image as check_kernel_image,
-    embedded_config,
+    embedded_config, required_options as required_kernel_options,
 };
 pub use layer::{
     EntryMeta, Flattened, Flattener, MAX_FLATTENED_BYTES, MAX_TAR_METADATA_BYTES, TreeStats,

@@ -666,26 +666,9 @@ mod tests {
             }
             d
         };
-        let full: String = [
-            "VIRTIO_MMIO",
-            "VIRTIO_BLK",
-            "VIRTIO_NET",
-            "VSOCKETS",
-            "VIRTIO_VSOCKETS",
-            "EXT4_FS",
-            "SERIAL_8250",
-            "SERIAL_8250_CONSOLE",
-            "PRINTK",
-            "IP_PNP",
-            "SERIO_I8042",
-            "KEYBOARD_ATKBD",
-            "IKCONFIG",
-            "ACPI",
-            "PCI",
-        ]
-        .iter()
-        .map(|o| format!("CONFIG_{o}=y\n"))
-        .collect();
+        let full: String = banger_imagemgr::required_kernel_options()
+            .map(|o| format!("CONFIG_{o}=y\n"))
+            .collect();
         let kernel = t.path().join("vmlinux");
         std::fs::create_dir_all(&layout.state_dir).unwrap();
         let store = banger_store::Store::open(layout.state_dir.join("banger.db")).unwrap();
