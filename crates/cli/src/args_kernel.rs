@@ -19,6 +19,20 @@ pub enum KernelCommand {
     /// Delete a kernel that no image uses
     #[command(visible_alias = "rm")]
     Delete(NameArg),
+    /// Check a kernel's embedded config (CONFIG_IKCONFIG) against Firecracker's guest-kernel requirements
+    Check(KernelCheckArgs),
+}
+
+/// `banger kernel check`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelCheckArgs {
+    /// A registered kernel, or a kernel file (ELF vmlinux or bzImage; anything with a '/' or an existing file)
+    pub kernel: String,
+    /// KERNEL is a plain `.config` file (e.g. /boot/config-*), not a kernel image
+    #[arg(long)]
+    pub dot_config: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// `banger kernel register`.

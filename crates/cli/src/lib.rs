@@ -24,6 +24,8 @@ pub mod client;
 mod commands;
 mod context;
 mod error;
+#[cfg(test)]
+mod kernel_check_tests;
 mod output;
 mod progress;
 mod render;

@@ -920,11 +920,17 @@ fn image_build_sends_the_recipe_follows_and_prints_timings() {
 }
 
 /// The CLI links no daemon or helper code: what it shares with them comes
-/// from `banger-config`, `banger-api` and `banger-privops`.
+/// from `banger-config`, `banger-api` and `banger-privops`, plus the leaf
+/// `banger-imagemgr` (`kernel check` reads kernel files itself).
 #[test]
 fn links_no_daemon_or_helper_code() {
     assert_eq!(
         banger_testsupport::banger_dependencies(include_str!("../Cargo.toml")),
-        ["banger-api", "banger-config", "banger-privops"]
+        [
+            "banger-api",
+            "banger-config",
+            "banger-imagemgr",
+            "banger-privops"
+        ]
     );
 }

@@ -10,6 +10,7 @@ mod copy;
 mod digest;
 mod ext4build;
 mod ext4edit;
+mod kconfig;
 mod layer;
 mod limits;
 mod probe;
@@ -26,6 +27,11 @@ pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script};
 pub use ext4edit::{
     Ext4Edit, Owner, build_ext4_from_dir, dump_dir, exists as ext4_exists,
     read_file as ext4_read_file,
+};
+pub use kconfig::{
+    Item as KconfigItem, ItemStatus, KconfigError, KernelCheck, KernelConfig, OptionValue,
+    ProfileReport, check as check_kernel_config, check_image as check_kernel_image,
+    embedded_config, required_options as required_kernel_options,
 };
 pub use layer::{
     EntryMeta, Flattened, Flattener, MAX_FLATTENED_BYTES, MAX_TAR_METADATA_BYTES, TreeStats,

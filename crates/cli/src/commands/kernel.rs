@@ -1,11 +1,11 @@
-//! `banger kernel list|pull|register|delete` and `banger image promote`.
+//! `banger kernel list|pull|register|delete|check` and `banger image promote`.
 
 use banger_api::rpc::{ImagePromoteParams, KernelRegisterParams, NameRef};
 use banger_api::{ByteSize, Deleted, Image, Kernel, Request, validate};
 use comfy_table::Cell;
 
 use crate::args::{JsonArg, NameArg};
-use crate::args_kernel::{ImagePromoteArgs, KernelCommand, KernelRegisterArgs};
+use crate::args_kernel::{ImagePromoteArgs, KernelCheckArgs, KernelCommand, KernelRegisterArgs};
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::output::{Term, now_ms, print_json, print_table, table};
@@ -24,6 +24,77 @@ pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
         }
         KernelCommand::Register(a) => register(ctx, a),
         KernelCommand::Delete(a) => delete(ctx, a),
+        KernelCommand::Check(a) => check(ctx, a),
+    }
+}
+
+/// `banger kernel check NAME|FILE`: read the kernel's embedded config and
+/// report Firecracker's guest-kernel requirements per boot profile. Exit 0
+/// when ACPI boot or legacy boot is fully satisfied, 1 otherwise (also when
+/// the config cannot be read).
+fn check(ctx: &mut Ctx, a: KernelCheckArgs) -> Result<(), CliError> {
+    let path =
+        if a.dot_config || a.kernel.contains('/') || std::path::Path::new(&a.kernel).is_file() {
+            std::path::PathBuf::from(&a.kernel)
+        } else {
+            validate::image_name(&a.kernel).map_err(CliError::usage)?;
+            let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
+            let k =
+                ks.into_iter()
+                    .find(|k| k.name == a.kernel)
+                    .ok_or_else(|| CliError::Failed {
+                        message: format!(
+                            "no kernel named {:?} and no such file; see `banger kernel list`",
+                            a.kernel
+                        ),
+                        code: 3,
+                    })?;
+            std::path::PathBuf::from(k.path)
+        };
+    let failed = |message: String| CliError::Failed { message, code: 1 };
+    let data =
+        std::fs::read(&path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+    let report = if a.dot_config {
+        let text = String::from_utf8(data)
+            .map_err(|_| failed(format!("{} is not a text .config file", path.display())))?;
+        let config = banger_imagemgr::KernelConfig::parse(&text);
+        if config.is_empty() {
+            return Err(failed(format!(
+                "{} has no CONFIG_ lines; is it a .config file?",
+                path.display()
+            )));
+        }
+        banger_imagemgr::check_kernel_config(&config)
+    } else {
+        banger_imagemgr::check_kernel_image(&data)
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?
+    };
+    if a.json.json {
+        print_json(ctx.out, &report)?;
+    } else {
+        writeln!(ctx.out, "kernel: {}", path.display())?;
+        for p in &report.profiles {
+            writeln!(ctx.out, "{}:", p.title)?;
+            let width = p.items.iter().map(|i| i.option.len()).max().unwrap_or(0);
+            for i in &p.items {
+                writeln!(
+                    ctx.out,
+                    "  {:<7}  {:<width$}  {}",
+                    i.status.as_str(),
+                    i.option,
+                    i.why
+                )?;
+            }
+        }
+        writeln!(ctx.out, "verdict: {}", report.verdict())?;
+    }
+    if report.bootable {
+        Ok(())
+    } else {
+        Err(failed(
+            "no boot profile is fully satisfied: build the items marked missing or module in (=y)"
+                .into(),
+        ))
     }
 }
 

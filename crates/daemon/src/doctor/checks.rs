@@ -9,7 +9,9 @@
 //! a temporary directory. They run inside `bangerd` ([`run_in_daemon`], the
 //! `daemon.doctor` request), so they see its user, its host and its network
 //! namespace; the CLI adds the config file, system-path and reachability
-//! checks and prints them.
+//! checks and prints them. [`default_image_kernel`] checks the default
+//! image's kernel config against Firecracker's requirements (as `banger
+//! kernel check` does).
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -61,7 +63,63 @@ pub fn run(config: &Config, layout: &Layout) -> Vec<Check> {
     let mut checks = run_with(config, layout, &DoctorEnv::default());
     checks.extend(crate::doctor::net::checks(config));
     checks.extend(crate::doctor::seeds::checks(config, layout));
+    checks.extend(default_image_kernel(config, layout));
     checks
+}
+
+/// `doctor`: does the default image's kernel (`[vm] image`) have what
+/// Firecracker needs (`banger kernel check`)? Reads the store when it exists
+/// and the image is registered; `None` otherwise. Never fails: a kernel that
+/// misses items may still boot with an initrd that loads them, so problems
+/// are warnings.
+pub fn default_image_kernel(config: &Config, layout: &Layout) -> Option<Check> {
+    const NAME: &str = "default kernel";
+    let db = layout.state_dir.join("banger.db");
+    if !db.is_file() {
+        return None;
+    }
+    let image = banger_store::Store::open(&db)
+        .and_then(|s| s.find_image(&config.vm.image))
+        .ok()??;
+    let hint = format!(
+        "see `banger kernel check {}`; build the items in (=y), or use a kernel that has them",
+        image.kernel_path
+    );
+    if image.kernel_path.is_empty() {
+        return Some(Check::warn(
+            NAME,
+            format!("image {} has no kernel", image.name),
+            "register one with `banger image register --kernel-name`",
+        ));
+    }
+    let data = match fs::read(&image.kernel_path) {
+        Ok(d) => d,
+        Err(e) => {
+            return Some(Check::warn(
+                NAME,
+                format!("cannot read {}: {e}", image.kernel_path),
+                "run `banger doctor` with the daemon's user",
+            ));
+        }
+    };
+    Some(match banger_imagemgr::check_kernel_image(&data) {
+        Ok(r) if r.bootable => Check::ok(NAME, format!("image {}: {}", image.name, r.verdict())),
+        Ok(r) => Check::warn(
+            NAME,
+            format!(
+                "image {}: {}{}",
+                image.name,
+                r.verdict(),
+                if image.initrd_path.is_some() {
+                    " (it boots with an initrd, which may load the modules)"
+                } else {
+                    ""
+                }
+            ),
+            hint,
+        ),
+        Err(e) => Check::warn(NAME, format!("image {}: {e}", image.name), hint),
+    })
 }
 
 /// [`run`] off the async workers, for the `daemon.doctor` request (the
@@ -580,6 +638,72 @@ mod tests {
             Some(&root.join("state")),
         )
         .unwrap()
+    }
+
+    /// The default image's kernel is checked: built-in items pass, a
+    /// missing item or no embedded config warns, no store or no such image
+    /// gives no line.
+    #[test]
+    fn default_image_kernel_is_checked() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let layout = layout(t.path());
+        let config = Config::default();
+        assert!(default_image_kernel(&config, &layout).is_none());
+
+        let gz = |cfg: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(cfg.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        let vmlinux = |cfg: Option<&str>| {
+            let mut d = b"\x7fELF\x02\x01\x01".to_vec();
+            d.resize(1024, 0);
+            if let Some(cfg) = cfg {
+                d.extend_from_slice(b"IKCFG_ST");
+                d.extend_from_slice(&gz(cfg));
+                d.extend_from_slice(b"IKCFG_ED");
+            }
+            d
+        };
+        let full: String = banger_imagemgr::required_kernel_options()
+            .map(|o| format!("CONFIG_{o}=y\n"))
+            .collect();
+        let kernel = t.path().join("vmlinux");
+        std::fs::create_dir_all(&layout.state_dir).unwrap();
+        let store = banger_store::Store::open(layout.state_dir.join("banger.db")).unwrap();
+        assert!(default_image_kernel(&config, &layout).is_none());
+        store
+            .insert_image(&banger_api::Image {
+                id: "id-default".into(),
+                name: config.vm.image.clone(),
+                rootfs_path: "/r".into(),
+                kernel_path: kernel.to_str().unwrap().into(),
+                initrd_path: None,
+                size_bytes: 1,
+                source: "test".into(),
+                created_at: 0,
+                seed: None,
+                work_seed_path: None,
+            })
+            .unwrap();
+
+        std::fs::write(&kernel, vmlinux(Some(&full))).unwrap();
+        let c = default_image_kernel(&config, &layout).unwrap();
+        assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
+        assert!(c.detail.contains("ACPI boot"), "{c:?}");
+
+        let no_blk = full.replace("CONFIG_VIRTIO_BLK=y", "CONFIG_VIRTIO_BLK=m");
+        std::fs::write(&kernel, vmlinux(Some(&no_blk))).unwrap();
+        let c = default_image_kernel(&config, &layout).unwrap();
+        assert_eq!(c.status, CheckStatus::Warn, "{c:?}");
+        assert!(c.detail.contains("CONFIG_VIRTIO_BLK (module)"), "{c:?}");
+        assert!(c.hint.as_deref().unwrap().contains("banger kernel check"));
+
+        std::fs::write(&kernel, vmlinux(None)).unwrap();
+        let c = default_image_kernel(&config, &layout).unwrap();
+        assert_eq!(c.status, CheckStatus::Warn, "{c:?}");
+        assert!(c.detail.contains("CONFIG_IKCONFIG=y"), "{c:?}");
     }
 
     fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
