@@ -238,8 +238,7 @@ impl Config {
             message: e.message,
         };
         banger_api::validate::vcpus(self.vm.vcpus).map_err(|e| invalid("vm.vcpus", e))?;
-        let mem = u32::try_from(self.vm.memory.as_mib()).unwrap_or(u32::MAX);
-        banger_api::validate::memory_mib(mem).map_err(|e| invalid("vm.memory", e))?;
+        banger_api::validate::memory(self.vm.memory).map_err(|e| invalid("vm.memory", e))?;
         let prefix = self.network.subnet.prefix_len();
         if !(16..=29).contains(&prefix) {
             return Err(ConfigError::Invalid {
