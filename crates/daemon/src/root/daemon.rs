@@ -90,6 +90,11 @@ impl Daemon {
             root_disks,
             procfs,
         } = opts;
+        // Before anything is created: Firecracker could not make its
+        // sockets under a runtime dir this long.
+        layout
+            .check_socket_paths()
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
         create_private_dir(&layout.state_dir)
             .map_err(DaemonError::io("cannot create", &layout.state_dir))?;
         crate::config::secure_runtime_dir(&layout.runtime_dir)
