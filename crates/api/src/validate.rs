@@ -137,6 +137,30 @@ pub fn memory_mib(n: u32) -> Result<(), RpcError> {
     }
 }
 
+/// Check a memory size as given (`--memory`, `vm.memory`) and turn it into
+/// whole MiB. The error names the value as parsed, with its unit, so a
+/// bare number (bytes) is seen for what it is.
+pub fn memory(size: ByteSize) -> Result<u32, RpcError> {
+    let given = if size.bytes() < 1024 {
+        format!("{} B", size.bytes())
+    } else {
+        format!("{size} ({} bytes)", size.bytes())
+    };
+    let invalid = |msg: String| Err(RpcError::new(ErrorKind::InvalidArgument, msg));
+    if size.bytes() < u64::from(MIN_MEMORY_MIB) * ByteSize::MIB {
+        return invalid(format!(
+            "memory {given} is below the minimum {MIN_MEMORY_MIB} MiB; sizes take a unit: 512M, 2G"
+        ));
+    }
+    if size.as_mib() > u64::from(MAX_MEMORY_MIB) {
+        return invalid(format!(
+            "memory {given} is above the maximum 1T; sizes take a unit: 512M, 2G"
+        ));
+    }
+    let mib = size.as_mib() as u32;
+    memory_mib(mib).map(|()| mib)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +194,17 @@ mod tests {
         assert!(vcpus(32).is_ok());
         assert!(vcpus(33).is_err());
         assert!(memory_mib(64).is_err());
+        let e = memory(ByteSize(1)).unwrap_err().message;
+        assert!(
+            e.contains("memory 1 B is below the minimum 128 MiB") && e.contains("512M"),
+            "{e}"
+        );
+        let e = memory("100K".parse().unwrap()).unwrap_err().message;
+        assert!(e.contains("memory 100K (102400 bytes)"), "{e}");
+        let e = memory(ByteSize(2 << 40)).unwrap_err().message;
+        assert!(e.contains("memory 2T") && e.contains("maximum 1T"), "{e}");
+        assert_eq!(memory(ByteSize::mib(128)), Ok(128));
+        assert_eq!(memory(ByteSize::gib(1024)), Ok(1 << 20));
         assert!(memory_mib(512).is_ok());
     }
 

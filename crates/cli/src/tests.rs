@@ -289,6 +289,10 @@ fn values_are_validated_before_anything_is_sent() {
         (&["vm", "create", "Bad_Name"][..], "invalid VM name"),
         (&["vm", "create", "dev", "--vcpus", "0"], "vCPU"),
         (&["vm", "create", "dev", "--memory", "64M"], "memory"),
+        (
+            &["vm", "create", "dev", "--memory", "1"],
+            "memory 1 B is below the minimum 128 MiB; sizes take a unit: 512M, 2G",
+        ),
         (&["vm", "set", "dev", "--vcpus", "99"], "vCPU"),
         (
             &[

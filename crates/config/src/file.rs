@@ -238,8 +238,7 @@ impl Config {
             message: e.message,
         };
         banger_api::validate::vcpus(self.vm.vcpus).map_err(|e| invalid("vm.vcpus", e))?;
-        let mem = u32::try_from(self.vm.memory.as_mib()).unwrap_or(u32::MAX);
-        banger_api::validate::memory_mib(mem).map_err(|e| invalid("vm.memory", e))?;
+        banger_api::validate::memory(self.vm.memory).map_err(|e| invalid("vm.memory", e))?;
         let prefix = self.network.subnet.prefix_len();
         if !(16..=29).contains(&prefix) {
             return Err(ConfigError::Invalid {
@@ -447,6 +446,9 @@ firecracker_bin = "firecracker"
 # bangerd.
 # privileged_helper = "/run/banger-root/root.sock"
 
+# TOML kernel catalog read by `banger kernel pull`. Unset: the built-in catalog.
+# kernel_catalog = "/etc/banger/kernels.toml"
+
 [vm]
 # Defaults for `banger vm create`.
 vcpus = 2
@@ -458,6 +460,8 @@ memory = "1G"
 image = "default"
 # Kernel command line; banger appends the guest network arguments.
 kernel_args = "console=ttyS0 reboot=k panic=1"
+# Size of each VM's persistent work disk (sparse; at least the image's work seed).
+work_disk = "8G"
 
 [network]
 # Guest subnet: the first address is the host side (gateway), guests get the rest.
@@ -489,6 +493,36 @@ idle_cpu_ms = 5
 stats_interval_secs = 10
 # Finished operations (e.g. creates) are forgotten after this many seconds.
 operation_retention_secs = 3600
+
+[guest]
+# User banger logs into guests as.
+user = "root"
+# Guest SSH port.
+ssh_port = 22
+# OpenSSH client.
+ssh_bin = "ssh"
+# banger's private key. Unset: ~/.config/banger/ssh/id_ed25519 (created on first use).
+# ssh_key = "/home/me/.config/banger/ssh/id_ed25519"
+# SSH connect timeout in seconds.
+connect_timeout_secs = 10
+# Where checkouts go: relative to the guest user's home, or absolute.
+work_dir = "work"
+# zstd-compress `workspace prepare` streams when the guest has zstd.
+compress_stream = false
+# Files under your home copied by `workspace sync-files`.
+sync_files = []
+# How a new VM's readiness is detected: "none", "ssh", "vsock" or "auto".
+readiness = "auto"
+# Seconds to wait for readiness; then the VM goes to `error`.
+readiness_timeout_secs = 60
+# Every image carries the guest agent, so "auto" waits for it alone.
+guest_hook = false
+# The guest agent's vsock port.
+vsock_port = 52
+# Write keys and git identity into the VM's disk before each boot.
+sync_identity = true
+# Agent that image seeding installs. Unset: banger-guest next to bangerd.
+# agent = "/usr/local/bin/banger-guest"
 "#;
 
 #[cfg(test)]

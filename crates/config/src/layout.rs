@@ -96,6 +96,30 @@ impl Layout {
         self.state_dir.join("images").join(id)
     }
 
+    /// The longest Unix socket path bangerd and its VMMs create under this
+    /// layout: a VM's hybrid-vsock socket, `<runtime_dir>/vms/<id>/vsock.sock`
+    /// (ids are [`VM_ID_LEN`] characters).
+    pub fn longest_socket(&self) -> PathBuf {
+        self.vm_run_dir(&"0".repeat(VM_ID_LEN)).join("vsock.sock")
+    }
+
+    /// Refuse a runtime directory (derived from the state dir on the dev
+    /// path with `--state-dir`) whose sockets would not fit in a Unix
+    /// socket address: Firecracker cannot create its API socket there.
+    pub fn check_socket_paths(&self) -> Result<(), SocketPathTooLong> {
+        let longest = self.longest_socket();
+        let len = longest.as_os_str().len();
+        if len <= MAX_SOCKET_PATH {
+            return Ok(());
+        }
+        Err(SocketPathTooLong {
+            runtime_dir: self.runtime_dir.clone(),
+            longest,
+            len,
+            max_dir: MAX_SOCKET_PATH.saturating_sub(len - self.runtime_dir.as_os_str().len()),
+        })
+    }
+
     /// The daemon's own log when it runs detached.
     pub fn daemon_log(&self) -> PathBuf {
         self.state_dir.join("bangerd.log")
@@ -111,6 +135,30 @@ fn xdg_dir(var: &str, home_rel: &str) -> Option<PathBuf> {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Length of a VM id (`banger_store::new_id`: 16 hex digits).
+pub const VM_ID_LEN: usize = 16;
+
+/// Longest Unix socket path: `sun_path` is 108 bytes, one for the NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The runtime directory is too long to hold the VMs' sockets.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "runtime directory {} is too long for Unix sockets: {} would be {len} bytes, the limit is {MAX_SOCKET_PATH} (108 with the NUL) and Firecracker cannot create its sockets there; set runtime_dir (or XDG_RUNTIME_DIR, or a shorter --state-dir, whose run/ holds the sockets) to a path of at most {max_dir} bytes",
+    runtime_dir.display(),
+    longest.display()
+)]
+pub struct SocketPathTooLong {
+    /// The runtime directory.
+    pub runtime_dir: PathBuf,
+    /// Its longest socket path.
+    pub longest: PathBuf,
+    /// That path's length in bytes.
+    pub len: usize,
+    /// The longest runtime directory that would fit.
+    pub max_dir: usize,
 }
 
 /// Why the runtime directory cannot be used.
@@ -213,6 +261,30 @@ pub fn secure_runtime_dir(dir: &Path) -> Result<(), RuntimeDirError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn socket_paths_must_fit_a_unix_socket_address() {
+        let at = |dir: &str| super::Layout {
+            config_file: "/c".into(),
+            state_dir: "/s".into(),
+            runtime_dir: dir.into(),
+        };
+        // "/vms/" + 16 + "/vsock.sock" = 32 bytes after the directory.
+        let fits = format!("/{}", "r".repeat(super::MAX_SOCKET_PATH - 32 - 1));
+        let l = at(&fits);
+        assert_eq!(l.longest_socket().as_os_str().len(), super::MAX_SOCKET_PATH);
+        l.check_socket_paths().unwrap();
+        let long = format!("{fits}x");
+        let e = at(&long).check_socket_paths().unwrap_err();
+        assert_eq!(e.max_dir, fits.len());
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&long)
+                && msg.contains("108 bytes, the limit is 107")
+                && msg.contains(&format!("at most {} bytes", fits.len())),
+            "{msg}"
+        );
+    }
+
     use super::*;
 
     #[test]

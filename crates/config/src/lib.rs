@@ -36,7 +36,10 @@ pub use binaries::{
 pub use file::{Config, ConfigError, DaemonConfig, EXAMPLE, NetworkConfig, VmDefaults};
 pub use guest::{GuestConfig, Readiness};
 pub use install_meta::{INSTALL_META, InstallMeta, InstallMetaError, InstallPaths, JailerConfig};
-pub use layout::{Layout, Mode, RuntimeDirError, secure_runtime_dir};
+pub use layout::{
+    Layout, MAX_SOCKET_PATH, Mode, RuntimeDirError, SocketPathTooLong, VM_ID_LEN,
+    secure_runtime_dir,
+};
 
 /// Prefix of every network device and device-mapper name banger creates
 /// (bridge `bg0`, TAPs `bgt…`, snapshots `bgroot-…`). The daemon names its

@@ -362,7 +362,8 @@ fn table_ranges_are_the_enforced_ones() {
 #[test]
 fn example_of_config_default_agrees_with_the_docs() {
     // `banger config default` prints EXAMPLE: whatever it sets is set to
-    // the same value on the page, and every key it names is documented.
+    // the same value on the page, it names every key of `Config` (set or
+    // commented out) and no other.
     let example: toml::Table = toml::from_str(&uncommented(EXAMPLE)).unwrap();
     let mut named = BTreeSet::new();
     toml_keys(&example, "", &mut named);
@@ -371,6 +372,11 @@ fn example_of_config_default_agrees_with_the_docs() {
     assert!(
         stray.is_empty(),
         "EXAMPLE names keys the code does not have: {stray:?}"
+    );
+    let missing: Vec<_> = keys.difference(&named).collect();
+    assert!(
+        missing.is_empty(),
+        "EXAMPLE (`banger config default`) lacks keys of Config, set or commented: {missing:?}"
     );
     let set: Config = toml::from_str(EXAMPLE).unwrap();
     let documented: Config = toml::from_str(&defaults_block(&doc())).unwrap();

@@ -3,6 +3,6 @@
 //! so the daemon's modules keep naming them `crate::config::…`.
 
 pub use banger_config::{
-    Config, ConfigError, DaemonConfig, EXAMPLE, Layout, Mode, NetworkConfig, RuntimeDirError,
-    VmDefaults, secure_runtime_dir,
+    Config, ConfigError, DaemonConfig, EXAMPLE, Layout, MAX_SOCKET_PATH, Mode, NetworkConfig,
+    RuntimeDirError, VM_ID_LEN, VmDefaults, secure_runtime_dir,
 };

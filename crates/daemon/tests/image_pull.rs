@@ -720,3 +720,33 @@ async fn an_endless_manifest_stream_is_cut_at_the_bound() {
     let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(sent < 64 << 20, "{sent} bytes sent");
 }
+
+/// A registry nobody listens on: a failure (exit 1), not a bad argument
+/// (exit 2), and the connection error comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_is_a_failure_with_its_cause_first() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let reference = format!("127.0.0.1:{port}/test/absent:1");
+    let svc = service();
+    let op = svc.pull(&reference, "absent", None).await;
+    assert_eq!(op.state, OpState::Failed);
+    svc.assert_nothing_published("absent");
+    let err = op.error.expect("a failed operation says why");
+    assert_eq!(err.kind, banger_api::ErrorKind::Internal, "{}", err.message);
+    assert_eq!(err.kind.exit_code(), 1);
+    assert!(
+        err.message.to_lowercase().starts_with("connection refused"),
+        "the cause comes first: {}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains(&format!("cannot reach registry 127.0.0.1:{port}")),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("internal error"), "{}", err.message);
+}

@@ -249,7 +249,16 @@ impl RootDiskStrategy for DmSnapshotStrategy {
         }
         let cow = vm_dir.join(COW_SUFFIX);
         let made = (|| {
-            let f = std::fs::File::create(&cow).map_err(io("create", &cow))?;
+            let f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&cow)
+                    .map_err(io("create", &cow))?
+            };
             f.set_len(cow_bytes(base_bytes)).map_err(io("size", &cow))?;
             drop(f);
             self.assemble(vm_id, base, vm_dir, base_bytes)

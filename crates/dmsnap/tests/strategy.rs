@@ -264,6 +264,11 @@ fn dm_snapshot_exact_table_and_order_of_create_and_teardown() {
         cow.metadata().unwrap().len() >= 2 << 30,
         "COW holds every chunk"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = cow.metadata().unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the COW file is private, not {mode:o}");
+    }
     assert_eq!(rec.dm_names(), vec!["bgroot-vm1"]);
     rec.clear_log();
     s.remove("vm1", &h.vm_dir).unwrap();

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::{ImageMgrError, io_err};
@@ -20,12 +21,14 @@ pub enum CopyMethod {
 nix::ioctl_write_int!(ficlone, 0x94, 9);
 
 /// Copy `src` to the new file `dst` (which must not exist) as cheaply as
-/// the filesystem allows. On error `dst` is removed.
+/// the filesystem allows. `dst` is created 0600 (disk images hold guest
+/// data and keys). On error `dst` is removed.
 pub fn clone_or_copy(src: &Path, dst: &Path) -> Result<CopyMethod, ImageMgrError> {
     let from = File::open(src).map_err(io_err(src))?;
     let to = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(dst)
         .map_err(io_err(dst))?;
     let result = copy_into(&from, &to, src, dst);
@@ -144,6 +147,19 @@ mod tests {
             clone_or_copy(&src, &dst).is_err(),
             "existing destination refused"
         );
+    }
+
+    #[test]
+    fn copy_is_private_whatever_the_source_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::write(&src, b"disk").unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dst = t.path().join("dst");
+        clone_or_copy(&src, &dst).unwrap();
+        let mode = std::fs::metadata(&dst).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "copy has mode {mode:o}");
     }
 
     #[test]

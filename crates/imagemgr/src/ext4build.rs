@@ -55,12 +55,9 @@ pub fn build_ext4(tree: &Flattened, image: &Path) -> Result<Ext4Size, ImageMgrEr
 }
 
 fn build(tree: &Flattened, image: &Path, size: Ext4Size) -> Result<(), ImageMgrError> {
-    if image.exists() {
-        return Err(ImageMgrError::Io {
-            path: image.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        });
-    }
+    // Created here, 0600 (mkfs.ext4 -F keeps the mode of the file it
+    // formats); an existing file is refused.
+    crate::create_private_file(image)?;
     run(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-b", "4096", "-I", "256", "-N"])

@@ -263,6 +263,7 @@ pub fn build_ext4_from_dir(
         });
     }
     let result = (|| {
+        crate::create_private_file(image)?;
         let (bytes, entries) = tree_size(dir)?;
         let size = (bytes + entries * 4096 + headroom).next_multiple_of(1 << 20);
         let out = Command::new("mkfs.ext4")
@@ -530,6 +531,12 @@ mod tests {
         assert!(stat(&work, "/sub/file").contains("User:  1000"));
         assert_eq!(read_file(&work, "/sub/file").unwrap().unwrap(), b"x");
         fsck_clean(&work);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&work).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o600, "the work seed is private, not {mode:o}");
+        }
         assert!(build_ext4_from_dir(&dumped, &work, 0, dev, 0o755).is_err());
+        assert!(work.exists(), "an existing image is left alone");
     }
 }

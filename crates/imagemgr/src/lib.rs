@@ -168,6 +168,19 @@ pub enum ImageMgrError {
     },
 }
 
+/// Create the empty file `path` (must not exist) 0600, for an image that
+/// `mkfs.ext4 -F` then formats in place (it keeps the file's mode).
+fn create_private_file(path: &std::path::Path) -> Result<(), ImageMgrError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(io_err(path))
+}
+
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ImageMgrError + '_ {
     move |source| ImageMgrError::Io {
         path: path.to_path_buf(),

@@ -181,6 +181,11 @@ fn layers_flatten_into_a_checked_ext4() {
     let img = t.path().join("root.ext4");
     let size = build_ext4(&tree, &img).unwrap();
     assert_eq!(std::fs::metadata(&img).unwrap().len(), size.bytes);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the image is private, not {mode:o}");
+    }
 
     let fsck = Command::new("e2fsck")
         .arg("-fn")

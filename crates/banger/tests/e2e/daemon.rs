@@ -470,3 +470,42 @@ fn idle_vms_are_stopped() {
     assert!(vm.last_error.is_none(), "an idle stop is not an error");
     assert!(d.log().contains("stopping idle VM"));
 }
+
+/// A state dir whose `run/` sockets would not fit a Unix socket address:
+/// bangerd refuses to start, says why, and creates nothing.
+#[test]
+fn bangerd_refuses_a_state_dir_too_long_for_its_sockets() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s".repeat(90));
+    let config = t.path().join("config.toml");
+    std::fs::write(&config, "[network]\nenabled = false\n").unwrap();
+    let mut child = std::process::Command::new(util::bin("bangerd"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("HOME", t.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bangerd started with a runtime dir too long for its sockets");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("too long for Unix sockets"), "{err}");
+    assert!(!state.exists(), "nothing is created: {err}");
+}

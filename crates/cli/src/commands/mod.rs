@@ -101,7 +101,6 @@ fn resources(vcpus: Option<u32>, memory: Option<ByteSize>) -> Result<Option<u32>
     let Some(memory) = memory else {
         return Ok(None);
     };
-    let mib = u32::try_from(memory.as_mib()).unwrap_or(u32::MAX);
-    validate::memory_mib(mib).map_err(CliError::usage)?;
+    let mib = validate::memory(memory).map_err(CliError::usage)?;
     Ok(Some(mib))
 }

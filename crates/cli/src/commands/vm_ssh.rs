@@ -101,19 +101,24 @@ fn include_file(home: &std::path::Path) -> PathBuf {
     home.join(".ssh/config.d/banger")
 }
 
+/// Replace `path` atomically with `bytes`, 0600, through a temporary file of
+/// a unique name beside it: concurrent writers (a `vm create` and a
+/// `vm delete` refreshing at once) never share or remove each other's
+/// temporary file; the last rename wins with a complete file.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("banger-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // NamedTempFile creates its file 0600.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".banger-tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn write_include(home: &std::path::Path, text: &str) -> Result<PathBuf, CliError> {
@@ -150,6 +155,43 @@ pub fn refresh_include(ctx: &mut Ctx) {
         let _ = writeln!(
             ctx.err,
             "note: could not refresh ~/.ssh/config.d/banger ({e}); run `banger ssh-config`"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn concurrent_include_writes_all_succeed_and_leave_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let texts: Vec<String> = (0..8)
+            .map(|i| format!("Host vm{i}.vm\n  HostName 172.30.0.{i}\n").repeat(50))
+            .collect();
+        std::thread::scope(|s| {
+            for t in &texts {
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        super::write_include(home, t).expect("concurrent refresh");
+                    }
+                });
+            }
+        });
+        let file = super::include_file(home);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(texts.contains(&text), "the file is one writer's whole text");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        let left: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("banger")],
+            "no temporary files left"
         );
     }
 }

@@ -153,6 +153,7 @@ pub fn run_with(config: &Config, layout: &Layout, env: &DoctorEnv) -> Vec<Check>
             &layout.runtime_dir,
             &format!("set runtime_dir in {cfg} to a directory you own"),
         ),
+        socket_paths(layout),
         optional_device(
             "device-mapper",
             &env.dev_dir.join("mapper/control"),
@@ -510,6 +511,35 @@ fn writable_dir(name: &str, dir: &Path, hint_elsewhere: &str) -> Check {
     }
 }
 
+/// Sockets under the runtime dir must fit a Unix socket address
+/// (bangerd refuses to start otherwise).
+fn socket_paths(layout: &Layout) -> Check {
+    const NAME: &str = "socket paths";
+    match layout.check_socket_paths() {
+        Ok(()) => Check::ok(
+            NAME,
+            format!(
+                "the longest socket path ({} bytes) fits a Unix socket address",
+                layout.longest_socket().as_os_str().len()
+            ),
+        ),
+        Err(e) => Check::fail(
+            NAME,
+            format!(
+                "{} is {} bytes, more than the {} a Unix socket path may have: Firecracker cannot create its sockets there",
+                e.longest.display(),
+                e.len,
+                crate::config::MAX_SOCKET_PATH
+            ),
+            format!(
+                "set runtime_dir in {} (or XDG_RUNTIME_DIR, or a shorter --state-dir) to a path of at most {} bytes",
+                layout.config_file.display(),
+                e.max_dir
+            ),
+        ),
+    }
+}
+
 fn existing_ancestor(p: &Path) -> Option<&Path> {
     p.ancestors()
         .find(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_ok())
@@ -741,6 +771,21 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_dir_too_long_for_sockets_fails_its_check() {
+        assert_eq!(banger_store::new_id().len(), crate::config::VM_ID_LEN);
+        let t = tempfile::tempdir().unwrap();
+        let mut l = layout(t.path());
+        let ok = socket_paths(&l);
+        assert_eq!(ok.status, CheckStatus::Ok, "{ok:?}");
+        l.runtime_dir = t.path().join("r".repeat(100));
+        let c = socket_paths(&l);
+        assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+        assert!(c.detail.contains("Firecracker cannot create"), "{c:?}");
+        let runs = run_with(&Config::default(), &l, &DoctorEnv::default());
+        assert_eq!(find(&runs, "socket paths").status, CheckStatus::Fail);
+    }
+
+    #[test]
     fn healthy_host_passes_every_check() {
         let h = host();
         let checks = run_with(&Config::default(), &layout(h.dir.path()), &h.env);
@@ -754,6 +799,7 @@ mod tests {
                 "state dir",
                 "disk space",
                 "runtime dir",
+                "socket paths",
                 "device-mapper",
                 "loop devices"
             ]

@@ -40,6 +40,20 @@ crate::service_error! {
             /// As given.
             path: String,
         },
+        /// No connection to the registry: the cause first (e.g. connection
+        /// refused), then what was tried. A failure (exit 1), not a bad
+        /// argument.
+        #[error(
+            "{cause}: cannot reach registry {registry} to fetch the manifest of {reference}; check that the registry is up and reachable from this host (address, network, proxy, firewall)"
+        )]
+        RegistryUnreachable {
+            /// The innermost cause.
+            cause: String,
+            /// `host[:port]` as resolved.
+            registry: String,
+            /// The whole image reference.
+            reference: String,
+        },
         /// Seeding failed.
         #[error(transparent)]
         Seed(#[from] SeedError),
@@ -56,6 +70,7 @@ impl ImageError {
     fn own_kind(&self) -> ErrorKind {
         match self {
             ImageError::NameTaken(_) => ErrorKind::Conflict,
+            ImageError::RegistryUnreachable { .. } => ErrorKind::Internal,
             ImageError::NoSuchImage(_) | ImageError::Gone(_) => ErrorKind::NotFound,
             ImageError::NotAbsolute { .. } | ImageError::NoFile { .. } | ImageError::Seed(_) => {
                 ErrorKind::InvalidArgument
@@ -78,6 +93,14 @@ mod tests {
             (ImageError::NameTaken("base".into()), ErrorKind::Conflict),
             (ImageError::NoSuchImage("base".into()), ErrorKind::NotFound),
             (ImageError::Gone("01ab".into()), ErrorKind::NotFound),
+            (
+                ImageError::RegistryUnreachable {
+                    cause: "Connection refused (os error 111)".into(),
+                    registry: "127.0.0.1:1".into(),
+                    reference: "127.0.0.1:1/x:1".into(),
+                },
+                ErrorKind::Internal,
+            ),
             (
                 ImageError::NotAbsolute {
                     what: "rootfs".into(),

@@ -24,6 +24,49 @@ const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// Why the manifest could not be had.
+#[derive(Debug)]
+pub enum ManifestError {
+    /// No connection to the registry (refused, unresolvable, timed out):
+    /// the innermost cause, e.g. "Connection refused (os error 111)".
+    Unreachable(String),
+    /// The registry answered, but not with a usable manifest.
+    Refused(String),
+}
+
+impl From<String> for ManifestError {
+    fn from(s: String) -> Self {
+        ManifestError::Refused(s)
+    }
+}
+
+/// When `e` (or one of its sources) is a reqwest failure to connect or a
+/// timeout, the innermost cause of the chain.
+fn unreachable_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    let mut connect = false;
+    let mut last = e;
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<reqwest::Error>()
+            && (r.is_connect() || r.is_timeout())
+        {
+            connect = true;
+        }
+        last = c;
+        cur = c.source();
+    }
+    connect.then(|| last.to_string())
+}
+
+/// A failed request: [`ManifestError::Unreachable`] when no connection was
+/// made, else `what` and the error.
+fn request_error(what: &str, e: &(dyn std::error::Error + 'static)) -> ManifestError {
+    match unreachable_cause(e) {
+        Some(cause) => ManifestError::Unreachable(cause),
+        None => ManifestError::Refused(format!("{what}{e}")),
+    }
+}
+
 /// Which platform to pick from an index.
 pub struct Platform<'a> {
     /// `linux`.
@@ -53,11 +96,17 @@ pub async fn fetch_manifest(
     reference: &Reference,
     scheme: &str,
     platform: &Platform<'_>,
-) -> Result<(OciImageManifest, String), String> {
+) -> Result<(OciImageManifest, String), ManifestError> {
     let token = client
         .auth(reference, auth, RegistryOperation::Pull)
         .await
-        .map_err(|e| format!("authentication failed: {e}"))?;
+        .map_err(|e| match &e {
+            // A transparent wrapper: its source() skips the reqwest error.
+            oci_client::errors::OciDistributionError::RequestError(r) => {
+                request_error("authentication failed: ", r)
+            }
+            _ => request_error("authentication failed: ", &e),
+        })?;
     let http = reqwest::Client::new();
     let registry = reference.resolve_registry();
     let get = |what: String| {
@@ -82,9 +131,9 @@ pub async fn fetch_manifest(
     if let Some(pinned) = reference.digest()
         && pinned != digest
     {
-        return Err(format!(
+        return Err(ManifestError::Refused(format!(
             "the registry sent a manifest with digest {digest}, not {pinned}"
-        ));
+        )));
     }
     let manifest: OciManifest =
         serde_json::from_slice(&body).map_err(|e| format!("invalid manifest: {e}"))?;
@@ -103,17 +152,17 @@ pub async fn fetch_manifest(
                 })?;
             let (body, got) = read_bounded(get(entry.digest.clone())).await?;
             if got != entry.digest {
-                return Err(format!(
+                return Err(ManifestError::Refused(format!(
                     "the registry sent a manifest with digest {got}, not {}",
                     entry.digest
-                ));
+                )));
             }
             match serde_json::from_slice(&body) {
                 Ok(OciManifest::Image(m)) => Ok((m, got)),
-                Ok(OciManifest::ImageIndex(_)) => {
-                    Err("an index entry names another index".to_string())
-                }
-                Err(e) => Err(format!("invalid manifest: {e}")),
+                Ok(OciManifest::ImageIndex(_)) => Err(ManifestError::Refused(
+                    "an index entry names another index".to_string(),
+                )),
+                Err(e) => Err(ManifestError::Refused(format!("invalid manifest: {e}"))),
             }
         }
     }
@@ -121,26 +170,26 @@ pub async fn fetch_manifest(
 
 /// Send `req` and read its body, at most [`MAX_MANIFEST_BYTES`]. Returns
 /// the body and its `sha256:` digest.
-async fn read_bounded(req: reqwest::RequestBuilder) -> Result<(Vec<u8>, String), String> {
+async fn read_bounded(req: reqwest::RequestBuilder) -> Result<(Vec<u8>, String), ManifestError> {
     let too_big = || {
         format!(
             "the manifest is larger than {MAX_MANIFEST_BYTES} bytes (banger's limit); the registry is broken or hostile"
         )
     };
-    let mut resp = req.send().await.map_err(|e| e.to_string())?;
+    let mut resp = req.send().await.map_err(|e| request_error("", &e))?;
     if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
+        return Err(ManifestError::Refused(format!("HTTP {}", resp.status())));
     }
     if resp
         .content_length()
         .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
     {
-        return Err(too_big());
+        return Err(too_big().into());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| request_error("", &e))? {
         if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Err(too_big());
+            return Err(too_big().into());
         }
         body.extend_from_slice(&chunk);
     }

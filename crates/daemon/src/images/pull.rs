@@ -179,12 +179,20 @@ impl ImageService {
             &platform,
         )
         .await
-        .map_err(|e| {
-                ImageError::Invalid(format!(
-                    "cannot fetch the manifest of {whole}: {e}; check the reference, the platform ({}/{}) and your registry login",
-                    job.os, job.arch
-                ))
-            })?;
+        .map_err(|e| match e {
+            // Not the user's argument: the network or the registry is down.
+            crate::images::manifest::ManifestError::Unreachable(cause) => {
+                ImageError::RegistryUnreachable {
+                    cause,
+                    registry: registry.clone(),
+                    reference: whole.to_string(),
+                }
+            }
+            crate::images::manifest::ManifestError::Refused(e) => ImageError::Invalid(format!(
+                "cannot fetch the manifest of {whole}: {e}; check the reference, the platform ({}/{}) and your registry login",
+                job.os, job.arch
+            )),
+        })?;
         for l in &manifest.layers {
             if !LAYER_TYPES.contains(&l.media_type.as_str()) {
                 return Err(ImageError::Invalid(format!(

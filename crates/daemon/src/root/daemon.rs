@@ -90,7 +90,12 @@ impl Daemon {
             root_disks,
             procfs,
         } = opts;
-        std::fs::create_dir_all(&layout.state_dir)
+        // Before anything is created: Firecracker could not make its
+        // sockets under a runtime dir this long.
+        layout
+            .check_socket_paths()
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        create_private_dir(&layout.state_dir)
             .map_err(DaemonError::io("cannot create", &layout.state_dir))?;
         crate::config::secure_runtime_dir(&layout.runtime_dir)
             .map_err(|e| DaemonError::Invalid(e.to_string()))?;
@@ -317,5 +322,34 @@ impl GuestSeams {
             ssh,
             wait_for_ssh: banner_waiter(),
         }
+    }
+}
+
+/// Create `dir` (and missing parents) 0700: the state directory holds disks,
+/// keys and the database, for its owner only. An existing directory keeps
+/// its mode.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod state_dir_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn state_dir_is_created_0700() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("a/state");
+        super::create_private_dir(&dir).unwrap();
+        for d in [&dir, &t.path().join("a")] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{} has mode {mode:o}", d.display());
+        }
+        // Again on the existing directory: fine.
+        super::create_private_dir(&dir).unwrap();
     }
 }
