@@ -184,18 +184,10 @@ pub(crate) fn tap_state(policy: &Policy, name: &str) -> Result<TapState, PrivOps
 pub(crate) fn check_bridge(policy: &Policy, bridge: &str) -> Result<(), PrivOpsError> {
     let op = "create_tap";
     with_handle(op, async |h| {
-        let br = find(&h, bridge)
-            .await
-            .map_err(nl_err(op, bridge))?
-            .ok_or_else(|| PrivOpsError::Refused {
-                op,
-                reason: format!("bridge {bridge} does not exist; the daemon creates it at start"),
-            })?;
-        let all = dump(&h).await.map_err(nl_err(op, bridge))?;
-        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
-            op,
-            reason: format!("{bridge} is not banger's bridge: {why}"),
-        })
+        bangers_bridge(&h, policy, op, bridge)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| no_bridge(op, bridge))
     })
 }
 
@@ -207,15 +199,34 @@ pub(crate) fn check_bridge_if_present(
     bridge: &str,
 ) -> Result<(), PrivOpsError> {
     with_handle(op, async |h| {
-        let Some(br) = find(&h, bridge).await.map_err(nl_err(op, bridge))? else {
-            return Ok(());
-        };
-        let all = dump(&h).await.map_err(nl_err(op, bridge))?;
-        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
-            op,
-            reason: format!("{bridge} is not banger's bridge: {why}"),
-        })
+        bangers_bridge(&h, policy, op, bridge).await.map(|_| ())
     })
+}
+
+/// The link named `bridge` when it is banger's bridge; `None` when absent;
+/// refused when it exists and is not banger's.
+async fn bangers_bridge(
+    h: &rtnetlink::Handle,
+    policy: &Policy,
+    op: &'static str,
+    bridge: &str,
+) -> Result<Option<LinkMessage>, PrivOpsError> {
+    let Some(br) = find(h, bridge).await.map_err(nl_err(op, bridge))? else {
+        return Ok(None);
+    };
+    let all = dump(h).await.map_err(nl_err(op, bridge))?;
+    bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
+        op,
+        reason: format!("{bridge} is not banger's bridge: {why}"),
+    })?;
+    Ok(Some(br))
+}
+
+fn no_bridge(op: &'static str, bridge: &str) -> PrivOpsError {
+    PrivOpsError::Refused {
+        op,
+        reason: format!("bridge {bridge} does not exist; the daemon creates it at start"),
+    }
 }
 
 fn bridge_is_bangers(policy: &Policy, br: &LinkMessage, all: &[LinkMessage]) -> Result<(), String> {
@@ -229,18 +240,9 @@ fn bridge_is_bangers(policy: &Policy, br: &LinkMessage, all: &[LinkMessage]) -> 
 pub(crate) fn attach_up(policy: &Policy, tap: &str, bridge: &str) -> Result<(), PrivOpsError> {
     let op = "create_tap";
     with_handle(op, async |h| {
-        let br = find(&h, bridge)
-            .await
-            .map_err(nl_err(op, bridge))?
-            .ok_or_else(|| PrivOpsError::Refused {
-                op,
-                reason: format!("bridge {bridge} does not exist; the daemon creates it at start"),
-            })?;
-        let all = dump(&h).await.map_err(nl_err(op, bridge))?;
-        bridge_is_bangers(policy, &br, &all).map_err(|why| PrivOpsError::Refused {
-            op,
-            reason: format!("{bridge} is not banger's bridge: {why}"),
-        })?;
+        let br = bangers_bridge(&h, policy, op, bridge)
+            .await?
+            .ok_or_else(|| no_bridge(op, bridge))?;
         let t = find(&h, tap)
             .await
             .map_err(nl_err(op, tap))?

@@ -15,7 +15,7 @@ use banger_workspace::git;
 use banger_workspace::script::{EXPORT_NOTHING, ExportFormat, export_script};
 
 use crate::common::error::DaemonError;
-use crate::workspace::service::{WorkspaceOpError, WorkspaceService};
+use crate::workspace::service::{WorkspaceOpError, WorkspaceService, absolute_path};
 
 impl WorkspaceService {
     /// `workspace.export`.
@@ -23,14 +23,7 @@ impl WorkspaceService {
         self: &Arc<Self>,
         p: WorkspaceExportParams,
     ) -> Result<WorkspaceExported, DaemonError> {
-        let path = PathBuf::from(&p.path);
-        if !path.is_absolute() {
-            return Err(WorkspaceOpError::Invalid(format!(
-                "workspace path {:?} must be absolute",
-                p.path
-            ))
-            .into());
-        }
+        let path = absolute_path(&p.path)?;
         if let Some(patch) = &p.patch
             && !Path::new(patch).is_absolute()
         {

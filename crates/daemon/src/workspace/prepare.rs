@@ -23,7 +23,7 @@ use banger_workspace::script::{
 use banger_workspace::{git, tarstream};
 
 use crate::common::error::DaemonError;
-use crate::workspace::service::{GuestHello, WorkspaceOpError, WorkspaceService};
+use crate::workspace::service::{GuestHello, WorkspaceOpError, WorkspaceService, absolute_path};
 
 /// Exit code of the import script when a delta was sent to a guest that
 /// has no checkout there (the disk was reset): prepare then resends all.
@@ -66,14 +66,7 @@ impl WorkspaceService {
         self: &Arc<Self>,
         p: WorkspacePrepareParams,
     ) -> Result<WorkspacePrepared, DaemonError> {
-        let path = PathBuf::from(&p.path);
-        if !path.is_absolute() {
-            return Err(WorkspaceOpError::Invalid(format!(
-                "workspace path {:?} must be absolute",
-                p.path
-            ))
-            .into());
-        }
+        let path = absolute_path(&p.path)?;
         let vm = self.snapshot(&p.vm).await?;
         let _ws_lock = self.workspace_locks.lock(&vm.id).await;
         let me = Arc::clone(self);

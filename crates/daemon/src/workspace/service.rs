@@ -331,6 +331,19 @@ impl WorkspaceService {
     }
 }
 
+/// The host path of a workspace request, which must be absolute (the CLI
+/// sends its own absolute path; relative ones would be the daemon's cwd).
+pub(crate) fn absolute_path(path: &str) -> Result<PathBuf, WorkspaceOpError> {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(WorkspaceOpError::Invalid(format!(
+            "workspace path {path:?} must be absolute"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod error_tests {
     use super::*;
