@@ -33,24 +33,30 @@ pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
 /// when ACPI boot or legacy boot is fully satisfied, 1 otherwise (also when
 /// the config cannot be read).
 fn check(ctx: &mut Ctx, a: KernelCheckArgs) -> Result<(), CliError> {
-    let path =
-        if a.dot_config || a.kernel.contains('/') || std::path::Path::new(&a.kernel).is_file() {
-            std::path::PathBuf::from(&a.kernel)
-        } else {
-            validate::image_name(&a.kernel).map_err(CliError::usage)?;
-            let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
-            let k =
-                ks.into_iter()
-                    .find(|k| k.name == a.kernel)
-                    .ok_or_else(|| CliError::Failed {
-                        message: format!(
-                            "no kernel named {:?} and no such file; see `banger kernel list`",
-                            a.kernel
-                        ),
-                        code: 3,
-                    })?;
-            std::path::PathBuf::from(k.path)
-        };
+    let path = if a.dot_config
+        || a.kernel.contains('/')
+        || std::path::Path::new(&a.kernel).is_file()
+    {
+        std::path::PathBuf::from(&a.kernel)
+    } else {
+        validate::image_name(&a.kernel).map_err(CliError::usage)?;
+        ctx.local_only(
+                "kernel check NAME",
+                "a registered kernel's file is on the daemon's host; run `banger kernel check NAME` there over ssh (a kernel FILE here can be checked locally)",
+            )?;
+        let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
+        let k = ks
+            .into_iter()
+            .find(|k| k.name == a.kernel)
+            .ok_or_else(|| CliError::Failed {
+                message: format!(
+                    "no kernel named {:?} and no such file; see `banger kernel list`",
+                    a.kernel
+                ),
+                code: 3,
+            })?;
+        std::path::PathBuf::from(k.path)
+    };
     let failed = |message: String| CliError::Failed { message, code: 1 };
     let data =
         std::fs::read(&path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
@@ -115,7 +121,8 @@ fn list(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
 
 fn register(ctx: &mut Ctx, a: KernelRegisterArgs) -> Result<(), CliError> {
     validate::image_name(&a.name).map_err(CliError::usage)?;
-    let file = crate::commands::image_register::file_arg("kernel", &a.file)?;
+    let remote = ctx.remote()?;
+    let file = crate::commands::image_register::file_arg(remote.as_ref(), "kernel", &a.file)?;
     let mut client = ctx.connect()?;
     client.set_timeout(None);
     let k: Kernel = client.call(Request::KernelRegister(KernelRegisterParams {
