@@ -18,7 +18,7 @@ pub const SSH_PORT: u16 = 2222;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -59,7 +59,7 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-fn keygen(path: &Path) {
+pub fn keygen(path: &Path) {
     let st = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
         .arg(path)
