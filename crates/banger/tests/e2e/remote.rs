@@ -10,11 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use banger_api::{Vm, VmDetail, VmState};
 
-use crate::guestnet::{ip, keygen, unavailable};
+use crate::guestnet::{ip, keygen, unavailable, wait_listening};
 use crate::util::{Fixtures, TestDaemon, bin, tail};
 
 const PORT: u16 = 2222;
@@ -137,22 +136,7 @@ impl Remote {
                 .spawn()
                 .unwrap(),
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &r.host_ns, "ss", "-Htln"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains(&format!(":{PORT}")) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen: {}",
-                r.sshd_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(&r.host_ns, PORT, &r.dir.path().join("sshd.log"));
         r
     }
 
