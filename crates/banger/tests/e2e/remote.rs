@@ -294,6 +294,21 @@ fn a_vm_is_created_listed_shown_and_deleted_through_a_context() {
     let forced = r.banger(None, &["--context", "local", "vm", "list"]);
     assert_eq!(forced.status.code(), Some(6), "{}", stderr(&forced));
 
+    // vm ssh runs the remote banger's `vm ssh` (its answer comes back).
+    let ssh = r.banger(None, &["vm", "ssh", "no-such-vm", "--", "echo", "it's"]);
+    assert_eq!(ssh.status.code(), Some(3), "{}", stderr(&ssh));
+    assert!(stderr(&ssh).contains("no-such-vm"), "{}", stderr(&ssh));
+    // doctor: only the remote daemon's checks, not this machine's config.
+    let doc = r.banger(None, &["doctor", "--json"]);
+    let checks: Vec<banger_api::doctor::Check> =
+        serde_json::from_slice(&doc.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&doc)));
+    let daemon = checks
+        .iter()
+        .find(|c| c.name == "daemon")
+        .expect("daemon check");
+    assert!(daemon.detail.contains(&url), "{}", daemon.detail);
+    assert!(!checks.iter().any(|c| c.name == "config"), "{checks:?}");
+
     // Commands that read this machine's files: remote paths, or refused.
     let rel = r.banger(
         None,
