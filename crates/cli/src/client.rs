@@ -1,4 +1,6 @@
-//! A synchronous client for `bangerd`'s RPC socket.
+//! A synchronous client for `bangerd`'s RPC socket, or for a remote
+//! `bangerd` over SSH ([`Client::connect_ssh`]: `ssh … banger system
+//! dial-stdio` on that host, the same protocol over the session).
 //!
 //! The protocol is documented in [`banger_api::rpc`]: newline-delimited JSON
 //! over a Unix socket, a `daemon.hello` handshake first, then one request at a
