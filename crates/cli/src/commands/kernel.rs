@@ -28,35 +28,33 @@ pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
     }
 }
 
+/// Why `kernel check NAME` is refused with a remote context.
+const REMOTE_KERNEL: &str = "a registered kernel's file is on the daemon's host; run `banger kernel check NAME` there over ssh (a kernel FILE here can be checked locally)";
+
 /// `banger kernel check NAME|FILE`: read the kernel's embedded config and
 /// report Firecracker's guest-kernel requirements per boot profile. Exit 0
 /// when ACPI boot or legacy boot is fully satisfied, 1 otherwise (also when
 /// the config cannot be read).
 fn check(ctx: &mut Ctx, a: KernelCheckArgs) -> Result<(), CliError> {
-    let path = if a.dot_config
-        || a.kernel.contains('/')
-        || std::path::Path::new(&a.kernel).is_file()
-    {
-        std::path::PathBuf::from(&a.kernel)
-    } else {
-        validate::image_name(&a.kernel).map_err(CliError::usage)?;
-        ctx.local_only(
-                "kernel check NAME",
-                "a registered kernel's file is on the daemon's host; run `banger kernel check NAME` there over ssh (a kernel FILE here can be checked locally)",
-            )?;
-        let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
-        let k = ks
-            .into_iter()
-            .find(|k| k.name == a.kernel)
-            .ok_or_else(|| CliError::Failed {
-                message: format!(
-                    "no kernel named {:?} and no such file; see `banger kernel list`",
-                    a.kernel
-                ),
-                code: 3,
-            })?;
-        std::path::PathBuf::from(k.path)
-    };
+    let path =
+        if a.dot_config || a.kernel.contains('/') || std::path::Path::new(&a.kernel).is_file() {
+            std::path::PathBuf::from(&a.kernel)
+        } else {
+            validate::image_name(&a.kernel).map_err(CliError::usage)?;
+            ctx.local_only("kernel check NAME", REMOTE_KERNEL)?;
+            let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
+            let k =
+                ks.into_iter()
+                    .find(|k| k.name == a.kernel)
+                    .ok_or_else(|| CliError::Failed {
+                        message: format!(
+                            "no kernel named {:?} and no such file; see `banger kernel list`",
+                            a.kernel
+                        ),
+                        code: 3,
+                    })?;
+            std::path::PathBuf::from(k.path)
+        };
     let failed = |message: String| CliError::Failed { message, code: 1 };
     let data =
         std::fs::read(&path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
