@@ -64,6 +64,14 @@ pub struct GlobalArgs {
     /// Use the system paths (/etc/banger, /var/lib/banger, /run/banger)
     #[arg(long, global = true, help_heading = "Global options")]
     pub system: bool,
+    /// Talk to the bangerd of context NAME over SSH (`banger context list`; `local`: this machine) [env: BANGER_CONTEXT]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "NAME"
+    )]
+    pub context: Option<String>,
 }
 
 /// The top-level commands.
@@ -107,6 +115,9 @@ pub enum Command {
     /// Re-seed images with the current SSH keys and guest agent
     #[command(subcommand)]
     ManagedSeed(ManagedSeedCommand),
+    /// Name remote hosts whose bangerd banger reaches over SSH (`--context`)
+    #[command(subcommand)]
+    Context(crate::args_context::ContextCommand),
 }
 
 /// `banger managed-seed …`.

@@ -65,7 +65,7 @@ pub struct VmSshArgs {
 /// `banger ssh-config`.
 #[derive(Debug, Clone, Args)]
 pub struct SshConfigArgs {
-    /// Print the include to stdout instead of writing ~/.ssh/config.d/banger
+    /// Print the include to stdout instead of writing ~/.ssh/config.d/banger (banger-CONTEXT with a remote context)
     #[arg(long)]
     pub print: bool,
     /// Do not add `Include ~/.ssh/config.d/banger` to ~/.ssh/config

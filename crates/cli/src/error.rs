@@ -47,6 +47,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] io::Error),
+    /// A context could not be used, added or removed.
+    #[error(transparent)]
+    Context(#[from] crate::contexts::ContextError),
     /// The command ran but found problems (e.g. a failed doctor check).
     #[error("{message}")]
     Failed {
@@ -81,6 +84,7 @@ impl CliError {
             CliError::Client(e) => e.exit_code(),
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Failed { code, .. } => *code,
+            CliError::Context(e) => e.exit_code(),
             CliError::Operation { source, .. } => source.kind.exit_code(),
             CliError::Config(_) | CliError::Output(_) => 1,
         }

@@ -18,22 +18,26 @@ use std::io::Write;
 use clap::Parser;
 
 mod args;
+mod args_context;
 mod args_guest;
 mod args_kernel;
 pub mod client;
 mod commands;
 mod context;
+mod contexts;
 mod error;
 #[cfg(test)]
 mod kernel_check_tests;
 mod output;
 mod progress;
+pub mod remote;
 mod render;
 pub mod system;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 pub use error::{EXIT_UNREACHABLE, EXIT_USAGE};
 pub use output::Term;

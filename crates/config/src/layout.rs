@@ -31,10 +31,16 @@ impl Layout {
     pub fn default_config_file(mode: Mode) -> PathBuf {
         match mode {
             Mode::System => PathBuf::from(crate::system::CONFIG_FILE),
-            Mode::Dev => xdg_dir("XDG_CONFIG_HOME", ".config")
-                .map(|d| d.join("banger/config.toml"))
+            Mode::Dev => Self::user_config_dir()
+                .map(|d| d.join("config.toml"))
                 .unwrap_or_else(|| PathBuf::from(crate::system::CONFIG_FILE)),
         }
+    }
+
+    /// The user's own banger config directory: `$XDG_CONFIG_HOME/banger`,
+    /// else `~/.config/banger`; `None` when neither variable is set.
+    pub fn user_config_dir() -> Option<PathBuf> {
+        xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("banger"))
     }
 
     /// Resolve the layout: `state_dir_flag` (from `--state-dir`) wins over

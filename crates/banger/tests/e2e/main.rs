@@ -27,6 +27,7 @@ mod network_seam;
 mod privops_seam;
 mod qemu_daemon;
 mod qemu_front;
+mod remote;
 mod seed;
 mod system_install;
 mod system_path;

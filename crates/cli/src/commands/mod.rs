@@ -13,6 +13,7 @@ use crate::error::CliError;
 
 mod completions;
 mod config;
+mod context;
 mod doctor;
 mod follow;
 mod image;
@@ -89,6 +90,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
         Command::ManagedSeed(crate::args::ManagedSeedCommand::Refresh(a)) => {
             managed_seed::refresh(ctx, a)
         }
+        Command::Context(c) => context::run(ctx, c),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `banger vm ssh`, `banger vm ports` and `banger ssh-config`.
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
@@ -10,23 +12,56 @@ use banger_api::rpc::VmRef;
 use crate::args::VmArg;
 use crate::args_guest::{SshConfigArgs, VmSshArgs};
 use crate::context::Ctx;
+use crate::contexts::Remote;
 use crate::error::CliError;
 use crate::output::{or_dash, print_json, print_table, table};
+use crate::remote::{SSH, sh_quote};
 
-/// `vm ssh`: exec ssh with the daemon's options (pinned host key, banger's key).
+/// `vm ssh`: exec ssh with the daemon's options (pinned host key, banger's
+/// key). With a remote context the daemon's options name files on that
+/// host, so `banger vm ssh` runs there instead, over ssh to that host.
 pub fn ssh(ctx: &mut Ctx, a: VmSshArgs) -> Result<(), CliError> {
-    let argv: SshArgv = ctx.connect()?.call(Request::VmSshArgv(VmSshParams {
-        vm: a.name,
-        command: a.command,
-    }))?;
-    let Some((prog, rest)) = argv.argv.split_first() else {
+    let argv: Vec<OsString> = match ctx.remote()? {
+        Some(r) => remote_vm_ssh(&r, &a, std::io::stdin().is_terminal()),
+        None => {
+            let argv: SshArgv = ctx.connect()?.call(Request::VmSshArgv(VmSshParams {
+                vm: a.name,
+                command: a.command,
+            }))?;
+            argv.argv.into_iter().map(OsString::from).collect()
+        }
+    };
+    let Some((prog, rest)) = argv.split_first() else {
         return Err(CliError::usage("the daemon returned an empty ssh command"));
     };
     let err = std::process::Command::new(prog).args(rest).exec();
     Err(CliError::Failed {
-        message: format!("cannot run {prog}: {err}; install the OpenSSH client"),
+        message: format!(
+            "cannot run {}: {err}; install the OpenSSH client",
+            prog.to_string_lossy()
+        ),
         code: 1,
     })
+}
+
+/// `ssh [-t] … -- HOST banger vm ssh NAME [-- CMD…]`: the remote banger
+/// execs its own `vm ssh`. The remote shell gets one string, so every word
+/// is quoted for it.
+fn remote_vm_ssh(r: &Remote, a: &VmSshArgs, tty: bool) -> Vec<OsString> {
+    let mut words: Vec<&str> = vec!["banger", "vm", "ssh", &a.name];
+    if !a.command.is_empty() {
+        words.push("--");
+        words.extend(a.command.iter().map(String::as_str));
+    }
+    let line = words
+        .into_iter()
+        .map(sh_quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut argv = vec![OsString::from(SSH)];
+    argv.extend(r.target.ssh_args(r.ssh_config.as_ref(), tty));
+    argv.push(line.into());
+    argv
 }
 
 /// `vm ports`.
@@ -51,21 +86,26 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
 
 /// `ssh-config`: write `~/.ssh/config.d/banger` and make `~/.ssh/config`
 /// include it (unless `--no-include`), so plain `ssh NAME.vm` works.
-/// `vm create` and `vm delete` keep the file current once it exists.
+/// `vm create` and `vm delete` keep the file current once it exists. With a
+/// remote context the file is `~/.ssh/config.d/banger-CONTEXT` and every
+/// VM is reached through `ProxyJump` to the daemon's host.
 pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
-    let text: SshConfigText = ctx.connect()?.call(Request::GuestSshConfig)?;
+    let remote = ctx.remote()?;
+    let text = include_text(ctx, remote.as_ref())?;
     if a.print {
-        write!(ctx.out, "{}", text.text)?;
+        write!(ctx.out, "{text}")?;
         return Ok(());
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
         CliError::usage("$HOME is not set; use --print and place the text yourself")
     })?;
-    let file = write_include(&home, &text.text)?;
+    let name = remote.as_ref().map(|r| r.name.as_str());
+    let file = write_include(&home, name, &text)?;
     writeln!(ctx.out, "wrote {}", file.display())?;
+    let include = include_line(name);
     let config = home.join(".ssh/config");
     let main = std::fs::read_to_string(&config).unwrap_or_default();
-    if main.lines().any(|l| l.trim() == INCLUDE) {
+    if main.lines().any(|l| l.trim() == include) {
         writeln!(
             ctx.out,
             "{} already includes it; `ssh NAME.vm` works",
@@ -74,31 +114,80 @@ pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     } else if a.no_include {
         writeln!(
             ctx.out,
-            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {INCLUDE}"
+            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {include}"
         )?;
     } else {
         // `Include` must come before any `Host` block to apply everywhere.
-        let updated = format!("{INCLUDE}\n\n{main}");
+        let updated = format!("{include}\n\n{main}");
         write_private(&config, updated.as_bytes()).map_err(|e| CliError::Failed {
             message: format!(
-                "cannot update {}: {e}; add `{INCLUDE}` at its top yourself",
+                "cannot update {}: {e}; add `{include}` at its top yourself",
                 config.display()
             ),
             code: 1,
         })?;
         writeln!(
             ctx.out,
-            "added `{INCLUDE}` at the top of {}; `ssh NAME.vm` works",
+            "added `{include}` at the top of {}; `ssh NAME.vm` works",
             config.display()
         )?;
     }
     Ok(())
 }
 
-const INCLUDE: &str = "Include ~/.ssh/config.d/banger";
+/// The include text: the daemon's, or for a remote context the daemon's
+/// rewritten to jump through its host.
+fn include_text(ctx: &Ctx, remote: Option<&Remote>) -> Result<String, CliError> {
+    let text: SshConfigText = ctx.connect()?.call(Request::GuestSshConfig)?;
+    Ok(match remote {
+        None => text.text,
+        Some(r) => through_jump(&text.text, r),
+    })
+}
 
-fn include_file(home: &std::path::Path) -> PathBuf {
-    home.join(".ssh/config.d/banger")
+/// The daemon's `Host NAME.vm` blocks for a machine that reaches the guests
+/// through the daemon's host: a `ProxyJump` to that host in each block, and
+/// without the keys that name files on that host (banger's key and its
+/// known_hosts), so your own keys log in and your known_hosts pins each
+/// guest under its `HostKeyAlias banger-<id>`.
+fn through_jump(text: &str, r: &Remote) -> String {
+    let mut out = format!(
+        "# Written by `banger --context {} ssh-config`: the VMs of {}, reached through ProxyJump.\n\
+         # Host keys are pinned per VM (HostKeyAlias banger-<id>) in your known_hosts.\n",
+        r.name, r.target
+    );
+    for line in text.lines() {
+        let key = line.split_whitespace().next().unwrap_or("");
+        if key.starts_with('#')
+            || ["IdentityFile", "IdentitiesOnly", "UserKnownHostsFile"]
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if key.eq_ignore_ascii_case("Host") {
+            out.push_str(&format!("  ProxyJump {}\n", r.target.jump()));
+        }
+    }
+    out
+}
+
+/// `Include ~/.ssh/config.d/banger[-CONTEXT]`.
+fn include_line(context: Option<&str>) -> String {
+    match context {
+        None => "Include ~/.ssh/config.d/banger".into(),
+        Some(c) => format!("Include ~/.ssh/config.d/banger-{c}"),
+    }
+}
+
+fn include_file(home: &std::path::Path, context: Option<&str>) -> PathBuf {
+    let dir = home.join(".ssh/config.d");
+    match context {
+        None => dir.join("banger"),
+        Some(c) => dir.join(format!("banger-{c}")),
+    }
 }
 
 /// Replace `path` atomically with `bytes`, 0600, through a temporary file of
@@ -121,8 +210,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_include(home: &std::path::Path, text: &str) -> Result<PathBuf, CliError> {
-    let file = include_file(home);
+fn write_include(
+    home: &std::path::Path,
+    context: Option<&str>,
+    text: &str,
+) -> Result<PathBuf, CliError> {
+    let file = include_file(home, context);
     let fail = |e: std::io::Error| CliError::Failed {
         message: format!("cannot write {}: {e}", file.display()),
         code: 1,
@@ -135,26 +228,27 @@ fn write_include(home: &std::path::Path, text: &str) -> Result<PathBuf, CliError
 }
 
 /// After a VM was created or deleted: rewrite `~/.ssh/config.d/banger`
-/// when the user installed it, so `ssh NAME.vm` follows the VM set. A
-/// failure here is reported as a hint, never as the command's failure.
+/// (`banger-CONTEXT` for a remote context) when the user installed it, so
+/// `ssh NAME.vm` follows the VM set. A failure here is reported as a hint,
+/// never as the command's failure.
 pub fn refresh_include(ctx: &mut Ctx) {
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
         return;
     };
-    if !include_file(&home).is_file() {
+    let Ok(remote) = ctx.remote() else {
+        return;
+    };
+    let name = remote.as_ref().map(|r| r.name.as_str());
+    let file = include_file(&home, name);
+    if !file.is_file() {
         return;
     }
-    let result = ctx
-        .connect()
-        .and_then(|mut c| {
-            c.call::<SshConfigText>(Request::GuestSshConfig)
-                .map_err(Into::into)
-        })
-        .and_then(|t| write_include(&home, &t.text));
+    let result = include_text(ctx, remote.as_ref()).and_then(|t| write_include(&home, name, &t));
     if let Err(e) = result {
         let _ = writeln!(
             ctx.err,
-            "note: could not refresh ~/.ssh/config.d/banger ({e}); run `banger ssh-config`"
+            "note: could not refresh {} ({e}); run `banger ssh-config`",
+            file.display()
         );
     }
 }
@@ -162,6 +256,80 @@ pub fn refresh_include(ctx: &mut Ctx) {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+
+    use crate::contexts::Remote;
+    use crate::remote::SshTarget;
+
+    fn lab() -> Remote {
+        Remote {
+            name: "lab".into(),
+            target: SshTarget::parse("ssh://me@lab.example:2222").unwrap(),
+            ssh_config: None,
+        }
+    }
+
+    #[test]
+    fn remote_vm_ssh_runs_the_remote_banger_with_quoted_words() {
+        let a = crate::args_guest::VmSshArgs {
+            name: "web".into(),
+            command: vec!["echo".into(), "it's here".into()],
+        };
+        let argv = super::remote_vm_ssh(&lab(), &a, false);
+        assert_eq!(
+            argv,
+            [
+                "ssh",
+                "-T",
+                "-p",
+                "2222",
+                "-l",
+                "me",
+                "--",
+                "lab.example",
+                r"banger vm ssh web -- echo 'it'\''s here'"
+            ]
+            .map(std::ffi::OsString::from)
+        );
+        let a = crate::args_guest::VmSshArgs {
+            name: "web".into(),
+            command: vec![],
+        };
+        let argv = super::remote_vm_ssh(&lab(), &a, true);
+        assert_eq!(argv[1], "-t", "a terminal gets a remote terminal");
+        assert_eq!(argv.last().unwrap(), "banger vm ssh web");
+    }
+
+    #[test]
+    fn remote_include_jumps_and_drops_the_daemon_hosts_files() {
+        let daemon = "# Written by `banger ssh-config`.\n\
+            \nHost web.vm\n  HostName 172.30.0.2\n  Port 22\n  User dev\n  \
+            IdentityFile /home/o/.config/banger/ssh/id_ed25519\n  IdentitiesOnly yes\n  \
+            UserKnownHostsFile /var/lib/banger/ssh/known_hosts\n  HostKeyAlias banger-abc\n  \
+            StrictHostKeyChecking accept-new\n  CheckHostIP no\n";
+        let text = super::through_jump(daemon, &lab());
+        assert!(text.starts_with("# Written by `banger --context lab ssh-config`"));
+        assert!(
+            text.contains("Host web.vm\n  ProxyJump me@lab.example:2222\n  HostName 172.30.0.2\n")
+        );
+        for gone in [
+            "IdentityFile",
+            "IdentitiesOnly",
+            "UserKnownHostsFile",
+            "/home/o",
+            "/var/lib",
+        ] {
+            assert!(!text.contains(gone), "{gone} left in:\n{text}");
+        }
+        assert!(text.contains("  HostKeyAlias banger-abc\n  StrictHostKeyChecking accept-new\n"));
+        assert_eq!(
+            super::include_line(Some("lab")),
+            "Include ~/.ssh/config.d/banger-lab"
+        );
+        assert_eq!(
+            super::include_file(std::path::Path::new("/h"), Some("lab")),
+            std::path::Path::new("/h/.ssh/config.d/banger-lab")
+        );
+    }
 
     #[test]
     fn concurrent_include_writes_all_succeed_and_leave_one_whole_file() {
@@ -174,12 +342,12 @@ mod tests {
             for t in &texts {
                 s.spawn(move || {
                     for _ in 0..25 {
-                        super::write_include(home, t).expect("concurrent refresh");
+                        super::write_include(home, None, t).expect("concurrent refresh");
                     }
                 });
             }
         });
-        let file = super::include_file(home);
+        let file = super::include_file(home, None);
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(texts.contains(&text), "the file is one writer's whole text");
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
