@@ -245,6 +245,10 @@ impl VmLookup for StoreVmLookup {
     fn vsock_socket(&self, vm_id: &str) -> Option<std::path::PathBuf> {
         self.handles.get(vm_id).and_then(|h| h.vsock)
     }
+
+    fn has_nic(&self, vm_id: &str) -> bool {
+        self.handles.get(vm_id).is_none_or(|h| h.tap.is_some())
+    }
 }
 
 #[cfg(test)]
