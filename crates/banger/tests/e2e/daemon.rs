@@ -571,3 +571,58 @@ fn two_daemons_keep_their_own_ssh_config_files() {
         "{main}"
     );
 }
+
+/// A console log past its cap is rotated under the running VMM (which
+/// keeps appending to it), and `vm logs` reads across the two files.
+#[test]
+fn console_log_is_rotated_and_read_across_generations() {
+    let Some(fx) = Fixtures::new("console_log_is_rotated_and_read_across_generations") else {
+        return;
+    };
+    let d = TestDaemon::start(&[]);
+    d.register_image(&fx, "base");
+    let vm = d.create("loud", "base").unwrap();
+    d.wait_state("loud", VmState::Running, 20);
+    let console = d.state_dir().join("vms").join(&vm.id).join("console.log");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&console)
+            .unwrap();
+        let line = format!("{}\n", "x".repeat(1023));
+        for _ in 0..(9 << 10) {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+        f.write_all(b"last line before rotation\n").unwrap();
+    }
+    let rotated = console.with_file_name("console.log.1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !rotated.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(rotated.exists(), "rotated within the stats interval");
+    assert!(std::fs::metadata(&console).unwrap().len() < 1 << 20);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&console)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"first line after\n"))
+        .unwrap();
+    let logs: VmLogs = d.cli_json(&["vm", "logs", "loud", "--tail", "2"]);
+    assert_eq!(
+        logs.lines
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .last(),
+        Some(&"first line after"),
+        "{:?}",
+        logs.lines
+    );
+    assert!(
+        logs.lines
+            .iter()
+            .any(|l| l.contains("last line before rotation"))
+    );
+}

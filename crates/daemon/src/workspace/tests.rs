@@ -487,7 +487,10 @@ impl VmLookup for NoNic {
 async fn a_vm_without_a_network_card_is_never_dialed() {
     let dir = tempfile::tempdir().unwrap();
     let (ws, lookup) = service(dir.path(), None);
-    let ws = Arc::new(WorkspaceService::new(Arc::new(NoNic(lookup)), ws.deps.clone()));
+    let ws = Arc::new(WorkspaceService::new(
+        Arc::new(NoNic(lookup)),
+        ws.deps.clone(),
+    ));
     let r = repo(dir.path());
     let err = ws.prepare(params(&r)).await.unwrap_err().to_string();
     assert!(err.contains("no network card"), "{err}");
