@@ -42,6 +42,11 @@ pub enum Request {
     /// Boot a stopped VM. Returns [`Vm`](crate::Vm).
     #[serde(rename = "vm.start")]
     VmStart(VmRef),
+    /// Boot a stopped VM in the background, like `vm.create`: answers at
+    /// once with the operation to follow (its stages: preparing, starting
+    /// VMM, configuring, booting). Returns [`VmCreated`](crate::VmCreated).
+    #[serde(rename = "vm.start_op")]
+    VmStartOp(VmRef),
     /// Ctrl-Alt-Del, then SIGKILL after a timeout. Returns [`Vm`](crate::Vm).
     #[serde(rename = "vm.stop")]
     VmStop(VmStopParams),
@@ -160,6 +165,7 @@ impl Request {
             Request::Doctor => "daemon.doctor",
             Request::VmCreate(_) => "vm.create",
             Request::VmStart(_) => "vm.start",
+            Request::VmStartOp(_) => "vm.start_op",
             Request::VmStop(_) => "vm.stop",
             Request::VmRestart(_) => "vm.restart",
             Request::VmKill(_) => "vm.kill",

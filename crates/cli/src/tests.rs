@@ -139,6 +139,10 @@ fn daemon() -> FakeDaemon {
         {
             vec![ok(vm("dev", VmState::Running))]
         }
+        Request::VmStartOp(VmRef { vm: name }) if name == "dev" => vec![ok(VmCreated {
+            vm: vm("dev", VmState::Stopped),
+            operation: Some(op(OpState::Running, 0, "queued")),
+        })],
         Request::VmStats(_) => vec![ok(VmStats {
             name: "dev".into(),
             state: VmState::Running,
@@ -406,9 +410,14 @@ fn show_stats_and_power_commands() {
         "{out}"
     );
 
-    let (code, out, _) = against(&d, &["vm", "start", "dev"]);
-    assert_eq!(code, 0);
+    // `vm start` follows the boot as `vm create` does.
+    let (code, out, err) = against(&d, &["vm", "start", "dev"]);
+    assert_eq!(code, 0, "{err}");
     assert_eq!(out, "dev is running at 172.30.0.2\n");
+    assert_eq!(
+        err,
+        "starting dev: [1/3] copying root disk\nstarting dev: [2/3] starting VMM\n"
+    );
     let (_, out, _) = against(&d, &["vm", "kill", "dev", "--json"]);
     assert_eq!(serde_json::from_str::<Vm>(&out).unwrap().name, "dev");
 }

@@ -536,7 +536,7 @@ fn debian_guest_end_to_end_through_the_cli() {
         &format!("{} pins the VM: {kh}", known_hosts.display()),
     );
     e.ok(&["ssh-config"]);
-    let ssh_config = e.home.path().join(".ssh/config.d/banger");
+    let ssh_config = util::ssh_include(e.home.path());
     let cfg = std::fs::read_to_string(&ssh_config).unwrap();
     assert!(
         cfg.contains("Host dev.vm")

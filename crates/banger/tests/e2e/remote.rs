@@ -352,7 +352,7 @@ fn a_vm_is_created_listed_shown_and_deleted_through_a_context() {
     assert!(!include.contains("IdentityFile"), "{include}");
     let main = std::fs::read_to_string(r.home().join(".ssh/config")).unwrap();
     assert!(
-        main.starts_with("Include ~/.ssh/config.d/banger-lab\n"),
+        main.starts_with("Include ~/.ssh/config.d/banger*\n"),
         "{main}"
     );
 

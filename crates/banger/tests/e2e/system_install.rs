@@ -14,8 +14,12 @@ use std::process::{Command, Output};
 use util::bin;
 
 fn banger(args: &[&str]) -> Output {
+    // `system install --root` touches nothing of the caller's: a HOME
+    // that does not exist makes any attempt fail loudly.
     Command::new(bin("banger"))
         .args(args)
+        .env("HOME", "/nonexistent/banger-test-home")
+        .env_remove("XDG_CONFIG_HOME")
         .env("NO_COLOR", "1")
         .output()
         .unwrap()

@@ -136,6 +136,7 @@ fn ping_as_nobody(socket: &Path) -> std::process::Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(bin("banger"))
+        .env("HOME", "/nonexistent")
         .args(["system", "ping", "--helper-socket"])
         .arg(socket)
         .output()

@@ -1,10 +1,12 @@
-//! `banger vm start|stop|restart|kill`: synchronous state changes that
-//! answer with the VM.
+//! `banger vm start|stop|restart|kill`: state changes that answer with the
+//! VM (`vm start` follows the boot's progress).
 
 use std::time::Duration;
 
 use banger_api::rpc::{VmRef, VmStopParams};
-use banger_api::{Request, Vm};
+use banger_api::{Request, Vm, VmCreated, VmDetail};
+
+use super::follow::{failure, follow};
 
 use crate::args::{VmArg, VmStopArgs};
 use crate::client::{Client, READ_TIMEOUT};
@@ -12,11 +14,23 @@ use crate::context::Ctx;
 use crate::error::CliError;
 use crate::output::print_json;
 
-/// `vm start`.
+/// `vm start`: the boot runs as an operation whose stages are shown as
+/// `vm create` shows them; the VM is printed once it is running.
 pub fn start(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
-    let vm: Vm = ctx
-        .connect()?
-        .call(Request::VmStart(VmRef { vm: a.name }))?;
+    let mut client = ctx.connect()?;
+    let started: VmCreated = client.call(Request::VmStartOp(VmRef { vm: a.name.clone() }))?;
+    let mut vm = started.vm;
+    if let Some(op) = started.operation {
+        let done = follow(ctx, &mut client, &op.id, &format!("starting {}", a.name))?;
+        let hint = format!("; see `banger vm logs {}` (and `--vmm`)", a.name);
+        if let Some(e) = failure(&done, &hint) {
+            return Err(e);
+        }
+        let detail: VmDetail = client.call(Request::VmShow(VmRef {
+            vm: vm.name.clone(),
+        }))?;
+        vm = detail.vm;
+    }
     print(ctx, &vm, a.json.json)
 }
 

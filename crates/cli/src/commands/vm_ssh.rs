@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use banger_api::Request;
 use banger_api::guest::{GuestPort, SshArgv, SshConfigText, VmSshParams};
 use banger_api::rpc::VmRef;
+use banger_config::{Config, Layout, Mode};
 
 use crate::args::VmArg;
 use crate::args_guest::{SshConfigArgs, VmSshArgs};
@@ -84,11 +85,12 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
     print_table(ctx.out, t)
 }
 
-/// `ssh-config`: write `~/.ssh/config.d/banger` and make `~/.ssh/config`
-/// include it (unless `--no-include`), so plain `ssh NAME.vm` works.
-/// `vm create` and `vm delete` keep the file current once it exists. With a
-/// remote context the file is `~/.ssh/config.d/banger-CONTEXT` and every
-/// VM is reached through `ProxyJump` to the daemon's host.
+/// `ssh-config`: write this daemon's file in `~/.ssh/config.d/` and make
+/// `~/.ssh/config` include `config.d/banger*` (unless `--no-include`), so
+/// plain `ssh NAME.vm` works. `vm create` and `vm delete` keep the file
+/// current once it exists. With a remote context the file is
+/// `banger-CONTEXT` and every VM is reached through `ProxyJump` to the
+/// daemon's host.
 pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     let remote = ctx.remote()?;
     let text = include_text(ctx, remote.as_ref())?;
@@ -99,38 +101,35 @@ pub fn ssh_config(ctx: &mut Ctx, a: SshConfigArgs) -> Result<(), CliError> {
     let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
         CliError::usage("$HOME is not set; use --print and place the text yourself")
     })?;
-    let name = remote.as_ref().map(|r| r.name.as_str());
-    let file = write_include(&home, name, &text)?;
+    let name = include_name(ctx, remote.as_ref());
+    let file = write_include(&home, &name, &text)?;
     writeln!(ctx.out, "wrote {}", file.display())?;
-    let include = include_line(name);
     let config = home.join(".ssh/config");
     let main = std::fs::read_to_string(&config).unwrap_or_default();
-    if main.lines().any(|l| l.trim() == include) {
-        writeln!(
+    match include_edit(&main, &name) {
+        None => writeln!(
             ctx.out,
             "{} already includes it; `ssh NAME.vm` works",
             config.display()
-        )?;
-    } else if a.no_include {
-        writeln!(
+        )?,
+        Some(_) if a.no_include => writeln!(
             ctx.out,
-            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {include}"
-        )?;
-    } else {
-        // `Include` must come before any `Host` block to apply everywhere.
-        let updated = format!("{include}\n\n{main}");
-        write_private(&config, updated.as_bytes()).map_err(|e| CliError::Failed {
-            message: format!(
-                "cannot update {}: {e}; add `{include}` at its top yourself",
+            "add this line at the top of ~/.ssh/config, then `ssh NAME.vm` works:\n  {INCLUDE}"
+        )?,
+        Some(updated) => {
+            write_private(&config, updated.as_bytes()).map_err(|e| CliError::Failed {
+                message: format!(
+                    "cannot update {}: {e}; add `{INCLUDE}` at its top yourself",
+                    config.display()
+                ),
+                code: 1,
+            })?;
+            writeln!(
+                ctx.out,
+                "added `{INCLUDE}` at the top of {}; `ssh NAME.vm` works",
                 config.display()
-            ),
-            code: 1,
-        })?;
-        writeln!(
-            ctx.out,
-            "added `{include}` at the top of {}; `ssh NAME.vm` works",
-            config.display()
-        )?;
+            )?;
+        }
     }
     Ok(())
 }
@@ -174,20 +173,84 @@ fn through_jump(text: &str, r: &Remote) -> String {
     out
 }
 
-/// `Include ~/.ssh/config.d/banger[-CONTEXT]`.
-fn include_line(context: Option<&str>) -> String {
-    match context {
-        None => "Include ~/.ssh/config.d/banger".into(),
-        Some(c) => format!("Include ~/.ssh/config.d/banger-{c}"),
+/// The include line: every daemon's file (`banger`, `banger-<hash>`).
+const INCLUDE: &str = "Include ~/.ssh/config.d/banger*";
+/// The line older versions wrote; it covers the default daemon's file only.
+const OLD_INCLUDE: &str = "Include ~/.ssh/config.d/banger";
+
+/// The new text of `~/.ssh/config` so that it includes the file `name`, or
+/// `None` when it already does. An older single-file line is widened in
+/// place when another daemon's file must be covered; otherwise the line
+/// goes first (`Include` must come before any `Host` block to apply
+/// everywhere).
+fn include_edit(main: &str, name: &str) -> Option<String> {
+    let has = |line: &str| main.lines().any(|l| l.trim() == line);
+    if has(INCLUDE) || (name == DEFAULT_INCLUDE && has(OLD_INCLUDE)) {
+        return None;
+    }
+    if has(OLD_INCLUDE) {
+        let mut out: String = main
+            .lines()
+            .map(|l| if l.trim() == OLD_INCLUDE { INCLUDE } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if main.ends_with('\n') {
+            out.push('\n');
+        }
+        return Some(out);
+    }
+    Some(format!("{INCLUDE}\n\n{main}"))
+}
+
+/// The default daemon's file name (the dev daemon without flags, or the
+/// system daemon).
+const DEFAULT_INCLUDE: &str = "banger";
+
+/// The name of this daemon's file in `~/.ssh/config.d/`: `banger-CONTEXT`
+/// for a remote context, `banger` for the default dev daemon and the system
+/// daemon, `banger-<hash of the socket path>` for any other (`--state-dir`,
+/// `--socket`, `--config`), so that two daemons never overwrite each
+/// other's VMs.
+fn include_name(ctx: &Ctx, remote: Option<&Remote>) -> String {
+    if let Some(r) = remote {
+        return format!("{DEFAULT_INCLUDE}-{}", r.name);
+    }
+    let Ok(socket) = ctx.socket() else {
+        return DEFAULT_INCLUDE.to_string();
+    };
+    let default_socket = |mode: Mode| {
+        let file = Layout::default_config_file(mode);
+        let config = Config::load(&file).unwrap_or_default();
+        Layout::resolve(mode, file, &config, None)
+            .ok()
+            .map(|l| l.socket())
+    };
+    if [Mode::Dev, Mode::System]
+        .into_iter()
+        .any(|m| default_socket(m).as_deref() == Some(socket.as_path()))
+    {
+        DEFAULT_INCLUDE.to_string()
+    } else {
+        socket_include_name(&socket)
     }
 }
 
-fn include_file(home: &std::path::Path, context: Option<&str>) -> PathBuf {
-    let dir = home.join(".ssh/config.d");
-    match context {
-        None => dir.join("banger"),
-        Some(c) => dir.join(format!("banger-{c}")),
-    }
+/// `banger-<16 hex digits>`: FNV-1a of the socket path, stable across
+/// versions and platforms.
+fn socket_include_name(socket: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let hash = socket
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{DEFAULT_INCLUDE}-{hash:016x}")
+}
+
+fn include_file(home: &std::path::Path, name: &str) -> PathBuf {
+    home.join(".ssh/config.d").join(name)
 }
 
 /// Replace `path` atomically with `bytes`, 0600, through a temporary file of
@@ -210,12 +273,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_include(
-    home: &std::path::Path,
-    context: Option<&str>,
-    text: &str,
-) -> Result<PathBuf, CliError> {
-    let file = include_file(home, context);
+fn write_include(home: &std::path::Path, name: &str, text: &str) -> Result<PathBuf, CliError> {
+    let file = include_file(home, name);
     let fail = |e: std::io::Error| CliError::Failed {
         message: format!("cannot write {}: {e}", file.display()),
         code: 1,
@@ -227,10 +286,10 @@ fn write_include(
     Ok(file)
 }
 
-/// After a VM was created or deleted: rewrite `~/.ssh/config.d/banger`
-/// (`banger-CONTEXT` for a remote context) when the user installed it, so
-/// `ssh NAME.vm` follows the VM set. A failure here is reported as a hint,
-/// never as the command's failure.
+/// After a VM was created or deleted: rewrite this daemon's file in
+/// `~/.ssh/config.d/` when the user installed it, so `ssh NAME.vm` follows
+/// the VM set. A failure here is reported as a hint, never as the
+/// command's failure.
 pub fn refresh_include(ctx: &mut Ctx) {
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
         return;
@@ -238,12 +297,12 @@ pub fn refresh_include(ctx: &mut Ctx) {
     let Ok(remote) = ctx.remote() else {
         return;
     };
-    let name = remote.as_ref().map(|r| r.name.as_str());
-    let file = include_file(&home, name);
+    let name = include_name(ctx, remote.as_ref());
+    let file = include_file(&home, &name);
     if !file.is_file() {
         return;
     }
-    let result = include_text(ctx, remote.as_ref()).and_then(|t| write_include(&home, name, &t));
+    let result = include_text(ctx, remote.as_ref()).and_then(|t| write_include(&home, &name, &t));
     if let Err(e) = result {
         let _ = writeln!(
             ctx.err,
@@ -322,11 +381,7 @@ mod tests {
         }
         assert!(text.contains("  HostKeyAlias banger-abc\n  StrictHostKeyChecking accept-new\n"));
         assert_eq!(
-            super::include_line(Some("lab")),
-            "Include ~/.ssh/config.d/banger-lab"
-        );
-        assert_eq!(
-            super::include_file(std::path::Path::new("/h"), Some("lab")),
+            super::include_file(std::path::Path::new("/h"), "banger-lab"),
             std::path::Path::new("/h/.ssh/config.d/banger-lab")
         );
     }
@@ -342,12 +397,12 @@ mod tests {
             for t in &texts {
                 s.spawn(move || {
                     for _ in 0..25 {
-                        super::write_include(home, None, t).expect("concurrent refresh");
+                        super::write_include(home, "banger", t).expect("concurrent refresh");
                     }
                 });
             }
         });
-        let file = super::include_file(home, None);
+        let file = super::include_file(home, "banger");
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(texts.contains(&text), "the file is one writer's whole text");
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
@@ -361,5 +416,32 @@ mod tests {
             vec![std::ffi::OsString::from("banger")],
             "no temporary files left"
         );
+    }
+
+    #[test]
+    fn each_daemon_gets_its_own_file_and_one_include_covers_all() {
+        use super::{INCLUDE, OLD_INCLUDE, include_edit, socket_include_name};
+        let a = socket_include_name(std::path::Path::new("/tmp/a/run/bangerd.sock"));
+        let b = socket_include_name(std::path::Path::new("/tmp/b/run/bangerd.sock"));
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            socket_include_name(std::path::Path::new("/tmp/a/run/bangerd.sock"))
+        );
+        assert!(
+            a.starts_with("banger-") && a.len() == "banger-".len() + 16,
+            "{a}"
+        );
+
+        // Nothing yet: the glob line goes first.
+        let fresh = include_edit("Host x\n  User y\n", &a).unwrap();
+        assert!(fresh.starts_with(&format!("{INCLUDE}\n\n")), "{fresh}");
+        assert!(include_edit(&fresh, &a).is_none(), "idempotent");
+        // The old single-file line covers the default daemon only; for
+        // another daemon it is widened in place, nothing else changes.
+        let old = format!("# mine\n{OLD_INCLUDE}\nHost x\n");
+        assert!(include_edit(&old, "banger").is_none());
+        let widened = include_edit(&old, &a).unwrap();
+        assert_eq!(widened, format!("# mine\n{INCLUDE}\nHost x\n"));
     }
 }

@@ -19,4 +19,6 @@ pub use guest_identity::{
 };
 pub use host::{DEVICE_PREFIX, owner_home};
 pub use ops::{OpEntry, OpTracker, Persist};
-pub use vm_files::{VmFiles, root_disk, work_disk};
+pub use vm_files::{
+    LOG_MAX_BYTES, VmFiles, root_disk, rotate_log, rotate_vm_logs, rotated, work_disk,
+};

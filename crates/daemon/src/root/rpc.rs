@@ -269,6 +269,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         }
         Request::VmCreate(p) => json(d.vms.create(p).await?),
         Request::VmStart(r) => json(d.vms.start(&r.vm).await?),
+        Request::VmStartOp(r) => json(d.vms.start_op(&r.vm).await?),
         Request::VmStop(p) => json(d.vms.stop(&p).await?),
         Request::VmRestart(p) => json(d.vms.restart(&p).await?),
         Request::VmKill(r) => json(d.vms.kill(&r.vm).await?),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banger_api::rpc::{VmDeleteParams, VmSetParams, VmStopParams};
-use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
+use banger_api::{ByteSize, Deleted, Vm, VmCreated, VmState, validate};
+
+use crate::common::Persist;
 
 use crate::common::VmFiles;
 use crate::common::blocking;
@@ -34,6 +36,54 @@ impl VMService {
         }
         self.start_locked(&vm, None, std::time::Instant::now())
             .await
+    }
+
+    /// `vm.start_op`: check that the VM may start, then boot it in the
+    /// background under an operation (stages 1–4 as for `vm.create`), so
+    /// the CLI shows progress for the whole boot.
+    pub async fn start_op(self: &Arc<Self>, name: &str) -> Result<VmCreated, VmError> {
+        let requested = std::time::Instant::now();
+        let vm = self.resolve(name)?;
+        {
+            let _g = self.vm_locks.lock(&vm.id).await;
+            let vm = self.reload(&vm.id)?;
+            if !STARTABLE.contains(&vm.state) {
+                return Err(VmError::Conflict(format!(
+                    "VM {} is {}; only a created, stopped or failed VM starts",
+                    vm.name, vm.state
+                )));
+            }
+        }
+        let op = self.create_ops.start(
+            "vm.start",
+            vm.name.clone(),
+            4,
+            Persist::Always {
+                vm_id: vm.id.clone(),
+            },
+        );
+        let this = Arc::clone(self);
+        let (vm_id, op_id) = (vm.id.clone(), op.id.clone());
+        tokio::spawn(async move {
+            let result = async {
+                let _g = this.vm_locks.lock(&vm_id).await;
+                let vm = this.reload(&vm_id)?;
+                if vm.state == VmState::Running {
+                    return Err(VmError::Conflict(format!(
+                        "VM {} is already running",
+                        vm.name
+                    )));
+                }
+                this.op_stage(&op_id, 1, "preparing disks");
+                this.start_locked(&vm, Some(&op_id), requested).await
+            }
+            .await;
+            this.finish_op(&op_id, result.map(|_| ()));
+        });
+        Ok(VmCreated {
+            vm,
+            operation: Some(op),
+        })
     }
 
     /// Boot `vm`; the caller holds its lock. On failure the VM is left in
@@ -135,7 +185,7 @@ impl VMService {
         // Readiness: `running` only once the guest answers (workspace/ready.rs).
         if let Err(e) = self
             .ws
-            .wait_ready(vm.guest_ip, handles.vsock.as_deref())
+            .wait_ready(vm.guest_ip, handles.vsock.as_deref(), handles.tap.is_some())
             .await
         {
             let _ = self.net.kill(&handles).await;

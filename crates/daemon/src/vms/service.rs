@@ -147,18 +147,26 @@ impl VMService {
             LogSource::Console => VmFiles::console(&dir),
             LogSource::Vmm => VmFiles::vmm_log(&dir),
         };
-        let lines = if path.exists() {
-            let data = crate::vms::launcher::read_tail(&path, 4 << 20)
-                .map_err(VmError::io("cannot read", &path))?;
-            let text = String::from_utf8_lossy(&data);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(tail)..]
-                .iter()
-                .map(|l| l.to_string())
-                .collect()
-        } else {
-            Vec::new()
+        // The current file, preceded by its rotated generation when the
+        // current one holds fewer lines than asked for.
+        let read = |p: &std::path::Path| -> Result<Vec<String>, VmError> {
+            if !p.exists() {
+                return Ok(Vec::new());
+            }
+            let data = crate::vms::launcher::read_tail(p, 4 << 20)
+                .map_err(VmError::io("cannot read", p))?;
+            Ok(String::from_utf8_lossy(&data)
+                .lines()
+                .map(str::to_string)
+                .collect())
         };
+        let mut lines = read(&path)?;
+        if lines.len() < tail {
+            let mut older = read(&crate::common::rotated(&path))?;
+            older.append(&mut lines);
+            lines = older;
+        }
+        let lines = lines.split_off(lines.len().saturating_sub(tail));
         Ok(VmLogs {
             path: path.display().to_string(),
             lines,
@@ -244,6 +252,10 @@ impl VmLookup for StoreVmLookup {
 
     fn vsock_socket(&self, vm_id: &str) -> Option<std::path::PathBuf> {
         self.handles.get(vm_id).and_then(|h| h.vsock)
+    }
+
+    fn has_nic(&self, vm_id: &str) -> bool {
+        self.handles.get(vm_id).is_none_or(|h| h.tap.is_some())
     }
 }
 

@@ -10,9 +10,10 @@ mod authsync;
 mod export;
 mod files;
 mod guest_config;
-mod ports;
+pub(crate) mod ports;
 mod prepare;
 mod ready;
+mod route;
 mod service;
 mod ssh;
 #[cfg(test)]
