@@ -17,6 +17,6 @@ pub use guest_identity::{
     GuestAccount, GuestAccountError, KeygenError, authorized_keys, ensure_keypair,
     existing_authorized_keys, guest_account,
 };
-pub use host::{DEVICE_PREFIX, owner_home};
+pub use host::{DEVICE_PREFIX, FileVersion, owner_home};
 pub use ops::{OpEntry, OpTracker, Persist};
-pub use vm_files::{VmFiles, root_disk, work_disk};
+pub use vm_files::{VmFiles, root_disk, work_disk, work_templates_dir};

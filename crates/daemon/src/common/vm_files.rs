@@ -50,3 +50,11 @@ pub fn root_disk(dir: &std::path::Path) -> PathBuf {
 pub fn work_disk(dir: &std::path::Path) -> PathBuf {
     dir.join("work.ext4")
 }
+
+/// Work-disk templates of the image whose directory is `image_dir`
+/// (`vms/work_disk.rs`): ready-made work disks a new VM's is cloned from.
+/// They go with the image's directory (`image delete`, `system uninstall
+/// --purge`).
+pub fn work_templates_dir(image_dir: &Path) -> PathBuf {
+    image_dir.join("work-templates")
+}

@@ -50,6 +50,10 @@ pub struct VMService {
     pub(crate) procfs: banger_fcproc::ProcFs,
     /// How root disks are made (copy or device-mapper snapshot).
     pub(crate) root_disks: Arc<dyn banger_dmsnap::RootDiskStrategy>,
+    /// Held while a work-disk template is built (`work_disk.rs`), so
+    /// concurrent first creates build it once. A leaf lock, taken under
+    /// `vm_locks[id]`.
+    pub(crate) templates_mu: tokio::sync::Mutex<()>,
 }
 
 impl VMService {
@@ -78,6 +82,7 @@ impl VMService {
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
             root_disks: Arc::new(banger_dmsnap::CopyStrategy),
+            templates_mu: tokio::sync::Mutex::new(()),
         }
     }
 

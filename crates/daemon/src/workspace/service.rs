@@ -215,6 +215,8 @@ pub struct WorkspaceService {
     pub workspace_locks: VmLockSet,
     pub(crate) vms: Arc<dyn VmLookup>,
     pub(crate) deps: WorkspaceDeps,
+    /// Guest accounts and git identity already computed (authsync.rs).
+    pub(crate) identity: crate::workspace::authsync::IdentityCache,
 }
 
 impl WorkspaceService {
@@ -224,6 +226,7 @@ impl WorkspaceService {
             workspace_locks: VmLockSet::default(),
             vms,
             deps,
+            identity: Default::default(),
         }
     }
 
