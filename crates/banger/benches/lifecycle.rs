@@ -10,8 +10,8 @@
 //!    the client, plus the daemon's own overhead from receiving `vm.create`
 //!    to sending `InstanceStart` (taken from the daemon's log, with the
 //!    VMM's own start-up — spawn to API socket — reported separately) and
-//!    where that overhead goes (root disk, work disk, identity sync,
-//!    network).
+//!    where that overhead goes (validation, reservation and root disk; work
+//!    disk; identity sync; network; the VMM's API configuration).
 //! 2. Throughput: 20 creates sent at once on 20 connections, creates per
 //!    second until all 20 run.
 //! 3. `vm list` with 100 VMs: over an open connection, and end to end as a
@@ -235,6 +235,7 @@ fn main() {
     row("    work disk", &t.work_disk);
     row("    keys and git identity", &t.identity);
     row("    network (TAP, NAT)", &t.network);
+    row("    VMM configuration (API calls)", &t.configure);
     row(
         &format!("vm list, {LIST_VMS} VMs (open connection)"),
         &list_rpc,
@@ -267,6 +268,7 @@ struct DaemonTimings {
     work_disk: Vec<Duration>,
     identity: Vec<Duration>,
     network: Vec<Duration>,
+    configure: Vec<Duration>,
 }
 
 fn daemon_timings(log: &Path, n: usize) -> DaemonTimings {
@@ -296,6 +298,7 @@ fn daemon_timings(log: &Path, n: usize) -> DaemonTimings {
             ("work_disk_us", &mut t.work_disk),
             ("identity_us", &mut t.identity),
             ("network_us", &mut t.network),
+            ("configure_us", &mut t.configure),
         ] {
             if let Some(d) = field(line, key) {
                 v.push(d);

@@ -176,6 +176,7 @@ impl VMService {
             work_disk_us = us(work_began, identity_began),
             identity_us = us(identity_began, identity_done),
             network_us = t.network.as_micros() as u64,
+            configure_us = us(t.socket_ready, t.start_sent),
             vmm_startup_us = us(t.spawned, t.socket_ready),
             instance_start_us = us(t.start_sent, t.started),
             guest_boot_us = us(t.started, ready),
