@@ -3,7 +3,7 @@
 //! valid ext4 (`e2fsck -fn`) of the asked size, the owner's 0600 file,
 //! holding the owner's keys and git identity, and independent of the other
 //! VMs' and of the template; a changed key makes a new template and removes
-//! the stale one; an interrupted build (`.partial`) is removed by reconcile
+//! the stale one; concurrent first creates build it once; an interrupted build (`.partial`) is removed by reconcile
 //! and a damaged template is rebuilt.
 
 use crate::util;
@@ -137,6 +137,26 @@ fn work_disks_from_templates_end_to_end() {
     assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now, made, "the key is part of the template's key");
 
+    // Concurrent first creates with a new identity build one template.
+    std::fs::write(&owner_key, "ssh-ed25519 AAAAowner3 owner@test\n").unwrap();
+    let names = ["p0", "p1", "p2", "p3"];
+    std::thread::scope(|s| {
+        for n in names {
+            let d = &d;
+            s.spawn(move || d.create(n, "base").expect("concurrent create"));
+        }
+    });
+    for n in names {
+        check_disk(&work_disk(&d, n), "AAAAowner3");
+    }
+    assert_eq!(templates(&tdir).len(), 1, "{:?}", templates(&tdir));
+    assert_eq!(
+        d.log().matches("work-disk template made").count(),
+        3,
+        "one build for a and b, one for c, one for the four concurrent creates"
+    );
+    let now = templates(&tdir);
+
     // 3. An interrupted build is removed at the next daemon start; a
     // template of the wrong size is not used but rebuilt.
     d.kill_hard();
@@ -152,12 +172,12 @@ fn work_disks_from_templates_end_to_end() {
     d.spawn();
     assert!(!partial.exists(), "reconcile removes {}", partial.display());
     d.cli_ok(&["vm", "create", "d", "--image", "base"]);
-    check_disk(&work_disk(&d, "d"), "AAAAowner2");
+    check_disk(&work_disk(&d, "d"), "AAAAowner3");
     assert_eq!(std::fs::metadata(&current).unwrap().len(), SIZE);
     fsck_clean(&current);
 
     // 4. The image's templates go with the image.
-    for vm in ["a", "b", "c", "d"] {
+    for vm in ["a", "b", "c", "d", "p0", "p1", "p2", "p3"] {
         d.cli_ok(&["vm", "delete", vm, "--force"]);
     }
     d.cli_ok(&["image", "delete", "base"]);

@@ -8,10 +8,11 @@
 //! hashes everything its content comes from: the seed file's version
 //! (device, inode, size, times: a `managed-seed refresh` renames a new seed
 //! into place), the size, the guest account and the identity files. A
-//! template is built once, under `templates_mu`, in a `.partial` file that
-//! is synced and renamed into place, so a crash never leaves a template
-//! anyone would use (reconcile removes the `.partial` files); building one
-//! removes the other templates of the same size (stale). Every later create
+//! template is built once, under `templates_mu` held alone (clones hold it
+//! shared), in a `.partial` file that is synced and renamed into place, so
+//! a crash never leaves a template anyone would use (reconcile removes the
+//! `.partial` files); building one removes the other templates of the same
+//! size (stale). Every later create
 //! with the same inputs makes its work disk with one reflink or sparse copy
 //! and runs no process.
 //!
@@ -214,7 +215,11 @@ impl VMService {
             }
         }
         let templates = work_templates_dir(&self.layout.image_dir(&image.id));
-        let template = loop {
+        // Clones hold `templates_mu` shared, a build (which removes the
+        // stale templates of its size) holds it alone: no template goes
+        // while it is being cloned. A template another build replaced in
+        // between is looked for again.
+        for _ in 0..3 {
             let inputs = TemplateInputs {
                 seed: &seed,
                 size: vm.work_disk_bytes,
@@ -228,12 +233,20 @@ impl VMService {
                 ),
             })?;
             let template = templates.join(&name);
-            if usable(&template, vm.work_disk_bytes) {
-                break template;
+            {
+                let _clone = self.templates_mu.read().await;
+                if usable(&template, vm.work_disk_bytes) {
+                    let (dir, disk) = (dir.clone(), disk.clone());
+                    blocking(move || clone_template(&template, &dir, &disk)).await?;
+                    return Ok(WorkDisk {
+                        path: Some(work_disk(&self.layout.vm_dir(&vm.id))),
+                        identity_written: identity.is_some(),
+                    });
+                }
             }
-            let _build = self.templates_mu.lock().await;
+            let _build = self.templates_mu.write().await;
             if usable(&template, vm.work_disk_bytes) {
-                break template;
+                continue;
             }
             let (d, n, s, size, id) = (
                 templates.clone(),
@@ -254,30 +267,31 @@ impl VMService {
                 )
             })
             .await?;
-            if built {
-                break template;
+            if !built {
+                identity = None;
             }
-            identity = None;
-        };
-        blocking(move || -> Result<(), VmError> {
-            let partial = dir.join("work.ext4.partial");
-            let _ = std::fs::remove_file(&partial);
-            let made = banger_imagemgr::clone_or_copy(&template, &partial)
-                .map_err(VmError::from)
-                .and_then(|_| {
-                    std::fs::rename(&partial, &disk).map_err(VmError::io("cannot rename", &partial))
-                });
-            if made.is_err() {
-                let _ = std::fs::remove_file(&partial);
-            }
-            made
-        })
-        .await?;
-        Ok(WorkDisk {
-            path: Some(work_disk(&self.layout.vm_dir(&vm.id))),
-            identity_written: identity.is_some(),
-        })
+        }
+        Err(VmError::Conflict(format!(
+            "the work-disk template of VM {} was replaced while it was being made (keys or git identity changing meanwhile?); start the VM again",
+            vm.name
+        )))
     }
+}
+
+/// Clone `template` to `dir/work.ext4.partial`, then rename it to `disk`
+/// (blocking); nothing is left on failure.
+fn clone_template(template: &Path, dir: &Path, disk: &Path) -> Result<(), VmError> {
+    let partial = dir.join("work.ext4.partial");
+    let _ = std::fs::remove_file(&partial);
+    let made = banger_imagemgr::clone_or_copy(template, &partial)
+        .map_err(VmError::from)
+        .and_then(|_| {
+            std::fs::rename(&partial, disk).map_err(VmError::io("cannot rename", &partial))
+        });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    made
 }
 
 #[cfg(test)]
