@@ -103,17 +103,7 @@ fn main() {
     for i in 0..CYCLES {
         let name = format!("cycle{i}");
         let t = Instant::now();
-        let created: VmCreated = c
-            .call(Request::VmCreate(VmCreateParams {
-                name: name.clone(),
-                image: Some("bench".into()),
-                ..Default::default()
-            }))
-            .expect("create");
-        let op = c
-            .watch(&created.operation.unwrap().id, |_| {})
-            .expect("watch");
-        assert!(op.error.is_none(), "{:?}", op.error);
+        create_running(c, &name);
         create.push(t.elapsed());
         let t = Instant::now();
         let _: Vm = c
@@ -142,17 +132,7 @@ fn main() {
             std::thread::spawn(move || {
                 let mut c = connect(&socket);
                 barrier.wait();
-                let created: VmCreated = c
-                    .call(Request::VmCreate(VmCreateParams {
-                        name: format!("burst{i}"),
-                        image: Some("bench".into()),
-                        ..Default::default()
-                    }))
-                    .expect("create");
-                let op = c
-                    .watch(&created.operation.unwrap().id, |_| {})
-                    .expect("watch");
-                assert!(op.error.is_none(), "{:?}", op.error);
+                create_running(&mut c, &format!("burst{i}"));
             })
         })
         .collect();
@@ -251,6 +231,21 @@ fn main() {
         verdict(pct(&t.overhead, 50) <= Duration::from_millis(20)),
         verdict(pct(&list_cli, 50) < Duration::from_millis(10)),
     );
+}
+
+/// Create VM `name` of image `bench` and wait until its operation ends.
+fn create_running(c: &mut banger_cli::client::Client, name: &str) {
+    let created: VmCreated = c
+        .call(Request::VmCreate(VmCreateParams {
+            name: name.to_string(),
+            image: Some("bench".into()),
+            ..Default::default()
+        }))
+        .expect("create");
+    let op = c
+        .watch(&created.operation.unwrap().id, |_| {})
+        .expect("watch");
+    assert!(op.error.is_none(), "{:?}", op.error);
 }
 
 fn verdict(ok: bool) -> &'static str {

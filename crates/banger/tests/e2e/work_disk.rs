@@ -16,20 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use banger_api::{Image, VmDetail};
-use util::{Fixtures, TestDaemon};
+use util::{Fixtures, TestDaemon, debugfs as dfs, debugfs_write};
 
 const T: &str = "work_disks_from_templates_end_to_end";
 const SIZE: u64 = 96 << 20;
-
-fn dfs(disk: &Path, req: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(req)
-        .arg(disk)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn work_disk(d: &TestDaemon, vm: &str) -> PathBuf {
     let detail: VmDetail = d.cli_json(&["vm", "show", vm]);
@@ -109,14 +99,7 @@ fn work_disks_from_templates_end_to_end() {
     d.cli_ok(&["vm", "stop", "a"]);
     let marker = dir.path().join("marker");
     std::fs::write(&marker, "only a\n").unwrap();
-    let w = Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg(format!("write {} /marker", marker.display()))
-        .arg(&a)
-        .output()
-        .unwrap();
-    assert!(w.status.success());
+    debugfs_write(&a, &marker, "/marker");
     assert_eq!(dfs(&a, "cat /marker"), "only a\n");
     for other in [&b, &template] {
         assert!(
