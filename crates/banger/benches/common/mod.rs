@@ -156,6 +156,14 @@ impl BenchDaemon {
     }
 }
 
+impl Drop for BenchDaemon {
+    /// A benchmark that panics leaves no daemon behind (its network
+    /// namespace could not go while the daemon runs in it).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A connection to the daemon at `socket`, waiting up to 20 s for it.
 pub fn connect(socket: &Path) -> Client {
     let deadline = Instant::now() + Duration::from_secs(20);
