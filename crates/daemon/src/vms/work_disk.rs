@@ -114,12 +114,11 @@ fn build_template(dir: &Path, name: &str, inputs: &TemplateInputs<'_>) -> Result
         }
         Ok(true)
     })();
-    if !matches!(made, Ok(true)) {
-        let _ = std::fs::remove_file(&partial);
-    }
     if matches!(made, Ok(true)) {
         remove_stale(dir, name, inputs.size);
         tracing::info!(template = %dir.join(name).display(), "work-disk template made");
+    } else {
+        let _ = std::fs::remove_file(&partial);
     }
     made
 }
@@ -345,6 +344,74 @@ mod tests {
             }
             .file_name()
             .is_none()
+        );
+    }
+
+    #[test]
+    fn a_built_template_is_a_grown_ext4_with_the_identity_or_nothing() {
+        use banger_testsupport::{ext4::Mkfs, in_path, skip};
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("work-seed.ext4");
+        if let Err(why) = Mkfs::new().file(".profile", "x\n").build(&seed, "8M") {
+            skip!("work-disk template build", "{why}");
+        }
+        if !in_path("debugfs") || !in_path("resize2fs") || !in_path("e2fsck") {
+            skip!("work-disk template build", "e2fsprogs missing");
+        }
+        let t = dir.path().join("work-templates");
+        let acct = GuestAccount {
+            uid: 1000,
+            gid: 1001,
+            home: "/".into(),
+        };
+        let id = IdentityFiles {
+            acct: acct.clone(),
+            files: vec![(
+                "/.ssh/authorized_keys".into(),
+                b"ssh-ed25519 K\n".to_vec(),
+                0o600,
+            )],
+        };
+        let inputs = TemplateInputs {
+            seed: &seed,
+            size: 64 << 20,
+            identity: Some(&id),
+        };
+        let name = inputs.file_name().unwrap();
+        assert!(build_template(&t, &name, &inputs).unwrap());
+        let template = t.join(&name);
+        assert!(usable(&template, 64 << 20));
+        banger_testsupport::ext4::fsck_clean(&template);
+        assert_eq!(
+            banger_imagemgr::ext4_read_file(&template, "/.ssh/authorized_keys").unwrap(),
+            Some(b"ssh-ed25519 K\n".to_vec())
+        );
+        assert_eq!(
+            banger_imagemgr::ext4_read_file(&template, "/.profile").unwrap(),
+            Some(b"x\n".to_vec()),
+            "the seed's content is kept"
+        );
+        // Identity files that cannot be written: no template, no partial.
+        let bad = IdentityFiles {
+            acct,
+            files: vec![("/bad\"name".into(), b"x".to_vec(), 0o600)],
+        };
+        let inputs = TemplateInputs {
+            seed: &seed,
+            size: 64 << 20,
+            identity: Some(&bad),
+        };
+        let bad_name = inputs.file_name().unwrap();
+        assert!(!build_template(&t, &bad_name, &inputs).unwrap());
+        let left: Vec<_> = std::fs::read_dir(&t)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [std::ffi::OsString::from(&name)],
+            "nothing else is left"
         );
     }
 
