@@ -31,3 +31,4 @@ mod remote;
 mod seed;
 mod system_install;
 mod system_path;
+mod work_disk;

@@ -54,6 +54,14 @@ pub fn work_disk(dir: &std::path::Path) -> PathBuf {
     dir.join("work.ext4")
 }
 
+/// Work-disk templates of the image whose directory is `image_dir`
+/// (`vms/work_disk.rs`): ready-made work disks a new VM's is cloned from.
+/// They go with the image's directory (`image delete`, `system uninstall
+/// --purge`).
+pub fn work_templates_dir(image_dir: &Path) -> PathBuf {
+    image_dir.join("work-templates")
+}
+
 /// The one rotated generation of a log (`console.log.1`).
 pub fn rotated(log: &Path) -> PathBuf {
     let mut name = log.file_name().unwrap_or_default().to_os_string();

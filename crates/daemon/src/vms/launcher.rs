@@ -78,6 +78,9 @@ pub enum LaunchStage {
 /// from banger's work.
 #[derive(Debug, Clone, Copy)]
 pub struct LaunchTimings {
+    /// How long the network took (TAP from the pool or made, NAT); zero
+    /// without a network.
+    pub network: std::time::Duration,
     /// Just before the VMM was spawned.
     pub spawned: std::time::Instant,
     /// When its API socket answered.
@@ -178,6 +181,7 @@ impl VmmLauncher {
         }
         let mut spec_net = spec.clone();
         let mut tap = None;
+        let net_began = std::time::Instant::now();
         if let (Some(net), Some(g)) = (&self.net, &spec.guest) {
             net.ensure_up().await?;
             let t = net.take_tap().await?;
@@ -192,6 +196,7 @@ impl VmmLauncher {
             );
             tap = Some(t);
         }
+        let network = net_began.elapsed();
         let spec = &spec_net;
         let started_at = banger_store::now_millis();
         let intent = VmHandles {
@@ -239,6 +244,7 @@ impl VmmLauncher {
             Ok((socket_ready, start_sent)) => Ok((
                 handles,
                 LaunchTimings {
+                    network,
                     spawned,
                     socket_ready,
                     start_sent,

@@ -50,6 +50,11 @@ pub struct VMService {
     pub(crate) procfs: banger_fcproc::ProcFs,
     /// How root disks are made (copy or device-mapper snapshot).
     pub(crate) root_disks: Arc<dyn banger_dmsnap::RootDiskStrategy>,
+    /// Work-disk templates (`work_disk.rs`): held shared while one is
+    /// cloned, alone while one is built (so concurrent first creates build
+    /// it once, and no template is removed while being cloned). A leaf
+    /// lock, taken under `vm_locks[id]`.
+    pub(crate) templates_mu: tokio::sync::RwLock<()>,
 }
 
 impl VMService {
@@ -78,6 +83,7 @@ impl VMService {
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
             root_disks: Arc::new(banger_dmsnap::CopyStrategy),
+            templates_mu: tokio::sync::RwLock::new(()),
         }
     }
 

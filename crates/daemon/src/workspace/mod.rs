@@ -19,7 +19,7 @@ mod ssh;
 #[cfg(test)]
 mod tests;
 
-pub use authsync::AuthSyncError;
+pub use authsync::{AuthSyncError, IdentityFiles, write_files};
 pub use guest_config::GuestConfig;
 pub use service::{VmLookup, WorkspaceDeps, WorkspaceService};
 pub use ssh::{GuestDial, SshClient, WaitForSsh, banner_waiter, bulk_cipher_preference};

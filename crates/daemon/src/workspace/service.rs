@@ -221,6 +221,8 @@ pub struct WorkspaceService {
     pub(crate) deps: WorkspaceDeps,
     /// VMMs whose vsock had no agent for `vm ports` (probed once per run).
     pub(crate) no_agent: crate::workspace::ports::NoAgentMemo,
+    /// Guest accounts and git identity already computed (authsync.rs).
+    pub(crate) identity: crate::workspace::authsync::IdentityCache,
 }
 
 impl WorkspaceService {
@@ -231,6 +233,7 @@ impl WorkspaceService {
             vms,
             deps,
             no_agent: Default::default(),
+            identity: Default::default(),
         }
     }
 

@@ -363,6 +363,29 @@ pub fn list_dir(p: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `debugfs -R REQ DISK`'s output (read-only).
+pub fn debugfs(disk: &Path, req: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(req)
+        .arg(disk)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Write the host file `src` to `path` in the ext4 image `disk`.
+pub fn debugfs_write(disk: &Path, src: &Path, path: &str) {
+    let w = Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} {path}", src.display()))
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+}
+
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
