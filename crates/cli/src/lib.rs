@@ -18,12 +18,15 @@ use std::io::Write;
 use clap::Parser;
 
 mod args;
+mod args_forward;
 mod args_guest;
 mod args_kernel;
 pub mod client;
 mod commands;
 mod context;
 mod error;
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod kernel_check_tests;
 mod output;

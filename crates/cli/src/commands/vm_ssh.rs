@@ -4,6 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use banger_api::Request;
+use banger_api::forward::PortForward;
 use banger_api::guest::{GuestPort, SshArgv, SshConfigText, VmSshParams};
 use banger_api::rpc::VmRef;
 
@@ -12,6 +13,7 @@ use crate::args_guest::{SshConfigArgs, VmSshArgs};
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::output::{or_dash, print_json, print_table, table};
+use crate::render;
 
 /// `vm ssh`: exec ssh with the daemon's options (pinned host key, banger's key).
 pub fn ssh(ctx: &mut Ctx, a: VmSshArgs) -> Result<(), CliError> {
@@ -29,14 +31,28 @@ pub fn ssh(ctx: &mut Ctx, a: VmSshArgs) -> Result<(), CliError> {
     })
 }
 
-/// `vm ports`.
+/// `vm ports`: the guest's listening ports, then the VM's forwards (also
+/// when the guest cannot be asked, e.g. a stopped VM). `--json` prints the
+/// listening ports only, as before forwards existed; the forwards are in
+/// `vm show --json`.
 pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
-    let ports: Vec<GuestPort> = ctx
-        .connect()?
-        .call(Request::VmPorts(VmRef { vm: a.name }))?;
+    let mut client = ctx.connect()?;
+    let listening = client.call::<Vec<GuestPort>>(Request::VmPorts(VmRef { vm: a.name.clone() }));
     if a.json.json {
-        return print_json(ctx.out, &ports);
+        return print_json(ctx.out, &listening?);
     }
+    let forwards = client.call::<Vec<PortForward>>(Request::VmForwards(VmRef { vm: a.name }));
+    let (ports, forwards) = match (listening, forwards) {
+        (Ok(ports), Ok(forwards)) => (ports, forwards),
+        (Err(e), Ok(forwards)) if !forwards.is_empty() => {
+            writeln!(
+                ctx.err,
+                "note: cannot list the guest's listening ports: {e}"
+            )?;
+            return print_table(ctx.out, render::forwards(ctx.term, &forwards));
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e.into()),
+    };
     let mut t = table(ctx.term, &["ENDPOINT", "PROTO", "ADDRESS", "PROCESS"]);
     for p in &ports {
         t.add_row(vec![
@@ -46,7 +62,12 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
             or_dash(p.process.clone()),
         ]);
     }
-    print_table(ctx.out, t)
+    print_table(ctx.out, t)?;
+    if !forwards.is_empty() {
+        writeln!(ctx.out)?;
+        print_table(ctx.out, render::forwards(ctx.term, &forwards))?;
+    }
+    Ok(())
 }
 
 /// `ssh-config`: write `~/.ssh/config.d/banger` and make `~/.ssh/config`

@@ -1,0 +1,267 @@
+//! Port forwarding (`vm forward`) on the simulator, with a real TCP echo
+//! service standing in for the guest: it listens on the VM's guest address
+//! inside the guest namespace of `guestnet`, and `bangerd` (in the host
+//! namespace) forwards 127.0.0.1 ports to it. Checked: data flows, the
+//! errors (in use, already forwarded, unknown VM, bad spec), `vm ports` and
+//! `vm show`, a stopped VM's connections reset and a started one's flowing
+//! again, a daemon restart re-opening the listeners (and reporting one it
+//! cannot), `--remove` and `vm delete` closing them.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use banger_api::forward::PortForward;
+use banger_api::{VmDetail, VmState};
+
+use crate::guestnet::GuestNet;
+use crate::util::{Fixtures, TestDaemon};
+
+/// The guest service's port.
+const GUEST_PORT: u16 = 7000;
+
+/// A TCP echo server on `addr` inside network namespace `ns`, run by a
+/// thread of its own (the namespace is per thread); stopped on drop.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub fn start(ns: &str, addr: SocketAddr) -> EchoServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let ns_file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            nix::sched::setns(ns_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let listener = TcpListener::bind(addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || {
+                            let mut r = s.try_clone().unwrap();
+                            let _ = std::io::copy(&mut r, &mut s);
+                        });
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("echo accept: {e}"),
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        EchoServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Send `msg` through 127.0.0.1:`port`, half-close, and read what comes
+/// back.
+pub fn echo_through(port: u16, msg: &str) -> std::io::Result<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(msg.as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut back = String::new();
+    s.read_to_string(&mut back)?;
+    Ok(back)
+}
+
+/// Whether nothing listens on 127.0.0.1:`port`.
+fn refused(port: u16) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(5)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused
+    )
+}
+
+fn assert_echo(d: &TestDaemon, port: u16, msg: &str) {
+    match echo_through(port, msg) {
+        Ok(back) => assert_eq!(back, msg, "echo through 127.0.0.1:{port}"),
+        Err(e) => panic!(
+            "echo through 127.0.0.1:{port}: {e}; daemon log:\n{}",
+            crate::util::tail(&d.log(), 30)
+        ),
+    }
+}
+
+/// `banger ARGS` must fail with `code` and say `words` on stderr.
+fn assert_fails(d: &TestDaemon, args: &[&str], code: i32, words: &str) {
+    let out = d.cli(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "banger {args:?}: {err}");
+    assert!(err.contains(words), "banger {args:?}: {err}");
+}
+
+#[test]
+fn forwards_carry_data_survive_restarts_and_go_with_remove_and_delete() {
+    const TEST: &str = "forwards_carry_data_survive_restarts_and_go_with_remove_and_delete";
+    let Some(fx) = Fixtures::new(TEST) else {
+        return;
+    };
+    let Some(net) = GuestNet::new(TEST) else {
+        return;
+    };
+    net.enter_host();
+    let work = net.dir.path().join("guest-work");
+    let mut d = TestDaemon::start_with(&[], &net.guest_toml(&work, "none"));
+    d.register_image(&fx, "base");
+    d.cli_ok(&["vm", "create", "dev", "--image", "base"]);
+    let vm = d.wait_state("dev", VmState::Running, 20);
+    let _echo = EchoServer::start(
+        &net.guest_ns,
+        SocketAddr::new(vm.guest_ip.into(), GUEST_PORT),
+    );
+
+    // A free port is picked and printed; 127.0.0.1 unless asked otherwise.
+    let f: PortForward = d.cli_json(&["vm", "forward", "dev", &GUEST_PORT.to_string()]);
+    assert_eq!(f.address.to_string(), "127.0.0.1");
+    assert!(f.listening && f.host_port != 0, "{f:?}");
+    let port = f.host_port;
+    assert_echo(&d, port, "hello through the forward");
+    let out = d.cli_ok(&["vm", "forward", "dev", &format!("0:{GUEST_PORT}")]);
+    let second: u16 = out
+        .trim()
+        .strip_prefix("forwarding 127.0.0.1:")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(p, _)| p.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_ne!(second, port);
+    assert_echo(&d, second, "and through the second");
+
+    // Clear errors, nothing changed by them.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = holder.local_addr().unwrap().port();
+    assert_fails(
+        &d,
+        &["vm", "forward", "dev", &format!("{held}:{GUEST_PORT}")],
+        4,
+        &format!("127.0.0.1:{held} is already in use"),
+    );
+    assert_fails(
+        &d,
+        &["vm", "forward", "dev", &format!("{port}:{GUEST_PORT}")],
+        4,
+        &format!("127.0.0.1:{port} is already forwarded to VM dev port {GUEST_PORT}"),
+    );
+    assert_fails(
+        &d,
+        &["vm", "forward", "nope", "80"],
+        3,
+        "no VM named \"nope\"",
+    );
+    assert_fails(
+        &d,
+        &["vm", "forward", "dev", "80:x"],
+        2,
+        "invalid guest port",
+    );
+    assert_fails(
+        &d,
+        &["vm", "forward", "dev", "80", "--remove"],
+        3,
+        "VM dev has no forward to guest port 80",
+    );
+
+    // Listed by `vm ports` and `vm show`.
+    let ports = d.cli_ok(&["vm", "ports", "dev"]);
+    assert!(ports.contains(&format!("127.0.0.1:{port}")), "{ports}");
+    assert!(ports.contains(&format!("dev.vm:{GUEST_PORT}")), "{ports}");
+    let show = d.cli_ok(&["vm", "show", "dev"]);
+    assert!(
+        show.contains(&format!("127.0.0.1:{port} -> port {GUEST_PORT}")),
+        "{show}"
+    );
+    let detail: VmDetail = d.cli_json(&["vm", "show", "dev"]);
+    assert_eq!(detail.forwards.len(), 2, "{:?}", detail.forwards);
+
+    // A stopped VM: the port stays held, connections are reset; started
+    // again, data flows.
+    d.cli_ok(&["vm", "stop", "dev"]);
+    d.wait_state("dev", VmState::Stopped, 20);
+    assert!(
+        !refused(port),
+        "the listener stays open while the VM is stopped"
+    );
+    let back = echo_through(port, "nobody home");
+    assert!(
+        !matches!(&back, Ok(b) if !b.is_empty()),
+        "a stopped VM's connection carries nothing: {back:?}"
+    );
+    d.cli_ok(&["vm", "start", "dev"]);
+    d.wait_state("dev", VmState::Running, 20);
+    assert_echo(&d, port, "after vm start");
+
+    // A daemon restart: the listeners close with the daemon and re-open at
+    // its start; one whose port was taken meanwhile is reported.
+    d.kill_hard();
+    assert!(
+        refused(port) && refused(second),
+        "no listener without bangerd"
+    );
+    let squatter = TcpListener::bind(("127.0.0.1", second)).unwrap();
+    d.spawn();
+    assert_echo(&d, port, "after a daemon restart");
+    let detail: VmDetail = d.cli_json(&["vm", "show", "dev"]);
+    let lost = detail
+        .forwards
+        .iter()
+        .find(|f| f.host_port == second)
+        .unwrap();
+    assert!(!lost.listening, "{lost:?}");
+    assert!(
+        lost.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already in use"),
+        "{lost:?}"
+    );
+    let ports = d.cli_ok(&["vm", "ports", "dev"]);
+    assert!(ports.contains("not listening"), "{ports}");
+    drop(squatter);
+    d.kill_hard();
+    d.spawn();
+    assert_echo(&d, second, "re-opened at the next start");
+
+    // --remove closes the listener at once; the other stays.
+    let out = d.cli_ok(&[
+        "vm",
+        "forward",
+        "dev",
+        &format!("{port}:{GUEST_PORT}"),
+        "--remove",
+    ]);
+    assert_eq!(
+        out.trim(),
+        format!("removed 127.0.0.1:{port} -> dev port {GUEST_PORT}")
+    );
+    assert!(refused(port), "--remove closed 127.0.0.1:{port}");
+    assert_echo(&d, second, "the other forward is kept");
+
+    // Deleting the VM closes its forwards; a restart does not bring them back.
+    d.cli_ok(&["vm", "delete", "dev", "--force"]);
+    assert!(refused(second), "vm delete closed 127.0.0.1:{second}");
+    d.kill_hard();
+    d.spawn();
+    assert!(refused(second), "the deleted VM's forward stays gone");
+    drop(holder);
+}
