@@ -265,3 +265,128 @@ fn forwards_carry_data_survive_restarts_and_go_with_remove_and_delete() {
     assert!(refused(second), "the deleted VM's forward stays gone");
     drop(holder);
 }
+
+/// `GET /index.html` over 127.0.0.1:`port` from inside network namespace
+/// `ns` (a thread of its own, since the namespace is per thread).
+fn http_get_in(ns: &str, port: u16) -> std::io::Result<String> {
+    let ns_file = std::fs::File::open(format!("/run/netns/{ns}"))?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+        let mut back = String::new();
+        s.read_to_string(&mut back)?;
+        Ok(back)
+    })
+    .join()
+    .unwrap()
+}
+
+/// The same forward to a real guest service: busybox `httpd` in the
+/// `qemuguest` guest booted by `banger-fcqemu` under TCG, on banger's own
+/// bridge and TAP inside a throwaway network namespace (where `bangerd`
+/// runs). SKIPs without root, the cached kernel, QEMU, busybox or `nft`.
+#[test]
+fn forward_reaches_a_real_guest_service_under_qemu() {
+    const TEST: &str = "forward_reaches_a_real_guest_service_under_qemu";
+    use crate::qemuguest::{build_initramfs, prerequisites};
+    if !crate::util::is_root() {
+        banger_testsupport::skip!(TEST, "needs root (network namespace, bridge, TAP)");
+    }
+    let (kernel, busybox) = match prerequisites() {
+        Ok(p) => p,
+        Err(why) => banger_testsupport::skip!(TEST, "{why}"),
+    };
+    if std::process::Command::new("nft")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        banger_testsupport::skip!(TEST, "nft is not installed (apt-get install nftables)");
+    }
+    let Some(fx) = Fixtures::new(TEST) else {
+        return;
+    };
+    let initrd = fx.dir.path().join("initrd.cpio");
+    build_initramfs(&kernel, &busybox, &initrd);
+    let ns = format!("bgfwd{}", std::process::id());
+    banger_testsupport::run(&["ip", "netns", "add", &ns]);
+    struct DelNs(String);
+    impl Drop for DelNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _ns = DelNs(ns.clone());
+    banger_testsupport::run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+
+    let dir = tempfile::Builder::new()
+        .prefix("banger-test-")
+        .tempdir()
+        .unwrap();
+    let front = env!("CARGO_BIN_EXE_banger-fcqemu");
+    let config = format!(
+        "firecracker_bin = {front:?}\n[daemon]\nstop_timeout_secs = 5\nstats_interval_secs = 1\n\
+         [vm]\nvcpus = 1\nmemory = \"256M\"\n\
+         [guest]\nreadiness = \"none\"\nsync_identity = false\n\
+         [network]\ndns_port = 5356\ntap_pool_size = 1\n"
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let mut d = TestDaemon {
+        dir,
+        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
+        child: None,
+        launcher: Vec::new(),
+        netns: Some(ns.clone()),
+    };
+    d.spawn();
+    d.cli_ok(&[
+        "image",
+        "register",
+        "busybox",
+        "--rootfs",
+        fx.rootfs.to_str().unwrap(),
+        "--kernel",
+        kernel.image.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+    ]);
+    d.cli_ok(&["vm", "create", "q1", "--image", "busybox"]);
+    let vm = d.wait_state("q1", VmState::Running, 120);
+    let console = d.state_dir().join(format!("vms/{}/console.log", vm.id));
+    let read = || std::fs::read_to_string(&console).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !read().contains("MARK httpd") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest's httpd did not start; console:\n{}\ndaemon log:\n{}",
+            read(),
+            crate::util::tail(&d.log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let f: PortForward = d.cli_json(&["vm", "forward", "q1", "8000"]);
+    let page = http_get_in(&ns, f.host_port).unwrap_or_else(|e| {
+        panic!(
+            "GET through {f:?}: {e}\n{}",
+            crate::util::tail(&d.log(), 30)
+        )
+    });
+    assert!(
+        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+        "{page}"
+    );
+    assert!(page.contains("banger guest service"), "{page}");
+
+    d.cli_ok(&["vm", "delete", "q1", "--force"]);
+    assert!(
+        http_get_in(&ns, f.host_port).is_err(),
+        "the forward closed with the VM"
+    );
+}
