@@ -266,6 +266,17 @@ fn forwards_carry_data_survive_restarts_and_go_with_remove_and_delete() {
     drop(holder);
 }
 
+/// A network namespace, deleted on drop.
+struct DelNs(String);
+
+impl Drop for DelNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
 /// `GET /index.html` over 127.0.0.1:`port` from inside network namespace
 /// `ns` (a thread of its own, since the namespace is per thread).
 fn http_get_in(ns: &str, port: u16) -> std::io::Result<String> {
@@ -314,14 +325,6 @@ fn forward_reaches_a_real_guest_service_under_qemu() {
     build_initramfs(&kernel, &busybox, &initrd);
     let ns = format!("bgfwd{}", std::process::id());
     banger_testsupport::run(&["ip", "netns", "add", &ns]);
-    struct DelNs(String);
-    impl Drop for DelNs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
     let _ns = DelNs(ns.clone());
     banger_testsupport::run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
 
@@ -389,4 +392,104 @@ fn forward_reaches_a_real_guest_service_under_qemu() {
         http_get_in(&ns, f.host_port).is_err(),
         "the forward closed with the VM"
     );
+}
+
+/// A `bangerd` running as a uid without privileges (64000, no passwd
+/// entry, via `setpriv`) in a namespace whose unprivileged port start is
+/// 1024: a privileged host port is refused with the reason and the way
+/// out, before anything else; a high one gets as far as the VM lookup.
+#[test]
+fn privileged_host_ports_are_refused_for_a_non_root_daemon() {
+    const TEST: &str = "privileged_host_ports_are_refused_for_a_non_root_daemon";
+    const UID: u32 = 64000;
+    if !crate::util::is_root() {
+        banger_testsupport::skip!(TEST, "needs root to switch uids and make a namespace");
+    }
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        banger_testsupport::skip!(
+            TEST,
+            "setpriv is not installed (apt-get install util-linux)"
+        );
+    }
+    let ns = format!("bgfwp{}", std::process::id());
+    banger_testsupport::run(&["ip", "netns", "add", &ns]);
+    let _ns = DelNs(ns.clone());
+    banger_testsupport::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_unprivileged_port_start=1024",
+    ]);
+    let dir = tempfile::Builder::new()
+        .prefix("banger-test-")
+        .tempdir()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "firecracker_bin = {:?}\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
+        crate::util::bin("banger-fcsim").display().to_string()
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let home = dir.path().join("home");
+    for d in [dir.path().join("state/run"), home.clone()] {
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    for d in [
+        dir.path().join("state"),
+        dir.path().join("state/run"),
+        home.clone(),
+    ] {
+        std::os::unix::fs::chown(&d, Some(UID), Some(UID)).unwrap();
+    }
+    let launcher: Vec<String> = [
+        "setpriv",
+        &format!("--reuid={UID}"),
+        &format!("--regid={UID}"),
+        "--clear-groups",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // The install metadata naming the uid as the owner: the tests' client
+    // and CLI trust its daemon through it.
+    let meta = format!(
+        "version = \"test\"\nowner = \"bgtest\"\nowner_uid = {UID}\nowner_gid = {UID}\n\
+         [paths]\nconfig = {:?}\nstate_dir = {:?}\nruntime_dir = {:?}\nhelper_socket = \"/nonexistent/root.sock\"\n\
+         bin_dir = \"/usr/local/bin\"\nunit_dir = \"/etc/systemd/system\"\n",
+        dir.path().join("config.toml"),
+        dir.path().join("state"),
+        dir.path().join("state/run"),
+    );
+    std::fs::write(dir.path().join("install.toml"), meta).unwrap();
+    let mut d = TestDaemon {
+        dir,
+        env: vec![("HOME".into(), home.display().to_string())],
+        child: None,
+        launcher,
+        netns: Some(ns.clone()),
+    };
+    d.spawn();
+    let cli = |args: &[&str]| {
+        let out = d.cli(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = cli(&["vm", "forward", "dev", "80:80"]);
+    assert_eq!(code, Some(2), "{err}\n{}", d.log());
+    assert!(err.contains("host port 80 is privileged"), "{err}");
+    assert!(err.contains(&format!("uid {UID}")), "{err}");
+    assert!(err.contains("8080:GUEST_PORT"), "{err}");
+    let (code, err) = cli(&["vm", "forward", "dev", "8080:80"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("no VM named \"dev\""), "{err}");
 }
