@@ -80,7 +80,9 @@ pub fn parse_address(text: &str) -> Result<IpAddr, String> {
         })
 }
 
-/// `vm.forward`.
+/// `vm.forward` (the forward to add) and `vm.forward_remove` (the VM's
+/// forwards to `guest_port`, narrowed by `host_port` and `address` when
+/// given).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmForwardParams {
@@ -88,27 +90,12 @@ pub struct VmForwardParams {
     pub vm: String,
     /// Guest port (1–65535).
     pub guest_port: u16,
-    /// Host port; a free one is picked when absent or 0.
+    /// Host port. Adding: a free one is picked when absent or 0.
+    /// Removing: only the forward on this port.
     #[serde(default)]
     pub host_port: Option<u16>,
-    /// Address to listen on; [`DEFAULT_ADDRESS`] when absent.
-    #[serde(default)]
-    pub address: Option<IpAddr>,
-}
-
-/// `vm.forward_remove`: the VM's forwards to `guest_port`, narrowed by
-/// `host_port` and `address` when given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VmForwardRemoveParams {
-    /// VM name or id.
-    pub vm: String,
-    /// Guest port.
-    pub guest_port: u16,
-    /// Only the forward on this host port.
-    #[serde(default)]
-    pub host_port: Option<u16>,
-    /// Only the forward on this address.
+    /// Host address. Adding: [`DEFAULT_ADDRESS`] when absent. Removing:
+    /// only the forward on this address.
     #[serde(default)]
     pub address: Option<IpAddr>,
 }

@@ -156,7 +156,7 @@ pub enum Request {
     /// Remove forwards of a VM. Returns the removed
     /// `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
     #[serde(rename = "vm.forward_remove")]
-    VmForwardRemove(crate::forward::VmForwardRemoveParams),
+    VmForwardRemove(crate::forward::VmForwardParams),
     /// A VM's forwards. Returns `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
     #[serde(rename = "vm.forwards")]
     VmForwards(VmRef),

@@ -1,7 +1,7 @@
 //! `banger vm forward` and the forwards in `vm ports` and `vm show`,
 //! against the fake daemon.
 
-use banger_api::forward::{PortForward, VmForwardParams, VmForwardRemoveParams};
+use banger_api::forward::{PortForward, VmForwardParams};
 use banger_api::rpc::VmRef;
 use banger_api::{ErrorKind, Request};
 
@@ -112,7 +112,7 @@ fn remove_names_what_it_removed_and_errors_keep_their_exit_codes() {
     assert!(err.contains("127.0.0.1:8080 is already in use"), "{err}");
     assert_eq!(
         d.received()[0],
-        Request::VmForwardRemove(VmForwardRemoveParams {
+        Request::VmForwardRemove(VmForwardParams {
             vm: "dev".into(),
             guest_port: 80,
             host_port: None,

@@ -328,10 +328,6 @@ fn forward_reaches_a_real_guest_service_under_qemu() {
     let _ns = DelNs(ns.clone());
     banger_testsupport::run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
 
-    let dir = tempfile::Builder::new()
-        .prefix("banger-test-")
-        .tempdir()
-        .unwrap();
     let front = env!("CARGO_BIN_EXE_banger-fcqemu");
     let config = format!(
         "firecracker_bin = {front:?}\n[daemon]\nstop_timeout_secs = 5\nstats_interval_secs = 1\n\
@@ -339,14 +335,7 @@ fn forward_reaches_a_real_guest_service_under_qemu() {
          [guest]\nreadiness = \"none\"\nsync_identity = false\n\
          [network]\ndns_port = 5356\ntap_pool_size = 1\n"
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    let mut d = TestDaemon {
-        dir,
-        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
-        child: None,
-        launcher: Vec::new(),
-        netns: Some(ns.clone()),
-    };
+    let mut d = TestDaemon::unstarted(&config, &[("BANGER_QEMU_ACCEL", "tcg")], Some(&ns));
     d.spawn();
     d.cli_ok(&[
         "image",
@@ -427,29 +416,22 @@ fn privileged_host_ports_are_refused_for_a_non_root_daemon() {
         "-qw",
         "net.ipv4.ip_unprivileged_port_start=1024",
     ]);
-    let dir = tempfile::Builder::new()
-        .prefix("banger-test-")
-        .tempdir()
-        .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = format!(
         "firecracker_bin = {:?}\n[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
         crate::util::bin("banger-fcsim").display().to_string()
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    let home = dir.path().join("home");
-    for d in [dir.path().join("state/run"), home.clone()] {
-        std::fs::create_dir_all(&d).unwrap();
+    let mut d = TestDaemon::unstarted(&config, &[], Some(&ns));
+    let dir = d.dir.path().to_path_buf();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.join("home");
+    d.env.push(("HOME".into(), home.display().to_string()));
+    std::fs::create_dir_all(dir.join("state/run")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    for p in [dir.join("state"), dir.join("state/run"), home] {
+        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
     }
-    for d in [
-        dir.path().join("state"),
-        dir.path().join("state/run"),
-        home.clone(),
-    ] {
-        std::os::unix::fs::chown(&d, Some(UID), Some(UID)).unwrap();
-    }
-    let launcher: Vec<String> = [
+    d.launcher = [
         "setpriv",
         &format!("--reuid={UID}"),
         &format!("--regid={UID}"),
@@ -464,18 +446,11 @@ fn privileged_host_ports_are_refused_for_a_non_root_daemon() {
         "version = \"test\"\nowner = \"bgtest\"\nowner_uid = {UID}\nowner_gid = {UID}\n\
          [paths]\nconfig = {:?}\nstate_dir = {:?}\nruntime_dir = {:?}\nhelper_socket = \"/nonexistent/root.sock\"\n\
          bin_dir = \"/usr/local/bin\"\nunit_dir = \"/etc/systemd/system\"\n",
-        dir.path().join("config.toml"),
-        dir.path().join("state"),
-        dir.path().join("state/run"),
+        dir.join("config.toml"),
+        dir.join("state"),
+        dir.join("state/run"),
     );
-    std::fs::write(dir.path().join("install.toml"), meta).unwrap();
-    let mut d = TestDaemon {
-        dir,
-        env: vec![("HOME".into(), home.display().to_string())],
-        child: None,
-        launcher,
-        netns: Some(ns.clone()),
-    };
+    std::fs::write(dir.join("install.toml"), meta).unwrap();
     d.spawn();
     let cli = |args: &[&str]| {
         let out = d.cli(args);

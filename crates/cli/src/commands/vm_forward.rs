@@ -1,9 +1,7 @@
 //! `banger vm forward`: add or remove a port forward.
 
 use banger_api::Request;
-use banger_api::forward::{
-    ForwardSpec, PortForward, VmForwardParams, VmForwardRemoveParams, parse_address,
-};
+use banger_api::forward::{ForwardSpec, PortForward, VmForwardParams, parse_address};
 
 use crate::args_forward::VmForwardArgs;
 use crate::context::Ctx;
@@ -20,15 +18,14 @@ pub fn run(ctx: &mut Ctx, a: VmForwardArgs) -> Result<(), CliError> {
         .map(parse_address)
         .transpose()
         .map_err(CliError::usage)?;
+    let params = VmForwardParams {
+        vm: a.name,
+        guest_port: spec.guest_port,
+        host_port: spec.host_port,
+        address,
+    };
     if a.remove {
-        let removed: Vec<PortForward> =
-            ctx.connect()?
-                .call(Request::VmForwardRemove(VmForwardRemoveParams {
-                    vm: a.name,
-                    guest_port: spec.guest_port,
-                    host_port: spec.host_port,
-                    address,
-                }))?;
+        let removed: Vec<PortForward> = ctx.connect()?.call(Request::VmForwardRemove(params))?;
         if a.json.json {
             return print_json(ctx.out, &removed);
         }
@@ -37,12 +34,7 @@ pub fn run(ctx: &mut Ctx, a: VmForwardArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let added: PortForward = ctx.connect()?.call(Request::VmForward(VmForwardParams {
-        vm: a.name,
-        guest_port: spec.guest_port,
-        host_port: spec.host_port,
-        address,
-    }))?;
+    let added: PortForward = ctx.connect()?.call(Request::VmForward(params))?;
     if a.json.json {
         return print_json(ctx.out, &added);
     }

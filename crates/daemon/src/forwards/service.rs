@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use banger_api::VmState;
-use banger_api::forward::{DEFAULT_ADDRESS, PortForward, VmForwardParams, VmForwardRemoveParams};
+use banger_api::forward::{DEFAULT_ADDRESS, PortForward, VmForwardParams};
 use banger_store::{Store, StoreError};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -125,10 +125,7 @@ impl ForwardService {
 
     /// `vm.forward_remove`: close and forget the VM's forwards to the guest
     /// port (only the one on `host_port`/`address` when given).
-    pub async fn remove(
-        &self,
-        p: &VmForwardRemoveParams,
-    ) -> Result<Vec<PortForward>, ForwardError> {
+    pub async fn remove(&self, p: &VmForwardParams) -> Result<Vec<PortForward>, ForwardError> {
         let _ops = self.ops.lock().await;
         let vm = self
             .store
