@@ -154,3 +154,28 @@ fn ports_lists_forwards_even_when_the_guest_cannot_be_asked() {
     let (code, _, _) = against(&d, &["vm", "ports", "dev", "--json"]);
     assert_eq!(code, 4);
 }
+
+#[test]
+fn ports_against_a_daemon_without_forwards_still_lists_the_guest_ports() {
+    let d = FakeDaemon::start(|r| match r {
+        Request::VmPorts(_) => vec![ok(vec![banger_api::guest::GuestPort {
+            proto: "tcp".into(),
+            address: "0.0.0.0".into(),
+            port: 22,
+            process: Some("sshd".into()),
+            endpoint: "dev.vm:22".into(),
+        }])],
+        _ => vec![error(
+            ErrorKind::InvalidArgument,
+            "unknown method vm.forwards",
+        )],
+    });
+    let (code, out, err) = against(&d, &["vm", "ports", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dev.vm:22"), "{out}");
+    assert!(!out.contains("FORWARD"), "{out}");
+    assert!(
+        err.contains("note: cannot list the VM's forwards: unknown method"),
+        "{err}"
+    );
+}

@@ -177,6 +177,12 @@ fn forwards_carry_data_survive_restarts_and_go_with_remove_and_delete() {
     );
     assert_fails(
         &d,
+        &["vm", "forward", "dev", "80", "--address", "192.0.2.1"],
+        2,
+        "cannot listen on 192.0.2.1: it is not an address of this host",
+    );
+    assert_fails(
+        &d,
         &["vm", "forward", "dev", "80", "--remove"],
         3,
         "VM dev has no forward to guest port 80",

@@ -51,7 +51,12 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
             )?;
             return print_table(ctx.out, render::forwards(ctx.term, &forwards));
         }
-        (Err(e), _) | (Ok(_), Err(e)) => return Err(e.into()),
+        (Ok(ports), Err(e)) => {
+            // A daemon from before forwards (unknown method): the ports alone.
+            writeln!(ctx.err, "note: cannot list the VM's forwards: {e}")?;
+            (ports, Vec::new())
+        }
+        (Err(e), _) => return Err(e.into()),
     };
     let mut t = table(ctx.term, &["ENDPOINT", "PROTO", "ADDRESS", "PROCESS"]);
     for p in &ports {
