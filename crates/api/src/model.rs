@@ -161,6 +161,9 @@ pub struct VmDetail {
     pub runtime: Option<VmRuntime>,
     /// Files on disk.
     pub paths: VmPaths,
+    /// Its port forwards (`banger vm forward`).
+    #[serde(default)]
+    pub forwards: Vec<crate::forward::PortForward>,
 }
 
 /// Resource use of a running VM's VMM process.

@@ -154,6 +154,17 @@ pub enum Request {
     /// the image name.
     #[serde(rename = "image.build")]
     ImageBuild(ImageBuildParams),
+    /// Forward a host TCP port to a guest port (stored; kept across VM and
+    /// daemon restarts). Returns [`PortForward`](crate::forward::PortForward).
+    #[serde(rename = "vm.forward")]
+    VmForward(crate::forward::VmForwardParams),
+    /// Remove forwards of a VM. Returns the removed
+    /// `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
+    #[serde(rename = "vm.forward_remove")]
+    VmForwardRemove(crate::forward::VmForwardParams),
+    /// A VM's forwards. Returns `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
+    #[serde(rename = "vm.forwards")]
+    VmForwards(VmRef),
 }
 
 impl Request {
@@ -198,6 +209,9 @@ impl Request {
             Request::ImagePromote(_) => "image.promote",
             Request::ImageRefreshSeed(_) => "image.refresh_seed",
             Request::ImageBuild(_) => "image.build",
+            Request::VmForward(_) => "vm.forward",
+            Request::VmForwardRemove(_) => "vm.forward_remove",
+            Request::VmForwards(_) => "vm.forwards",
         }
     }
 }

@@ -190,8 +190,10 @@ pub enum VmCommand {
     Logs(VmLogsArgs),
     /// Open a shell (or run a command after `--`) in a VM over SSH
     Ssh(crate::args_guest::VmSshArgs),
-    /// List the VM's listening TCP/UDP ports as NAME.vm:PORT
+    /// List the VM's listening TCP/UDP ports as NAME.vm:PORT, and its port forwards
     Ports(VmArg),
+    /// Forward a host TCP port to a guest port (on 127.0.0.1 unless --address; kept across restarts), or --remove it
+    Forward(crate::args_forward::VmForwardArgs),
 }
 
 /// `banger vm create`.

@@ -19,6 +19,7 @@ use clap::Parser;
 
 mod args;
 mod args_context;
+mod args_forward;
 mod args_guest;
 mod args_kernel;
 pub mod client;
@@ -26,6 +27,8 @@ mod commands;
 mod context;
 mod contexts;
 mod error;
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod kernel_check_tests;
 mod output;

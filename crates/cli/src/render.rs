@@ -104,7 +104,40 @@ pub fn vm_detail(term: Term, now: UnixMillis, d: &VmDetail) -> Table {
     ));
     rows.push(("console log", d.paths.console_log.clone()));
     rows.push(("vmm log", d.paths.vmm_log.clone()));
+    for f in &d.forwards {
+        rows.push(("forward", forward_line(f)));
+    }
     kv_table(term, rows)
+}
+
+/// `127.0.0.1:8080 -> port 80`, and why it is not listening if it is not.
+fn forward_line(f: &banger_api::forward::PortForward) -> String {
+    let mut line = format!("{} -> port {}", f.host_endpoint(), f.guest_port);
+    if !f.listening {
+        line.push_str(&format!(
+            " (not listening: {})",
+            f.error.as_deref().unwrap_or("closed")
+        ));
+    }
+    line
+}
+
+/// The forwards table of `vm ports`.
+pub fn forwards(term: Term, forwards: &[banger_api::forward::PortForward]) -> Table {
+    let mut t = table(term, &["FORWARD", "TO", "STATE"]);
+    for f in forwards {
+        let state = match (&f.error, f.listening) {
+            (_, true) => "listening".to_string(),
+            (Some(e), false) => format!("not listening: {e}"),
+            (None, false) => "not listening".to_string(),
+        };
+        t.add_row(vec![
+            f.host_endpoint(),
+            format!("{}.vm:{}", f.vm, f.guest_port),
+            state,
+        ]);
+    }
+    t
 }
 
 /// `vm stats`.

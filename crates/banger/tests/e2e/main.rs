@@ -17,6 +17,7 @@ mod bounds;
 mod crash_matrix;
 mod daemon;
 mod exhaustion;
+mod forward;
 mod guest;
 mod guest_e2e;
 mod image_build;

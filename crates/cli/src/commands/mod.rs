@@ -29,6 +29,7 @@ mod status;
 mod system;
 mod vm_create;
 mod vm_delete;
+mod vm_forward;
 mod vm_list;
 mod vm_logs;
 mod vm_power;
@@ -55,6 +56,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Logs(a) => vm_logs::run(ctx, a),
             VmCommand::Ssh(a) => vm_ssh::ssh(ctx, a),
             VmCommand::Ports(a) => vm_ssh::ports(ctx, a),
+            VmCommand::Forward(a) => vm_forward::run(ctx, a),
         },
         Command::Workspace(c) => match c {
             WorkspaceCommand::Prepare(a) => workspace::prepare(ctx, a),

@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use banger_api::Request;
+use banger_api::forward::PortForward;
 use banger_api::guest::{GuestPort, SshArgv, SshConfigText, VmSshParams};
 use banger_api::rpc::VmRef;
 use banger_config::{Config, Layout, Mode};
@@ -17,6 +18,7 @@ use crate::contexts::Remote;
 use crate::error::CliError;
 use crate::output::{or_dash, print_json, print_table, table};
 use crate::remote::{SSH, sh_quote};
+use crate::render;
 
 /// `vm ssh`: exec ssh with the daemon's options (pinned host key, banger's
 /// key). With a remote context the daemon's options name files on that
@@ -65,14 +67,33 @@ fn remote_vm_ssh(r: &Remote, a: &VmSshArgs, tty: bool) -> Vec<OsString> {
     argv
 }
 
-/// `vm ports`.
+/// `vm ports`: the guest's listening ports, then the VM's forwards (also
+/// when the guest cannot be asked, e.g. a stopped VM). `--json` prints the
+/// listening ports only, as before forwards existed; the forwards are in
+/// `vm show --json`.
 pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
-    let ports: Vec<GuestPort> = ctx
-        .connect()?
-        .call(Request::VmPorts(VmRef { vm: a.name }))?;
+    let mut client = ctx.connect()?;
+    let listening = client.call::<Vec<GuestPort>>(Request::VmPorts(VmRef { vm: a.name.clone() }));
     if a.json.json {
-        return print_json(ctx.out, &ports);
+        return print_json(ctx.out, &listening?);
     }
+    let forwards = client.call::<Vec<PortForward>>(Request::VmForwards(VmRef { vm: a.name }));
+    let (ports, forwards) = match (listening, forwards) {
+        (Ok(ports), Ok(forwards)) => (ports, forwards),
+        (Err(e), Ok(forwards)) if !forwards.is_empty() => {
+            writeln!(
+                ctx.err,
+                "note: cannot list the guest's listening ports: {e}"
+            )?;
+            return print_table(ctx.out, render::forwards(ctx.term, &forwards));
+        }
+        (Ok(ports), Err(e)) => {
+            // A daemon from before forwards (unknown method): the ports alone.
+            writeln!(ctx.err, "note: cannot list the VM's forwards: {e}")?;
+            (ports, Vec::new())
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let mut t = table(ctx.term, &["ENDPOINT", "PROTO", "ADDRESS", "PROCESS"]);
     for p in &ports {
         t.add_row(vec![
@@ -82,7 +103,12 @@ pub fn ports(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
             or_dash(p.process.clone()),
         ]);
     }
-    print_table(ctx.out, t)
+    print_table(ctx.out, t)?;
+    if !forwards.is_empty() {
+        writeln!(ctx.out)?;
+        print_table(ctx.out, render::forwards(ctx.term, &forwards))?;
+    }
+    Ok(())
 }
 
 /// `ssh-config`: write this daemon's file in `~/.ssh/config.d/` and make

@@ -10,6 +10,7 @@ mod guest_identity;
 mod host;
 pub mod lockset;
 mod ops;
+pub mod route;
 mod vm_files;
 
 pub use blocking::{PrivCallError, blocking, privileged};

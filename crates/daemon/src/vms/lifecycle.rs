@@ -420,6 +420,8 @@ impl VMService {
             tracing::warn!(vm = %vm.name, ended, "ended VMMs of the deleted VM that no record named");
         }
         self.store.delete_vm(&vm.id)?;
+        // Its forwards' rows went with it; their listeners close now.
+        self.forwards.close_vm(&vm.id).await;
         {
             // Its root-disk devices first (dm snapshot, loops), then its files.
             let strategy = Arc::clone(&self.root_disks);

@@ -15,6 +15,7 @@ use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker, VmFiles, root_disk, work_disk};
 use crate::config::{Config, Layout};
+use crate::forwards::ForwardService;
 use crate::images::ImageService;
 use crate::vms::error::VmError;
 use crate::vms::handles::HandleCache;
@@ -55,6 +56,8 @@ pub struct VMService {
     /// it once, and no template is removed while being cloned). A leaf
     /// lock, taken under `vm_locks[id]`.
     pub(crate) templates_mu: tokio::sync::RwLock<()>,
+    /// Port forwards: shown by `vm.show`, closed by `vm.delete`.
+    pub forwards: Arc<ForwardService>,
 }
 
 impl VMService {
@@ -71,6 +74,7 @@ impl VMService {
     ) -> Self {
         Self {
             create_ops: OpTracker::new(Arc::clone(&store)),
+            forwards: Arc::new(ForwardService::new(Arc::clone(&store))),
             store,
             config,
             layout,
@@ -85,6 +89,12 @@ impl VMService {
             root_disks: Arc::new(banger_dmsnap::CopyStrategy),
             templates_mu: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Share `forwards` (the daemon's forward service) instead of a private one.
+    pub fn with_forwards(mut self, forwards: Arc<ForwardService>) -> Self {
+        self.forwards = forwards;
+        self
     }
 
     /// Make root disks with `strategy` (the copy by default).
@@ -125,7 +135,13 @@ impl VMService {
             vsock_socket: h.vsock.map(|v| v.display().to_string()),
         });
         let paths = self.paths(&vm.id);
-        Ok(VmDetail { vm, runtime, paths })
+        let forwards = self.forwards.of_vm(&vm.id)?;
+        Ok(VmDetail {
+            vm,
+            runtime,
+            paths,
+            forwards,
+        })
     }
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {

@@ -13,7 +13,6 @@ mod guest_config;
 pub(crate) mod ports;
 mod prepare;
 mod ready;
-mod route;
 mod service;
 mod ssh;
 #[cfg(test)]

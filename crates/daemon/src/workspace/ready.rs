@@ -188,7 +188,7 @@ impl WorkspaceService {
     /// Wait until the guest is reachable as configured; `vsock` is the
     /// VMM's hybrid-vsock socket, if it has one; `has_nic` whether the VMM
     /// has a network card (without one, SSH is probed only when the address
-    /// is on a link of this namespace, see [`crate::workspace::route`]).
+    /// is on a link of this namespace, see [`crate::common::route`]).
     pub async fn wait_ready(
         &self,
         guest_ip: std::net::Ipv4Addr,
@@ -200,8 +200,8 @@ impl WorkspaceService {
         let addr = SocketAddr::new(guest_ip.into(), g.ssh_port);
         let ssh_allowed = has_nic
             || matches!(
-                crate::workspace::route::reach(guest_ip),
-                crate::workspace::route::Reach::Direct { .. }
+                crate::common::route::reach(guest_ip),
+                crate::common::route::Reach::Direct { .. }
             );
         let readiness = match g.effective_readiness() {
             Readiness::Auto if !ssh_allowed => Readiness::Vsock,

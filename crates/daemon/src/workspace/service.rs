@@ -253,9 +253,9 @@ impl WorkspaceService {
     /// Refuse guest access to a VM without a network card unless its
     /// address is on a directly connected link of the daemon's namespace:
     /// banger never dials a guest address through the host's default
-    /// route (see [`crate::workspace::route`]).
+    /// route (see [`crate::common::route`]).
     pub fn check_reachable(&self, vm: &Vm) -> Result<(), WorkspaceOpError> {
-        use crate::workspace::route::{Reach, reach};
+        use crate::common::route::{Reach, reach};
         if self.vms.has_nic(&vm.id) {
             return Ok(());
         }

@@ -63,10 +63,6 @@ impl TestDaemon {
         network_keys: &str,
         netns: Option<&str>,
     ) -> TestDaemon {
-        let dir = tempfile::Builder::new()
-            .prefix("banger-test-")
-            .tempdir()
-            .unwrap();
         // The simulator boots no guest: no readiness wait unless a test
         // brings its own `[guest]` table (and a guest to answer).
         let guest = if daemon_keys.contains("[guest]") {
@@ -80,8 +76,20 @@ impl TestDaemon {
             daemon_keys,
             network_keys
         );
+        let mut d = Self::unstarted(&config, env, netns);
+        d.spawn();
+        d
+    }
+
+    /// A daemon not started yet (see [`Self::spawn`]) whose test dir holds
+    /// `config` as its `config.toml`; `env` goes to the daemon.
+    pub fn unstarted(config: &str, env: &[(&str, &str)], netns: Option<&str>) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("banger-test-")
+            .tempdir()
+            .unwrap();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut d = TestDaemon {
+        TestDaemon {
             dir,
             env: env
                 .iter()
@@ -90,9 +98,7 @@ impl TestDaemon {
             child: None,
             launcher: Vec::new(),
             netns: netns.map(str::to_string),
-        };
-        d.spawn();
-        d
+        }
     }
 
     /// (Re)start the bangerd process on the same state directory.

@@ -1,4 +1,5 @@
-//! Whether a guest address is on a link of the daemon's network namespace.
+//! Whether a guest address is on a link of the daemon's network namespace
+//! (guest access, readiness and port forwards ask it).
 //!
 //! A VM without a network card (the daemon runs with
 //! `network.enabled = false`) still has a stored address; dialing it would
