@@ -77,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE images ADD COLUMN seed_json TEXT;
     ALTER TABLE images ADD COLUMN work_seed_path TEXT;
     ALTER TABLE vms ADD COLUMN work_disk_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 4: provisioning runs of `vm create --provision` (JSON list).
+    "ALTER TABLE vms ADD COLUMN provision_json TEXT;",
 ];
 
 /// The schema version this code writes and the newest it can read.

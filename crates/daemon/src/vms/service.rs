@@ -119,7 +119,41 @@ impl VMService {
             vsock_socket: h.vsock.map(|v| v.display().to_string()),
         });
         let paths = self.paths(&vm.id);
-        Ok(VmDetail { vm, runtime, paths })
+        let provision = self.store.vm_provision(&vm.id)?;
+        Ok(VmDetail {
+            vm,
+            runtime,
+            paths,
+            provision,
+        })
+    }
+
+    /// `vm.provision_record`: replace the VM's provisioning record (the
+    /// CLI runs the scripts over SSH and reports each state change).
+    pub fn record_provision(
+        &self,
+        p: &banger_api::VmProvisionParams,
+    ) -> Result<Vec<banger_api::ProvisionRun>, VmError> {
+        if p.runs.len() > 64 {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!("{} provisioning runs; at most 64", p.runs.len()),
+            )
+            .into());
+        }
+        if let Some(r) = p.runs.iter().find(|r| r.script.len() > 4096) {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!(
+                    "provisioning script name of {} bytes; at most 4096",
+                    r.script.len()
+                ),
+            )
+            .into());
+        }
+        let vm = self.resolve(&p.vm)?;
+        self.store.set_vm_provision(&vm.id, &p.runs)?;
+        Ok(p.runs.clone())
     }
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {
@@ -147,21 +181,29 @@ impl VMService {
             LogSource::Console => VmFiles::console(&dir),
             LogSource::Vmm => VmFiles::vmm_log(&dir),
         };
-        let lines = if path.exists() {
-            let data = crate::vms::launcher::read_tail(&path, 4 << 20)
+        let (lines, end) = if !path.exists() {
+            (Vec::new(), 0)
+        } else if let Some(since) = p.since {
+            let (data, end) = crate::vms::launcher::read_since(&path, since, 4 << 20)
                 .map_err(VmError::io("cannot read", &path))?;
             let text = String::from_utf8_lossy(&data);
+            (text.lines().map(str::to_string).collect(), end)
+        } else {
+            let data = crate::vms::launcher::read_tail(&path, 4 << 20)
+                .map_err(VmError::io("cannot read", &path))?;
+            let end = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let text = String::from_utf8_lossy(&data);
             let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(tail)..]
+            let lines = all[all.len().saturating_sub(tail)..]
                 .iter()
                 .map(|l| l.to_string())
-                .collect()
-        } else {
-            Vec::new()
+                .collect();
+            (lines, end)
         };
         Ok(VmLogs {
             path: path.display().to_string(),
             lines,
+            end,
         })
     }
 
