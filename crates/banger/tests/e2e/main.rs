@@ -30,3 +30,4 @@ mod qemu_front;
 mod seed;
 mod system_install;
 mod system_path;
+mod verbs;

@@ -118,7 +118,16 @@ fn patterns(slots: &[Slot], kind: &str, quote: char) -> Vec<String> {
         .collect()
 }
 
+/// The `case` patterns of the VM and the image slots, for bash and zsh.
+fn case_patterns(slots: &[Slot]) -> (String, String) {
+    (
+        patterns(slots, "vms", '"').join("|"),
+        patterns(slots, "images", '"').join("|"),
+    )
+}
+
 fn bash(slots: &[Slot]) -> String {
+    let (vms, images) = case_patterns(slots);
     format!(
         r#"
 # VM and image names, asked from bangerd at completion time.
@@ -143,13 +152,12 @@ _banger_names() {{
     _banger "$@"
 }}
 complete -F _banger_names -o bashdefault -o default banger
-"#,
-        vms = patterns(slots, "vms", '"').join("|"),
-        images = patterns(slots, "images", '"').join("|"),
+"#
     )
 }
 
 fn zsh(slots: &[Slot]) -> String {
+    let (vms, images) = case_patterns(slots);
     format!(
         r#"
 # VM and image names, asked from bangerd at completion time.
@@ -175,9 +183,7 @@ _banger_names() {{
     _banger "$@"
 }}
 compdef _banger_names banger
-"#,
-        vms = patterns(slots, "vms", '"').join("|"),
-        images = patterns(slots, "images", '"').join("|"),
+"#
     )
 }
 

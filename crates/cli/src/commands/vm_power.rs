@@ -13,7 +13,7 @@ use crate::args::{VmArg, VmDeleteArgs, VmStopArgs};
 use crate::args_verbs::VmNamesArg;
 use crate::client::{Client, READ_TIMEOUT};
 use crate::context::Ctx;
-use crate::error::CliError;
+use crate::error::{CliError, chain};
 use crate::output::print_json;
 
 /// `vm start NAME...`.
@@ -152,16 +152,4 @@ fn each<T: Serialize>(
         ),
         code,
     })
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
