@@ -423,3 +423,50 @@ fn help_names_the_new_verbs() {
     let (_, out, _) = banger(&["vm", "--help"]);
     assert!(out.contains("cp "), "{out}");
 }
+
+#[test]
+fn provisioning_waits_for_sshd_to_answer() {
+    // The "guest" refuses the first two ssh connections (exit 255), as a
+    // VM whose readiness is `none` does before its sshd listens.
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let marker = dir.path().join("ran");
+    let script = dir.path().join("s.sh");
+    std::fs::write(&script, format!("touch {}\n", marker.display())).unwrap();
+    let prefix = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); echo $((n + 1)) > {c}; [ \"$n\" -ge 2 ] || exit 255; ",
+        c = count.display()
+    );
+    let d = FakeDaemon::start(move |r| match r {
+        Request::VmSshArgv(p) => vec![ok(SshArgv {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("{prefix}{}", p.command.join(" ")),
+            ],
+        })],
+        Request::VmCreate(p) => vec![ok(VmCreated {
+            vm: vm(&p.name, VmState::Running),
+            operation: None,
+        })],
+        Request::VmProvisionRecord(p) => vec![ok(p.runs.clone())],
+        _ => vec![error(ErrorKind::Internal, "no")],
+    });
+    let (code, _, err) = against(
+        &d,
+        &[
+            "vm",
+            "create",
+            "dev",
+            "--provision",
+            script.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(marker.exists(), "the script ran once ssh answered");
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap().trim(),
+        "4",
+        "2 refused, 1 probe, 1 run"
+    );
+}

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use banger_api::{ProvisionState, VmDetail, VmState};
+use banger_api::{
+    ErrorKind, ProvisionRun, ProvisionState, Request, VmDetail, VmProvisionParams, VmState,
+};
 use guestnet::GuestNet;
 use util::{Fixtures, TestDaemon};
 
@@ -182,11 +184,19 @@ fn provisioning_records_success_and_failure() {
         ),
     )
     .unwrap();
-    // From a spec: its script runs as the guest user once the VM is ready.
+    // A checkout for the spec's workspace.
+    let repo = root.join("myrepo");
+    std::fs::create_dir_all(&repo).unwrap();
+    banger_testsupport::git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "hi\n").unwrap();
+    banger_testsupport::git(&repo, &["add", "-A"]);
+    banger_testsupport::git(&repo, &["commit", "-q", "-m", "one"]);
+    // From a spec: the workspace is prepared, then the script runs as the
+    // guest user once the VM is ready.
     let spec = root.join("vm.toml");
     std::fs::write(
         &spec,
-        "name = \"web\"\nvcpus = 1\nprovision = [\"ok.sh\"]\n",
+        "name = \"web\"\nvcpus = 1\nworkspace = \"myrepo\"\nprovision = [\"ok.sh\"]\n",
     )
     .unwrap();
     let out = d.cli(&["vm", "create", "-f", spec.to_str().unwrap()]);
@@ -197,6 +207,11 @@ fn provisioning_records_success_and_failure() {
         text(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "root");
+    assert_eq!(
+        std::fs::read_to_string(root.join("guest-work/myrepo/README")).unwrap(),
+        "hi\n",
+        "the spec's workspace was prepared"
+    );
     let web: VmDetail = d.cli_json(&["vm", "show", "web"]);
     assert_eq!(web.vm.vcpus, 1);
     assert_eq!(web.provision.len(), 1);
@@ -218,5 +233,22 @@ fn provisioning_records_success_and_failure() {
     assert_eq!(api.provision[0].exit_code, Some(5));
     let shown = d.cli_ok(&["vm", "show", "api"]);
     assert!(shown.contains("failed (exit 5"), "{shown}");
+
+    // The daemon bounds what a client may record, changing nothing.
+    let run = api.provision[0].clone();
+    let err = d
+        .client()
+        .call::<Vec<ProvisionRun>>(Request::VmProvisionRecord(VmProvisionParams {
+            vm: "api".into(),
+            runs: vec![run; 65],
+        }))
+        .unwrap_err();
+    assert_eq!(
+        err.rpc().map(|e| e.kind),
+        Some(ErrorKind::InvalidArgument),
+        "{err}"
+    );
+    let again: VmDetail = d.cli_json(&["vm", "show", "api"]);
+    assert_eq!(again.provision, api.provision);
     d.cli_ok(&["vm", "delete", "--force", "web", "api"]);
 }

@@ -13,6 +13,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use banger_api::guest::{SshArgv, VmSshParams};
 use banger_api::{ProvisionRun, ProvisionState, Request, VmProvisionParams};
@@ -21,6 +22,10 @@ use crate::client::Client;
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::output::now_ms;
+
+/// How long the first script waits for the guest's sshd (a VM whose
+/// readiness is `none` is "running" before sshd listens).
+const SSH_WAIT: Duration = Duration::from_secs(60);
 
 /// The largest script sent (the text travels on ssh's stdin).
 const MAX_SCRIPT_BYTES: u64 = 16 << 20;
@@ -100,6 +105,20 @@ pub fn run(
         })
         .collect();
     record(client, vm, &runs)?;
+    if let Err(why) = wait_for_ssh(client, vm, SSH_WAIT) {
+        runs[0].state = ProvisionState::Failed;
+        runs[0].started_at = Some(now_ms());
+        runs[0].finished_at = runs[0].started_at;
+        record(client, vm, &runs)?;
+        return Err(CliError::Failed {
+            message: format!(
+                "provisioning {vm} failed: ssh did not answer within {}s ({why}); no script ran. \
+                 The VM is running: check `banger vm logs {vm}`, then `banger vm ssh {vm}`",
+                SSH_WAIT.as_secs()
+            ),
+            code: 1,
+        });
+    }
     for (i, script) in scripts.iter().enumerate() {
         runs[i].state = ProvisionState::Running;
         runs[i].started_at = Some(now_ms());
@@ -158,18 +177,53 @@ fn record(client: &mut Client, vm: &str, runs: &[ProvisionRun]) -> Result<(), Cl
     Ok(())
 }
 
-/// Run one script; its exit code, or why it could not run.
-fn run_one(ctx: &Ctx, client: &mut Client, vm: &str, script: &Script) -> Result<i32, String> {
+/// The ssh command that runs `remote` in VM `vm`.
+fn ssh_command(client: &mut Client, vm: &str, remote: &str) -> Result<Command, String> {
     let argv: SshArgv = client
         .call(Request::VmSshArgv(VmSshParams {
             vm: vm.to_string(),
-            command: vec![format!("sh -c {}", sh_quote(REMOTE))],
+            command: vec![remote.to_string()],
         }))
-        .map_err(|e| format!("could not be started: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let (prog, rest) = argv
         .argv
         .split_first()
-        .ok_or("could not be started: the daemon returned an empty ssh command")?;
+        .ok_or("the daemon returned an empty ssh command")?;
+    let mut c = Command::new(prog);
+    c.args(rest);
+    Ok(c)
+}
+
+/// Run `true` over ssh until it works (exit 0) or `timeout` passes; the
+/// last failure otherwise.
+fn wait_for_ssh(client: &mut Client, vm: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let why = match ssh_command(client, vm, "true")?
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+        {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => format!(
+                "{}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("cannot run ssh: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(why);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Run one script; its exit code, or why it could not run.
+fn run_one(ctx: &Ctx, client: &mut Client, vm: &str, script: &Script) -> Result<i32, String> {
+    let mut command = ssh_command(client, vm, &format!("sh -c {}", sh_quote(REMOTE)))
+        .map_err(|e| format!("could not be started: {e}"))?;
+    let prog = command.get_program().to_string_lossy().into_owned();
     // Its output goes to banger's stderr (stdout keeps the command's
     // result); with -q nowhere.
     let (out, err) = if ctx.quiet() {
@@ -180,8 +234,7 @@ fn run_one(ctx: &Ctx, client: &mut Client, vm: &str, script: &Script) -> Result<
             Stdio::from(std::io::stderr()),
         )
     };
-    let mut child = Command::new(prog)
-        .args(rest)
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(out)
         .stderr(err)
