@@ -122,6 +122,10 @@ pub enum Request {
     /// Listening guest ports. Returns `Vec<`[`GuestPort`](crate::guest::GuestPort)`>`.
     #[serde(rename = "vm.ports")]
     VmPorts(VmRef),
+    /// Record the provisioning runs of a VM (replacing the previous
+    /// record). Returns `Vec<`[`ProvisionRun`](crate::ProvisionRun)`>`.
+    #[serde(rename = "vm.provision_record")]
+    VmProvisionRecord(crate::model::VmProvisionParams),
     /// Pull an image from an OCI registry, asynchronously. Returns the
     /// [`Operation`](crate::Operation) to follow; its subject is the image name.
     #[serde(rename = "image.pull")]
@@ -200,6 +204,7 @@ impl Request {
             Request::GuestSshConfig => "guest.ssh_config",
             Request::VmSshArgv(_) => "vm.ssh_argv",
             Request::VmPorts(_) => "vm.ports",
+            Request::VmProvisionRecord(_) => "vm.provision_record",
             Request::ImagePull(_) => "image.pull",
             Request::ImageExportBundle(_) => "image.export_bundle",
             Request::KernelList => "kernel.list",
@@ -345,6 +350,12 @@ pub struct VmLogsParams {
     /// `invalid_argument`.
     #[serde(default)]
     pub tail: Option<u32>,
+    /// Follow mode: the complete lines written from this byte offset on
+    /// (the `end` of the previous answer), at most 4 MiB; `tail` is then
+    /// ignored. An offset past the end (the log was truncated or rotated)
+    /// reads from the start.
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 /// `image.register`.

@@ -37,6 +37,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `-q`: print only names or ids (stderr then gets errors only).
+    pub fn quiet(&self) -> bool {
+        self.global.quiet
+    }
+
     /// The mode the flags ask for.
     pub fn mode(&self) -> Mode {
         if self.global.system {

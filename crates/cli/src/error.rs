@@ -96,6 +96,18 @@ impl CliError {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`).
+pub fn chain(e: &dyn Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
 /// Print `error: <message>` and the numbered chain of causes.
 pub fn report(err: &dyn Error, w: &mut dyn Write) {
     let _ = writeln!(w, "error: {err}");

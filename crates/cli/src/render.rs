@@ -3,7 +3,8 @@
 
 use banger_api::doctor::{Check, CheckStatus};
 use banger_api::{
-    ByteSize, DaemonStatus, Image, OpState, Operation, UnixMillis, Vm, VmDetail, VmState, VmStats,
+    ByteSize, DaemonStatus, Image, OpState, Operation, ProvisionRun, ProvisionState, UnixMillis,
+    Vm, VmDetail, VmState, VmStats,
 };
 use comfy_table::{Cell, Color, Table};
 
@@ -107,6 +108,9 @@ pub fn vm_detail(term: Term, now: UnixMillis, d: &VmDetail) -> Table {
     for f in &d.forwards {
         rows.push(("forward", forward_line(f)));
     }
+    if !d.provision.is_empty() {
+        rows.push(("provision", provision_text(&d.provision)));
+    }
     kv_table(term, rows)
 }
 
@@ -138,6 +142,28 @@ pub fn forwards(term: Term, forwards: &[banger_api::forward::PortForward]) -> Ta
         ]);
     }
     t
+}
+
+/// One line per provisioning script: `setup.sh: failed (exit 3, 2.1s)`.
+pub fn provision_text(runs: &[ProvisionRun]) -> String {
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let took = match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => format!(", {:.1}s", (f - s).max(0) as f64 / 1000.0),
+                _ => String::new(),
+            };
+            let detail = match (r.state, r.exit_code) {
+                (ProvisionState::Ok | ProvisionState::Failed, Some(c)) => {
+                    format!(" (exit {c}{took})")
+                }
+                (ProvisionState::Failed, None) => format!(" (could not run{took})"),
+                _ => String::new(),
+            };
+            format!("{}: {}{detail}", r.script, r.state.as_str())
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// `vm stats`.

@@ -21,6 +21,7 @@ mod images;
 mod kernels;
 mod migrations;
 mod operations;
+mod provision;
 mod sql;
 mod store;
 mod vms;

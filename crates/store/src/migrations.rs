@@ -88,6 +88,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (address, host_port)
     ) STRICT;
     CREATE INDEX vm_forwards_vm_id ON vm_forwards (vm_id);",
+    // 5: provisioning runs of `vm create --provision` (JSON list).
+    "ALTER TABLE vms ADD COLUMN provision_json TEXT;",
 ];
 
 /// The schema version this code writes and the newest it can read.

@@ -32,4 +32,5 @@ mod remote;
 mod seed;
 mod system_install;
 mod system_path;
+mod verbs;
 mod work_disk;

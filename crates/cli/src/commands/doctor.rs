@@ -13,7 +13,7 @@ use banger_config::{Config, Layout};
 use crate::args::JsonArg;
 use crate::client::{Client, ClientError};
 use crate::context::Ctx;
-use crate::error::CliError;
+use crate::error::{CliError, chain};
 use crate::output::{long_duration, print_json, print_table};
 use crate::render;
 
@@ -238,16 +238,4 @@ fn unreachable(e: ClientError) -> Check {
             "restart bangerd (`banger system restart` on the system path)",
         ),
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

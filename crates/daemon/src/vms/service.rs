@@ -136,12 +136,42 @@ impl VMService {
         });
         let paths = self.paths(&vm.id);
         let forwards = self.forwards.of_vm(&vm.id)?;
+        let provision = self.store.vm_provision(&vm.id)?;
         Ok(VmDetail {
             vm,
             runtime,
             paths,
             forwards,
+            provision,
         })
+    }
+
+    /// `vm.provision_record`: replace the VM's provisioning record (the
+    /// CLI runs the scripts over SSH and reports each state change).
+    pub fn record_provision(
+        &self,
+        p: &banger_api::VmProvisionParams,
+    ) -> Result<Vec<banger_api::ProvisionRun>, VmError> {
+        if p.runs.len() > 64 {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!("{} provisioning runs; at most 64", p.runs.len()),
+            )
+            .into());
+        }
+        if let Some(r) = p.runs.iter().find(|r| r.script.len() > 4096) {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!(
+                    "provisioning script name of {} bytes; at most 4096",
+                    r.script.len()
+                ),
+            )
+            .into());
+        }
+        let vm = self.resolve(&p.vm)?;
+        self.store.set_vm_provision(&vm.id, &p.runs)?;
+        Ok(p.runs.clone())
     }
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {
@@ -169,6 +199,23 @@ impl VMService {
             LogSource::Console => VmFiles::console(&dir),
             LogSource::Vmm => VmFiles::vmm_log(&dir),
         };
+        if let Some(since) = p.since {
+            // Follow mode: the bytes after `since` (the CLI starts over
+            // from 0 when the file shrank, e.g. after a rotation).
+            let (lines, end) = if path.exists() {
+                let (data, end) = crate::vms::launcher::read_since(&path, since, 4 << 20)
+                    .map_err(VmError::io("cannot read", &path))?;
+                let text = String::from_utf8_lossy(&data);
+                (text.lines().map(str::to_string).collect(), end)
+            } else {
+                (Vec::new(), 0)
+            };
+            return Ok(VmLogs {
+                path: path.display().to_string(),
+                lines,
+                end,
+            });
+        }
         // The current file, preceded by its rotated generation when the
         // current one holds fewer lines than asked for.
         let read = |p: &std::path::Path| -> Result<Vec<String>, VmError> {
@@ -182,6 +229,7 @@ impl VMService {
                 .map(str::to_string)
                 .collect())
         };
+        let end = std::fs::metadata(&path).map_or(0, |m| m.len());
         let mut lines = read(&path)?;
         if lines.len() < tail {
             let mut older = read(&crate::common::rotated(&path))?;
@@ -192,6 +240,7 @@ impl VMService {
         Ok(VmLogs {
             path: path.display().to_string(),
             lines,
+            end,
         })
     }
 
