@@ -4,7 +4,7 @@
 //! firewalld's final reject) cuts guests off, whatever banger's own table
 //! accepts: in nftables every base chain on a hook must let a packet
 //! through. Read from `nft -j list ruleset` (iptables-nft rules show there
-//! too) and, when present, `iptables-legacy -S`.
+//! too) and, when the legacy filter table is loaded, `iptables-legacy -S`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -123,8 +123,15 @@ fn verdict(found: &[ForwardDrop], bridge: &str) -> Check {
     )
 }
 
-/// `iptables-legacy -S`, when that program exists and answers.
+/// `iptables-legacy -S`, when the legacy filter table is loaded in this
+/// network namespace (`/proc/thread-self/net/ip_tables_names`: asking otherwise would
+/// load the legacy modules, a change doctor must not make) and the program
+/// exists and answers.
 fn iptables_legacy_rules() -> Option<String> {
+    let loaded = std::fs::read_to_string("/proc/thread-self/net/ip_tables_names").ok()?;
+    if !loaded.lines().any(|l| l.trim() == "filter") {
+        return None;
+    }
     let out = Command::new("iptables-legacy")
         .arg("-S")
         .stdin(Stdio::null())
@@ -756,5 +763,34 @@ mod tests {
         );
         let c = in_ns(ns.clone());
         assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
+        // iptables-legacy's FORWARD policy DROP, seen through `-S`.
+        if Command::new("iptables-legacy").arg("-V").output().is_err() {
+            banger_testsupport::skip!(TEST, "iptables-legacy is missing (legacy part only)");
+        }
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "iptables-legacy",
+                "-P",
+                "FORWARD",
+                "DROP",
+            ],
+            None,
+        );
+        let c = in_ns(ns.clone());
+        assert_eq!(c.status, CheckStatus::Warn, "{c:?}");
+        assert!(
+            c.detail
+                .contains("iptables-legacy filter FORWARD: policy drop"),
+            "{c:?}"
+        );
+        assert!(
+            c.hint
+                .unwrap()
+                .contains("iptables-legacy -I FORWARD -i bg0 -j ACCEPT")
+        );
     }
 }
