@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build guest-agent test lint fmt demo smoke hostile bench bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo demo-clean smoke hostile bench bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ fmt: ## Format the code.
 
 demo: ## Build, start a dev bangerd and run the main job as far as this host allows.
 	./scripts/demo.sh
+
+demo-clean: ## Remove everything `make demo` created (VMs, images, daemon, state, its ssh-config include and key).
+	./scripts/demo.sh clean
 
 smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
 

@@ -47,7 +47,10 @@ pub use local::LocalPrivOps;
 pub fn read_links(prefix: &str) -> Result<Vec<LinkInfo>, PrivOpsError> {
     netlink::list(prefix)
 }
-pub use nat::{NAT_TABLE, NFT, present as nat_table_present, ruleset as nat_ruleset};
+pub use nat::{
+    NAT_TABLE, NFT, list_ruleset as nft_ruleset, present as nat_table_present,
+    ruleset as nat_ruleset,
+};
 pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
 pub use proc::{
