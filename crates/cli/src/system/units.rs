@@ -49,7 +49,9 @@ Description=banger root helper (privileged operations for bangerd)
 Before={DAEMON_UNIT}
 
 [Service]
-Type=simple
+# READY=1 (sd_notify) once the socket accepts requests.
+Type=notify
+NotifyAccess=main
 ExecStart={bin}/bangerd-root --config {install_meta_path}
 Restart=on-failure
 # VMMs are children of the helper: a helper restart must not kill them.
@@ -99,7 +101,10 @@ Requires={HELPER_UNIT}
 After={HELPER_UNIT}
 
 [Service]
-Type=simple
+# READY=1 (sd_notify) once the socket serves requests: units ordered
+# after this one, and `systemctl start`, wait for it.
+Type=notify
+NotifyAccess=main
 User={owner}
 ExecStart={bin}/bangerd --system --config {config}
 Restart=on-failure
@@ -175,6 +180,22 @@ fn last(p: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_units_wait_for_ready_and_raise_the_open_files_limit() {
+        let meta = crate::system::install::meta_for("alice", 1000, 1001);
+        for unit in [
+            helper_unit(&meta, "/etc/banger/install.toml"),
+            daemon_unit(&meta),
+        ] {
+            assert!(
+                unit.contains("\nType=notify\nNotifyAccess=main\n"),
+                "{unit}"
+            );
+            assert!(!unit.contains("Type=simple"), "{unit}");
+            assert!(unit.contains("\nLimitNOFILE=65536\n"), "{unit}");
+        }
+    }
 
     #[test]
     fn runtime_directories_are_the_owners_and_the_helpers_own() {
