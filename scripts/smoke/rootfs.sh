@@ -39,7 +39,7 @@ echo "== building the smoke rootfs ($suite: ${packages[*]}) into $dir" >&2
 start=$SECONDS
 include=$(IFS=,; echo "${packages[*]}")
 mmdebstrap --variant=minbase --include="$include" \
-  --customize-hook='echo banger-smoke > "$1/etc/hostname"' \
+  --customize-hook='echo banger-smoke > "$1/etc/hostname"; printf "127.0.0.1 localhost\n127.0.1.1 banger-smoke\n" > "$1/etc/hosts"' \
   --customize-hook='rm -f "$1/etc/machine-id"; : > "$1/etc/machine-id"' \
   --customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service getty@tty1.service console-getty.service systemd-logind.service docker-registry.service >/dev/null' \
   --customize-hook='chroot "$1" passwd -d root >/dev/null' \

@@ -267,7 +267,13 @@ impl LocalPrivOps {
                 });
             }
         };
-        let Some(ident) = crate::proc::read_identity(&self.proc_root, pid) else {
+        // Read /proc with the owner's filesystem identity: `/proc/<pid>/exe`
+        // of another uid's process needs CAP_SYS_PTRACE otherwise (the
+        // kernel checks the fsuid), which bangerd-root's unit does not grant.
+        let ident = as_owner(self.run_as(), || {
+            Ok(crate::proc::read_identity(&self.proc_root, pid))
+        })?;
+        let Some(ident) = ident else {
             return gone;
         };
         if pidfd_exited(&pidfd) || ident.zombie {

@@ -130,7 +130,10 @@ fn install_then_uninstall_leaves_the_prefix_as_it_was() {
     assert!(t.path().join("var/lib/banger").is_dir());
     let daemon =
         std::fs::read_to_string(t.path().join("etc/systemd/system/bangerd.service")).unwrap();
-    assert!(daemon.contains("User=nobody") && daemon.contains("CapabilityBoundingSet=\n"));
+    assert!(
+        daemon.contains("User=nobody")
+            && daemon.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n")
+    );
     let helper =
         std::fs::read_to_string(t.path().join("etc/systemd/system/bangerd-root.service")).unwrap();
     assert!(helper.contains("CAP_NET_ADMIN") && helper.contains("NoNewPrivileges=yes"));

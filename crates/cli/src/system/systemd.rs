@@ -84,11 +84,16 @@ impl Systemd {
         }
     }
 
-    /// Stop and disable `units`, then daemon-reload.
+    /// Stop and disable `units`, forget their failed state (a unit that
+    /// failed stays loaded, and listed, until then), then daemon-reload.
     pub fn disable_now(&self, units: &[&str]) -> String {
         let mut args = vec!["disable", "--now"];
         args.extend_from_slice(units);
         let r = self.run(&args);
+        let mut reset = vec!["reset-failed"];
+        reset.extend_from_slice(units);
+        // Nothing to reset is the usual case; its "not loaded" is no failure.
+        let _ = self.run(&reset);
         format!("{r}; {}", self.run(&["daemon-reload"]))
     }
 

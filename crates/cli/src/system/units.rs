@@ -5,7 +5,8 @@
 //! privileged operations need; `KillMode=process` so the VMMs it started
 //! (its children) survive a helper restart. Its own runtime directory
 //! (`/run/banger-root`, root:root 0755) holds its socket and lock.
-//! `bangerd.service` runs as the owner with no capabilities at all; its
+//! `bangerd.service` runs as the owner with one capability,
+//! `CAP_NET_BIND_SERVICE` (the vm. DNS server binds port 53); its
 //! runtime directory (`/run/banger`) is the owner's, 0700, kept across
 //! restarts (VM API sockets live there). That directory is also created at
 //! boot by the tmpfiles.d line of [`tmpfiles`], because the helper starts
@@ -69,9 +70,13 @@ ProtectHome=yes
 PrivateTmp=yes
 ProtectClock=yes
 ProtectHostname=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
 RestrictRealtime=yes
-RestrictSUIDSGID=yes
+# No RestrictSUIDSGID=: systemd enforces it by failing openat2() with
+# ENOSYS (its mode cannot be inspected), and every file the helper opens
+# for the owner is opened with openat2(RESOLVE_BENEATH). NoNewPrivileges
+# already keeps set-uid bits from granting anything here.
 LockPersonality=yes
 RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6
 SystemCallArchitectures=native
@@ -118,8 +123,9 @@ RuntimeDirectoryMode=0700
 RuntimeDirectoryPreserve=yes
 UMask=0077
 NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
+# One capability: the vm. DNS server listens on port 53 of the bridge.
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
 ProtectSystem=strict
 ReadWritePaths={state} {runtime}
 # Images may be registered from files in home directories.
@@ -129,11 +135,18 @@ ProtectClock=yes
 ProtectHostname=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+# Only its own processes (and the owner's VMMs) in /proc.
+ProtectProc=invisible
+RestrictNamespaces=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK
+# Netlink: doctor reads banger's links and the NAT table (read-only).
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_VSOCK
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
@@ -205,9 +218,15 @@ mod tests {
         assert!(!helper.contains("0770"), "{helper}");
         assert!(!helper.contains("RuntimeDirectory=banger\n"), "{helper}");
         assert!(helper.contains("ReadWritePaths=/var/lib/banger /run/banger\n"));
+        // openat2 (every file opened beneath banger's roots) fails with
+        // ENOSYS under RestrictSUIDSGID=yes.
+        assert!(!helper.contains("\nRestrictSUIDSGID=yes"), "{helper}");
         let daemon = daemon_unit(&meta);
         assert!(daemon.contains(
             "\nRuntimeDirectory=banger\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
+        ));
+        assert!(daemon.contains(
+            "\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"
         ));
         assert!(tmpfiles(&meta).ends_with("\nd /run/banger 0700 1000 1001 -\n"));
     }
