@@ -31,6 +31,7 @@ fi
 profile="${BANGER_SMOKE_PROFILE:-debug}"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 echo "== building the binaries ($profile)"
+t0=$SECONDS
 if [ "$profile" = release ]; then
   cargo build --release --workspace --bins -q
 else
@@ -43,7 +44,10 @@ for b in banger bangerd bangerd-root banger-guest banger-fcsim; do
   cp "$target/$profile/$b" "$bins/$b"
 done
 
+echo "== binaries ready in $((SECONDS - t0)) s"
+t0=$SECONDS
 rootfs=$(scripts/smoke/rootfs.sh)
+echo "== rootfs ready in $((SECONDS - t0)) s"
 machine="banger-smoke-$$"
 nspawn_pid=""
 leader=""
