@@ -309,6 +309,17 @@ mod tests {
 
     use super::*;
 
+    /// The system path's default layout.
+    fn system_layout() -> Layout {
+        Layout::resolve(
+            Mode::System,
+            PathBuf::from("/etc/banger/config.toml"),
+            &Config::default(),
+            None,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn state_dir_flag_puts_sockets_inside() {
         let l = Layout::resolve(
@@ -319,26 +330,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.socket(), PathBuf::from("/tmp/s/run/bangerd.sock"));
-        let s = Layout::resolve(
-            Mode::System,
-            PathBuf::from("/etc/banger/config.toml"),
-            &Config::default(),
-            None,
-        )
-        .unwrap();
+        let s = system_layout();
         assert_eq!(s.state_dir, PathBuf::from("/var/lib/banger"));
         assert_eq!(s.socket(), PathBuf::from("/run/banger/bangerd.sock"));
     }
 
     #[test]
     fn the_system_path_keeps_the_ssh_key_in_the_state_dir() {
-        let layout = Layout::resolve(
-            Mode::System,
-            PathBuf::from("/etc/banger/config.toml"),
-            &Config::default(),
-            None,
-        )
-        .unwrap();
+        let layout = system_layout();
         let mut c = Config::default();
         c.settle_for(Mode::System, &layout);
         assert_eq!(

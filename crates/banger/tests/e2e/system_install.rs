@@ -44,21 +44,18 @@ fn install(root: &str, owner: &str) -> Output {
 }
 
 fn installed(root: &str, owner: &str) -> String {
-    let out = install(root, owner);
-    assert!(
-        out.status.success(),
-        "banger system install: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_of("banger system install", install(root, owner))
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = banger(args);
+    stdout_of(&format!("banger {args:?}"), banger(args))
+}
+
+/// `out`'s stdout, after asserting that `what` succeeded.
+fn stdout_of(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "banger {args:?}: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -893,17 +893,23 @@ mod tests {
         assert!(c.detail.contains("cannot execute binary file"), "{c:?}");
     }
 
+    /// Every check with the VMM `name` (a script printing `version`) as
+    /// `firecracker_bin`.
+    fn checks_with_vmm(h: &Host, name: &str, version: &str) -> Vec<Check> {
+        let vmm = h.dir.path().join(name);
+        write_script(&vmm, &format!("echo '{version}'"));
+        let config = Config {
+            firecracker_bin: vmm.display().to_string(),
+            ..Config::default()
+        };
+        run_with(&config, &layout(h.dir.path()), &h.env)
+    }
+
     #[test]
     fn the_simulator_needs_no_kvm() {
         let h = host();
-        let sim = h.dir.path().join("banger-fcsim");
-        write_script(&sim, "echo 'Firecracker v1.17.0-dev'");
-        let config = Config {
-            firecracker_bin: sim.display().to_string(),
-            ..Config::default()
-        };
         fs::remove_file(h.env.dev_dir.join("kvm")).unwrap();
-        let checks = run_with(&config, &layout(h.dir.path()), &h.env);
+        let checks = checks_with_vmm(&h, "banger-fcsim", "Firecracker v1.17.0-dev");
         let kvm = find(&checks, "kvm");
         assert_eq!(kvm.status, CheckStatus::Ok, "{kvm:?}");
         assert!(
@@ -912,13 +918,7 @@ mod tests {
             "{kvm:?}"
         );
         // Firecracker itself still needs it.
-        let fc = h.dir.path().join("firecracker");
-        write_script(&fc, "echo 'Firecracker v1.9.0'");
-        let config = Config {
-            firecracker_bin: fc.display().to_string(),
-            ..Config::default()
-        };
-        let checks = run_with(&config, &layout(h.dir.path()), &h.env);
+        let checks = checks_with_vmm(&h, "firecracker", "Firecracker v1.9.0");
         assert_eq!(find(&checks, "kvm").status, CheckStatus::Fail);
     }
 
