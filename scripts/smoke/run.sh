@@ -64,6 +64,9 @@ teardown() {
       wait "$nspawn_pid" 2>/dev/null || true
     fi
   fi
+  # nspawn's mount-propagation directory for this machine, when a killed
+  # nspawn left it (empty) behind.
+  rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
   rm -rf "$work"
   exit "$rc"
 }
@@ -95,8 +98,9 @@ if [ -z "$leader" ]; then
   echo "0 passed, 1 failed"
   exit 1
 fi
+# Run a command in the container (all its namespaces), bounded in time.
 inside() {
-  nsenter --target "$leader" --all env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+  timeout --kill-after=10 900 nsenter --target "$leader" --all env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 }
 state=""
 for _ in $(seq 600); do
