@@ -35,7 +35,8 @@ demo: ## Build, start a dev bangerd and run the main job as far as this host all
 demo-clean: ## Remove everything `make demo` created (VMs, images, daemon, state, its ssh-config include and key).
 	./scripts/demo.sh clean
 
-smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
+smoke: ## The system path for real (root): install, use, restart, uninstall in a systemd-nspawn container (docs/system-path.md).
+	./scripts/smoke/run.sh
 
 hostile: ## The hostile-client suites (root): every privileged operation attacked; prints the total tried and accepted outside the rules.
 	@$(CARGO) test -p banger-roothelper --test hostile_disk_net --test hostile_sockets --test hostile_process -- --nocapture 2>&1 \

@@ -510,7 +510,8 @@ user = "root"
 ssh_port = 22
 # OpenSSH client.
 ssh_bin = "ssh"
-# banger's private key. Unset: ~/.config/banger/ssh/id_ed25519 (created on first use).
+# banger's private key. Unset: ~/.config/banger/ssh/id_ed25519, on the system path
+# /var/lib/banger/ssh/id_ed25519 (created on first use).
 # ssh_key = "/home/me/.config/banger/ssh/id_ed25519"
 # SSH connect timeout in seconds.
 connect_timeout_secs = 10

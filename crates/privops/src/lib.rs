@@ -22,6 +22,7 @@ mod local;
 mod nat;
 mod net_op;
 mod netlink;
+mod notify;
 mod op;
 mod policy;
 mod proc;
@@ -41,6 +42,7 @@ pub use limits::{
     LogLimiter, NofileLimit, is_exhaustion, raise_and_log_nofile_limit, raise_nofile_limit,
 };
 pub use local::LocalPrivOps;
+pub use notify::{notify_ready, notify_status, notify_stopping};
 
 /// banger's links (name prefix `prefix`) as rtnetlink reports them; a
 /// read-only query that needs no privilege (`banger doctor` uses it).

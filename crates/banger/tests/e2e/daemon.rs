@@ -626,3 +626,37 @@ fn console_log_is_rotated_and_read_across_generations() {
             .any(|l| l.contains("last line before rotation"))
     );
 }
+
+/// `bangerd.service` is `Type=notify`: bangerd sends `READY=1` (with its
+/// socket in `STATUS=`) to `$NOTIFY_SOCKET` once the socket serves, and
+/// `STOPPING=1` when SIGTERM arrives.
+#[test]
+fn bangerd_notifies_systemd_when_ready_and_when_stopping() {
+    let notify_dir = tempfile::tempdir().unwrap();
+    let path = notify_dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut d = TestDaemon::start(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("no READY=1 from bangerd");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(
+        msg.contains(&format!("STATUS=serving {}", d.socket().display())),
+        "{msg}"
+    );
+    // Ready means served: a request answers at once.
+    let _: banger_api::DaemonStatus = d.client().call(Request::Status).unwrap();
+    let child = d.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let n = sock.recv(&mut buf).expect("no STOPPING=1 from bangerd");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
+    let mut child = child;
+    child.wait().unwrap();
+}
