@@ -20,6 +20,7 @@ use clap::Parser;
 mod args;
 mod args_guest;
 mod args_kernel;
+mod args_snap;
 pub mod client;
 mod commands;
 mod context;

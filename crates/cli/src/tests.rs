@@ -75,6 +75,7 @@ fn detail(v: Vm) -> VmDetail {
             work_disk_bytes: 8 << 30,
         },
         vm: v,
+        snapshots: Vec::new(),
     }
 }
 

@@ -28,5 +28,6 @@ mod privops_seam;
 mod qemu_daemon;
 mod qemu_front;
 mod seed;
+mod snapshots;
 mod system_install;
 mod system_path;

@@ -2,7 +2,7 @@
 //! checks its arguments, makes its calls and prints the result; this facade
 //! only dispatches.
 
-use banger_api::{ByteSize, validate};
+use banger_api::{ByteSize, Request, validate};
 
 use crate::args::{
     Command, ConfigCommand, ImageCommand, NetworkCommand, OperationCommand, VmCommand,
@@ -33,6 +33,7 @@ mod vm_logs;
 mod vm_power;
 mod vm_set;
 mod vm_show;
+mod vm_snapshot;
 mod vm_ssh;
 mod vm_stats;
 mod workspace;
@@ -54,6 +55,11 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Logs(a) => vm_logs::run(ctx, a),
             VmCommand::Ssh(a) => vm_ssh::ssh(ctx, a),
             VmCommand::Ports(a) => vm_ssh::ports(ctx, a),
+            VmCommand::Pause(a) => vm_snapshot::power(ctx, a, Request::VmPause),
+            VmCommand::Resume(a) => vm_snapshot::power(ctx, a, Request::VmResume),
+            VmCommand::Suspend(a) => vm_snapshot::power(ctx, a, Request::VmSuspend),
+            VmCommand::Snapshot(a) => vm_snapshot::snapshot(ctx, a),
+            VmCommand::Fork(a) => vm_snapshot::fork(ctx, a),
         },
         Command::Workspace(c) => match c {
             WorkspaceCommand::Prepare(a) => workspace::prepare(ctx, a),

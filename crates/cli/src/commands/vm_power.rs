@@ -17,7 +17,14 @@ pub fn start(ctx: &mut Ctx, a: VmArg) -> Result<(), CliError> {
     let vm: Vm = ctx
         .connect()?
         .call(Request::VmStart(VmRef { vm: a.name }))?;
-    print(ctx, &vm, a.json.json)
+    print(ctx, &vm, a.json.json)?;
+    // A suspended VM that had to boot from disk says so.
+    if !a.json.json
+        && let Some(note) = vm.last_error.as_deref().filter(|_| vm.state.has_vmm())
+    {
+        writeln!(ctx.out, "note: {note}")?;
+    }
+    Ok(())
 }
 
 /// `vm stop` and (with `restart`) `vm restart`.

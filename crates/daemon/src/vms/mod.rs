@@ -4,7 +4,7 @@
 //! stats; `reconcile.rs` the startup reconcile; `promote.rs` promoting a VM
 //! to an image; `launcher.rs` the VMM launcher (Firecracker process,
 //! sockets, TAP and DNS publication); `handles.rs` the per-VM runtime
-//! handles; `alloc.rs` guest addresses.
+//! handles; `snapshots.rs` pause/resume, suspend, snapshots and fork; `alloc.rs` guest addresses.
 
 mod alloc;
 mod create;
@@ -15,6 +15,7 @@ mod lifecycle;
 mod promote;
 mod reconcile;
 mod service;
+mod snapshots;
 mod stats;
 
 pub use error::VmError;

@@ -119,7 +119,13 @@ impl VMService {
             vsock_socket: h.vsock.map(|v| v.display().to_string()),
         });
         let paths = self.paths(&vm.id);
-        Ok(VmDetail { vm, runtime, paths })
+        let snapshots = self.snapshots_of(&vm);
+        Ok(VmDetail {
+            vm,
+            runtime,
+            paths,
+            snapshots,
+        })
     }
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {
@@ -271,6 +277,7 @@ mod tests {
                 started_at: Default::default(),
                 tap: None,
                 dns: None,
+                relative_drives: true,
             },
         );
         let lookup = |procfs| StoreVmLookup {
