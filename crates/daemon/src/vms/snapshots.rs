@@ -588,31 +588,30 @@ impl VMService {
         }
     }
 
-    /// `IDENTITY <ip=…> mac=<MAC>`: the kernel `ip=` argument a cold boot
-    /// of this VM would get, and its MAC.
+    /// `IDENTITY <ip=…> mac=<MAC> seed=<hex>`: the kernel `ip=` argument
+    /// a cold boot of this VM would get, its MAC and fresh randomness for
+    /// the guest's RNG (which the restore copied from the source).
     fn identity_request(&self, vm: &Vm) -> String {
         let ip = match self.net.network() {
             Some(net) => net.settings.kernel_ip_arg_named(vm.guest_ip, &vm.name),
             None => format!("ip={}::::{}:eth0:off", vm.guest_ip, vm.name),
         };
-        // Fresh randomness for the guest's RNG, which the restore copied.
         let mut seed = [0u8; 32];
         let seeded = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed));
-        let seed: String = match seeded {
-            Ok(()) => seed.iter().map(|b| format!("{b:02x}")).collect(),
-            Err(_) => String::new(),
-        };
-        let mut line = format!(
-            "{} {ip} mac={}",
-            banger_guest::proto::IDENTITY,
-            vm.guest_mac
-        );
-        if !seed.is_empty() {
-            line.push_str(&format!(" seed={seed}"));
-        }
-        line
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .is_ok();
+        identity_line(&ip, &vm.guest_mac, if seeded { &seed[..] } else { &[] })
     }
+}
+
+/// The `IDENTITY` request line (`banger_guest::identity` parses it).
+fn identity_line(ip_arg: &str, mac: &str, seed: &[u8]) -> String {
+    let mut line = format!("{} {ip_arg} mac={mac}", banger_guest::proto::IDENTITY);
+    if !seed.is_empty() {
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        line.push_str(&format!(" seed={hex}"));
+    }
+    line
 }
 
 /// Snapshot names follow VM names' rule (a DNS label).
@@ -630,4 +629,46 @@ fn no_snapshot(vm: &Vm, name: &str) -> VmError {
         "VM {} has no snapshot {name}; see `banger vm snapshot list {}`",
         vm.name, vm.name
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the daemon sends is what the guest agent applies.
+    #[test]
+    fn identity_line_is_what_the_agent_parses() {
+        for ip in [
+            "ip=172.30.0.9::172.30.0.1:255.255.255.0:fork-2:eth0:off:172.30.0.1",
+            "ip=172.30.0.9::::fork-2:eth0:off",
+        ] {
+            let line = identity_line(ip, "02:42:ac:1e:00:09", &[7; 32]);
+            let args = line
+                .strip_prefix("IDENTITY ")
+                .expect("the request word first");
+            assert!(line.len() <= banger_guest::proto::MAX_REQUEST, "{line}");
+            let id = banger_guest::identity::parse(args).unwrap();
+            assert_eq!(id.ip.client, std::net::Ipv4Addr::new(172, 30, 0, 9));
+            assert_eq!(id.ip.hostname.as_deref(), Some("fork-2"));
+            assert_eq!(id.mac, "02:42:ac:1e:00:09");
+            assert_eq!(id.seed, vec![7; 32]);
+        }
+    }
+
+    #[test]
+    fn partial_snapshots_are_found_and_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let keep = t.path().join(SNAPSHOTS_DIR).join("s1");
+        std::fs::create_dir_all(&keep).unwrap();
+        for d in [
+            t.path().join(SNAPSHOTS_DIR).join(".partial-s2"),
+            t.path().join(FORK_PARTIAL),
+            t.path().join("suspend.partial"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        assert_eq!(remove_partials(t.path()), 3);
+        assert!(keep.is_dir());
+        assert_eq!(remove_partials(t.path()), 0);
+    }
 }
