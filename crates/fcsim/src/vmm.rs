@@ -358,7 +358,7 @@ impl Vmm {
     }
 
     /// How the vsock device's socket serves clients with this backend.
-    fn vsock_mode(&self) -> VsockMode {
+    pub(crate) fn vsock_mode(&self) -> VsockMode {
         match &self.ctx.backend {
             Backend::Simulated => VsockMode::Hold,
             Backend::Qemu(_) if crate::qemu::vhost_vsock_usable("/dev/vhost-vsock".as_ref()) => {

@@ -43,11 +43,6 @@ pub struct VsockDevice {
 }
 
 impl VsockDevice {
-    /// Binds `config.uds_path` and starts accepting (must run inside a tokio runtime).
-    pub fn bind(config: Vsock) -> Result<Self, Fault> {
-        Self::bind_with(config, VsockMode::Hold)
-    }
-
     /// Binds `config.uds_path` and serves connections as `mode` says.
     pub fn bind_with(config: Vsock, mode: VsockMode) -> Result<Self, Fault> {
         let bind_error = |e: std::io::Error| {
@@ -109,9 +104,11 @@ mod tests {
     async fn bind_refuses_existing_path_and_close_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sock");
-        let device = VsockDevice::bind(Vsock::new(3, path.to_str().unwrap())).unwrap();
+        let device =
+            VsockDevice::bind_with(Vsock::new(3, path.to_str().unwrap()), VsockMode::Hold).unwrap();
         assert!(path.exists());
-        let err = VsockDevice::bind(Vsock::new(3, path.to_str().unwrap())).unwrap_err();
+        let err = VsockDevice::bind_with(Vsock::new(3, path.to_str().unwrap()), VsockMode::Hold)
+            .unwrap_err();
         assert!(
             err.message
                 .ends_with("Address already in use (os error 98)"),

@@ -52,6 +52,10 @@ for e in /sys/class/input/event*; do
     (head -c 1 /dev/input/${e##*/} >/dev/null; echo "MARK power button"; poweroff -f) &
   fi
 done
+if [ -n "$(arg ticker)" ]; then
+  mkdir -p /dev/shm && echo "$(arg ticker)" > /dev/shm/kept
+  (i=0; while true; do i=$((i+1)); echo "MARK tick $i $(cat /dev/shm/kept)"; sleep 1; done) &
+fi
 echo "MARK ready"
 while true; do sleep 1; done
 "#;
