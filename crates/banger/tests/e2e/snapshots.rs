@@ -7,16 +7,8 @@ use std::path::{Path, PathBuf};
 
 use banger_api::{ErrorKind, Image, Vm, VmDetail, VmSnapshot, VmState};
 
+use crate::daemon::alive;
 use crate::util::{Fixtures, TestDaemon};
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 fn show(d: &TestDaemon, name: &str) -> VmDetail {
     d.cli_json(&["vm", "show", name])

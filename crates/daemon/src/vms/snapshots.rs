@@ -472,22 +472,16 @@ impl VMService {
         }
         let now = banger_store::now_millis();
         let vm = self
+            // The source's image and sizes; its own name, address and times.
             .reserve(Vm {
                 id: banger_store::new_id(),
                 name: p.name.clone(),
                 state: VmState::Created,
-                image_id: src.image_id.clone(),
-                image_name: src.image_name.clone(),
-                vcpus: src.vcpus,
-                memory_mib: src.memory_mib,
-                disk_bytes: src.disk_bytes,
-                guest_ip: std::net::Ipv4Addr::UNSPECIFIED,
-                guest_mac: String::new(),
                 created_at: now,
                 updated_at: now,
                 started_at: None,
                 last_error: None,
-                work_disk_bytes: src.work_disk_bytes,
+                ..src.clone()
             })
             .await?;
         tracing::info!(vm = %vm.name, source = %src.name, ip = %vm.guest_ip, "fork reserved");
