@@ -303,10 +303,15 @@ impl Vmm {
         match &self.qemu {
             Some(guest) => {
                 guest.save(params.mem_file_path.as_ref())?;
+                let mut config = self.full_config();
+                // A restored front has no boot source of its own: QEMU's.
+                if config.boot_source.is_none() {
+                    config.boot_source = Some(guest.boot_source().clone());
+                }
                 snapshot::write_state(
                     params,
                     &self.ctx.instance_id,
-                    self.full_config(),
+                    config,
                     Some(guest.cmdline().to_string()),
                 )?;
             }

@@ -218,3 +218,141 @@ fn pause_resume_snapshot_fork_suspend_and_start_through_the_cli() {
     d.cli_ok(&["vm", "delete", "--force", "f2"]);
     assert!(d.vm_dirs().is_empty(), "{:?}", d.vm_dirs());
 }
+
+/// The console's `MARK tick N` counters (the guest's ticker process).
+fn ticks(console: &Path) -> Vec<u32> {
+    std::fs::read_to_string(console)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("MARK tick "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Waits until `console` shows a tick above `above`; returns it.
+fn wait_tick(d: &TestDaemon, console: &Path, above: u32) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(&t) = ticks(console).iter().find(|&&t| t > above) {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick above {above} in {}:\n{}\ndaemon log:\n{}",
+            console.display(),
+            std::fs::read_to_string(console).unwrap_or_default(),
+            crate::util::tail(&d.log(), 30)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Under the QEMU front (a real guest): `vm fork` of a running VM gives a
+/// VM whose guest process goes on from where the source's was (its counter
+/// does not restart, its `/dev/shm` file is there), the source goes on too;
+/// `vm suspend` ends the VMM and `vm start` resumes the process. Prints
+/// fork and suspend/start times next to a cold create.
+#[test]
+fn fork_and_suspend_keep_a_running_process_under_the_qemu_front() {
+    const TEST: &str = "snapshots::fork_and_suspend_keep_a_running_process_under_the_qemu_front";
+    let (kernel, busybox) = match crate::qemuguest::prerequisites() {
+        Ok(p) => p,
+        Err(why) => banger_testsupport::skip!(TEST, "{why}"),
+    };
+    let Some(fx) = Fixtures::new(TEST) else {
+        return;
+    };
+    let initrd = fx.dir.path().join("initrd.cpio");
+    crate::qemuguest::build_initramfs(&kernel, &busybox, &initrd);
+    let dir = tempfile::Builder::new()
+        .prefix("banger-test-")
+        .tempdir()
+        .unwrap();
+    let config = format!(
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 30\n\
+         [vm]\nvcpus = 1\nmemory = \"256M\"\nkernel_args = \"console=ttyS0 reboot=k panic=1 ticker=kept-in-shm\"\n\
+         [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n",
+        env!("CARGO_BIN_EXE_banger-fcqemu")
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let mut d = TestDaemon {
+        dir,
+        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
+        child: None,
+        launcher: Vec::new(),
+        netns: None,
+    };
+    d.spawn();
+    let (rootfs, kernel_img, initrd) = (
+        fx.rootfs.display().to_string(),
+        kernel.image.display().to_string(),
+        initrd.display().to_string(),
+    );
+    d.cli_ok(&[
+        "image",
+        "register",
+        "busybox",
+        "--rootfs",
+        &rootfs,
+        "--kernel",
+        &kernel_img,
+        "--initrd",
+        &initrd,
+    ]);
+    let console = |name: &str| PathBuf::from(show(&d, name).paths.console_log);
+
+    let cold = std::time::Instant::now();
+    d.cli_ok(&["vm", "create", "src", "--image", "busybox"]);
+    wait_tick(&d, &console("src"), 0);
+    let cold = cold.elapsed();
+    let seen = wait_tick(&d, &console("src"), 1);
+
+    let forking = std::time::Instant::now();
+    d.cli_ok(&["vm", "fork", "src", "f1"]);
+    let first = wait_tick(&d, &console("f1"), 0);
+    let fork = forking.elapsed();
+    assert!(
+        first > seen,
+        "the fork's process restarted: tick {first} after {seen}"
+    );
+    let text = std::fs::read_to_string(console("f1")).unwrap();
+    assert!(
+        text.contains("kept-in-shm"),
+        "/dev/shm in the fork:\n{text}"
+    );
+    assert!(!text.contains("MARK boot"), "restored, not booted:\n{text}");
+    let src_now = *ticks(&console("src")).last().unwrap();
+    wait_tick(&d, &console("src"), src_now);
+
+    let f1_pid = pid(&d, "f1");
+    let suspending = std::time::Instant::now();
+    d.cli_ok(&["vm", "suspend", "f1"]);
+    let suspend = suspending.elapsed();
+    assert!(!alive(f1_pid), "no VMM left after suspend");
+    let size = std::fs::metadata(PathBuf::from(show(&d, "f1").paths.dir).join("suspend/vm.mem"))
+        .unwrap()
+        .len();
+    let before = *ticks(&console("f1")).last().unwrap();
+    let starting = std::time::Instant::now();
+    let out = d.cli_ok(&["vm", "start", "f1"]);
+    assert!(!out.contains("note:"), "{out}");
+    let after = wait_tick(&d, &console("f1"), before);
+    let resume = starting.elapsed();
+    assert!(
+        after <= before + 5,
+        "resumed, not rebooted: {after} after {before}"
+    );
+
+    for vm in ["f1", "src"] {
+        d.cli_ok(&["vm", "delete", "--force", vm]);
+    }
+    eprintln!(
+        "qemu front via bangerd: cold create to first tick {:.2} s, fork to first tick {:.2} s ({:.1}x faster), suspend {:.2} s, start to first tick {:.2} s, suspend memory file {} MiB",
+        cold.as_secs_f64(),
+        fork.as_secs_f64(),
+        cold.as_secs_f64() / fork.as_secs_f64(),
+        suspend.as_secs_f64(),
+        resume.as_secs_f64(),
+        size >> 20
+    );
+}

@@ -127,6 +127,9 @@ pub struct QemuGuest {
     pid: u32,
     /// The kernel command line it was started with (kept in snapshots).
     cmdline: String,
+    /// The kernel and initrd it was started with (kept in snapshots, also
+    /// of a guest that was itself restored).
+    boot: banger_fcapi::BootSource,
     /// The one QMP connection (its socket file is already deleted).
     qmp: Mutex<qmp::Qmp>,
 }
@@ -258,6 +261,11 @@ impl QemuGuest {
         log.info("main", "vmm", format!("QEMU is running (pid {pid})"));
         Ok(Self {
             pid,
+            boot: banger_fcapi::BootSource {
+                kernel_image_path: spec.kernel.display().to_string(),
+                initrd_path: spec.initrd.as_ref().map(|p| p.display().to_string()),
+                boot_args: None,
+            },
             cmdline: spec.cmdline,
             qmp: Mutex::new(qmp),
         })
@@ -266,6 +274,11 @@ impl QemuGuest {
     /// The kernel command line QEMU was started with.
     pub fn cmdline(&self) -> &str {
         &self.cmdline
+    }
+
+    /// The kernel and initrd QEMU was started with.
+    pub fn boot_source(&self) -> &banger_fcapi::BootSource {
+        &self.boot
     }
 
     /// QEMU's process id.
