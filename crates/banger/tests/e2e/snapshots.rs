@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use banger_api::{ErrorKind, Image, Vm, VmDetail, VmSnapshot, VmState};
 
 use crate::daemon::alive;
+use crate::qemuguest::ticks;
 use crate::util::{Fixtures, TestDaemon};
 
 fn show(d: &TestDaemon, name: &str) -> VmDetail {
@@ -219,32 +220,10 @@ fn pause_resume_snapshot_fork_suspend_and_start_through_the_cli() {
     assert!(d.vm_dirs().is_empty(), "{:?}", d.vm_dirs());
 }
 
-/// The console's `MARK tick N` counters (the guest's ticker process).
-fn ticks(console: &Path) -> Vec<u32> {
-    std::fs::read_to_string(console)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("MARK tick "))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-/// Waits until `console` shows a tick above `above`; returns it.
+/// Waits for a tick above `above` on `console`, failing with the daemon's log.
 fn wait_tick(d: &TestDaemon, console: &Path, above: u32) -> u32 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        if let Some(&t) = ticks(console).iter().find(|&&t| t > above) {
-            return t;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no tick above {above} in {}:\n{}\ndaemon log:\n{}",
-            console.display(),
-            std::fs::read_to_string(console).unwrap_or_default(),
-            crate::util::tail(&d.log(), 30)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::qemuguest::wait_tick(console, above, std::time::Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", crate::util::tail(&d.log(), 30)))
 }
 
 /// Under the QEMU front (a real guest): `vm fork` of a running VM gives a
@@ -255,50 +234,9 @@ fn wait_tick(d: &TestDaemon, console: &Path, above: u32) -> u32 {
 #[test]
 fn fork_and_suspend_keep_a_running_process_under_the_qemu_front() {
     const TEST: &str = "snapshots::fork_and_suspend_keep_a_running_process_under_the_qemu_front";
-    let (kernel, busybox) = match crate::qemuguest::prerequisites() {
-        Ok(p) => p,
-        Err(why) => banger_testsupport::skip!(TEST, "{why}"),
-    };
-    let Some(fx) = Fixtures::new(TEST) else {
+    let Some((d, _fx)) = crate::qemuguest::front_daemon(TEST) else {
         return;
     };
-    let initrd = fx.dir.path().join("initrd.cpio");
-    crate::qemuguest::build_initramfs(&kernel, &busybox, &initrd);
-    let dir = tempfile::Builder::new()
-        .prefix("banger-test-")
-        .tempdir()
-        .unwrap();
-    let config = format!(
-        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 30\n\
-         [vm]\nvcpus = 1\nmemory = \"256M\"\nkernel_args = \"console=ttyS0 reboot=k panic=1 ticker=kept-in-shm\"\n\
-         [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n",
-        env!("CARGO_BIN_EXE_banger-fcqemu")
-    );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    let mut d = TestDaemon {
-        dir,
-        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
-        child: None,
-        launcher: Vec::new(),
-        netns: None,
-    };
-    d.spawn();
-    let (rootfs, kernel_img, initrd) = (
-        fx.rootfs.display().to_string(),
-        kernel.image.display().to_string(),
-        initrd.display().to_string(),
-    );
-    d.cli_ok(&[
-        "image",
-        "register",
-        "busybox",
-        "--rootfs",
-        &rootfs,
-        "--kernel",
-        &kernel_img,
-        "--initrd",
-        &initrd,
-    ]);
     let console = |name: &str| PathBuf::from(show(&d, name).paths.console_log);
 
     let cold = std::time::Instant::now();
