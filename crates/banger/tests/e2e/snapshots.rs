@@ -151,6 +151,13 @@ fn pause_resume_snapshot_fork_suspend_and_start_through_the_cli() {
     assert!(!alive(f1_pid), "the VMM of a suspended VM is gone");
     let suspend = Path::new(&f1d.paths.dir).join("suspend");
     assert!(suspend.join("vm.mem").is_file());
+    fails_with(
+        &d,
+        &["vm", "set", "f1", "--vcpus", "2"],
+        ErrorKind::Conflict,
+        "is suspended",
+    );
+    assert_eq!(show(&d, "f1").vm.vcpus, 1);
     let out = d.cli_ok(&["vm", "start", "f1"]);
     assert!(!out.contains("note:"), "{out}");
     let f1d = show(&d, "f1");

@@ -532,6 +532,12 @@ impl VMService {
                 vm.name, vm.state, vm.name
             )));
         }
+        if vm.state == VmState::Suspended {
+            return Err(VmError::Conflict(format!(
+                "VM {} is suspended: its snapshot needs its current size; start it (`banger vm start {}`) and stop it first",
+                vm.name, vm.name
+            )));
+        }
         // Every check first, so a refused request changes nothing.
         if let Some(d) = p.disk {
             if d.bytes() < vm.disk_bytes {
