@@ -175,6 +175,98 @@ mod tests {
         );
     }
 
+    fn ip(args: &[&str]) -> String {
+        let out = Command::new("ip").args(args).output().expect("ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Root: `apply` moves a NIC from the source's identity to the fork's,
+    /// in a throwaway network namespace (`eth0` one end of a veth pair) and, for the
+    /// hostname, a UTS namespace of the test's own thread.
+    #[test]
+    fn apply_moves_the_nic_hostname_and_host_key_to_the_new_identity() {
+        if !nix_is_root() {
+            eprintln!(
+                "SKIP identity::apply_moves_the_nic_hostname_and_host_key_to_the_new_identity: needs root"
+            );
+            return;
+        }
+        let ns = format!("bgid-{}", std::process::id());
+        ip(&["netns", "add", &ns]);
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let _gone = Gone(ns.clone());
+        ip(&[
+            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0p", "up"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "addr", "add", "172.30.0.5/24", "dev", "eth0"]);
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc/ssh")).unwrap();
+        std::fs::write(root.path().join("etc/ssh/ssh_host_ed25519_key"), "old").unwrap();
+        let id = parse(LINE).unwrap();
+        let (root_path, ns2) = (root.path().to_path_buf(), ns.clone());
+        let hostname = std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{ns2}")).unwrap();
+            // SAFETY: plain syscalls on this thread's own namespaces.
+            unsafe {
+                assert_eq!(libc::unshare(libc::CLONE_NEWUTS), 0);
+                assert_eq!(
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET),
+                    0
+                );
+            }
+            apply(&root_path, &id).unwrap();
+            let mut buf = [0u8; 64];
+            // SAFETY: the buffer and its length.
+            unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(hostname, "fork-1");
+        let addrs = ip(&["-n", &ns, "-4", "-o", "addr", "show", "dev", "eth0"]);
+        assert!(
+            addrs.contains("172.30.0.7/24") && !addrs.contains("172.30.0.5"),
+            "{addrs}"
+        );
+        let link = ip(&["-n", &ns, "link", "show", "eth0"]);
+        assert!(link.contains("02:42:ac:1e:00:07"), "{link}");
+        let routes = ip(&["-n", &ns, "route"]);
+        assert!(
+            routes.contains("default via 172.30.0.1 dev eth0"),
+            "{routes}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("etc/hostname")).unwrap(),
+            "fork-1\n"
+        );
+        let key = std::fs::read_to_string(root.path().join("etc/ssh/ssh_host_ed25519_key"))
+            .unwrap_or_default();
+        let keygen = Command::new("ssh-keygen").arg("-?").output().is_ok();
+        assert!(
+            key != "old" && (!keygen || key.contains("PRIVATE KEY")),
+            "host key replaced"
+        );
+    }
+
+    fn nix_is_root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
     #[test]
     fn refuses_incomplete_or_bad_requests() {
         for bad in [
