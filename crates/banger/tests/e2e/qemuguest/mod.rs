@@ -239,11 +239,20 @@ pub fn wait_tick(console: &Path, above: u32, within: std::time::Duration) -> Res
     }
 }
 
-/// A `bangerd` whose VMM is `banger-fcqemu` (TCG), network off, readiness
-/// `none`, with image `busybox` registered: the initramfs guest, its ticker
-/// on (`ticker=kept-in-shm`, also written to `/dev/shm`). `None` (with the
-/// reason printed) without a kernel, QEMU, busybox or mkfs.ext4.
+/// [`front_daemon_with`] with the guest's ticker on (`ticker=kept-in-shm`,
+/// also written to `/dev/shm`).
 pub fn front_daemon(test: &str) -> Option<(crate::util::TestDaemon, crate::util::Fixtures)> {
+    front_daemon_with(test, "console=ttyS0 reboot=k panic=1 ticker=kept-in-shm")
+}
+
+/// A `bangerd` whose VMM is `banger-fcqemu` (TCG), network off, readiness
+/// `none`, 1 vCPU and 256 MiB per VM, `kernel_args` as given, with image
+/// `busybox` registered: the initramfs guest. `None` (with the reason
+/// printed) without a kernel, QEMU, busybox or mkfs.ext4.
+pub fn front_daemon_with(
+    test: &str,
+    kernel_args: &str,
+) -> Option<(crate::util::TestDaemon, crate::util::Fixtures)> {
     let (kernel, busybox) = match prerequisites() {
         Ok(p) => p,
         Err(why) => {
@@ -259,8 +268,8 @@ pub fn front_daemon(test: &str) -> Option<(crate::util::TestDaemon, crate::util:
         .tempdir()
         .unwrap();
     let config = format!(
-        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 30\n\
-         [vm]\nvcpus = 1\nmemory = \"256M\"\nkernel_args = \"console=ttyS0 reboot=k panic=1 ticker=kept-in-shm\"\n\
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 60\nstats_interval_secs = 1\n\
+         [vm]\nvcpus = 1\nmemory = \"256M\"\nkernel_args = {kernel_args:?}\n\
          [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n",
         env!("CARGO_BIN_EXE_banger-fcqemu")
     );
