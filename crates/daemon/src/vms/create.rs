@@ -113,9 +113,16 @@ impl VMService {
     }
 
     /// Under `create_vm_mu` only: re-check that `vm.name` is free, give
-    /// `vm` the lowest free guest address (and the MAC derived from it) and
-    /// insert its row. Shared by `vm.create` and `vm.fork`.
+    /// `vm` a new id, the state `created`, the lowest free guest address
+    /// (and the MAC derived from it) and the times of a new row, and insert
+    /// it. Shared by `vm.create` and `vm.fork` (whose template is its source).
     pub(crate) async fn reserve(&self, mut vm: Vm) -> Result<Vm, VmError> {
+        let now = banger_store::now_millis();
+        vm.id = banger_store::new_id();
+        vm.state = VmState::Created;
+        (vm.created_at, vm.updated_at) = (now, now);
+        vm.started_at = None;
+        vm.last_error = None;
         let _reserve = self.create_vm_mu.lock().await;
         if self.store.find_vm(&vm.name)?.is_some() {
             return Err(VmError::NameTaken(vm.name.clone()));

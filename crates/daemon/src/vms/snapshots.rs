@@ -470,17 +470,11 @@ impl VMService {
             }
             self.check_restorable(&src, &dir)?;
         }
-        let now = banger_store::now_millis();
         let vm = self
-            // The source's image and sizes; its own name, address and times.
+            // The source's image and sizes; its own name (and, from
+            // `reserve`, id, address, MAC and times).
             .reserve(Vm {
-                id: banger_store::new_id(),
                 name: p.name.clone(),
-                state: VmState::Created,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                last_error: None,
                 ..src.clone()
             })
             .await?;
