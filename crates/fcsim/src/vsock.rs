@@ -30,6 +30,8 @@ pub enum VsockMode {
     Close,
     /// Bridge Firecracker's hybrid protocol to the guest's vsock (QEMU with vhost-vsock).
     Bridge,
+    /// Answer as banger's guest agent (`--sim-guest-agent`).
+    Agent,
 }
 
 /// A bound vsock device.
@@ -57,6 +59,7 @@ impl VsockDevice {
             VsockMode::Hold => tokio::spawn(hold_connections(listener)),
             VsockMode::Close => tokio::spawn(close_connections(listener)),
             VsockMode::Bridge => tokio::spawn(bridge_connections(listener, config.guest_cid)),
+            VsockMode::Agent => tokio::spawn(agent_connections(listener)),
         };
         Ok(Self { config, mode, task })
     }
@@ -73,6 +76,47 @@ async fn hold_connections(listener: UnixListener) {
         tokio::spawn(async move {
             let mut sink = [0u8; 256];
             while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+    }
+}
+
+/// The simulated guest agent: `CONNECT <port>` → `OK <n>`, then one reply
+/// line per request line: `PING` → `PONG fcsim`, `PORTS` → `PORTS []`,
+/// `IDENTITY …` → printed on the console (without its `seed=`), `IDENTITY OK`.
+async fn agent_connections(listener: UnixListener) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).take(64 * 1024).lines();
+            let Ok(Some(connect)) = lines.next_line().await else {
+                return;
+            };
+            if !connect.starts_with("CONNECT ")
+                || write.write_all(b"OK 1073741824\n").await.is_err()
+            {
+                return;
+            }
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = match line.trim() {
+                    "PING" => "PONG fcsim\n".to_string(),
+                    "PORTS" => "PORTS []\n".to_string(),
+                    other if other.starts_with("IDENTITY ") => {
+                        let shown: Vec<&str> = other
+                            .split_whitespace()
+                            .filter(|w| !w.starts_with("seed="))
+                            .collect();
+                        let _ = crate::log::write_stdout(
+                            format!("fcsim agent: {}\n", shown.join(" ")).as_bytes(),
+                        );
+                        "IDENTITY OK\n".to_string()
+                    }
+                    other => format!("ERR unknown request {other:?}\n"),
+                };
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
         });
     }
 }

@@ -227,6 +227,55 @@ fn pause_resume_snapshot_fork_suspend_and_start_through_the_cli() {
     assert!(d.vm_dirs().is_empty(), "{:?}", d.vm_dirs());
 }
 
+/// A fork's guest is given its own identity through its own vsock socket
+/// before it is `running`: the simulated guest agent (`FCSIM_GUEST_AGENT`)
+/// prints the `IDENTITY` request it got, which carries the fork's address,
+/// hostname and MAC, never the source's; readiness then comes from the same
+/// agent over vsock.
+#[test]
+fn a_fork_gets_its_identity_through_the_guest_agent_on_its_own_vsock() {
+    let Some(fx) = Fixtures::new(
+        "snapshots::a_fork_gets_its_identity_through_the_guest_agent_on_its_own_vsock",
+    ) else {
+        return;
+    };
+    let d = TestDaemon::start_with(
+        &[("FCSIM_GUEST_AGENT", "1")],
+        "[guest]\nreadiness = \"vsock\"\nreadiness_timeout_secs = 20\nsync_identity = false\n",
+    );
+    let (rootfs, kernel) = (
+        fx.rootfs.display().to_string(),
+        fx.kernel.display().to_string(),
+    );
+    d.cli_ok(&[
+        "image", "register", "base", "--rootfs", &rootfs, "--kernel", &kernel,
+    ]);
+    d.cli_ok(&["vm", "create", "src", "--image", "base"]);
+    let src = show(&d, "src");
+    let fork: Vm = d.cli_json(&["vm", "fork", "src", "copy"]);
+    assert_eq!(fork.state, VmState::Running);
+    let console = std::fs::read_to_string(show(&d, "copy").paths.console_log).unwrap();
+    let sent: Vec<&str> = console
+        .lines()
+        .filter(|l| l.starts_with("fcsim agent: IDENTITY "))
+        .collect();
+    assert_eq!(
+        sent,
+        [format!(
+            "fcsim agent: IDENTITY ip={}::::copy:eth0:off mac={}",
+            fork.guest_ip, fork.guest_mac
+        )],
+        "console:\n{console}"
+    );
+    let src_console = std::fs::read_to_string(&src.paths.console_log).unwrap();
+    assert!(
+        !src_console.contains("IDENTITY"),
+        "the source was not told anything"
+    );
+    d.cli_ok(&["vm", "delete", "--force", "copy"]);
+    d.cli_ok(&["vm", "delete", "--force", "src"]);
+}
+
 /// Waits for a tick above `above` on `console`, failing with the daemon's log.
 fn wait_tick(d: &TestDaemon, console: &Path, above: u32) -> u32 {
     crate::qemuguest::wait_tick(console, above, std::time::Duration::from_secs(120))
