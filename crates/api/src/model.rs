@@ -32,6 +32,11 @@ pub enum VmState {
     Stopped,
     /// The last start failed; see `last_error`. Start again or delete.
     Error,
+    /// The VMM runs with its vCPUs stopped (`vm pause`); `vm resume` continues.
+    Paused,
+    /// No VMM; memory and device state saved in the VM's `suspend/`
+    /// snapshot (`vm suspend`); `vm start` resumes from it.
+    Suspended,
 }
 
 impl VmState {
@@ -44,6 +49,8 @@ impl VmState {
             VmState::Stopping => "stopping",
             VmState::Stopped => "stopped",
             VmState::Error => "error",
+            VmState::Paused => "paused",
+            VmState::Suspended => "suspended",
         }
     }
 
@@ -51,7 +58,7 @@ impl VmState {
     pub fn has_vmm(self) -> bool {
         matches!(
             self,
-            VmState::Starting | VmState::Running | VmState::Stopping
+            VmState::Starting | VmState::Running | VmState::Stopping | VmState::Paused
         )
     }
 }
@@ -78,6 +85,8 @@ impl FromStr for VmState {
             "stopping" => VmState::Stopping,
             "stopped" => VmState::Stopped,
             "error" => VmState::Error,
+            "paused" => VmState::Paused,
+            "suspended" => VmState::Suspended,
             other => return Err(UnknownVmState(other.to_string())),
         })
     }
@@ -168,6 +177,10 @@ pub struct VmDetail {
     /// (empty when none ran).
     #[serde(default)]
     pub provision: Vec<ProvisionRun>,
+    /// The VM's snapshots (`vm snapshot`), oldest first; the suspend
+    /// snapshot is not listed (the state `suspended` says it exists).
+    #[serde(default)]
+    pub snapshots: Vec<VmSnapshot>,
 }
 
 /// Where a provisioning script is.
@@ -223,6 +236,25 @@ pub struct VmProvisionParams {
     pub vm: String,
     /// Every script's run, in order (at most 64).
     pub runs: Vec<ProvisionRun>,
+}
+
+/// A snapshot of a VM (`<vm dir>/snapshots/<name>/`): its memory, device
+/// state and copies of its disks at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSnapshot {
+    /// Name, unique within its VM (a DNS label, like VM names).
+    pub name: String,
+    /// The VM it was taken of.
+    pub vm: String,
+    /// When it was taken.
+    pub created_at: UnixMillis,
+    /// Bytes on disk (memory, state and disk copies; sparse files count
+    /// what they allocate).
+    pub size_bytes: u64,
+    /// Guest memory in MiB at snapshot time.
+    pub memory_mib: u32,
+    /// Its directory.
+    pub dir: String,
 }
 
 /// Resource use of a running VM's VMM process.

@@ -74,6 +74,30 @@ pub enum Request {
     /// Returns [`VmLogs`](crate::VmLogs).
     #[serde(rename = "vm.logs")]
     VmLogs(VmLogsParams),
+    /// Stop a running VM's vCPUs (state `paused`). Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.pause")]
+    VmPause(VmRef),
+    /// Continue a paused VM. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.resume")]
+    VmResume(VmRef),
+    /// Snapshot a running or paused VM to its directory and end its VMM
+    /// (state `suspended`; `vm.start` resumes it). Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.suspend")]
+    VmSuspend(VmRef),
+    /// Take a named snapshot of a running or paused VM, which keeps its
+    /// state. Returns [`VmSnapshot`](crate::VmSnapshot).
+    #[serde(rename = "vm.snapshot.create")]
+    VmSnapshotCreate(VmSnapshotParams),
+    /// A VM's snapshots. Returns `Vec<`[`VmSnapshot`](crate::VmSnapshot)`>`.
+    #[serde(rename = "vm.snapshot.list")]
+    VmSnapshotList(VmRef),
+    /// Remove a snapshot. Returns [`Deleted`](crate::Deleted).
+    #[serde(rename = "vm.snapshot.delete")]
+    VmSnapshotDelete(VmSnapshotParams),
+    /// A new running VM restored from a snapshot of another, with its own
+    /// disks, name, address, MAC, hostname and host key. Returns [`Vm`](crate::Vm).
+    #[serde(rename = "vm.fork")]
+    VmFork(VmForkParams),
     /// Register local rootfs/kernel files as an image. Returns [`Image`](crate::Image).
     #[serde(rename = "image.register")]
     ImageRegister(ImageRegisterParams),
@@ -190,6 +214,13 @@ impl Request {
             Request::VmShow(_) => "vm.show",
             Request::VmStats(_) => "vm.stats",
             Request::VmLogs(_) => "vm.logs",
+            Request::VmPause(_) => "vm.pause",
+            Request::VmResume(_) => "vm.resume",
+            Request::VmSuspend(_) => "vm.suspend",
+            Request::VmSnapshotCreate(_) => "vm.snapshot.create",
+            Request::VmSnapshotList(_) => "vm.snapshot.list",
+            Request::VmSnapshotDelete(_) => "vm.snapshot.delete",
+            Request::VmFork(_) => "vm.fork",
             Request::ImageRegister(_) => "image.register",
             Request::ImageList => "image.list",
             Request::ImageShow(_) => "image.show",
@@ -237,6 +268,30 @@ pub struct HelloParams {
 pub struct VmRef {
     /// Name or id.
     pub vm: String,
+}
+
+/// A VM's snapshot, by VM and snapshot name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSnapshotParams {
+    /// VM name or id.
+    pub vm: String,
+    /// Snapshot name (a DNS label, 1–63 characters).
+    pub snapshot: String,
+}
+
+/// `vm.fork`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmForkParams {
+    /// The source VM (name or id); running or paused unless `from` names
+    /// one of its snapshots.
+    pub source: String,
+    /// The new VM's name.
+    pub name: String,
+    /// Restore this snapshot of the source instead of taking a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// Something named by name or id.
@@ -470,6 +525,9 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The host or the VMM failed.
     Internal,
+    /// A guest or a remote service (a registry) did not answer; the daemon
+    /// itself is fine. Retry once it is up.
+    Unreachable,
 }
 
 impl ErrorKind {
@@ -480,7 +538,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 3,
             ErrorKind::Conflict => 4,
             ErrorKind::VersionMismatch | ErrorKind::PermissionDenied => 5,
-            ErrorKind::Internal => 1,
+            ErrorKind::Internal | ErrorKind::Unreachable => 1,
         }
     }
 }

@@ -206,6 +206,17 @@ pub enum VmCommand {
     Forward(crate::args_forward::VmForwardArgs),
     /// Copy files between the host and a VM (`NAME:/path` on one side)
     Cp(crate::args_verbs::VmCpArgs),
+    // Snapshots (issue 15): arguments in args_snap.rs.
+    /// Stop a running VM's vCPUs (state `paused`)
+    Pause(VmArg),
+    /// Continue a paused VM
+    Resume(VmArg),
+    /// Save a VM's memory and devices to disk and end its VMM; `vm start` resumes it
+    Suspend(VmArg),
+    /// Take a snapshot (`vm snapshot NAME SNAP`), or list or delete snapshots
+    Snapshot(crate::args_snap::VmSnapshotArgs),
+    /// A new running VM from a snapshot of SOURCE, with its own disks, name and address
+    Fork(crate::args_snap::VmForkArgs),
 }
 
 /// `banger vm create`.

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | any other failure (daemon internal error, config file, I/O, failed doctor check) |
+//! | 1 | any other failure (daemon internal error, an unreachable guest or registry, config file, I/O, failed doctor check) |
 //! | 2 | usage: bad arguments (clap) or values refused before reaching the daemon |
 //! | 3 | not found |
 //! | 4 | conflict (name taken, wrong state) |

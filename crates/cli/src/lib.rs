@@ -22,6 +22,7 @@ mod args_context;
 mod args_forward;
 mod args_guest;
 mod args_kernel;
+mod args_snap;
 mod args_verbs;
 pub mod client;
 mod commands;

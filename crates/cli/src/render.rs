@@ -15,7 +15,8 @@ fn state_cell(term: Term, state: VmState) -> Cell {
         VmState::Running => Color::Green,
         VmState::Starting | VmState::Stopping => Color::Yellow,
         VmState::Error => Color::Red,
-        VmState::Created | VmState::Stopped => Color::Reset,
+        VmState::Paused => Color::Cyan,
+        VmState::Created | VmState::Stopped | VmState::Suspended => Color::Reset,
     };
     colored(term, state, color)
 }
@@ -111,6 +112,19 @@ pub fn vm_detail(term: Term, now: UnixMillis, d: &VmDetail) -> Table {
     if !d.provision.is_empty() {
         rows.push(("provision", provision_text(&d.provision)));
     }
+    let snapshots: Vec<String> = d
+        .snapshots
+        .iter()
+        .map(|s| format!("{} ({})", s.name, ByteSize(s.size_bytes)))
+        .collect();
+    rows.push((
+        "snapshots",
+        if snapshots.is_empty() {
+            "-".into()
+        } else {
+            snapshots.join(", ")
+        },
+    ));
     kv_table(term, rows)
 }
 

@@ -77,6 +77,7 @@ pub(crate) fn detail(v: Vm) -> VmDetail {
         vm: v,
         forwards: Vec::new(),
         provision: Vec::new(),
+        snapshots: Vec::new(),
     }
 }
 

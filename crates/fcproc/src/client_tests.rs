@@ -393,3 +393,63 @@ mod erased {
         }
     }
 }
+
+/// The snapshot calls send exactly the bodies recorded from a real Firecracker
+/// (`shared/firecracker/observed.jsonl`, scenario `preboot_happy_path` seq 18, 20, 21 and
+/// `ordering_preboot` seq 9), to the recorded methods and paths.
+#[tokio::test]
+async fn snapshot_calls_send_the_recorded_requests() {
+    let api = FakeApi::start(|_| Reply::no_content());
+    let client = FirecrackerClient::new(&api.socket);
+    client.pause_vm().await.expect("pause");
+    client
+        .create_snapshot(&banger_fcapi::SnapshotCreateParams::full(
+            "${TMP}/snap.vmstate",
+            "${TMP}/snap.mem",
+        ))
+        .await
+        .expect("create");
+    client.resume_vm().await.expect("resume");
+    client
+        .load_snapshot(&banger_fcapi::SnapshotLoadParams::from_files(
+            "${TMP}/none.vmstate",
+            "${TMP}/none.mem",
+        ))
+        .await
+        .expect("load");
+    let seen: Vec<(Method, String, Value)> = api
+        .recorded()
+        .into_iter()
+        .map(|r| (r.method, r.path, serde_json::from_slice(&r.body).unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Method::PATCH, "/vm".into(), json!({"state": "Paused"})),
+            (
+                Method::PUT,
+                "/snapshot/create".into(),
+                json!({"snapshot_type": "Full", "snapshot_path": "${TMP}/snap.vmstate", "mem_file_path": "${TMP}/snap.mem"})
+            ),
+            (Method::PATCH, "/vm".into(), json!({"state": "Resumed"})),
+            (
+                Method::PUT,
+                "/snapshot/load".into(),
+                json!({"snapshot_path": "${TMP}/none.vmstate", "mem_backend": {"backend_type": "File", "backend_path": "${TMP}/none.mem"}})
+            ),
+        ]
+    );
+}
+
+/// A refused snapshot call surfaces Firecracker's recorded text as the fault message.
+#[tokio::test]
+async fn snapshot_refusal_carries_the_fault_message() {
+    const TEXT: &str = "Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running";
+    let api = FakeApi::start(|_| Reply::fault(TEXT));
+    let client = FirecrackerClient::new(&api.socket);
+    let err = client
+        .create_snapshot(&banger_fcapi::SnapshotCreateParams::full("/s", "/m"))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.fault_message(), Some(TEXT));
+}

@@ -9,7 +9,8 @@
 
 use banger_fcapi::{
     BootSource, Drive, FirecrackerVersion, InstanceActionInfo, InstanceInfo, Logger,
-    MachineConfiguration, Metrics, NetworkInterface, Vsock,
+    MachineConfiguration, Metrics, NetworkInterface, SnapshotCreateParams, SnapshotLoadParams, Vm,
+    Vsock,
 };
 
 use crate::client::{FcClientError, FirecrackerClient};
@@ -84,6 +85,33 @@ impl FirecrackerClient {
     /// `PUT /actions` with any action.
     pub async fn put_action(&self, action: &InstanceActionInfo) -> Result<(), FcClientError> {
         self.put("/actions", action).await
+    }
+
+    /// `PATCH /vm {"state": "Paused"}` (post-boot): stops the vCPUs; only API calls are served
+    /// while paused. Pausing a paused VM succeeds.
+    pub async fn pause_vm(&self) -> Result<(), FcClientError> {
+        self.patch("/vm", &Vm::paused()).await
+    }
+
+    /// `PATCH /vm {"state": "Resumed"}` (post-boot). Resuming a running VM succeeds.
+    pub async fn resume_vm(&self) -> Result<(), FcClientError> {
+        self.patch("/vm", &Vm::resumed()).await
+    }
+
+    /// `PUT /snapshot/create`: writes the microVM state and guest memory files. The VM must be
+    /// paused (Firecracker refuses "save/restore unavailable while running"); disks are not
+    /// copied, the caller copies the disk files while the VM stays paused.
+    pub async fn create_snapshot(
+        &self,
+        params: &SnapshotCreateParams,
+    ) -> Result<(), FcClientError> {
+        self.put("/snapshot/create", params).await
+    }
+
+    /// `PUT /snapshot/load`: only on a fresh process (logger and metrics may come first, nothing
+    /// else). A failure is fatal: Firecracker answers 400 and exits 1.
+    pub async fn load_snapshot(&self, params: &SnapshotLoadParams) -> Result<(), FcClientError> {
+        self.put("/snapshot/load", params).await
     }
 
     /// `GET /`: instance ID, state and VMM version.

@@ -108,6 +108,11 @@ pub struct SimArgs {
         default_value_t = 50
     )]
     pub sim_shutdown_delay_ms: u64,
+    /// Answer on the vsock socket as banger's guest agent would (`CONNECT`,
+    /// then `PING`, `PORTS`, `IDENTITY`; each `IDENTITY` is printed on the
+    /// console), for tests of what the daemon sends a guest.
+    #[arg(long = "sim-guest-agent", env = "FCSIM_GUEST_AGENT", value_parser = BoolishValueParser::new())]
+    pub sim_guest_agent: bool,
 }
 
 impl SimArgs {
@@ -137,6 +142,7 @@ impl SimArgs {
             refuse_start: self.sim_refuse_start,
             ignore_ctrl_alt_del: self.sim_ignore_ctrl_alt_del,
             shutdown_delay: Duration::from_millis(self.sim_shutdown_delay_ms),
+            guest_agent: self.sim_guest_agent,
         }
     }
 }
@@ -217,6 +223,8 @@ pub struct Misbehaviour {
     pub ignore_ctrl_alt_del: bool,
     /// Delay between SendCtrlAltDel and exit(0).
     pub shutdown_delay: Duration,
+    /// A simulated guest agent answers on the vsock socket.
+    pub guest_agent: bool,
 }
 
 #[cfg(test)]

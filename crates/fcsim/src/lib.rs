@@ -28,7 +28,8 @@
 //! The guest behind `InstanceStart` is a [`Backend`]: the simulated guest
 //! above, or a real guest in QEMU ([`qemu`], the `banger-fcqemu` binary,
 //! `crates/banger/src/bin/banger-fcqemu.rs`), which shares everything else
-//! (HTTP, validation, state machine, faults, logger, metrics, serial target).
+//! (HTTP, validation, state machine, faults, logger, metrics, serial target);
+//! its snapshots are QEMU migration streams (`qemu::migrate`).
 #![warn(missing_docs)]
 
 pub mod args;

@@ -110,6 +110,30 @@ impl Vmm {
                 "Start microvm error: Cannot start microvm without kernel configuration.",
             )
         })?;
+        let host_khz = crate::qemu::host_khz();
+        if host_khz.is_none() && options.accel == crate::qemu::Accel::Tcg {
+            self.ctx.log.warn(
+                "main",
+                "vmm",
+                "cannot read the host's TSC rate from /proc/cpuinfo: the guest may hang calibrating its TSC (add tsc_early_khz= to boot_args)",
+            );
+        }
+        let source = boot.source.clone();
+        let cmdline = guest_cmdline(&cmdline, options.accel, host_khz);
+        let spec = self.qemu_spec(options, &source, cmdline, drives, false)?;
+        self.launch_qemu(options, spec)
+    }
+
+    /// What QEMU runs with: the configured devices, `source`'s kernel and
+    /// `cmdline` exactly; `incoming` for a snapshot load.
+    fn qemu_spec(
+        &self,
+        options: &QemuOptions,
+        source: &banger_fcapi::BootSource,
+        cmdline: String,
+        drives: Vec<banger_fcapi::Drive>,
+        incoming: bool,
+    ) -> Result<LaunchSpec, Fault> {
         let serial = match self
             .serial
             .as_ref()
@@ -130,19 +154,11 @@ impl Vmm {
             }
             None => SerialOut::Stdout,
         };
-        let host_khz = crate::qemu::host_khz();
-        if host_khz.is_none() && options.accel == crate::qemu::Accel::Tcg {
-            self.ctx.log.warn(
-                "main",
-                "vmm",
-                "cannot read the host's TSC rate from /proc/cpuinfo: the guest may hang calibrating its TSC (add tsc_early_khz= to boot_args)",
-            );
-        }
-        let spec = LaunchSpec {
+        Ok(LaunchSpec {
             accel: options.accel,
-            kernel: boot.source.kernel_image_path.clone().into(),
-            initrd: boot.source.initrd_path.clone().map(Into::into),
-            cmdline: guest_cmdline(&cmdline, options.accel, host_khz),
+            kernel: source.kernel_image_path.clone().into(),
+            initrd: source.initrd_path.clone().map(Into::into),
+            cmdline,
             vcpus: self.machine.vcpu_count,
             mem_mib: self.machine.mem_size_mib,
             drives,
@@ -155,7 +171,13 @@ impl Vmm {
                 .filter(|v| v.mode == VsockMode::Bridge)
                 .map(|v| v.config.guest_cid),
             entropy: self.entropy.is_some(),
-        };
+            incoming,
+        })
+    }
+
+    /// Launches QEMU for `spec`; the VM is `Running` (or, for an incoming
+    /// migration, waits for it, paused).
+    fn launch_qemu(&mut self, options: &QemuOptions, spec: LaunchSpec) -> Result<Reply, Fault> {
         self.ctx.log.info(
             "main",
             "vmm",
@@ -164,7 +186,7 @@ impl Vmm {
                 self.ctx.instance_id,
                 self.machine.vcpu_count,
                 self.machine.mem_size_mib,
-                boot.source.kernel_image_path
+                spec.kernel.display()
             ),
         );
         let guest = QemuGuest::launch(options, spec, self.ctx.log.clone(), self.ctx.exit.clone())?;
@@ -278,7 +300,23 @@ impl Vmm {
                 "Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running",
             ));
         }
-        snapshot::create(params, &self.ctx.instance_id, self.full_config())?;
+        match &self.qemu {
+            Some(guest) => {
+                guest.save(params.mem_file_path.as_ref())?;
+                let mut config = self.full_config();
+                // A restored front has no boot source of its own: QEMU's.
+                if config.boot_source.is_none() {
+                    config.boot_source = Some(guest.boot_source().clone());
+                }
+                snapshot::write_state(
+                    params,
+                    &self.ctx.instance_id,
+                    config,
+                    Some(guest.cmdline().to_string()),
+                )?;
+            }
+            None => snapshot::create(params, &self.ctx.instance_id, self.full_config())?,
+        }
         Ok(Reply::Empty)
     }
 
@@ -289,9 +327,24 @@ impl Vmm {
                 "Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.",
             ));
         }
-        match snapshot::read(params).and_then(|state| self.restore(state, params)) {
+        let loaded = snapshot::read(params).and_then(|state| {
+            let qemu = state
+                .qemu_cmdline
+                .clone()
+                .zip(state.config.boot_source.clone());
+            self.restore(state, params)?;
+            if let Backend::Qemu(options) = &self.ctx.backend {
+                let options = options.clone();
+                self.receive_qemu(&options, qemu, params)?;
+            }
+            Ok(())
+        });
+        match loaded {
             Ok(()) => {
                 let resume = params.resume_vm.unwrap_or(false);
+                if resume && let Some(guest) = &self.qemu {
+                    guest.command("cont", "Load snapshot error: cannot resume the VM")?;
+                }
                 self.state = if resume {
                     InstanceState::Running
                 } else {
@@ -311,6 +364,35 @@ impl Vmm {
                 Err(fault)
             }
         }
+    }
+
+    /// The QEMU front's load: QEMU started paused with the restored
+    /// devices and the snapshot's kernel and command line, then the
+    /// migration stream of the memory file fed into it.
+    fn receive_qemu(
+        &mut self,
+        options: &QemuOptions,
+        qemu: Option<(String, banger_fcapi::BootSource)>,
+        params: &SnapshotLoadParams,
+    ) -> Result<(), Fault> {
+        let Some((cmdline, source)) = qemu else {
+            return Err(Fault::bad_request(
+                "Load snapshot error: Failed to restore from snapshot: the snapshot was not written by banger's QEMU front (banger-fcqemu)",
+            ));
+        };
+        let mem = match (&params.mem_backend, &params.mem_file_path) {
+            (Some(b), _) => b.backend_path.clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => String::new(),
+        };
+        let drives = self.drives.configs();
+        let spec = self.qemu_spec(options, &source, cmdline, drives, true)?;
+        self.launch_qemu(options, spec)?;
+        let guest = self
+            .qemu
+            .as_ref()
+            .ok_or_else(|| Fault::bad_request("Load snapshot error: QEMU did not start"))?;
+        guest.receive(mem.as_ref())
     }
 
     /// Rebuilds the devices recorded in a snapshot, applying the overrides.
@@ -349,7 +431,8 @@ impl Vmm {
             if let Some(o) = &params.vsock_override {
                 vsock.uds_path = o.uds_path.clone();
             }
-            self.vsock = Some(VsockDevice::bind(vsock).map_err(wrap)?);
+            let mode = self.vsock_mode();
+            self.vsock = Some(VsockDevice::bind_with(vsock, mode).map_err(wrap)?);
         }
         if let Some(balloon) = config.balloon {
             self.balloon = Some(
@@ -375,7 +458,9 @@ impl Vmm {
             .serial
             .as_ref()
             .and_then(|s| s.serial_out_path.as_deref());
-        self.console = Some(SerialConsole::open(&boot_args, serial_path)?);
+        if matches!(self.ctx.backend, Backend::Simulated) {
+            self.console = Some(SerialConsole::open(&boot_args, serial_path)?);
+        }
         self.ctx.log.info(
             "main",
             "vmm",

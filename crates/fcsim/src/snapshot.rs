@@ -5,6 +5,11 @@
 //! restores the same devices. The memory file is a sparse file of guest
 //! memory size, as Firecracker's is that size. Only the "while running"
 //! refusal was recorded; other error texts are approximate.
+//!
+//! With the QEMU front the memory file is QEMU's migration stream instead
+//! (RAM and device state, `qemu::migrate`), and the state file also holds
+//! the exact kernel command line QEMU ran with (`qemu_cmdline`), which the
+//! incoming QEMU must be started with again.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,6 +35,9 @@ pub struct SnapshotState {
     pub snapshot_type: SnapshotType,
     /// Configuration at snapshot time.
     pub config: FullVmConfiguration,
+    /// The QEMU front's kernel command line (`None`: the simulated guest's snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_cmdline: Option<String>,
 }
 
 fn create_error(what: &str, e: std::io::Error) -> Fault {
@@ -45,21 +53,7 @@ pub fn create(
     config: FullVmConfiguration,
 ) -> Result<(), Fault> {
     let mem_size_mib = config.machine_config.as_ref().map_or(0, |m| m.mem_size_mib);
-    let state = SnapshotState {
-        format: FORMAT.into(),
-        instance_id: instance_id.into(),
-        snapshot_type: params.snapshot_type.unwrap_or_default(),
-        config,
-    };
-    let text = serde_json::to_vec_pretty(&state).map_err(|e| Fault::bad_request(e.to_string()))?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&params.snapshot_path)
-        .map_err(|e| create_error("open", e))?;
-    file.write_all(&text)
-        .map_err(|e| create_error("write", e))?;
+    write_state(params, instance_id, config, None)?;
     let mem = OpenOptions::new()
         .write(true)
         .create(true)
@@ -76,6 +70,30 @@ pub fn create(
         ))
     })?;
     Ok(())
+}
+
+/// Writes the state file.
+pub fn write_state(
+    params: &SnapshotCreateParams,
+    instance_id: &str,
+    config: FullVmConfiguration,
+    qemu_cmdline: Option<String>,
+) -> Result<(), Fault> {
+    let state = SnapshotState {
+        format: FORMAT.into(),
+        instance_id: instance_id.into(),
+        snapshot_type: params.snapshot_type.unwrap_or_default(),
+        config,
+        qemu_cmdline,
+    };
+    let text = serde_json::to_vec_pretty(&state).map_err(|e| Fault::bad_request(e.to_string()))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&params.snapshot_path)
+        .map_err(|e| create_error("open", e))?;
+    file.write_all(&text).map_err(|e| create_error("write", e))
 }
 
 fn load_error(detail: String) -> Fault {
@@ -113,7 +131,8 @@ pub fn read(params: &SnapshotLoadParams) -> Result<SnapshotState, Fault> {
                 .and_then(|f| f.metadata())
                 .map_err(|e| load_error(format!("Failed to load guest memory: {e}")))?
                 .len();
-            if len < (mem_size_mib as u64) << 20 {
+            // A migration stream (QEMU front) is not the size of the memory.
+            if state.qemu_cmdline.is_none() && len < (mem_size_mib as u64) << 20 {
                 return Err(load_error(format!(
                     "Failed to load guest memory: the memory file is smaller than the snapshot's {mem_size_mib} MiB"
                 )));

@@ -358,8 +358,9 @@ impl Vmm {
     }
 
     /// How the vsock device's socket serves clients with this backend.
-    fn vsock_mode(&self) -> VsockMode {
+    pub(crate) fn vsock_mode(&self) -> VsockMode {
         match &self.ctx.backend {
+            Backend::Simulated if self.ctx.misbehaviour.guest_agent => VsockMode::Agent,
             Backend::Simulated => VsockMode::Hold,
             Backend::Qemu(_) if crate::qemu::vhost_vsock_usable("/dev/vhost-vsock".as_ref()) => {
                 VsockMode::Bridge

@@ -30,6 +30,8 @@ pub enum VsockMode {
     Close,
     /// Bridge Firecracker's hybrid protocol to the guest's vsock (QEMU with vhost-vsock).
     Bridge,
+    /// Answer as banger's guest agent (`--sim-guest-agent`).
+    Agent,
 }
 
 /// A bound vsock device.
@@ -43,11 +45,6 @@ pub struct VsockDevice {
 }
 
 impl VsockDevice {
-    /// Binds `config.uds_path` and starts accepting (must run inside a tokio runtime).
-    pub fn bind(config: Vsock) -> Result<Self, Fault> {
-        Self::bind_with(config, VsockMode::Hold)
-    }
-
     /// Binds `config.uds_path` and serves connections as `mode` says.
     pub fn bind_with(config: Vsock, mode: VsockMode) -> Result<Self, Fault> {
         let bind_error = |e: std::io::Error| {
@@ -62,6 +59,7 @@ impl VsockDevice {
             VsockMode::Hold => tokio::spawn(hold_connections(listener)),
             VsockMode::Close => tokio::spawn(close_connections(listener)),
             VsockMode::Bridge => tokio::spawn(bridge_connections(listener, config.guest_cid)),
+            VsockMode::Agent => tokio::spawn(agent_connections(listener)),
         };
         Ok(Self { config, mode, task })
     }
@@ -78,6 +76,47 @@ async fn hold_connections(listener: UnixListener) {
         tokio::spawn(async move {
             let mut sink = [0u8; 256];
             while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+    }
+}
+
+/// The simulated guest agent: `CONNECT <port>` → `OK <n>`, then one reply
+/// line per request line: `PING` → `PONG fcsim`, `PORTS` → `PORTS []`,
+/// `IDENTITY …` → printed on the console (without its `seed=`), `IDENTITY OK`.
+async fn agent_connections(listener: UnixListener) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).take(64 * 1024).lines();
+            let Ok(Some(connect)) = lines.next_line().await else {
+                return;
+            };
+            if !connect.starts_with("CONNECT ")
+                || write.write_all(b"OK 1073741824\n").await.is_err()
+            {
+                return;
+            }
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = match line.trim() {
+                    "PING" => "PONG fcsim\n".to_string(),
+                    "PORTS" => "PORTS []\n".to_string(),
+                    other if other.starts_with("IDENTITY ") => {
+                        let shown: Vec<&str> = other
+                            .split_whitespace()
+                            .filter(|w| !w.starts_with("seed="))
+                            .collect();
+                        let _ = crate::log::write_stdout(
+                            format!("fcsim agent: {}\n", shown.join(" ")).as_bytes(),
+                        );
+                        "IDENTITY OK\n".to_string()
+                    }
+                    other => format!("ERR unknown request {other:?}\n"),
+                };
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
         });
     }
 }
@@ -109,9 +148,11 @@ mod tests {
     async fn bind_refuses_existing_path_and_close_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sock");
-        let device = VsockDevice::bind(Vsock::new(3, path.to_str().unwrap())).unwrap();
+        let device =
+            VsockDevice::bind_with(Vsock::new(3, path.to_str().unwrap()), VsockMode::Hold).unwrap();
         assert!(path.exists());
-        let err = VsockDevice::bind(Vsock::new(3, path.to_str().unwrap())).unwrap_err();
+        let err = VsockDevice::bind_with(Vsock::new(3, path.to_str().unwrap()), VsockMode::Hold)
+            .unwrap_err();
         assert!(
             err.message
                 .ends_with("Address already in use (os error 98)"),

@@ -81,6 +81,14 @@ pub fn write_hostname_files(root: &Path, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Set the kernel hostname and write `/etc/hostname` and `/etc/hosts` under `root`.
+pub fn set_hostname(root: &Path, name: &str) -> Result<(), String> {
+    set_kernel_hostname(name).map_err(|e| format!("cannot set the hostname to {name}: {e}"))?;
+    write_hostname_files(root, name).map_err(|e| {
+        format!("hostname {name} set, but /etc/hostname or /etc/hosts not written: {e}")
+    })
+}
+
 fn set_kernel_hostname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes.
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
@@ -164,7 +172,7 @@ fn configure_network(c: &IpConfig) -> Result<(), String> {
 /// Ed25519, not `ssh-keygen -A`: its RSA-3072 key took 12–44 s of a TCG
 /// boot (prime search), while sshd skips absent default key types
 /// silently and OpenSSH clients prefer Ed25519.
-fn ensure_host_keys(root: &Path) {
+pub(crate) fn ensure_host_keys(root: &Path) {
     let dir = root.join("etc/ssh");
     if !dir.is_dir() {
         log("no /etc/ssh; skipping SSH host keys");

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod cmdline;
+pub mod identity;
 pub mod netlink;
 pub mod procnet;
 pub mod proto;

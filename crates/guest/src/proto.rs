@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `PING` | `PONG <agent version>` |
 //! | `PORTS` | `PORTS <json>`: a JSON array of [`ListenSocket`] |
+//! | `IDENTITY ip=… mac=… [seed=…]` | `IDENTITY OK` once applied (`crate::identity`) |
 //! | anything else | `ERR <message>` |
 //!
 //! A connection may carry several requests; the agent closes it on EOF.
@@ -32,8 +33,11 @@ pub const PING: &str = "PING";
 /// The listening-ports request.
 pub const PORTS: &str = "PORTS";
 
+/// A restored fork's new identity (`crate::identity`).
+pub const IDENTITY: &str = "IDENTITY";
+
 /// Longest request line the agent reads.
-pub const MAX_REQUEST: usize = 256;
+pub const MAX_REQUEST: usize = 512;
 
 /// Longest reply line a client should accept.
 pub const MAX_REPLY: usize = 4 << 20;
@@ -103,6 +107,15 @@ pub fn parse_pong(line: &str) -> Result<String, ProtoError> {
     }
 }
 
+/// Whether an `IDENTITY` reply line (without the newline) says it was applied.
+pub fn parse_identity_reply(line: &str) -> Result<(), ProtoError> {
+    if line == "IDENTITY OK" {
+        Ok(())
+    } else {
+        Err(unexpected(IDENTITY, line))
+    }
+}
+
 /// The sockets from a `PORTS` reply line (without the newline).
 pub fn parse_ports(line: &str) -> Result<Vec<ListenSocket>, ProtoError> {
     let json = line
@@ -156,6 +169,14 @@ pub fn reply(request: &str, proc_root: &Path) -> String {
             },
             Err(e) => format!("ERR {e}\n"),
         },
+        other if other.starts_with("IDENTITY ") => {
+            match crate::identity::parse(&other[IDENTITY.len()..])
+                .and_then(|id| crate::identity::apply(Path::new("/"), &id))
+            {
+                Ok(()) => format!("{IDENTITY} OK\n"),
+                Err(e) => format!("ERR {e}\n"),
+            }
+        }
         other => format!(
             "ERR unknown request {:?}; expected PING or PORTS\n",
             other.chars().take(40).collect::<String>()

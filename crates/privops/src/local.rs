@@ -80,6 +80,13 @@ impl LocalPrivOps {
             .stdout(files.console)
             .stderr(files.stderr)
             .process_group(0);
+        // The VMM works in the VM's directory (where `lock_file` was just
+        // opened beneath the state dir, no symlink followed): relative
+        // drive paths name this VM's files, so one snapshot restores onto
+        // each fork's own disks.
+        if let Some(dir) = spec.lock_file.parent() {
+            cmd.current_dir(dir);
+        }
         // SAFETY: between fork and exec only `fcntl`, which is
         // async-signal-safe; it clears close-on-exec on the locked fd in
         // the child alone, so the VMM inherits the lock.
@@ -568,6 +575,24 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(exit).unwrap(),
             "exited with status 1\n"
+        );
+    }
+
+    #[test]
+    fn the_vmm_works_in_the_lock_files_directory() {
+        let t = tempfile::tempdir().unwrap();
+        // The console receives stdout: the VMM's working directory.
+        let bin = script(t.path(), "pwd");
+        let ops = ops(t.path(), &bin);
+        let s = spec(t.path(), &bin);
+        let dir = s.lock_file.parent().unwrap().to_path_buf();
+        ops.spawn_vmm(s.clone()).unwrap();
+        wait_for(|| {
+            std::fs::read_to_string(t.path().join("exit")).is_ok_and(|s| s.ends_with('\n'))
+        });
+        assert_eq!(
+            std::fs::read_to_string(&s.console_log).unwrap().trim(),
+            dir.canonicalize().unwrap().display().to_string()
         );
     }
 

@@ -45,7 +45,8 @@ pub struct SpawnVmm {
     /// Written with the exit status once the process ends.
     pub exit_status_file: PathBuf,
     /// Per-VM lock (e.g. `<vm dir>/vmm.lock`), held by the VMM through an
-    /// inherited fd: two VMMs on one VM's disks are impossible.
+    /// inherited fd: two VMMs on one VM's disks are impossible. Its
+    /// directory is the VMM's working directory.
     pub lock_file: PathBuf,
 }
 

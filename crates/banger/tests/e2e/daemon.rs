@@ -83,7 +83,8 @@ fn lifecycle_through_the_cli() {
     assert_eq!(out.status.code(), Some(ErrorKind::NotFound.exit_code()));
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether `pid` is a live process (not a zombie).
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             !s.rsplit_once(')')

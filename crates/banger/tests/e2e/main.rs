@@ -30,6 +30,7 @@ mod qemu_daemon;
 mod qemu_front;
 mod remote;
 mod seed;
+mod snapshots;
 mod system_install;
 mod system_path;
 mod verbs;

@@ -10,17 +10,11 @@
 use crate::qemuguest;
 
 use crate::util;
-use banger_testsupport::skip;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use banger_api::rpc::ImageRegisterParams;
-use banger_api::{Request, VmState, VmStats};
-use qemuguest::{build_initramfs, prerequisites};
-use util::{Fixtures, TestDaemon};
-
-const FRONT: &str = env!("CARGO_BIN_EXE_banger-fcqemu");
+use banger_api::{VmState, VmStats};
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
@@ -39,33 +33,11 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 #[test]
 fn daemon_boots_measures_and_stops_a_qemu_guest() {
     const TEST: &str = "qemu-daemon";
-    let (kernel, busybox) = match prerequisites() {
-        Ok(p) => p,
-        Err(why) => skip!(TEST, "{why}"),
-    };
-    let Some(fx) = Fixtures::new(TEST) else {
+    // Without `ticker=`: the guest boots as from the default kernel arguments.
+    let Some((d, _fx)) = qemuguest::front_daemon_with(TEST, "console=ttyS0 reboot=k panic=1")
+    else {
         return;
     };
-    let initrd = fx.dir.path().join("initrd.cpio");
-    build_initramfs(&kernel, &busybox, &initrd);
-
-    let config = format!(
-        "firecracker_bin = {FRONT:?}\n[daemon]\nstop_timeout_secs = 60\nstats_interval_secs = 1\n\
-         [vm]\nvcpus = 1\nmemory = \"256M\"\n\
-         [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n"
-    );
-    let mut d = TestDaemon::unstarted(&config, &[("BANGER_QEMU_ACCEL", "tcg")], None);
-    d.spawn();
-    let _: banger_api::Image = d
-        .client()
-        .call(Request::ImageRegister(ImageRegisterParams {
-            name: "busybox".into(),
-            rootfs: fx.rootfs.display().to_string(),
-            kernel: kernel.image.display().to_string(),
-            initrd: Some(initrd.display().to_string()),
-            kernel_name: None,
-        }))
-        .expect("register image");
 
     let created = Instant::now();
     d.create("q1", "busybox").expect("vm create");

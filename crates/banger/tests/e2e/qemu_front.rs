@@ -277,13 +277,13 @@ async fn refuses_what_qemu_cannot_do_and_reports_start_failures() {
         .client
         .put(
             "/snapshot/load",
-            &serde_json::json!({"snapshot_path": "/x", "mem_file_path": "/y"}),
+            &serde_json::json!({"snapshot_path": "/x", "mem_backend": {"backend_type": "Uffd", "backend_path": "/y"}}),
         )
         .await
         .unwrap_err();
     assert!(
         err.fault_message()
-            .is_some_and(|m| m.contains("QEMU front") && m.contains("snapshots")),
+            .is_some_and(|m| m.contains("QEMU front") && m.contains("Uffd")),
         "{err}"
     );
     // QEMU refuses an absurd machine: the start fails with QEMU's reason, and
@@ -412,4 +412,94 @@ fn alive(pid: u32) -> bool {
         .ok()
         .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
         .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+}
+
+/// The tick counter of the guest's ticker process in the console's lines
+/// (`MARK tick N <text kept in /dev/shm>`).
+fn ticks(console: &str) -> Vec<(u32, String)> {
+    console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("MARK tick "))
+        .filter_map(|rest| {
+            let (n, kept) = rest.split_once(' ')?;
+            Some((n.parse().ok()?, kept.to_string()))
+        })
+        .collect()
+}
+
+/// Snapshots through the front behave as on Firecracker: create only while
+/// paused, then resume; a fresh front loads the snapshot (a QEMU migration
+/// stream in the memory file) before any configuration, and the guest's
+/// running process and `/dev/shm` go on where they were (its counter does
+/// not restart).
+#[tokio::test(flavor = "current_thread")]
+async fn snapshot_create_and_load_keep_the_guests_processes() {
+    let Some(mut src) = Front::start("qemu-snap-src", None).await else {
+        return;
+    };
+    let root = src.dir.path().join("root.img");
+    fs::write(&root, vec![0u8; 1 << 20]).unwrap();
+    src.configure_boot("mark=snap ticker=kept-in-shm").await;
+    src.client
+        .put_drive(&Drive::new("rootfs", root.to_string_lossy(), false))
+        .await
+        .unwrap();
+    src.client.instance_start().await.unwrap();
+    src.wait_console("MARK tick 2 ");
+    let files = src.dir.path().join("snap");
+    fs::create_dir(&files).unwrap();
+    let (state, mem) = (files.join("vm.state"), files.join("vm.mem"));
+    let create =
+        banger_fcapi::SnapshotCreateParams::full(state.to_string_lossy(), mem.to_string_lossy());
+    let err = src.client.create_snapshot(&create).await.unwrap_err();
+    assert!(
+        err.fault_message()
+            .is_some_and(|m| m.contains("unavailable while running")),
+        "{err}"
+    );
+    src.client.pause_vm().await.unwrap();
+    let saving = Instant::now();
+    src.client
+        .create_snapshot(&create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", src.diagnostics()));
+    let saved = saving.elapsed();
+    let at_snapshot = ticks(&src.console()).last().unwrap().0;
+    src.client.resume_vm().await.unwrap();
+    assert_eq!(src.state().await, InstanceState::Running);
+    src.wait_console(&format!("MARK tick {} ", at_snapshot + 1));
+    let _ = src.child.kill();
+    let _ = src.wait_exit(Duration::from_secs(10));
+
+    let Some(dst) = Front::start("qemu-snap-dst", None).await else {
+        return;
+    };
+    let mut load = banger_fcapi::SnapshotLoadParams::from_files(
+        state.to_string_lossy(),
+        mem.to_string_lossy(),
+    );
+    load.resume_vm = Some(true);
+    let loading = Instant::now();
+    dst.client
+        .load_snapshot(&load)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", dst.diagnostics()));
+    let loaded = loading.elapsed();
+    assert_eq!(dst.state().await, InstanceState::Running);
+    dst.wait_console("MARK tick ");
+    let after = ticks(&dst.console());
+    assert!(
+        after[0].0 > at_snapshot,
+        "the ticker restarted ({after:?} after {at_snapshot})\n{}",
+        dst.diagnostics()
+    );
+    assert_eq!(after[0].1, "kept-in-shm", "/dev/shm survived");
+    assert!(!dst.console().contains("MARK boot"), "restored, not booted");
+    let _ = writeln!(
+        std::io::stderr(),
+        "qemu front: snapshot create {:.2} s, load {:.2} s, memory file {} MiB",
+        saved.as_secs_f64(),
+        loaded.as_secs_f64(),
+        fs::metadata(&mem).unwrap().len() >> 20
+    );
 }

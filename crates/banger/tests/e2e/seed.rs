@@ -160,7 +160,9 @@ fn seed_work_disk_and_refresh_end_to_end() {
     assert_eq!(drives[0]["is_root_device"], true);
     assert_eq!(drives[1]["drive_id"], "work");
     assert_eq!(drives[1]["is_root_device"], false);
-    assert_eq!(drives[1]["path_on_host"], work.display().to_string());
+    // Drives are given relative to the VM directory, the VMM's working
+    // directory (so a snapshot restores onto each fork's own disks).
+    assert_eq!(drives[1]["path_on_host"], "work.ext4");
     // Identity sync went onto the work disk (the guest's home).
     assert!(dfs(&work, "cat /.gitconfig").contains("Ada L"));
     assert!(dfs(&work, "cat /.ssh/authorized_keys").contains("AAAAowner1"));

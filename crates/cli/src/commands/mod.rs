@@ -2,7 +2,7 @@
 //! checks its arguments, makes its calls and prints the result; this facade
 //! only dispatches.
 
-use banger_api::{ByteSize, validate};
+use banger_api::{ByteSize, Request, validate};
 
 use crate::args::{
     Command, ConfigCommand, ImageCommand, NetworkCommand, OperationCommand, VmCommand,
@@ -37,6 +37,7 @@ mod vm_power;
 mod vm_provision;
 mod vm_set;
 mod vm_show;
+mod vm_snapshot;
 mod vm_spec;
 mod vm_ssh;
 mod vm_stats;
@@ -61,6 +62,11 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Ports(a) => vm_ssh::ports(ctx, a),
             VmCommand::Forward(a) => vm_forward::run(ctx, a),
             VmCommand::Cp(a) => vm_cp::run(ctx, a),
+            VmCommand::Pause(a) => vm_snapshot::power(ctx, a, Request::VmPause),
+            VmCommand::Resume(a) => vm_snapshot::power(ctx, a, Request::VmResume),
+            VmCommand::Suspend(a) => vm_snapshot::power(ctx, a, Request::VmSuspend),
+            VmCommand::Snapshot(a) => vm_snapshot::snapshot(ctx, a),
+            VmCommand::Fork(a) => vm_snapshot::fork(ctx, a),
         },
         Command::Shell(a) => shell::run(ctx, a),
         Command::Complete(a) => completions::names(ctx, a),

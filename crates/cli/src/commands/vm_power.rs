@@ -39,9 +39,26 @@ pub(crate) fn start_one(ctx: &mut Ctx, client: &mut Client, name: &str) -> Resul
 /// `vm start NAME...`.
 pub fn start(ctx: &mut Ctx, a: VmNamesArg) -> Result<(), CliError> {
     let mut client = ctx.connect()?;
-    each(ctx, &a.names, a.json.json, "start", print, |ctx, name| {
-        start_one(ctx, &mut client, name)
-    })
+    each(
+        ctx,
+        &a.names,
+        a.json.json,
+        "start",
+        print_started,
+        |ctx, name| start_one(ctx, &mut client, name),
+    )
+}
+
+/// [`print`], then the note of a start that did not go as asked (a
+/// suspended VM whose snapshot could not be restored boots from disk).
+fn print_started(ctx: &mut Ctx, vm: &Vm) -> Result<(), CliError> {
+    print(ctx, vm)?;
+    if !ctx.quiet()
+        && let Some(note) = vm.last_error.as_deref().filter(|_| vm.state.has_vmm())
+    {
+        writeln!(ctx.out, "note: {note}")?;
+    }
+    Ok(())
 }
 
 /// `vm stop NAME...` and (with `restart`) `vm restart NAME...`.

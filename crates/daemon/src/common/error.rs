@@ -14,6 +14,9 @@ pub enum DaemonError {
     /// Name taken, or the object is in the wrong state; nothing changed.
     #[error("{0}")]
     Conflict(String),
+    /// A guest or a remote service did not answer.
+    #[error("{0}")]
+    Unreachable(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] banger_store::StoreError),
@@ -241,6 +244,7 @@ impl From<RpcError> for DaemonError {
             ErrorKind::InvalidArgument => DaemonError::Invalid(e.message),
             ErrorKind::NotFound => DaemonError::NotFound(e.message),
             ErrorKind::Conflict => DaemonError::Conflict(e.message),
+            ErrorKind::Unreachable => DaemonError::Unreachable(e.message),
             _ => DaemonError::Internal(e.message),
         }
     }
@@ -264,6 +268,7 @@ impl DaemonError {
             DaemonError::Invalid(_) => ErrorKind::InvalidArgument,
             DaemonError::NotFound(_) => ErrorKind::NotFound,
             DaemonError::Conflict(_) => ErrorKind::Conflict,
+            DaemonError::Unreachable(_) => ErrorKind::Unreachable,
             DaemonError::Store(s) => store_kind(s),
             DaemonError::Image(e) => tool_kind(e),
             DaemonError::PrivOps(e) => privops_kind(e),

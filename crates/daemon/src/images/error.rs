@@ -75,9 +75,8 @@ impl ImageError {
     fn own_kind(&self) -> ErrorKind {
         match self {
             ImageError::NameTaken(_) => ErrorKind::Conflict,
-            ImageError::RegistryUnreachable { .. } | ImageError::Credentials(_) => {
-                ErrorKind::Internal
-            }
+            ImageError::RegistryUnreachable { .. } => ErrorKind::Unreachable,
+            ImageError::Credentials(_) => ErrorKind::Internal,
             ImageError::NoSuchImage(_) | ImageError::Gone(_) => ErrorKind::NotFound,
             ImageError::NotAbsolute { .. } | ImageError::NoFile { .. } | ImageError::Seed(_) => {
                 ErrorKind::InvalidArgument
@@ -106,7 +105,7 @@ mod tests {
                     registry: "127.0.0.1:1".into(),
                     reference: "127.0.0.1:1/x:1".into(),
                 },
-                ErrorKind::Internal,
+                ErrorKind::Unreachable,
             ),
             (
                 ImageError::Credentials(

@@ -73,20 +73,9 @@ impl VMService {
             ));
         }
 
-        let vm = {
-            let _reserve = self.create_vm_mu.lock().await;
-            if self.store.find_vm(&p.name)?.is_some() {
-                return Err(VmError::NameTaken(p.name.clone()));
-            }
-            let used: HashSet<_> = self.store.used_guest_ips()?.into_iter().collect();
-            let subnet = self.config.network.subnet;
-            let ip = alloc::next_guest_ip(subnet, &used).ok_or_else(|| {
-                VmError::Conflict(format!(
-                    "no free guest address left in {subnet}; delete a VM or configure a larger network.subnet"
-                ))
-            })?;
-            let now = banger_store::now_millis();
-            let vm = Vm {
+        let now = banger_store::now_millis();
+        let vm = self
+            .reserve(Vm {
                 id: banger_store::new_id(),
                 name: p.name.clone(),
                 state: VmState::Created,
@@ -95,17 +84,15 @@ impl VMService {
                 vcpus,
                 memory_mib,
                 disk_bytes,
-                guest_ip: ip,
-                guest_mac: alloc::mac_for(ip),
+                guest_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                guest_mac: String::new(),
                 created_at: now,
                 updated_at: now,
                 started_at: None,
                 last_error: None,
                 work_disk_bytes,
-            };
-            self.store.insert_vm(&vm)?;
-            vm
-        };
+            })
+            .await?;
         tracing::info!(vm = %vm.name, id = %vm.id, ip = %vm.guest_ip, "VM reserved");
 
         let op = self.create_ops.start(
@@ -123,6 +110,34 @@ impl VMService {
             vm,
             operation: Some(op),
         })
+    }
+
+    /// Under `create_vm_mu` only: re-check that `vm.name` is free, give
+    /// `vm` a new id, the state `created`, the lowest free guest address
+    /// (and the MAC derived from it) and the times of a new row, and insert
+    /// it. Shared by `vm.create` and `vm.fork` (whose template is its source).
+    pub(crate) async fn reserve(&self, mut vm: Vm) -> Result<Vm, VmError> {
+        let now = banger_store::now_millis();
+        vm.id = banger_store::new_id();
+        vm.state = VmState::Created;
+        (vm.created_at, vm.updated_at) = (now, now);
+        vm.started_at = None;
+        vm.last_error = None;
+        let _reserve = self.create_vm_mu.lock().await;
+        if self.store.find_vm(&vm.name)?.is_some() {
+            return Err(VmError::NameTaken(vm.name.clone()));
+        }
+        let used: HashSet<_> = self.store.used_guest_ips()?.into_iter().collect();
+        let subnet = self.config.network.subnet;
+        let ip = alloc::next_guest_ip(subnet, &used).ok_or_else(|| {
+            VmError::Conflict(format!(
+                "no free guest address left in {subnet}; delete a VM or configure a larger network.subnet"
+            ))
+        })?;
+        vm.guest_ip = ip;
+        vm.guest_mac = alloc::mac_for(ip);
+        self.store.insert_vm(&vm)?;
+        Ok(vm)
     }
 
     async fn run_create(

@@ -47,6 +47,11 @@ pub struct VmHandles {
     /// `<name>.vm` published for it, with its address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<(String, std::net::Ipv4Addr)>,
+    /// The VMM was given its disks relative to the VM directory (its
+    /// working directory), so its snapshots can restore onto a fork's own
+    /// disks. False for VMMs started by older versions.
+    #[serde(default)]
+    pub relative_drives: bool,
 }
 
 /// In-memory map VM id → handles. Its mutex is a leaf lock.
@@ -169,6 +174,7 @@ mod tests {
             started_at: 1,
             tap: Some("bgt00000001".into()),
             dns: Some(("dev".into(), std::net::Ipv4Addr::new(172, 30, 0, 2))),
+            relative_drives: true,
         };
         cache.put("a", t.path(), h.clone()).unwrap();
         assert_eq!(read_file(t.path()), Some(h.clone()));

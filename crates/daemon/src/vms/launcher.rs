@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banger_fcapi::{BootSource, Drive, Logger, MachineConfiguration, Metrics, Vsock};
+use banger_fcapi::{
+    BootSource, Drive, Logger, MachineConfiguration, Metrics, NetworkOverride, SnapshotLoadParams,
+    Vsock, VsockOverride,
+};
 use banger_fcproc::{FirecrackerClient, StopOutcome};
 use banger_privops::{FoundVmm, PrivOpsError, PrivilegedOps, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 
@@ -51,6 +54,17 @@ pub struct LaunchSpec {
     pub memory_mib: u32,
     /// The guest's network identity; `None` boots without a NIC.
     pub guest: Option<GuestNic>,
+    /// Restore this snapshot instead of booting the kernel.
+    pub restore: Option<RestoreFrom>,
+}
+
+/// The files of a snapshot to restore (`PUT /snapshot/load`).
+#[derive(Debug, Clone)]
+pub struct RestoreFrom {
+    /// The microVM state file.
+    pub state: PathBuf,
+    /// The guest memory file (file memory backend).
+    pub memory: PathBuf,
 }
 
 /// A guest's address and MAC (from the VM row).
@@ -189,6 +203,9 @@ impl VmmLauncher {
                 net.give_back(t);
                 return Err(e);
             }
+            // A restored guest keeps the address it was saved with until
+            // banger gives it its own (vms/snapshots.rs); the kernel
+            // argument only matters to a cold boot.
             spec_net.boot_args = format!(
                 "{} {}",
                 spec.boot_args,
@@ -211,6 +228,7 @@ impl VmmLauncher {
                 .and(spec.guest.as_ref())
                 .map(|g| (spec.name.clone(), g.ip)),
             tap,
+            relative_drives: true,
         };
         let give_back = |h: &VmHandles| {
             handles::remove_intent(&spec.dir);
@@ -237,10 +255,14 @@ impl VmmLauncher {
             start_time: Some(start_time),
             ..intent
         };
-        match self
-            .configure_and_start(spec, &handles, &mut progress)
-            .await
-        {
+        let configured = match &spec.restore {
+            None => {
+                self.configure_and_start(spec, &handles, &mut progress)
+                    .await
+            }
+            Some(from) => self.restore(spec, from, &handles, &mut progress).await,
+        };
+        match configured {
             Ok((socket_ready, start_sent)) => Ok((
                 handles,
                 LaunchTimings {
@@ -381,12 +403,14 @@ impl VmmLauncher {
         ok.then_some(ident.start_time)
     }
 
-    async fn configure_and_start(
+    /// Waits for the API socket and sends the logger and metrics (allowed
+    /// before a snapshot load as before a boot).
+    async fn connect_and_log(
         &self,
         spec: &LaunchSpec,
         h: &VmHandles,
         progress: &mut impl FnMut(LaunchStage),
-    ) -> Result<(std::time::Instant, std::time::Instant), String> {
+    ) -> Result<(FirecrackerClient, std::time::Instant), String> {
         banger_fcproc::wait_for_socket(&h.api_sock, self.socket_timeout, h.pid)
             .await
             .map_err(|e| format!("the VMM did not come up: {}", error_chain(&e)))?;
@@ -408,6 +432,51 @@ impl VmmLauncher {
         ))
         .await
         .map_err(step)?;
+        Ok((fc, socket_ready))
+    }
+
+    /// `PUT /snapshot/load` with the file memory backend, the VM's own TAP
+    /// (`network_overrides`) and vsock socket (`vsock_override`), resumed
+    /// at once. The snapshot's drive paths are relative (`root.ext4`), so
+    /// they name the files of the VM directory the VMM works in.
+    async fn restore(
+        &self,
+        spec: &LaunchSpec,
+        from: &RestoreFrom,
+        h: &VmHandles,
+        progress: &mut impl FnMut(LaunchStage),
+    ) -> Result<(std::time::Instant, std::time::Instant), String> {
+        let (fc, socket_ready) = self.connect_and_log(spec, h, progress).await?;
+        let mut load = SnapshotLoadParams::from_files(
+            from.state.display().to_string(),
+            from.memory.display().to_string(),
+        );
+        load.resume_vm = Some(true);
+        load.network_overrides = h.tap.as_ref().map(|tap| {
+            vec![NetworkOverride {
+                iface_id: NIC_ID.into(),
+                host_dev_name: tap.clone(),
+            }]
+        });
+        load.vsock_override = h.vsock.as_ref().map(|v| VsockOverride {
+            uds_path: v.display().to_string(),
+        });
+        progress(LaunchStage::Booting);
+        let start_sent = std::time::Instant::now();
+        fc.load_snapshot(&load)
+            .await
+            .map_err(|e| format!("cannot restore the snapshot: {}", error_chain(&e)))?;
+        Ok((socket_ready, start_sent))
+    }
+
+    async fn configure_and_start(
+        &self,
+        spec: &LaunchSpec,
+        h: &VmHandles,
+        progress: &mut impl FnMut(LaunchStage),
+    ) -> Result<(std::time::Instant, std::time::Instant), String> {
+        let (fc, socket_ready) = self.connect_and_log(spec, h, progress).await?;
+        let step = |e: banger_fcproc::FcClientError| error_chain(&e);
         let vcpus =
             u8::try_from(spec.vcpus).map_err(|_| format!("{} vCPUs is too many", spec.vcpus))?;
         fc.put_machine_config(&MachineConfiguration::new(vcpus, spec.memory_mib as usize))
@@ -422,19 +491,19 @@ impl VmmLauncher {
         .map_err(step)?;
         fc.put_drive(&Drive::new(
             "rootfs",
-            spec.root_disk.display().to_string(),
+            drive_path(spec, &spec.root_disk),
             true,
         ))
         .await
         .map_err(step)?;
         // Second, so the guest sees it as /dev/vdb (the fstab line seeding wrote).
         if let Some(work) = &spec.work_disk {
-            fc.put_drive(&Drive::new("work", work.display().to_string(), false))
+            fc.put_drive(&Drive::new("work", drive_path(spec, work), false))
                 .await
                 .map_err(step)?;
         }
         if let (Some(tap), Some(g)) = (&h.tap, &spec.guest) {
-            let mut nic = banger_fcapi::NetworkInterface::new("eth0", tap.as_str());
+            let mut nic = banger_fcapi::NetworkInterface::new(NIC_ID, tap.as_str());
             nic.guest_mac = Some(
                 g.mac
                     .parse()
@@ -509,6 +578,21 @@ impl VmmLauncher {
             }
         }
     }
+}
+
+/// The guest NIC's interface id.
+const NIC_ID: &str = "eth0";
+
+/// A disk's path as the VMM is given it: relative to the VM directory
+/// (the VMM's working directory, `SpawnVmm`) when it lies there, so a
+/// snapshot records `root.ext4`, which names each restoring VM's own copy.
+fn drive_path(spec: &LaunchSpec, disk: &Path) -> String {
+    disk.strip_prefix(&spec.dir)
+        .ok()
+        .filter(|rel| rel.components().count() == 1)
+        .unwrap_or(disk)
+        .display()
+        .to_string()
 }
 
 fn remove_if_exists(p: &Path) -> Result<(), VmError> {

@@ -20,7 +20,12 @@ use crate::vms::launcher::{GuestNic, LaunchSpec, LaunchStage, last_lines};
 use crate::vms::service::VMService;
 
 /// States from which a VM may be started.
-const STARTABLE: &[VmState] = &[VmState::Created, VmState::Stopped, VmState::Error];
+const STARTABLE: &[VmState] = &[
+    VmState::Created,
+    VmState::Stopped,
+    VmState::Error,
+    VmState::Suspended,
+];
 
 impl VMService {
     /// `vm.start`.
@@ -28,10 +33,10 @@ impl VMService {
         let vm = self.resolve(name)?;
         let _g = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
-        if vm.state == VmState::Running {
+        if vm.state == VmState::Running || vm.state == VmState::Paused {
             return Err(VmError::Conflict(format!(
-                "VM {} is already running",
-                vm.name
+                "VM {} is already {}",
+                vm.name, vm.state
             )));
         }
         self.start_locked(&vm, None, std::time::Instant::now())
@@ -47,9 +52,15 @@ impl VMService {
         {
             let _g = self.vm_locks.lock(&vm.id).await;
             let vm = self.reload(&vm.id)?;
+            if vm.state == VmState::Running || vm.state == VmState::Paused {
+                return Err(VmError::Conflict(format!(
+                    "VM {} is already {}",
+                    vm.name, vm.state
+                )));
+            }
             if !STARTABLE.contains(&vm.state) {
                 return Err(VmError::Conflict(format!(
-                    "VM {} is {}; only a created, stopped or failed VM starts",
+                    "VM {} is {}; only a created, stopped, suspended or failed VM starts",
                     vm.name, vm.state
                 )));
             }
@@ -86,13 +97,51 @@ impl VMService {
         })
     }
 
-    /// Boot `vm`; the caller holds its lock. On failure the VM is left in
-    /// `error` with the reason, and nothing of the VMM remains.
+    /// Boot `vm`, or resume it from its suspend snapshot when it is
+    /// `suspended` (falling back to a boot from disk, said in
+    /// `last_error`, when the snapshot cannot be restored); the caller
+    /// holds its lock. On failure the VM is left in `error` with the
+    /// reason, and nothing of the VMM remains.
     pub(crate) async fn start_locked(
         self: &Arc<Self>,
         vm: &Vm,
         op: Option<&str>,
         requested: std::time::Instant,
+    ) -> Result<Vm, VmError> {
+        if vm.state != VmState::Suspended {
+            return self.boot(vm, op, requested, None).await;
+        }
+        let dir = self.layout.vm_dir(&vm.id);
+        let restored = match self.suspend_plan(vm) {
+            Ok(plan) => self.boot(vm, op, requested, Some(plan)).await,
+            Err(e) => Err(e),
+        };
+        crate::vms::snapshots::remove_suspend(&dir);
+        let e = match restored {
+            Ok(vm) => return Ok(vm),
+            Err(e) => e,
+        };
+        let note = format!(
+            "the suspend snapshot could not be restored ({}); booted from disk instead: the guest's processes and memory were lost",
+            error_chain(&e)
+        );
+        tracing::warn!(vm = %vm.name, "{note}");
+        let vm = self.reload(&vm.id)?;
+        let vm = self.boot(&vm, op, requested, None).await?;
+        Ok(self
+            .store
+            .transition_vm(&vm.id, &[VmState::Running], VmState::Running, |v| {
+                v.last_error = Some(note.clone());
+            })?)
+    }
+
+    /// Boot `vm` from its kernel, or restore it from `restore`.
+    pub(crate) async fn boot(
+        self: &Arc<Self>,
+        vm: &Vm,
+        op: Option<&str>,
+        requested: std::time::Instant,
+        restore: Option<crate::vms::snapshots::RestorePlan>,
     ) -> Result<Vm, VmError> {
         if !self.root_disks.present(&self.layout.vm_dir(&vm.id)) {
             return Err(self.fail_start(vm, VmError::Conflict(format!(
@@ -129,9 +178,17 @@ impl VMService {
             })?;
         let dir = self.layout.vm_dir(&vm.id);
         let work_began = std::time::Instant::now();
-        let work = match self.ensure_work_disk(&vm, &image).await {
-            Ok(w) => w,
-            Err(e) => return Err(self.fail_start(&vm, e)),
+        // A restored guest has its disks mounted as they were: nothing is
+        // made or written into them.
+        let work = match &restore {
+            Some(_) => crate::vms::work_disk::WorkDisk {
+                path: Some(work_disk(&dir)).filter(|w| w.is_file()),
+                identity_written: true,
+            },
+            None => match self.ensure_work_disk(&vm, &image).await {
+                Ok(w) => w,
+                Err(e) => return Err(self.fail_start(&vm, e)),
+            },
         };
         let identity_began = std::time::Instant::now();
         if self.config.guest.sync_identity && !work.identity_written {
@@ -164,6 +221,7 @@ impl VMService {
                 ip: vm.guest_ip,
                 mac: vm.guest_mac.clone(),
             }),
+            restore: restore.as_ref().map(|r| r.from.clone()),
         };
         let progress = |stage: LaunchStage| {
             if let Some(op) = op {
@@ -187,12 +245,21 @@ impl VMService {
             self.net.release(&handles);
             return Err(self.fail_start(&vm, e));
         }
+        // A fork's guest still has its source's identity: give it its own.
+        let identity = match &restore {
+            Some(plan) if plan.new_identity => self.apply_identity(&vm, &handles).await,
+            _ => Ok(()),
+        };
         // Readiness: `running` only once the guest answers (workspace/ready.rs).
-        if let Err(e) = self
-            .ws
-            .wait_ready(vm.guest_ip, handles.vsock.as_deref(), handles.tap.is_some())
-            .await
-        {
+        let ready = match identity {
+            Ok(()) => self
+                .ws
+                .wait_ready(vm.guest_ip, handles.vsock.as_deref(), handles.tap.is_some())
+                .await
+                .map_err(|e| error_chain(&e)),
+            Err(e) => Err(error_chain(&e)),
+        };
+        if let Err(e) = ready {
             let _ = self.net.kill(&handles).await;
             self.net.release(&handles);
             self.handles.remove(&vm.id, &spec.dir);
@@ -202,8 +269,7 @@ impl VMService {
                 VmError::Vmm {
                     vm: vm.name.clone(),
                     message: format!(
-                        "the guest did not become reachable: {}; last console lines:\n{console}",
-                        error_chain(&e)
+                        "the guest did not become reachable: {e}; last console lines:\n{console}"
                     ),
                 },
             ));
@@ -292,7 +358,7 @@ impl VMService {
         self.release(vm_id);
         match self.store.transition_vm(
             vm_id,
-            &[VmState::Running, VmState::Starting],
+            &[VmState::Running, VmState::Starting, VmState::Paused],
             VmState::Stopped,
             |v| {
                 v.started_at = None;
@@ -331,6 +397,15 @@ impl VMService {
     async fn stop_locked(&self, vm: &Vm, timeout: Duration) -> Result<Vm, VmError> {
         if !vm.state.has_vmm() {
             return Ok(vm.clone());
+        }
+        if vm.state == VmState::Paused
+            && let Some(h) = self.handles.get(&vm.id)
+        {
+            // A paused guest cannot see Ctrl-Alt-Del: let it run to shut down.
+            let fc = banger_fcproc::FirecrackerClient::new(&h.api_sock);
+            if let Err(e) = fc.resume_vm().await {
+                tracing::warn!(vm = %vm.name, error = %error_chain(&e), "cannot resume the paused VM to stop it; it will be killed");
+            }
         }
         let vm = self
             .store
@@ -479,6 +554,12 @@ impl VMService {
                 vm.name, vm.state, vm.name
             )));
         }
+        if vm.state == VmState::Suspended {
+            return Err(VmError::Conflict(format!(
+                "VM {} is suspended: its snapshot needs its current size; start it (`banger vm start {}`) and stop it first",
+                vm.name, vm.name
+            )));
+        }
         // Every check first, so a refused request changes nothing.
         if let Some(d) = p.disk {
             if d.bytes() < vm.disk_bytes {
@@ -577,7 +658,7 @@ impl VMService {
         Ok(vm)
     }
 
-    fn reload(&self, id: &str) -> Result<Vm, VmError> {
+    pub(crate) fn reload(&self, id: &str) -> Result<Vm, VmError> {
         self.store
             .get_vm(id)?
             .ok_or_else(|| VmError::DeletedMeanwhile)

@@ -4,8 +4,9 @@
 //! stats; `reconcile.rs` the startup reconcile; `promote.rs` promoting a VM
 //! to an image; `launcher.rs` the VMM launcher (Firecracker process,
 //! sockets, TAP and DNS publication); `handles.rs` the per-VM runtime
-//! handles; `alloc.rs` guest addresses; `work_disk.rs` work disks cloned
-//! from per-image templates.
+//! handles; `snapshots.rs` pause/resume, suspend, snapshots and fork;
+//! `alloc.rs` guest addresses; `work_disk.rs` work disks cloned from
+//! per-image templates.
 
 mod alloc;
 mod create;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod promote;
 mod reconcile;
 mod service;
+mod snapshots;
 mod stats;
 mod work_disk;
 

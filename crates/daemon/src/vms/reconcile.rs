@@ -27,6 +27,7 @@ use crate::common::blocking;
 use crate::vms::VmError;
 use crate::vms::handles::{self, VmHandles};
 use crate::vms::service::VMService;
+use crate::vms::snapshots;
 
 /// Every VMM's `--id` starts with this; the rest is the VM id.
 pub const VMM_ID_PREFIX: &str = "banger-";
@@ -119,6 +120,11 @@ impl VMService {
         report: &mut ReconcileReport,
     ) -> Result<(), VmError> {
         let dir = self.layout.vm_dir(&vm.id);
+        // Snapshots a crash interrupted are incomplete: never restored, removed.
+        let partial = snapshots::remove_partials(&dir);
+        if partial > 0 {
+            tracing::warn!(vm = %vm.name, partial, "removed interrupted snapshot files");
+        }
         sweep_partials(&dir);
         let recorded = handles::read_file(&dir);
         let intent = handles::read_intent(&dir);
@@ -135,7 +141,12 @@ impl VMService {
             })
         });
         let adopted = match live {
-            Some(h) if vm.state == VmState::Running && self.booted(&h.api_sock).await => Some(h),
+            Some(h)
+                if matches!(vm.state, VmState::Running | VmState::Paused)
+                    && self.booted(&h.api_sock, vm.state).await =>
+            {
+                Some(h)
+            }
             Some(h) => {
                 // Not adoptable (half started, half stopped, not answering).
                 found.push(FoundVmm {
@@ -206,7 +217,15 @@ impl VMService {
                     })?;
                 report.reaped.push(vm.name.clone());
             }
-            VmState::Running => {
+            // A suspend ended its VMM after the snapshot was complete.
+            VmState::Running | VmState::Paused if snapshots::has_suspend(&dir) => {
+                self.store
+                    .transition_vm(&vm.id, &[], VmState::Suspended, |v| {
+                        v.started_at = None;
+                    })?;
+                report.reaped.push(vm.name.clone());
+            }
+            VmState::Running | VmState::Paused => {
                 let reason = if ended > 0 {
                     "its VMM could not be adopted after bangerd restarted (no matching record, or its API did not answer) and was ended"
                         .to_string()
@@ -225,16 +244,22 @@ impl VMService {
                     })?;
                 report.reaped.push(vm.name.clone());
             }
-            VmState::Created | VmState::Stopped | VmState::Error => {}
+            VmState::Created | VmState::Stopped | VmState::Error | VmState::Suspended => {}
         }
         Ok(())
     }
 
-    async fn booted(&self, api_sock: &std::path::Path) -> bool {
+    /// Whether the VMM answers and is in the state the VM's row says
+    /// (`Running`, or `Paused` for a paused VM).
+    async fn booted(&self, api_sock: &std::path::Path, state: VmState) -> bool {
         let fc = FirecrackerClient::new(api_sock);
+        let want = match state {
+            VmState::Paused => banger_fcapi::InstanceState::Paused,
+            _ => banger_fcapi::InstanceState::Running,
+        };
         matches!(
             tokio::time::timeout(std::time::Duration::from_secs(2), fc.instance_info()).await,
-            Ok(Ok(info)) if info.state == banger_fcapi::InstanceState::Running
+            Ok(Ok(info)) if info.state == want
         )
     }
 

@@ -137,12 +137,14 @@ impl VMService {
         let paths = self.paths(&vm.id);
         let forwards = self.forwards.of_vm(&vm.id)?;
         let provision = self.store.vm_provision(&vm.id)?;
+        let snapshots = self.snapshots_of(&vm);
         Ok(VmDetail {
             vm,
             runtime,
             paths,
             forwards,
             provision,
+            snapshots,
         })
     }
 
@@ -354,6 +356,7 @@ mod tests {
                 started_at: Default::default(),
                 tap: None,
                 dns: None,
+                relative_drives: true,
             },
         );
         let lookup = |procfs| StoreVmLookup {

@@ -185,6 +185,36 @@ pub async fn wait_for_vsock(
 }
 
 impl WorkspaceService {
+    /// One request to the guest agent through the VM's vsock socket
+    /// (`[guest]`'s port; connecting retried up to the readiness timeout),
+    /// or `None` when readiness is `none` (no guest agent to ask).
+    pub async fn agent_call(&self, vsock: &Path, request: &str) -> Option<Result<String, String>> {
+        let g = &self.deps.guest;
+        if g.effective_readiness() == Readiness::None {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(g.readiness_timeout_secs);
+        loop {
+            let attempt = agent_request(
+                vsock,
+                g.vsock_port,
+                request,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )
+            .await;
+            match attempt {
+                Err(e)
+                    if tokio::time::Instant::now() < deadline && !e.starts_with("no reply to ") =>
+                {
+                    tracing::debug!(error = %e, "guest agent not reachable yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done => return Some(done),
+            }
+        }
+    }
+
     /// Wait until the guest is reachable as configured; `vsock` is the
     /// VMM's hybrid-vsock socket, if it has one; `has_nic` whether the VMM
     /// has a network card (without one, SSH is probed only when the address

@@ -135,6 +135,11 @@ impl WorkspaceOpError {
             )
             | WorkspaceOpError::Conflict(_) => ErrorKind::Conflict,
             WorkspaceOpError::Lookup(e) => e.kind(),
+            // The guest did not answer (no banner, ssh could not connect):
+            // not a failure of banger's.
+            WorkspaceOpError::Ssh(
+                GuestSshError::NoBanner { .. } | GuestSshError::Failed { .. },
+            ) => ErrorKind::Unreachable,
             _ => ErrorKind::Internal,
         }
     }
@@ -408,6 +413,16 @@ mod error_tests {
                 WorkspaceOpError::Lookup(DaemonError::NotFound("no VM named \"dev\"".into())),
                 ErrorKind::NotFound,
                 "no VM named \"dev\"",
+            ),
+            // A guest that does not answer is not banger's failure.
+            (
+                WorkspaceOpError::Ssh(GuestSshError::NoBanner {
+                    addr: "172.30.0.2:22".parse().unwrap(),
+                    secs: 5,
+                    reason: "connection refused".into(),
+                }),
+                ErrorKind::Unreachable,
+                "no SSH banner from 172.30.0.2:22 within 5s: connection refused",
             ),
         ];
         for (e, kind, message) in cases {

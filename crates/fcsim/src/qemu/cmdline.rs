@@ -89,6 +89,9 @@ pub struct LaunchSpec {
     pub vsock_cid: Option<u32>,
     /// Attach a virtio-rng device (`PUT /entropy`).
     pub entropy: bool,
+    /// Start paused, waiting for an incoming migration (`PUT /snapshot/load`):
+    /// `-S -incoming defer`, then QMP `migrate-incoming`.
+    pub incoming: bool,
 }
 
 /// Doubles commas, QEMU's escape inside option values.
@@ -174,6 +177,9 @@ pub fn qemu_args(spec: &LaunchSpec) -> Vec<OsString> {
         args.extend(["-initrd".into(), initrd.to_string_lossy().into_owned()]);
     }
     args.extend(["-append".into(), spec.cmdline.clone()]);
+    if spec.incoming {
+        args.extend(["-S".into(), "-incoming".into(), "defer".into()]);
+    }
     for (index, drive) in spec.drives.iter().enumerate() {
         let path = drive.path_on_host.as_deref().unwrap_or_default();
         let read_only = if drive.is_read_only.unwrap_or(false) {
@@ -246,6 +252,7 @@ mod tests {
             qmp_socket: "/run/q/qmp.sock".into(),
             vsock_cid: None,
             entropy: false,
+            incoming: false,
         }
     }
 
@@ -291,6 +298,14 @@ mod tests {
         assert!(line.contains("-chardev file,id=serial0,path=/tmp/con,,sole.log,append=on"));
         assert!(line.contains("-device vhost-vsock-device,guest-cid=7"));
         assert!(line.contains("-device virtio-rng-device,rng=rng0"));
+    }
+
+    #[test]
+    fn a_load_starts_paused_waiting_for_the_migration() {
+        assert!(!joined(&spec()).contains("-incoming"));
+        let mut s = spec();
+        s.incoming = true;
+        assert!(joined(&s).contains(" -S -incoming defer"), "{}", joined(&s));
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! exits when QEMU does: 0 after a clean guest poweroff or reboot
 //! (`-no-reboot`), 1 with a log line otherwise. The child dies with the front
 //! (`PR_SET_PDEATHSIG`), so SIGKILL or SIGTERM of the front ends the guest.
-//! Calls QEMU cannot honour (snapshots, balloon, hotplug, ...) are refused
-//! with a 400 naming the QEMU front ([`refusal`]).
+//! Snapshots are QEMU migrations into the memory file (`migrate`): Full
+//! only, file memory backend only. Calls QEMU cannot honour (diff
+//! snapshots, balloon, hotplug, ...) are refused with a 400 naming the QEMU
+//! front ([`refusal`]).
 
 pub mod cmdline;
+mod migrate;
 pub mod qmp;
 pub(crate) mod vsock;
 
@@ -87,7 +90,16 @@ pub(crate) fn refusal(call: &ApiCall, started: bool) -> Option<Fault> {
         PutBalloon(_) | PatchBalloon(_) | PatchBalloonStats(_) | StartHinting(_) | StopHinting => {
             "the balloon device"
         }
-        CreateSnapshot(_) | LoadSnapshot(_) => "snapshots",
+        CreateSnapshot(p) if p.snapshot_type == Some(banger_fcapi::SnapshotType::Diff) => {
+            "diff snapshots (only Full)"
+        }
+        LoadSnapshot(p)
+            if p.mem_backend
+                .as_ref()
+                .is_some_and(|b| b.backend_type == banger_fcapi::MemBackendType::Uffd) =>
+        {
+            "the Uffd memory backend (only File)"
+        }
         PutMemoryHotplug(_) | PatchMemoryHotplug(_) => "memory hotplug",
         PutPmem(_) | PatchPmem(_) => "pmem devices",
         PutCpuConfig(_) => "CPU templates (custom CPU configuration)",
@@ -113,6 +125,11 @@ struct ChildState {
 #[derive(Debug)]
 pub struct QemuGuest {
     pid: u32,
+    /// The kernel command line it was started with (kept in snapshots).
+    cmdline: String,
+    /// The kernel and initrd it was started with (kept in snapshots, also
+    /// of a guest that was itself restored).
+    boot: banger_fcapi::BootSource,
     /// The one QMP connection (its socket file is already deleted).
     qmp: Mutex<qmp::Qmp>,
 }
@@ -244,8 +261,24 @@ impl QemuGuest {
         log.info("main", "vmm", format!("QEMU is running (pid {pid})"));
         Ok(Self {
             pid,
+            boot: banger_fcapi::BootSource {
+                kernel_image_path: spec.kernel.display().to_string(),
+                initrd_path: spec.initrd.as_ref().map(|p| p.display().to_string()),
+                boot_args: None,
+            },
+            cmdline: spec.cmdline,
             qmp: Mutex::new(qmp),
         })
+    }
+
+    /// The kernel command line QEMU was started with.
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// The kernel and initrd QEMU was started with.
+    pub fn boot_source(&self) -> &banger_fcapi::BootSource {
+        &self.boot
     }
 
     /// QEMU's process id.

@@ -56,6 +56,10 @@ for e in /sys/class/input/event*; do
     (head -c 1 /dev/input/${e##*/} >/dev/null; echo "MARK power button"; poweroff -f) &
   fi
 done
+if [ -n "$(arg ticker)" ]; then
+  mkdir -p /dev/shm && echo "$(arg ticker)" > /dev/shm/kept
+  (i=0; while true; do i=$((i+1)); echo "MARK tick $i $(cat /dev/shm/kept)"; sleep 1; done) &
+fi
 echo "MARK ready"
 while true; do sleep 1; done
 "#;
@@ -208,4 +212,90 @@ pub fn children(pid: u32) -> Vec<u32> {
                 == Some(pid)
         })
         .collect()
+}
+
+/// The counters of the guest's ticker (`ticker=TEXT` on the kernel command
+/// line: `MARK tick N TEXT` every second) in a console log.
+pub fn ticks(console: &Path) -> Vec<u32> {
+    fs::read_to_string(console)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("MARK tick "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Waits up to `within` for a tick above `above` in `console`; returns it.
+pub fn wait_tick(console: &Path, above: u32, within: std::time::Duration) -> Result<u32, String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(&t) = ticks(console).iter().find(|&&t| t > above) {
+            return Ok(t);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no tick above {above} in {} within {within:?}:\n{}",
+                console.display(),
+                fs::read_to_string(console).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// [`front_daemon_with`] with the guest's ticker on (`ticker=kept-in-shm`,
+/// also written to `/dev/shm`).
+pub fn front_daemon(test: &str) -> Option<(crate::util::TestDaemon, crate::util::Fixtures)> {
+    front_daemon_with(test, "console=ttyS0 reboot=k panic=1 ticker=kept-in-shm")
+}
+
+/// A `bangerd` whose VMM is `banger-fcqemu` (TCG), network off, readiness
+/// `none`, 1 vCPU and 256 MiB per VM, `kernel_args` as given, with image
+/// `busybox` registered: the initramfs guest. `None` (with the reason
+/// printed) without a kernel, QEMU, busybox or mkfs.ext4.
+pub fn front_daemon_with(
+    test: &str,
+    kernel_args: &str,
+) -> Option<(crate::util::TestDaemon, crate::util::Fixtures)> {
+    let (kernel, busybox) = match prerequisites() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("SKIP {test}: {why}");
+            return None;
+        }
+    };
+    let fx = crate::util::Fixtures::new(test)?;
+    let initrd = fx.dir.path().join("initrd.cpio");
+    build_initramfs(&kernel, &busybox, &initrd);
+    let dir = tempfile::Builder::new()
+        .prefix("banger-test-")
+        .tempdir()
+        .unwrap();
+    let config = format!(
+        "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 60\nstats_interval_secs = 1\n\
+         [vm]\nvcpus = 1\nmemory = \"256M\"\nkernel_args = {kernel_args:?}\n\
+         [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n",
+        env!("CARGO_BIN_EXE_banger-fcqemu")
+    );
+    fs::write(dir.path().join("config.toml"), config).unwrap();
+    let mut d = crate::util::TestDaemon {
+        dir,
+        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
+        child: None,
+        launcher: Vec::new(),
+        netns: None,
+    };
+    d.spawn();
+    d.cli_ok(&[
+        "image",
+        "register",
+        "busybox",
+        "--rootfs",
+        &fx.rootfs.display().to_string(),
+        "--kernel",
+        &kernel.image.display().to_string(),
+        "--initrd",
+        &initrd.display().to_string(),
+    ]);
+    Some((d, fx))
 }
