@@ -37,6 +37,12 @@ pub enum ManifestError {
         /// 1-based line.
         line: usize,
     },
+    /// The guest's stat listing could not be read.
+    #[error("the guest's listing of its checkout is unreadable: {reason}")]
+    GuestListing {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// One carried file.
@@ -319,7 +325,7 @@ impl Manifest {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
@@ -331,7 +337,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Decode hex `s` into exactly `out.len()` bytes; false on a bad digit or
 /// length.
-fn unhex_into(s: &[u8], out: &mut [u8]) -> bool {
+pub(crate) fn unhex_into(s: &[u8], out: &mut [u8]) -> bool {
     fn digit(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),
