@@ -23,6 +23,10 @@
 //! two entries (GNU long names, pax records) is bounded by
 //! [`MAX_TAR_METADATA_BYTES`].
 //!
+//! A layer is decompressed on a thread of its own, a few chunks ahead of
+//! the thread that writes the files (the budget is counted on the writer's
+//! side, so the decoder runs at most those chunks past it).
+//!
 //! umoci writes layer tars without the final padding and end-of-archive
 //! blocks; an end of file after the last complete entry is accepted as the
 //! end of the layer. A decompression error never is.
