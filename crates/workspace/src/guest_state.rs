@@ -22,7 +22,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{ManifestError, PathHash, hex, unhex_into};
+use crate::manifest::{ManifestError, PathHash, hex, load_text, unhex_into};
 
 /// The guest's `stat` of each file of a checkout, as the guest printed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,14 +142,7 @@ impl GuestState {
     /// Load from `path`; a missing file is an empty state (every path is
     /// then checked as changed, so the next prepare resends it).
     pub fn load(path: &Path) -> Result<GuestState, ManifestError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => GuestState::from_text(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GuestState::default()),
-            Err(source) => Err(ManifestError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        load_text(path, GuestState::from_text)
     }
 }
 

@@ -314,14 +314,23 @@ impl Manifest {
 
     /// Load from `path`; a missing file is an empty manifest.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Manifest::from_text(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(source) => Err(ManifestError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        load_text(path, Manifest::from_text)
+    }
+}
+
+/// Parse the record file at `path` with `parse`; a missing file is the
+/// empty record.
+pub(crate) fn load_text<T: Default>(
+    path: &Path,
+    parse: impl FnOnce(&str, &Path) -> Result<T, ManifestError>,
+) -> Result<T, ManifestError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
