@@ -163,10 +163,12 @@ pub(crate) struct GuestHello {
 
 impl GuestHello {
     /// Receive until `done(buf)` gives the length to take, or `timeout`.
+    /// Between two calls of `done` the buffer only grows, so `done` may
+    /// resume where it stopped.
     fn take_until(
         &mut self,
         timeout: std::time::Duration,
-        done: impl Fn(&[u8]) -> Option<usize>,
+        mut done: impl FnMut(&[u8]) -> Option<usize>,
     ) -> std::io::Result<Vec<u8>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -202,15 +204,17 @@ impl GuestHello {
     /// Wait up to `timeout` for a NUL-separated listing ended by an empty
     /// record, and take it (terminator included).
     pub(crate) fn listing(&mut self, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
-        self.take_until(timeout, |b| {
-            let mut start = 0;
-            for (i, c) in b.iter().enumerate() {
-                if *c == 0 {
-                    if i == start {
-                        return Some(i + 1);
+        // Where the current record starts, and how far was looked at.
+        let (mut start, mut pos) = (0, 0);
+        self.take_until(timeout, move |b| {
+            while pos < b.len() {
+                if b[pos] == 0 {
+                    if pos == start {
+                        return Some(pos + 1);
                     }
-                    start = i + 1;
+                    start = pos + 1;
                 }
+                pos += 1;
             }
             None
         })
