@@ -225,47 +225,20 @@ impl ImageService {
             to_fetch,
             &format!("the layers of {whole} ({to_fetch} bytes to download)"),
         )?;
-        // Layers download up to PARALLEL_FETCHES at a time and are applied
-        // in order as soon as each (and those before it) is in: the
-        // flattening of layer 1 runs while the later ones download.
+        let mut blobs = Vec::with_capacity(n);
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            let label = format!("layer {}/{n}", i + 1);
+            blobs.push((
+                self.fetch_blob(op_id, &client, &job.reference, layer, &label)
+                    .await?,
+                layer.digest.clone(),
+            ));
+        }
+
+        self.op_stage(op_id, 2, &format!("applying {n} layers"));
         std::fs::create_dir_all(staging).map_err(ImageError::io("cannot create", staging))?;
-        let (tx, rx) = std::sync::mpsc::channel();
         let (st, kernel, link) = (staging.to_path_buf(), job.kernel.clone(), job.link_kernel);
-        let build = blocking(move || build_rootfs(&st, &rx, kernel.as_deref(), link));
-        let fetch = async {
-            // Owned here: a failed download drops the sender, which ends
-            // the builder's wait.
-            let tx = tx;
-            // Futures made up front (a closure over the layers trips
-            // the spawned future's lifetime inference), polled in order.
-            let mut jobs = Vec::with_capacity(n);
-            for (i, layer) in manifest.layers.iter().enumerate() {
-                let label = format!("layer {}/{n}", i + 1);
-                let (client, reference) = (&client, &job.reference);
-                jobs.push(async move {
-                    let blob = self
-                        .fetch_blob(op_id, client, reference, layer, &label)
-                        .await?;
-                    Ok::<_, ImageError>((blob, layer.digest.clone()))
-                });
-            }
-            let mut fetched = futures_util::stream::iter(jobs).buffered(PARALLEL_FETCHES);
-            let mut first = true;
-            while let Some(blob) = fetched.next().await {
-                if std::mem::take(&mut first) {
-                    self.op_stage(op_id, 2, &format!("applying {n} layers"));
-                }
-                // The builder only stops early on its own error, which
-                // the join below reports.
-                let _ = tx.send(LayerFeed::Layer(blob?));
-            }
-            let _ = tx.send(LayerFeed::Complete);
-            Ok::<_, ImageError>(())
-        };
-        let (built, fetched) = tokio::join!(build, fetch);
-        // A failed download is the cause of the build's "incomplete".
-        fetched?;
-        built?;
+        blocking(move || build_rootfs(&st, &blobs, kernel.as_deref(), link)).await?;
 
         self.op_stage(op_id, 3, "publishing");
         let staged = Staged {
@@ -467,23 +440,10 @@ impl ImageService {
     }
 }
 
-/// Layers downloaded at once.
-const PARALLEL_FETCHES: usize = 4;
-
-/// What the downloads hand [`build_rootfs`], in layer order.
-enum LayerFeed {
-    /// The next layer's blob and digest.
-    Layer((PathBuf, String)),
-    /// Every layer was sent.
-    Complete,
-}
-
-/// Apply the layers as they arrive on `blobs` and build `rootfs.ext4` (and
-/// copy the kernel) in `staging`. Without [`LayerFeed::Complete`] (a
-/// download failed) nothing is built.
+/// Apply the layers and build `rootfs.ext4` (and copy the kernel) in `staging`.
 fn build_rootfs(
     staging: &Path,
-    blobs: &std::sync::mpsc::Receiver<LayerFeed>,
+    blobs: &[(PathBuf, String)],
     kernel: Option<&Path>,
     link_kernel: bool,
 ) -> Result<(), ImageError> {
@@ -494,16 +454,8 @@ fn build_rootfs(
         let free = banger_imagemgr::available_bytes(staging)?;
         let limit = free.saturating_sub(banger_imagemgr::SPACE_MARGIN) / 2;
         let mut f = Flattener::new(&tree_dir)?.with_limit(limit);
-        loop {
-            match blobs.recv() {
-                Ok(LayerFeed::Layer((blob, digest))) => f.apply_layer(&blob, &digest)?,
-                Ok(LayerFeed::Complete) => break,
-                Err(_) => {
-                    return Err(ImageError::Internal(
-                        "the layer downloads stopped before the last layer".into(),
-                    ));
-                }
-            }
+        for (blob, digest) in blobs {
+            f.apply_layer(blob, digest)?;
         }
         let tree = f.finish()?;
         banger_imagemgr::build_ext4(&tree, &staging.join("rootfs.ext4"))?;
