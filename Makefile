@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build guest-agent test lint fmt demo smoke hostile bench bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo demo-clean smoke hostile bench bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -32,14 +32,18 @@ fmt: ## Format the code.
 demo: ## Build, start a dev bangerd and run the main job as far as this host allows.
 	./scripts/demo.sh
 
-smoke: demo ## The supported-path smoke run; today the dev-path demo (see README).
+demo-clean: ## Remove everything `make demo` created (VMs, images, daemon, state, its ssh-config include and key).
+	./scripts/demo.sh clean
+
+smoke: ## The system path for real (root): install, use, restart, uninstall in a systemd-nspawn container (docs/system-path.md).
+	./scripts/smoke/run.sh
 
 hostile: ## The hostile-client suites (root): every privileged operation attacked; prints the total tried and accepted outside the rules.
 	@$(CARGO) test -p banger-roothelper --test hostile_disk_net --test hostile_sockets --test hostile_process -- --nocapture 2>&1 \
 	  | tee /dev/stderr | awk '/^hostile .*: tried [0-9]+, accepted outside the rules [0-9]+/ { t += $$(NF-5); m += $$NF; n++ } \
 	    END { printf "hostile (all %d suites): tried %d, accepted outside the rules %d\n", n, t, m; exit (n == 3 && m == 0) ? 0 : 1 }'
 
-bench: ## Lifecycle and 200-VM stats-load benchmarks against the simulator, and the root-helper round trip vs in-process.
+bench: ## Lifecycle on the default configuration (root: private netns; create overhead, 20 concurrent creates/s), 200-VM stats load, helper round trip.
 	$(CARGO) bench -p banger --bench lifecycle
 	$(CARGO) bench -p banger --bench stats_load
 	$(CARGO) bench -p banger-roothelper --bench helper_rtt

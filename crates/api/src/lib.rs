@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod doctor;
+pub mod forward;
 pub mod guest;
 pub mod model;
 pub mod network;

@@ -161,6 +161,68 @@ pub struct VmDetail {
     pub runtime: Option<VmRuntime>,
     /// Files on disk.
     pub paths: VmPaths,
+    /// Its port forwards (`banger vm forward`).
+    #[serde(default)]
+    pub forwards: Vec<crate::forward::PortForward>,
+    /// The provisioning scripts of `vm create --provision`, in order
+    /// (empty when none ran).
+    #[serde(default)]
+    pub provision: Vec<ProvisionRun>,
+}
+
+/// Where a provisioning script is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionState {
+    /// Not started yet (an earlier script failed or is still running).
+    Pending,
+    /// Running in the guest.
+    Running,
+    /// Exited 0.
+    Ok,
+    /// Exited non-zero, or could not be run.
+    Failed,
+}
+
+impl ProvisionState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisionState::Pending => "pending",
+            ProvisionState::Running => "running",
+            ProvisionState::Ok => "ok",
+            ProvisionState::Failed => "failed",
+        }
+    }
+}
+
+/// One provisioning script's run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRun {
+    /// The script, as named on the host.
+    pub script: String,
+    /// Its state.
+    pub state: ProvisionState,
+    /// Exit code, once it ended (`None` when ssh could not run it).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Start time (Unix ms), once started.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// End time (Unix ms), once ended.
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+}
+
+/// `vm.provision_record`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmProvisionParams {
+    /// Name or id.
+    pub vm: String,
+    /// Every script's run, in order (at most 64).
+    pub runs: Vec<ProvisionRun>,
 }
 
 /// Resource use of a running VM's VMM process.
@@ -373,6 +435,10 @@ pub struct VmLogs {
     pub path: String,
     /// The last lines, oldest first (invalid UTF-8 replaced).
     pub lines: Vec<String>,
+    /// Byte offset just after the last complete line returned: the
+    /// `since` of the next follow call.
+    #[serde(default)]
+    pub end: u64,
 }
 
 /// Output of `vm.delete`.

@@ -42,6 +42,11 @@ pub enum Request {
     /// Boot a stopped VM. Returns [`Vm`](crate::Vm).
     #[serde(rename = "vm.start")]
     VmStart(VmRef),
+    /// Boot a stopped VM in the background, like `vm.create`: answers at
+    /// once with the operation to follow (its stages: preparing, starting
+    /// VMM, configuring, booting). Returns [`VmCreated`](crate::VmCreated).
+    #[serde(rename = "vm.start_op")]
+    VmStartOp(VmRef),
     /// Ctrl-Alt-Del, then SIGKILL after a timeout. Returns [`Vm`](crate::Vm).
     #[serde(rename = "vm.stop")]
     VmStop(VmStopParams),
@@ -117,6 +122,10 @@ pub enum Request {
     /// Listening guest ports. Returns `Vec<`[`GuestPort`](crate::guest::GuestPort)`>`.
     #[serde(rename = "vm.ports")]
     VmPorts(VmRef),
+    /// Record the provisioning runs of a VM (replacing the previous
+    /// record). Returns `Vec<`[`ProvisionRun`](crate::ProvisionRun)`>`.
+    #[serde(rename = "vm.provision_record")]
+    VmProvisionRecord(crate::model::VmProvisionParams),
     /// Pull an image from an OCI registry, asynchronously. Returns the
     /// [`Operation`](crate::Operation) to follow; its subject is the image name.
     #[serde(rename = "image.pull")]
@@ -149,6 +158,17 @@ pub enum Request {
     /// the image name.
     #[serde(rename = "image.build")]
     ImageBuild(ImageBuildParams),
+    /// Forward a host TCP port to a guest port (stored; kept across VM and
+    /// daemon restarts). Returns [`PortForward`](crate::forward::PortForward).
+    #[serde(rename = "vm.forward")]
+    VmForward(crate::forward::VmForwardParams),
+    /// Remove forwards of a VM. Returns the removed
+    /// `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
+    #[serde(rename = "vm.forward_remove")]
+    VmForwardRemove(crate::forward::VmForwardParams),
+    /// A VM's forwards. Returns `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
+    #[serde(rename = "vm.forwards")]
+    VmForwards(VmRef),
 }
 
 impl Request {
@@ -160,6 +180,7 @@ impl Request {
             Request::Doctor => "daemon.doctor",
             Request::VmCreate(_) => "vm.create",
             Request::VmStart(_) => "vm.start",
+            Request::VmStartOp(_) => "vm.start_op",
             Request::VmStop(_) => "vm.stop",
             Request::VmRestart(_) => "vm.restart",
             Request::VmKill(_) => "vm.kill",
@@ -183,6 +204,7 @@ impl Request {
             Request::GuestSshConfig => "guest.ssh_config",
             Request::VmSshArgv(_) => "vm.ssh_argv",
             Request::VmPorts(_) => "vm.ports",
+            Request::VmProvisionRecord(_) => "vm.provision_record",
             Request::ImagePull(_) => "image.pull",
             Request::ImageExportBundle(_) => "image.export_bundle",
             Request::KernelList => "kernel.list",
@@ -192,6 +214,9 @@ impl Request {
             Request::ImagePromote(_) => "image.promote",
             Request::ImageRefreshSeed(_) => "image.refresh_seed",
             Request::ImageBuild(_) => "image.build",
+            Request::VmForward(_) => "vm.forward",
+            Request::VmForwardRemove(_) => "vm.forward_remove",
+            Request::VmForwards(_) => "vm.forwards",
         }
     }
 }
@@ -325,6 +350,12 @@ pub struct VmLogsParams {
     /// `invalid_argument`.
     #[serde(default)]
     pub tail: Option<u32>,
+    /// Follow mode: the complete lines written from this byte offset on
+    /// (the `end` of the previous answer), at most 4 MiB; `tail` is then
+    /// ignored. An offset past the end (the log was truncated or rotated)
+    /// reads from the start.
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 /// `image.register`.

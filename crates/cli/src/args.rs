@@ -31,6 +31,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Everyday verbs (issue 17): `shell`, `vm cp`, `__complete` live in args_verbs.rs.
+
 /// Where the daemon and its files are.
 #[derive(Debug, Clone, Default, Args)]
 pub struct GlobalArgs {
@@ -64,6 +66,17 @@ pub struct GlobalArgs {
     /// Use the system paths (/etc/banger, /var/lib/banger, /run/banger)
     #[arg(long, global = true, help_heading = "Global options")]
     pub system: bool,
+    /// Talk to the bangerd of context NAME over SSH (`banger context list`; `local`: this machine) [env: BANGER_CONTEXT]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "NAME"
+    )]
+    pub context: Option<String>,
+    /// Print only what scripts need (names or ids), no progress or hints
+    #[arg(long, short, global = true, help_heading = "Global options")]
+    pub quiet: bool,
 }
 
 /// The top-level commands.
@@ -72,6 +85,11 @@ pub enum Command {
     /// Create, run and inspect VMs
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Open a shell (or run a command after `--`) in a VM, creating the default VM if needed
+    Shell(crate::args_verbs::ShellArgs),
+    /// Names for the completion scripts (`vms` or `images`), one per line
+    #[command(name = "__complete", hide = true)]
+    Complete(crate::args_verbs::CompleteArgs),
     /// Register and manage images (root filesystem + kernel)
     #[command(subcommand)]
     Image(ImageCommand),
@@ -107,6 +125,9 @@ pub enum Command {
     /// Re-seed images with the current SSH keys and guest agent
     #[command(subcommand)]
     ManagedSeed(ManagedSeedCommand),
+    /// Name remote hosts whose bangerd banger reaches over SSH (`--context`)
+    #[command(subcommand)]
+    Context(crate::args_context::ContextCommand),
 }
 
 /// `banger managed-seed …`.
@@ -155,15 +176,15 @@ pub struct VmArg {
 pub enum VmCommand {
     /// Create a VM and boot it, following its progress
     Create(VmCreateArgs),
-    /// Boot a stopped VM
-    Start(VmArg),
-    /// Stop a VM (Ctrl-Alt-Del, then kill after the timeout)
+    /// Boot stopped VMs
+    Start(crate::args_verbs::VmNamesArg),
+    /// Stop VMs (Ctrl-Alt-Del, then kill after the timeout)
     Stop(VmStopArgs),
     /// Stop a VM if it runs, then start it
     Restart(VmStopArgs),
     /// Kill a VM's VMM immediately
     Kill(VmArg),
-    /// Delete a VM and its disks
+    /// Delete VMs and their disks
     #[command(visible_alias = "rm")]
     Delete(VmDeleteArgs),
     /// Change the resources of a stopped VM
@@ -179,15 +200,22 @@ pub enum VmCommand {
     Logs(VmLogsArgs),
     /// Open a shell (or run a command after `--`) in a VM over SSH
     Ssh(crate::args_guest::VmSshArgs),
-    /// List the VM's listening TCP/UDP ports as NAME.vm:PORT
+    /// List the VM's listening TCP/UDP ports as NAME.vm:PORT, and its port forwards
     Ports(VmArg),
+    /// Forward a host TCP port to a guest port (on 127.0.0.1 unless --address; kept across restarts), or --remove it
+    Forward(crate::args_forward::VmForwardArgs),
+    /// Copy files between the host and a VM (`NAME:/path` on one side)
+    Cp(crate::args_verbs::VmCpArgs),
 }
 
 /// `banger vm create`.
 #[derive(Debug, Clone, Args)]
 pub struct VmCreateArgs {
-    /// VM name: a DNS label (the guest becomes NAME.vm)
-    pub name: String,
+    /// Name of the new VM: a DNS label (the guest becomes NAME.vm) [default: `name` from the spec]
+    #[arg(required_unless_present = "spec")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub more: crate::args_verbs::VmCreateMore,
     /// Image name or id [default: `vm.image` from the config]
     #[arg(long)]
     pub image: Option<String>,
@@ -204,10 +232,10 @@ pub struct VmCreateArgs {
     #[arg(long, value_name = "SIZE")]
     pub work_disk: Option<ByteSize>,
     /// Create the VM without booting it
-    #[arg(long)]
+    #[arg(long, conflicts_with = "provision")]
     pub no_start: bool,
     /// Boot in the background and return at once (follow with `banger operation watch ID`)
-    #[arg(long, conflicts_with = "no_start")]
+    #[arg(long, conflicts_with_all = ["no_start", "provision"])]
     pub detach: bool,
     #[command(flatten)]
     pub json: JsonArg,
@@ -216,8 +244,9 @@ pub struct VmCreateArgs {
 /// `banger vm stop|restart`.
 #[derive(Debug, Clone, Args)]
 pub struct VmStopArgs {
-    /// VM name or id
-    pub name: String,
+    /// VM names or ids
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
     /// Seconds to wait after Ctrl-Alt-Del before killing, 0 to 3600 [default: `daemon.stop_timeout_secs`]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub timeout: Option<u64>,
@@ -228,8 +257,9 @@ pub struct VmStopArgs {
 /// `banger vm delete`.
 #[derive(Debug, Clone, Args)]
 pub struct VmDeleteArgs {
-    /// VM name or id
-    pub name: String,
+    /// VM names or ids
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
     /// Kill the VM first if it is running
     #[arg(long, short)]
     pub force: bool,
@@ -270,6 +300,9 @@ pub struct VmLogsArgs {
     /// Number of last lines (at most 10000) [default: 100]
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub tail: Option<u32>,
+    /// Keep printing new lines as they are written (Ctrl-C stops)
+    #[arg(long, short, conflicts_with = "json")]
+    pub follow: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }

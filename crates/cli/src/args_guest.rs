@@ -69,10 +69,10 @@ pub struct VmSshArgs {
 /// `banger ssh-config`.
 #[derive(Debug, Clone, Args)]
 pub struct SshConfigArgs {
-    /// Print the include to stdout instead of writing ~/.ssh/config.d/banger
+    /// Print the include to stdout instead of writing this daemon's file in ~/.ssh/config.d/ (banger, banger-<hash>, or banger-CONTEXT with a remote context)
     #[arg(long)]
     pub print: bool,
-    /// Do not add `Include ~/.ssh/config.d/banger` to ~/.ssh/config
+    /// Do not add `Include ~/.ssh/config.d/banger*` to ~/.ssh/config
     #[arg(long, conflicts_with = "print")]
     pub no_include: bool,
 }

@@ -1,4 +1,6 @@
-//! A synchronous client for `bangerd`'s RPC socket.
+//! A synchronous client for `bangerd`'s RPC socket, or for a remote
+//! `bangerd` over SSH ([`Client::connect_ssh`]: `ssh … banger system
+//! dial-stdio` on that host, the same protocol over the session).
 //!
 //! The protocol is documented in [`banger_api::rpc`]: newline-delimited JSON
 //! over a Unix socket, a `daemon.hello` handshake first, then one request at a
@@ -44,6 +46,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the handshake may take: the daemon answers it without any work.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same over SSH, which logs in first.
+const SSH_HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long writing a request may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response line the client accepts (a list of many VMs or 10000 log
@@ -78,15 +82,23 @@ pub enum ClientError {
         /// Who would have been trusted, in words.
         trusted: String,
     },
+    /// The SSH connection to a remote daemon failed, or the remote side
+    /// could not reach its daemon (`banger system dial-stdio`).
+    #[error("cannot reach bangerd at {target} over SSH: {detail}")]
+    Ssh {
+        /// `ssh://[user@]host[:port]`.
+        target: String,
+        /// ssh's exit status and what it (or the remote banger) said, with a hint.
+        detail: String,
+    },
     /// The daemon speaks another protocol version.
     #[error(
-        "bangerd at {} speaks {}, this banger speaks protocol {client}: restart bangerd after an upgrade (stop it and start it again) so both run the same version",
-        socket.display(),
+        "bangerd at {endpoint} speaks {}, this banger speaks protocol {client}: restart bangerd after an upgrade (stop it and start it again) so both run the same version",
         daemon.map_or_else(|| "another protocol version".to_string(), |v| format!("protocol {v}"))
     )]
     VersionMismatch {
-        /// The daemon's socket.
-        socket: PathBuf,
+        /// The daemon's socket or `ssh://` address.
+        endpoint: String,
         /// This client's [`PROTOCOL_VERSION`].
         client: u32,
         /// The daemon's version, when it said.
@@ -133,7 +145,7 @@ impl ClientError {
     /// mismatch, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ClientError::Connect { .. } => 6,
+            ClientError::Connect { .. } | ClientError::Ssh { .. } => 6,
             ClientError::UntrustedPeer { .. } => ErrorKind::PermissionDenied.exit_code(),
             ClientError::VersionMismatch { .. } => ErrorKind::VersionMismatch.exit_code(),
             ClientError::Rpc(e) => e.kind.exit_code(),
@@ -221,15 +233,19 @@ impl TrustedPeers {
     }
 }
 
-/// One connection to `bangerd`.
+/// One connection to `bangerd`: its Unix socket, or an SSH session to
+/// another host whose `banger system dial-stdio` bridges to the daemon
+/// there (the session ends when the client is dropped).
 #[derive(Debug)]
 pub struct Client {
-    socket: PathBuf,
+    endpoint: String,
     reader: BufReader<UnixStream>,
     writer: BufWriter<UnixStream>,
     next_id: u64,
     timeout: Option<Duration>,
     hello: Hello,
+    // Declared last: dropped after the streams are closed.
+    tunnel: Option<crate::tunnel::Tunnel>,
 }
 
 impl Client {
@@ -246,22 +262,45 @@ impl Client {
 
     /// [`Client::connect`], trusting `peers`.
     pub fn connect_with(socket: &Path, peers: &TrustedPeers) -> Result<Client, ClientError> {
-        let connect_err = |source| ClientError::Connect {
-            socket: socket.to_path_buf(),
-            source,
-        };
-        let stream = connect_stream(socket, CONNECT_TIMEOUT).map_err(connect_err)?;
-        let cred =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .map_err(|e| connect_err(e.into()))?;
-        if !peers.allows(cred.uid()) {
-            return Err(ClientError::UntrustedPeer {
-                socket: socket.to_path_buf(),
-                uid: cred.uid(),
-                pid: cred.pid(),
-                trusted: peers.describe(),
-            });
+        let stream = connect_trusted(socket, peers)?;
+        Client::handshake(socket.display().to_string(), stream, None, HELLO_TIMEOUT)
+    }
+
+    /// Connect to the daemon on another host: run `ssh … banger system
+    /// dial-stdio` there (OpenSSH by argv; `ssh_config` is passed as `-F`)
+    /// and speak the protocol over the session. The remote side checks who
+    /// serves its daemon's socket, as [`Client::connect`] does here.
+    pub fn connect_ssh(
+        target: &crate::remote::SshTarget,
+        ssh_config: Option<&PathBuf>,
+    ) -> Result<Client, ClientError> {
+        let endpoint = target.to_string();
+        let (tunnel, stream) =
+            crate::tunnel::Tunnel::spawn(target, ssh_config).map_err(|e| ClientError::Ssh {
+                target: endpoint.clone(),
+                detail: format!(
+                    "cannot run {}: {e}; install the OpenSSH client",
+                    crate::remote::SSH
+                ),
+            })?;
+        // Logging in (and perhaps asking for a passphrase) takes longer
+        // than a local handshake.
+        match Client::handshake(endpoint.clone(), stream, Some(tunnel), SSH_HELLO_TIMEOUT) {
+            Err(ClientError::Io { source, .. }) => Err(ClientError::Ssh {
+                target: endpoint,
+                detail: source.to_string(),
+            }),
+            other => other,
         }
+    }
+
+    /// Perform the handshake on a connected stream.
+    fn handshake(
+        endpoint: String,
+        stream: UnixStream,
+        tunnel: Option<crate::tunnel::Tunnel>,
+        hello_timeout: Duration,
+    ) -> Result<Client, ClientError> {
         let io_err = |source| ClientError::Io {
             method: "daemon.hello".into(),
             source,
@@ -271,15 +310,16 @@ impl Client {
             .map_err(io_err)?;
         let reader = BufReader::new(stream.try_clone().map_err(io_err)?);
         let mut client = Client {
-            socket: socket.to_path_buf(),
+            endpoint,
             reader,
             writer: BufWriter::new(stream),
             next_id: 1,
-            timeout: Some(HELLO_TIMEOUT),
+            timeout: Some(hello_timeout),
             hello: Hello {
                 protocol: PROTOCOL_VERSION,
                 version: String::new(),
             },
+            tunnel,
         };
         let request = Request::Hello(HelloParams {
             protocol: PROTOCOL_VERSION,
@@ -290,7 +330,7 @@ impl Client {
             Err(ClientError::Rpc(e)) if e.kind == ErrorKind::VersionMismatch => {
                 return Err(client.mismatch(None));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(client.explain(e)),
         };
         if hello.protocol != PROTOCOL_VERSION {
             return Err(client.mismatch(Some(hello.protocol)));
@@ -302,15 +342,26 @@ impl Client {
 
     fn mismatch(&self, daemon: Option<u32>) -> ClientError {
         ClientError::VersionMismatch {
-            socket: self.socket.clone(),
+            endpoint: self.endpoint.clone(),
             client: PROTOCOL_VERSION,
             daemon,
         }
     }
 
-    /// The socket this client is connected to.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// A failed handshake over SSH: what ssh and the remote side said.
+    fn explain(&mut self, e: ClientError) -> ClientError {
+        match (&mut self.tunnel, e) {
+            (Some(t), ClientError::Io { .. } | ClientError::Timeout { .. }) => ClientError::Ssh {
+                target: self.endpoint.clone(),
+                detail: t.failure(),
+            },
+            (_, e) => e,
+        }
+    }
+
+    /// Where the daemon is: its socket path, or `ssh://[user@]host[:port]`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// The daemon's answer to the handshake (its protocol and version).
@@ -438,6 +489,28 @@ impl Client {
             "bangerd closed the connection before answering",
         ))
     }
+}
+
+/// Connect to the daemon's socket and check who serves it (`SO_PEERCRED`
+/// must name one of `peers`); nothing is sent. `banger system dial-stdio`
+/// bridges such a stream to an SSH session.
+pub fn connect_trusted(socket: &Path, peers: &TrustedPeers) -> Result<UnixStream, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    let stream = connect_stream(socket, CONNECT_TIMEOUT).map_err(connect_err)?;
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| connect_err(e.into()))?;
+    if !peers.allows(cred.uid()) {
+        return Err(ClientError::UntrustedPeer {
+            socket: socket.to_path_buf(),
+            uid: cred.uid(),
+            pid: cred.pid(),
+            trusted: peers.describe(),
+        });
+    }
+    Ok(stream)
 }
 
 /// Connect a Unix stream socket, giving up after `timeout` (a blocking

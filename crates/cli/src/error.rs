@@ -47,6 +47,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] io::Error),
+    /// A context could not be used, added or removed.
+    #[error(transparent)]
+    Context(#[from] crate::contexts::ContextError),
     /// The command ran but found problems (e.g. a failed doctor check).
     #[error("{message}")]
     Failed {
@@ -81,6 +84,7 @@ impl CliError {
             CliError::Client(e) => e.exit_code(),
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Failed { code, .. } => *code,
+            CliError::Context(e) => e.exit_code(),
             CliError::Operation { source, .. } => source.kind.exit_code(),
             CliError::Config(_) | CliError::Output(_) => 1,
         }
@@ -90,6 +94,18 @@ impl CliError {
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
     }
+}
+
+/// An error and its causes on one line (`a: b: c`).
+pub fn chain(e: &dyn Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }
 
 /// Print `error: <message>` and the numbered chain of causes.

@@ -18,22 +18,32 @@ use std::io::Write;
 use clap::Parser;
 
 mod args;
+mod args_context;
+mod args_forward;
 mod args_guest;
 mod args_kernel;
+mod args_verbs;
 pub mod client;
 mod commands;
 mod context;
+mod contexts;
 mod error;
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod kernel_check_tests;
 mod output;
 mod progress;
+pub mod remote;
 mod render;
 pub mod system;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
+mod tunnel;
+#[cfg(test)]
+mod verbs_tests;
 
 pub use error::{EXIT_UNREACHABLE, EXIT_USAGE};
 pub use output::Term;
@@ -68,10 +78,18 @@ where
             return e.exit_code();
         }
     };
+    // `-q`: progress, notes and hints go nowhere; errors still reach `err`.
+    let mut sink = std::io::sink();
+    let quiet = cli.global.quiet;
+    let (notes, errors): (&mut dyn Write, Option<&mut dyn Write>) = if quiet {
+        (&mut sink, Some(err))
+    } else {
+        (err, None)
+    };
     let mut ctx = context::Ctx {
         global: cli.global,
         out,
-        err,
+        err: notes,
         term,
     };
     let result = commands::run(cli.command, &mut ctx).and_then(|()| Ok(ctx.out.flush()?));
@@ -79,7 +97,7 @@ where
         Ok(()) => 0,
         Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
-            error::report(&e, ctx.err);
+            error::report(&e, errors.unwrap_or(ctx.err));
             e.exit_code()
         }
     }

@@ -3,7 +3,8 @@
 
 use banger_api::doctor::{Check, CheckStatus};
 use banger_api::{
-    ByteSize, DaemonStatus, Image, OpState, Operation, UnixMillis, Vm, VmDetail, VmState, VmStats,
+    ByteSize, DaemonStatus, Image, OpState, Operation, ProvisionRun, ProvisionState, UnixMillis,
+    Vm, VmDetail, VmState, VmStats,
 };
 use comfy_table::{Cell, Color, Table};
 
@@ -104,7 +105,65 @@ pub fn vm_detail(term: Term, now: UnixMillis, d: &VmDetail) -> Table {
     ));
     rows.push(("console log", d.paths.console_log.clone()));
     rows.push(("vmm log", d.paths.vmm_log.clone()));
+    for f in &d.forwards {
+        rows.push(("forward", forward_line(f)));
+    }
+    if !d.provision.is_empty() {
+        rows.push(("provision", provision_text(&d.provision)));
+    }
     kv_table(term, rows)
+}
+
+/// `127.0.0.1:8080 -> port 80`, and why it is not listening if it is not.
+fn forward_line(f: &banger_api::forward::PortForward) -> String {
+    let mut line = format!("{} -> port {}", f.host_endpoint(), f.guest_port);
+    if !f.listening {
+        line.push_str(&format!(
+            " (not listening: {})",
+            f.error.as_deref().unwrap_or("closed")
+        ));
+    }
+    line
+}
+
+/// The forwards table of `vm ports`.
+pub fn forwards(term: Term, forwards: &[banger_api::forward::PortForward]) -> Table {
+    let mut t = table(term, &["FORWARD", "TO", "STATE"]);
+    for f in forwards {
+        let state = match (&f.error, f.listening) {
+            (_, true) => "listening".to_string(),
+            (Some(e), false) => format!("not listening: {e}"),
+            (None, false) => "not listening".to_string(),
+        };
+        t.add_row(vec![
+            f.host_endpoint(),
+            format!("{}.vm:{}", f.vm, f.guest_port),
+            state,
+        ]);
+    }
+    t
+}
+
+/// One line per provisioning script: `setup.sh: failed (exit 3, 2.1s)`.
+pub fn provision_text(runs: &[ProvisionRun]) -> String {
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let took = match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => format!(", {:.1}s", (f - s).max(0) as f64 / 1000.0),
+                _ => String::new(),
+            };
+            let detail = match (r.state, r.exit_code) {
+                (ProvisionState::Ok | ProvisionState::Failed, Some(c)) => {
+                    format!(" (exit {c}{took})")
+                }
+                (ProvisionState::Failed, None) => format!(" (could not run{took})"),
+                _ => String::new(),
+            };
+            format!("{}: {}{detail}", r.script, r.state.as_str())
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// `vm stats`.

@@ -139,3 +139,16 @@ fn serve(
         }
     }
 }
+
+/// Run the CLI with `args` (after `banger`); returns (exit code, stdout,
+/// stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("banger").chain(args.iter().copied());
+    let code = crate::run(argv, &mut out, &mut err, crate::output::Term::default());
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}

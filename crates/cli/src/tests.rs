@@ -16,7 +16,7 @@ use crate::output::Term;
 use crate::testing::{FakeDaemon, Reply, error, event, ok};
 
 /// Run the CLI; returns (exit code, stdout, stderr).
-fn banger(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn banger(args: &[&str]) -> (i32, String, String) {
     banger_term(args, Term::default())
 }
 
@@ -32,14 +32,14 @@ fn banger_term(args: &[&str], term: Term) -> (i32, String, String) {
 }
 
 /// Run the CLI against `daemon`.
-fn against(daemon: &FakeDaemon, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn against(daemon: &FakeDaemon, args: &[&str]) -> (i32, String, String) {
     let socket = daemon.socket.to_str().unwrap();
     let mut argv = vec!["--socket", socket];
     argv.extend_from_slice(args);
     banger(&argv)
 }
 
-fn vm(name: &str, state: VmState) -> Vm {
+pub(crate) fn vm(name: &str, state: VmState) -> Vm {
     Vm {
         id: format!("{name}-0123456789ab"),
         name: name.into(),
@@ -59,7 +59,7 @@ fn vm(name: &str, state: VmState) -> Vm {
     }
 }
 
-fn detail(v: Vm) -> VmDetail {
+pub(crate) fn detail(v: Vm) -> VmDetail {
     VmDetail {
         runtime: v.state.has_vmm().then(|| VmRuntime {
             pid: 77,
@@ -75,10 +75,12 @@ fn detail(v: Vm) -> VmDetail {
             work_disk_bytes: 8 << 30,
         },
         vm: v,
+        forwards: Vec::new(),
+        provision: Vec::new(),
     }
 }
 
-fn op(state: OpState, step: u32, stage: &str) -> Operation {
+pub(crate) fn op(state: OpState, step: u32, stage: &str) -> Operation {
     Operation {
         id: "op7".into(),
         kind: "vm.create".into(),
@@ -139,6 +141,10 @@ fn daemon() -> FakeDaemon {
         {
             vec![ok(vm("dev", VmState::Running))]
         }
+        Request::VmStartOp(VmRef { vm: name }) if name == "dev" => vec![ok(VmCreated {
+            vm: vm("dev", VmState::Stopped),
+            operation: Some(op(OpState::Running, 0, "queued")),
+        })],
         Request::VmStats(_) => vec![ok(VmStats {
             name: "dev".into(),
             state: VmState::Running,
@@ -406,9 +412,14 @@ fn show_stats_and_power_commands() {
         "{out}"
     );
 
-    let (code, out, _) = against(&d, &["vm", "start", "dev"]);
-    assert_eq!(code, 0);
+    // `vm start` follows the boot as `vm create` does.
+    let (code, out, err) = against(&d, &["vm", "start", "dev"]);
+    assert_eq!(code, 0, "{err}");
     assert_eq!(out, "dev is running at 172.30.0.2\n");
+    assert_eq!(
+        err,
+        "starting dev: [1/3] copying root disk\nstarting dev: [2/3] starting VMM\n"
+    );
     let (_, out, _) = against(&d, &["vm", "kill", "dev", "--json"]);
     assert_eq!(serde_json::from_str::<Vm>(&out).unwrap().name, "dev");
 }
@@ -767,6 +778,7 @@ fn logs_print_lines() {
         vec![ok(banger_api::VmLogs {
             path: "/s/vms/x/console.log".into(),
             lines: vec!["[    0.0] Linux version".into(), "login:".into()],
+            end: 30,
         })]
     });
     let (code, out, _) = against(&d, &["vm", "logs", "dev", "--vmm", "-n", "2"]);
@@ -778,6 +790,7 @@ fn logs_print_lines() {
             vm: "dev".into(),
             source: banger_api::rpc::LogSource::Vmm,
             tail: Some(2),
+            since: None,
         })]
     );
 }

@@ -104,6 +104,9 @@ pub struct VmDefaults {
     /// Size of each VM's persistent work disk (`work.ext4`, sparse, made
     /// from the image's work seed at first start). Default `8G`.
     pub work_disk: ByteSize,
+    /// VM that `banger shell` opens when it names none (created from
+    /// `image` when missing). Default `primary`.
+    pub default_name: String,
 }
 
 /// `[network]`.
@@ -179,6 +182,7 @@ impl Default for VmDefaults {
             image: "default".into(),
             kernel_args: "console=ttyS0 reboot=k panic=1".into(),
             work_disk: ByteSize::gib(8),
+            default_name: "primary".into(),
         }
     }
 }
@@ -328,6 +332,8 @@ impl Config {
         if let Some(d) = self.vm.disk {
             banger_api::validate::disk_size("disk", d).map_err(|e| invalid("vm.disk", e))?;
         }
+        banger_api::validate::vm_name(&self.vm.default_name)
+            .map_err(|e| invalid("vm.default_name", e))?;
         if self.firecracker_bin.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "firecracker_bin",
@@ -412,6 +418,7 @@ mod tests {
             ),
             ("[vm]\nwork_disk = \"17T\"\n", "vm.work_disk"),
             ("[vm]\ndisk = \"0\"\n", "vm.disk"),
+            ("[vm]\ndefault_name = \"Not A Label\"\n", "vm.default_name"),
             ("[network]\ntap_pool_size = 65\n", "network.tap_pool_size"),
         ] {
             std::fs::write(&f, text).unwrap();
@@ -462,6 +469,8 @@ image = "default"
 kernel_args = "console=ttyS0 reboot=k panic=1"
 # Size of each VM's persistent work disk (sparse; at least the image's work seed).
 work_disk = "8G"
+# VM `banger shell` opens when it names none (created from `image` if missing).
+default_name = "primary"
 
 [network]
 # Guest subnet: the first address is the host side (gateway), guests get the rest.
@@ -501,7 +510,8 @@ user = "root"
 ssh_port = 22
 # OpenSSH client.
 ssh_bin = "ssh"
-# banger's private key. Unset: ~/.config/banger/ssh/id_ed25519 (created on first use).
+# banger's private key. Unset: ~/.config/banger/ssh/id_ed25519, on the system path
+# /var/lib/banger/ssh/id_ed25519 (created on first use).
 # ssh_key = "/home/me/.config/banger/ssh/id_ed25519"
 # SSH connect timeout in seconds.
 connect_timeout_secs = 10

@@ -31,7 +31,8 @@ pub struct GuestConfig {
     /// The OpenSSH client binary. Default `ssh`.
     pub ssh_bin: String,
     /// banger's private key (created with `ssh-keygen` on first use).
-    /// Default `$XDG_CONFIG_HOME/banger/ssh/id_ed25519`.
+    /// Default `$XDG_CONFIG_HOME/banger/ssh/id_ed25519`; on the system
+    /// path `<state_dir>/ssh/id_ed25519` (`Config::settle_for`).
     pub ssh_key: Option<PathBuf>,
     /// SSH connect timeout in seconds. Default 10.
     pub connect_timeout_secs: u64,

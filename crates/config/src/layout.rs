@@ -31,10 +31,16 @@ impl Layout {
     pub fn default_config_file(mode: Mode) -> PathBuf {
         match mode {
             Mode::System => PathBuf::from(crate::system::CONFIG_FILE),
-            Mode::Dev => xdg_dir("XDG_CONFIG_HOME", ".config")
-                .map(|d| d.join("banger/config.toml"))
+            Mode::Dev => Self::user_config_dir()
+                .map(|d| d.join("config.toml"))
                 .unwrap_or_else(|| PathBuf::from(crate::system::CONFIG_FILE)),
         }
+    }
+
+    /// The user's own banger config directory: `$XDG_CONFIG_HOME/banger`,
+    /// else `~/.config/banger`; `None` when neither variable is set.
+    pub fn user_config_dir() -> Option<PathBuf> {
+        xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("banger"))
     }
 
     /// Resolve the layout: `state_dir_flag` (from `--state-dir`) wins over
@@ -123,6 +129,28 @@ impl Layout {
     /// The daemon's own log when it runs detached.
     pub fn daemon_log(&self) -> PathBuf {
         self.state_dir.join("bangerd.log")
+    }
+
+    /// banger's SSH key on the system path, when the config names none:
+    /// `<state_dir>/ssh/id_ed25519`, beside the daemon's known_hosts. The
+    /// unit makes home directories read-only (`ProtectHome=read-only`), so
+    /// the dev path's `~/.config/banger/ssh` cannot be created there; the
+    /// state directory is the owner's (0750), so `banger vm ssh` run as
+    /// the owner reads the key.
+    pub fn system_ssh_key(&self) -> PathBuf {
+        self.state_dir.join("ssh/id_ed25519")
+    }
+}
+
+impl Config {
+    /// Defaults that depend on the mode, settled once the layout is
+    /// known: on the system path an unset `guest.ssh_key` becomes
+    /// [`Layout::system_ssh_key`], so everything `bangerd` writes lives
+    /// where its unit lets it write. The dev path keeps its defaults.
+    pub fn settle_for(&mut self, mode: Mode, layout: &Layout) {
+        if mode == Mode::System && self.guest.ssh_key.is_none() {
+            self.guest.ssh_key = Some(layout.system_ssh_key());
+        }
     }
 }
 
@@ -287,6 +315,17 @@ mod tests {
 
     use super::*;
 
+    /// The system path's default layout.
+    fn system_layout() -> Layout {
+        Layout::resolve(
+            Mode::System,
+            PathBuf::from("/etc/banger/config.toml"),
+            &Config::default(),
+            None,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn state_dir_flag_puts_sockets_inside() {
         let l = Layout::resolve(
@@ -297,15 +336,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.socket(), PathBuf::from("/tmp/s/run/bangerd.sock"));
-        let s = Layout::resolve(
-            Mode::System,
-            PathBuf::from("/etc/banger/config.toml"),
-            &Config::default(),
-            None,
-        )
-        .unwrap();
+        let s = system_layout();
         assert_eq!(s.state_dir, PathBuf::from("/var/lib/banger"));
         assert_eq!(s.socket(), PathBuf::from("/run/banger/bangerd.sock"));
+    }
+
+    #[test]
+    fn the_system_path_keeps_the_ssh_key_in_the_state_dir() {
+        let layout = system_layout();
+        let mut c = Config::default();
+        c.settle_for(Mode::System, &layout);
+        assert_eq!(
+            c.guest.key_path(),
+            PathBuf::from("/var/lib/banger/ssh/id_ed25519")
+        );
+        // A configured key stays; the dev path keeps its default.
+        let mut set = Config::default();
+        set.guest.ssh_key = Some("/k/id".into());
+        set.settle_for(Mode::System, &layout);
+        assert_eq!(set.guest.key_path(), PathBuf::from("/k/id"));
+        let mut dev = Config::default();
+        dev.settle_for(Mode::Dev, &layout);
+        assert_eq!(dev.guest.ssh_key, None);
     }
 }
 

@@ -9,8 +9,9 @@
 //!   tracker, VM files, the blocking helper); it imports no service.
 //! - the services: `host_network/` ([`HostNetwork`]), `images/`
 //!   ([`ImageService`], `KernelService`), `workspace/`
-//!   ([`WorkspaceService`]) and `vms/` ([`VMService`]), the only one that
-//!   uses the others, through their `mod.rs` items.
+//!   ([`WorkspaceService`]), `forwards/` ([`ForwardService`], port
+//!   forwards) and `vms/` ([`VMService`]), the only one that uses the
+//!   others, through their `mod.rs` items.
 //! - `doctor/`: host diagnostics.
 //!
 //! `tests/layout.rs` checks these import rules. See `ARCHITECTURE.md` at the
@@ -19,6 +20,7 @@
 pub mod common;
 pub mod config;
 pub mod doctor;
+pub mod forwards;
 pub mod host_network;
 pub mod images;
 pub mod privops_choice;
@@ -26,6 +28,7 @@ pub mod root;
 pub mod vms;
 pub mod workspace;
 
+pub use forwards::ForwardService;
 pub use host_network::HostNetwork;
 pub use images::ImageService;
 pub use root::{Args, Daemon, OpenOptions, main, wire_services};

@@ -2,7 +2,7 @@
 //!
 //! - `src/<folder>/` is one part: `root` (composition root, RPC, entry),
 //!   `common` (shared by all), the services `host_network`, `images`,
-//!   `workspace`, `vms`, and `doctor`.
+//!   `workspace`, `forwards`, `vms`, and `doctor`.
 //! - `common/` imports no other part.
 //! - A part reaches another only through the items its `mod.rs` states
 //!   (`crate::images::ImageService`, never `crate::images::pull::...`).
@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-const SERVICES: &[&str] = &["host_network", "images", "workspace", "vms"];
+const SERVICES: &[&str] = &["host_network", "images", "workspace", "forwards", "vms"];
 const CONSUMERS: &[&str] = &["root", "doctor"];
 const COMMON: &str = "common";
 

@@ -22,6 +22,7 @@ mod local;
 mod nat;
 mod net_op;
 mod netlink;
+mod notify;
 mod op;
 mod policy;
 mod proc;
@@ -41,13 +42,17 @@ pub use limits::{
     LogLimiter, NofileLimit, is_exhaustion, raise_and_log_nofile_limit, raise_nofile_limit,
 };
 pub use local::LocalPrivOps;
+pub use notify::{notify_ready, notify_status, notify_stopping};
 
 /// banger's links (name prefix `prefix`) as rtnetlink reports them; a
 /// read-only query that needs no privilege (`banger doctor` uses it).
 pub fn read_links(prefix: &str) -> Result<Vec<LinkInfo>, PrivOpsError> {
     netlink::list(prefix)
 }
-pub use nat::{NAT_TABLE, NFT, present as nat_table_present, ruleset as nat_ruleset};
+pub use nat::{
+    NAT_TABLE, NFT, list_ruleset as nft_ruleset, present as nat_table_present,
+    ruleset as nat_ruleset,
+};
 pub use op::{LinkInfo, PrivOp, PrivReply, SpawnVmm, VMM_LOCK_HELD, VmmSignal};
 pub use policy::{MAX_IFNAME, Policy};
 pub use proc::{

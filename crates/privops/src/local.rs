@@ -267,7 +267,13 @@ impl LocalPrivOps {
                 });
             }
         };
-        let Some(ident) = crate::proc::read_identity(&self.proc_root, pid) else {
+        // Read /proc with the owner's filesystem identity: `/proc/<pid>/exe`
+        // of another uid's process needs CAP_SYS_PTRACE otherwise (the
+        // kernel checks the fsuid), which bangerd-root's unit does not grant.
+        let ident = as_owner(self.run_as(), || {
+            Ok(crate::proc::read_identity(&self.proc_root, pid))
+        })?;
+        let Some(ident) = ident else {
             return gone;
         };
         if pidfd_exited(&pidfd) || ident.zombie {
@@ -635,6 +641,69 @@ mod tests {
         for pid in [0, 1, u32::MAX] {
             assert!(ops.signal_vmm(pid, 0, VmmSignal::Kill).is_err(), "{pid}");
         }
+    }
+
+    /// `CAP_SYS_PTRACE` (linux/capability.h).
+    const CAP_SYS_PTRACE: u32 = 19;
+
+    /// Drop `cap` from this thread's effective set (capabilities are per
+    /// thread): bangerd-root's unit bounds its capabilities.
+    fn drop_effective_cap(cap: u32) {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut h = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut d = [Data::default(); 2];
+        // SAFETY: capget/capset with a v3 header and two data structs.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+            d[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+            assert_eq!(libc::syscall(libc::SYS_capset, &h, d.as_ptr()), 0);
+        }
+    }
+
+    #[test]
+    fn signals_the_owners_vmm_without_cap_sys_ptrace() {
+        const T: &str = "signals_the_owners_vmm_without_cap_sys_ptrace";
+        if !nix::unistd::geteuid().is_root() {
+            banger_testsupport::skip!(T, "needs root to run a process as another uid");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+        let mut policy = ops(t.path(), &sleep.display().to_string()).policy().clone();
+        policy.owner_uid = 64_613;
+        let ops = LocalPrivOps::new(policy);
+        let mut vmm = Command::new(&sleep)
+            .arg("30")
+            .uid(64_613)
+            .gid(64_613)
+            .spawn()
+            .unwrap();
+        let start = crate::proc::start_time(Path::new("/proc"), vmm.id()).unwrap();
+        let pid = vmm.id();
+        // Reading /proc/<pid>/exe of another uid as root needs
+        // CAP_SYS_PTRACE, which the helper's unit does not grant.
+        let r = std::thread::spawn(move || {
+            drop_effective_cap(CAP_SYS_PTRACE);
+            ops.signal_vmm(pid, start, VmmSignal::Kill)
+        })
+        .join()
+        .unwrap();
+        let _ = vmm.kill();
+        vmm.wait().unwrap();
+        assert!(matches!(r, Ok(true)), "{r:?}");
     }
 
     #[test]

@@ -57,8 +57,25 @@ pub(crate) fn remove() -> Result<bool, PrivOpsError> {
 
 /// Whether banger's table exists.
 pub fn present() -> Result<bool, PrivOpsError> {
+    let v = list_json(&["tables", "inet"])?;
+    Ok(v["nftables"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|i| i["table"]["name"] == NAT_TABLE && i["table"]["family"] == "inet")
+    }))
+}
+
+/// The whole ruleset as `nft -j list ruleset` prints it (for `doctor`'s
+/// forward-policy check; needs CAP_NET_ADMIN).
+pub fn list_ruleset() -> Result<Value, PrivOpsError> {
+    list_json(&["ruleset"])
+}
+
+/// `nft -j list ARGS…`, parsed.
+fn list_json(args: &[&str]) -> Result<Value, PrivOpsError> {
     let out = Command::new(NFT)
-        .args(["-j", "list", "tables", "inet"])
+        .args(["-j", "list"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
@@ -71,13 +88,12 @@ pub fn present() -> Result<bool, PrivOpsError> {
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| nft_err(format!("unreadable `nft -j list tables` output: {e}")))?;
-    Ok(v["nftables"].as_array().is_some_and(|items| {
-        items
-            .iter()
-            .any(|i| i["table"]["name"] == NAT_TABLE && i["table"]["family"] == "inet")
-    }))
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        nft_err(format!(
+            "unreadable `nft -j list {}` output: {e}",
+            args.join(" ")
+        ))
+    })
 }
 
 fn run_json(v: &Value) -> Result<(), PrivOpsError> {

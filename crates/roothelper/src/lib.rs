@@ -87,6 +87,13 @@ fn run(args: Args) -> Result<(), String> {
         "bangerd-root {} ready",
         env!("CARGO_PKG_VERSION")
     );
+    // The socket is listening: connections from now on queue and are
+    // served, so systemd may start bangerd (ordered after this unit).
+    banger_privops::notify_ready(&format!(
+        "serving {} for uid {}",
+        socket.display(),
+        meta.owner_uid
+    ));
     server::serve(
         bound,
         LocalPrivOps::new(policy),

@@ -1,5 +1,5 @@
-//! Persistent state of the `bangerd` daemon: VMs, images, kernels and
-//! operations, kept in one SQLite database.
+//! Persistent state of the `bangerd` daemon: VMs, their port forwards,
+//! images, kernels and operations, kept in one SQLite database.
 //!
 //! The daemon opens one [`Store`] at start-up and shares it behind an `Arc`.
 //! Every method is short and synchronous: it takes the store's single
@@ -15,11 +15,13 @@
 #![warn(missing_docs)]
 
 mod error;
+mod forwards;
 mod id;
 mod images;
 mod kernels;
 mod migrations;
 mod operations;
+mod provision;
 mod sql;
 mod store;
 mod vms;

@@ -77,6 +77,19 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE images ADD COLUMN seed_json TEXT;
     ALTER TABLE images ADD COLUMN work_seed_path TEXT;
     ALTER TABLE vms ADD COLUMN work_disk_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 4: port forwards (`vm forward`); one listener per host address and
+    // port, gone with their VM.
+    "CREATE TABLE vm_forwards (
+        vm_id       TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE,
+        address     TEXT NOT NULL,
+        host_port   INTEGER NOT NULL,
+        guest_port  INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (address, host_port)
+    ) STRICT;
+    CREATE INDEX vm_forwards_vm_id ON vm_forwards (vm_id);",
+    // 5: provisioning runs of `vm create --provision` (JSON list).
+    "ALTER TABLE vms ADD COLUMN provision_json TEXT;",
 ];
 
 /// The schema version this code writes and the newest it can read.

@@ -1,8 +1,11 @@
 //! Setup shared by the daemon benchmarks (`lifecycle`, `stats_load`; each
 //! includes this module): a release `bangerd` in a temporary directory
-//! whose firecracker is the simulator, network disabled, no guest
-//! readiness wait, and an image `bench` registered (a small ext4 root
-//! filesystem and a minimal ELF kernel).
+//! whose firecracker is the simulator, no guest readiness wait, and an
+//! image `bench` registered (a small ext4 root filesystem and a minimal ELF
+//! kernel). [`Setup::Lean`] turns the network and identity sync off;
+//! [`Setup::Default`] keeps banger's default configuration (network, work
+//! disk, identity sync) and runs the daemon inside a private network
+//! namespace with its own `HOME`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +14,27 @@ use std::time::{Duration, Instant};
 use banger_api::rpc::ImageRegisterParams;
 use banger_api::{Image, Request};
 use banger_cli::client::Client;
+
+/// Which configuration the daemon runs.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // each benchmark uses one of them
+pub enum Setup {
+    /// Network off, identity sync off; `daemon_extra` is added to the
+    /// config's `[daemon]` table.
+    Lean {
+        /// Extra `[daemon]` keys.
+        daemon_extra: String,
+    },
+    /// banger's default configuration (network with NAT and `vm.` DNS,
+    /// 8 GiB work disks, identity sync), with readiness `none` for the
+    /// simulator, run inside the network namespace `netns` (which the
+    /// caller made; `ip netns exec`). `HOME` is a directory of the
+    /// benchmark's with an SSH public key and a git identity.
+    Default {
+        /// The network namespace's name.
+        netns: String,
+    },
+}
 
 /// A running benchmark daemon and one open connection to it.
 pub struct BenchDaemon {
@@ -32,26 +56,68 @@ impl BenchDaemon {
     /// `daemon_extra` added to the config's `[daemon]` table, logging at
     /// `log_filter`, and register image `bench` (root filesystem of
     /// `rootfs_size`, `mkfs.ext4`'s size syntax).
+    #[allow(dead_code)] // not every benchmark uses it
     pub fn start(
         prefix: &str,
         daemon_extra: &str,
         log_filter: &str,
         rootfs_size: &str,
     ) -> BenchDaemon {
+        let setup = Setup::Lean {
+            daemon_extra: daemon_extra.to_string(),
+        };
+        Self::start_with(prefix, &setup, log_filter, rootfs_size)
+    }
+
+    /// [`BenchDaemon::start`] with the configuration `setup`.
+    pub fn start_with(
+        prefix: &str,
+        setup: &Setup,
+        log_filter: &str,
+        rootfs_size: &str,
+    ) -> BenchDaemon {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
         let state = dir.path().join("state");
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "firecracker_bin = {:?}\n[daemon]\nstop_timeout_secs = 5\n{daemon_extra}[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n",
-                env!("CARGO_BIN_EXE_banger-fcsim")
+        let fcsim = env!("CARGO_BIN_EXE_banger-fcsim");
+        let home = dir.path().join("home");
+        let text = match setup {
+            Setup::Lean { daemon_extra } => format!(
+                "firecracker_bin = {fcsim:?}\n[daemon]\nstop_timeout_secs = 5\n{daemon_extra}[network]\nenabled = false\n[guest]\nreadiness = \"none\"\nsync_identity = false\n"
             ),
-        )
-        .unwrap();
+            Setup::Default { .. } => {
+                std::fs::create_dir_all(home.join(".ssh")).unwrap();
+                std::fs::write(
+                    home.join(".ssh/id_ed25519.pub"),
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBench bench@host\n",
+                )
+                .unwrap();
+                std::fs::write(
+                    home.join(".gitconfig"),
+                    "[user]\n\tname = Bench User\n\temail = bench@example.invalid\n",
+                )
+                .unwrap();
+                format!(
+                    "firecracker_bin = {fcsim:?}\n[daemon]\nstop_timeout_secs = 5\n[guest]\nreadiness = \"none\"\n"
+                )
+            }
+        };
+        std::fs::write(&config, text).unwrap();
         let (rootfs, kernel) = fixtures(dir.path(), rootfs_size);
         let log = dir.path().join("bangerd.log");
-        let process = Command::new(env!("CARGO_BIN_EXE_bangerd"))
+        let mut cmd = match setup {
+            Setup::Lean { .. } => Command::new(env!("CARGO_BIN_EXE_bangerd")),
+            Setup::Default { netns } => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_bangerd")])
+                    .env("HOME", &home)
+                    .env("XDG_CONFIG_HOME", home.join(".config"))
+                    .env("XDG_CACHE_HOME", home.join(".cache"))
+                    .env("XDG_DATA_HOME", home.join(".local/share"));
+                c
+            }
+        };
+        let process = cmd
             .arg("--state-dir")
             .arg(&state)
             .arg("--config")
@@ -90,6 +156,14 @@ impl BenchDaemon {
     }
 }
 
+impl Drop for BenchDaemon {
+    /// A benchmark that panics leaves no daemon behind (its network
+    /// namespace could not go while the daemon runs in it).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A connection to the daemon at `socket`, waiting up to 20 s for it.
 pub fn connect(socket: &Path) -> Client {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -108,6 +182,8 @@ fn fixtures(dir: &Path, size: &str) -> (PathBuf, PathBuf) {
     let rootfs = dir.join("rootfs.ext4");
     banger_testsupport::ext4::Mkfs::new()
         .file("etc/hostname", "bench\n")
+        .file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+        .file("root/.profile", "# bench\n")
         .build(&rootfs, size)
         .expect("mkfs.ext4 is needed");
     let kernel = dir.join("vmlinux");

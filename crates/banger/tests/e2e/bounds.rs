@@ -53,6 +53,7 @@ fn out_of_range_numbers_are_refused_and_change_nothing() {
             vm: "dev".into(),
             source: Default::default(),
             tail: Some(tail),
+            since: None,
         })));
         assert!(msg.contains("1 to 10000"), "{msg}");
     }

@@ -445,6 +445,7 @@ fn socket_is_private_and_other_users_are_refused() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(util::bin("banger"))
+        .env("HOME", "/nonexistent")
         .arg("--socket")
         .arg(d.socket())
         .args(["vm", "list"])
@@ -508,4 +509,154 @@ fn bangerd_refuses_a_state_dir_too_long_for_its_sockets() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("too long for Unix sockets"), "{err}");
     assert!(!state.exists(), "nothing is created: {err}");
+}
+
+/// Two dev daemons (two state dirs) and one user: each daemon's VMs get
+/// their own file in `~/.ssh/config.d/`, one `Include` covers both, and a
+/// `vm create` on one daemon never drops the other daemon's VMs.
+#[test]
+fn two_daemons_keep_their_own_ssh_config_files() {
+    let Some(fx) = Fixtures::new("two_daemons_keep_their_own_ssh_config_files") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (a, b) = (TestDaemon::start(&[]), TestDaemon::start(&[]));
+    for (d, vm) in [(&a, "alpha"), (&b, "beta")] {
+        d.register_image(&fx, "base");
+        let out = d.cli_in_home(
+            home.path(),
+            &["vm", "create", vm, "--image", "base", "--no-start"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = d.cli_in_home(home.path(), &["ssh-config"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = home.path().join(".ssh/config.d");
+    let read = |want: &str| -> String {
+        let mut hits: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|t| t.contains(&format!("Host {want}.vm")))
+            .collect();
+        assert_eq!(hits.len(), 1, "one file has {want}.vm");
+        hits.pop().unwrap()
+    };
+    assert!(!read("alpha").contains("beta.vm"));
+    // A create on b refreshes b's file only; alpha is still reachable.
+    let out = b.cli_in_home(
+        home.path(),
+        &["vm", "create", "gamma", "--image", "base", "--no-start"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(read("beta").contains("Host gamma.vm"));
+    assert!(!read("alpha").contains("gamma.vm"));
+    let main = std::fs::read_to_string(home.path().join(".ssh/config")).unwrap();
+    assert_eq!(
+        main.lines()
+            .filter(|l| l.starts_with("Include"))
+            .collect::<Vec<_>>(),
+        vec!["Include ~/.ssh/config.d/banger*"],
+        "{main}"
+    );
+}
+
+/// A console log past its cap is rotated under the running VMM (which
+/// keeps appending to it), and `vm logs` reads across the two files.
+#[test]
+fn console_log_is_rotated_and_read_across_generations() {
+    let Some(fx) = Fixtures::new("console_log_is_rotated_and_read_across_generations") else {
+        return;
+    };
+    let d = TestDaemon::start(&[]);
+    d.register_image(&fx, "base");
+    let vm = d.create("loud", "base").unwrap();
+    d.wait_state("loud", VmState::Running, 20);
+    let console = d.state_dir().join("vms").join(&vm.id).join("console.log");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&console)
+            .unwrap();
+        let line = format!("{}\n", "x".repeat(1023));
+        for _ in 0..(9 << 10) {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+        f.write_all(b"last line before rotation\n").unwrap();
+    }
+    let rotated = console.with_file_name("console.log.1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !rotated.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(rotated.exists(), "rotated within the stats interval");
+    assert!(std::fs::metadata(&console).unwrap().len() < 1 << 20);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&console)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"first line after\n"))
+        .unwrap();
+    let logs: VmLogs = d.cli_json(&["vm", "logs", "loud", "--tail", "2"]);
+    assert_eq!(
+        logs.lines
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .last(),
+        Some(&"first line after"),
+        "{:?}",
+        logs.lines
+    );
+    assert!(
+        logs.lines
+            .iter()
+            .any(|l| l.contains("last line before rotation"))
+    );
+}
+
+/// `bangerd.service` is `Type=notify`: bangerd sends `READY=1` (with its
+/// socket in `STATUS=`) to `$NOTIFY_SOCKET` once the socket serves, and
+/// `STOPPING=1` when SIGTERM arrives.
+#[test]
+fn bangerd_notifies_systemd_when_ready_and_when_stopping() {
+    let notify_dir = tempfile::tempdir().unwrap();
+    let path = notify_dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut d = TestDaemon::start(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("no READY=1 from bangerd");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(
+        msg.contains(&format!("STATUS=serving {}", d.socket().display())),
+        "{msg}"
+    );
+    // Ready means served: a request answers at once.
+    let _: banger_api::DaemonStatus = d.client().call(Request::Status).unwrap();
+    let child = d.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let n = sock.recv(&mut buf).expect("no STOPPING=1 from bangerd");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
+    let mut child = child;
+    child.wait().unwrap();
 }

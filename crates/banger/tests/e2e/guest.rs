@@ -125,7 +125,7 @@ fn readiness_pinning_ssh_and_ports() {
     assert!(cfg.contains("Host dev.vm\n  HostName 172.30.0.2"), "{cfg}");
     assert!(cfg.contains(&format!("HostKeyAlias banger-{}", vm.id)));
 
-    // Without --print it writes ~/.ssh/config.d/banger and names the Include line.
+    // Without --print it writes this daemon's file in ~/.ssh/config.d/ and names the Include line.
     let home = s.net.dir.path().join("user-home");
     std::fs::create_dir_all(&home).unwrap();
     let with_home = |args: &[&str]| {
@@ -140,14 +140,14 @@ fn readiness_pinning_ssh_and_ports() {
     let out = with_home(&["ssh-config"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Include ~/.ssh/config.d/banger"));
     assert_eq!(
-        std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap(),
+        std::fs::read_to_string(util::ssh_include(&home)).unwrap(),
         cfg
     );
     // ... and ~/.ssh/config includes it, once, before any Host block.
     let main_cfg = home.join(".ssh/config");
     let text = std::fs::read_to_string(&main_cfg).unwrap();
     assert!(
-        text.starts_with("Include ~/.ssh/config.d/banger\n"),
+        text.starts_with("Include ~/.ssh/config.d/banger*\n"),
         "{text}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -163,13 +163,13 @@ fn readiness_pinning_ssh_and_ports() {
     );
     // `vm delete`/`vm create` keep an installed include current.
     with_home(&["vm", "create", "other", "--image", "base", "--no-start"]);
-    let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
+    let inc = std::fs::read_to_string(util::ssh_include(&home)).unwrap();
     assert!(
         inc.contains("Host other.vm") && inc.contains("Host dev.vm"),
         "{inc}"
     );
     with_home(&["vm", "delete", "other", "--force"]);
-    let inc = std::fs::read_to_string(home.join(".ssh/config.d/banger")).unwrap();
+    let inc = std::fs::read_to_string(util::ssh_include(&home)).unwrap();
     assert!(
         !inc.contains("Host other.vm") && inc.contains("Host dev.vm"),
         "{inc}"

@@ -536,7 +536,7 @@ fn debian_guest_end_to_end_through_the_cli() {
         &format!("{} pins the VM: {kh}", known_hosts.display()),
     );
     e.ok(&["ssh-config"]);
-    let ssh_config = e.home.path().join(".ssh/config.d/banger");
+    let ssh_config = util::ssh_include(e.home.path());
     let cfg = std::fs::read_to_string(&ssh_config).unwrap();
     assert!(
         cfg.contains("Host dev.vm")
@@ -615,6 +615,37 @@ fn debian_guest_end_to_end_through_the_cli() {
     assert!(
         stats.cpu_time_ms > 0 && stats.rss_bytes > 64 << 20,
         "{stats:?}"
+    );
+
+    // 5b. Everyday verbs on the real guest: `shell` passes the command's
+    // exit code through; `vm cp` copies a directory in and back.
+    let sh = e.cli(&[
+        "shell",
+        "dev",
+        "--",
+        "sh",
+        "-c",
+        "'cat /etc/hostname; exit 3'",
+    ]);
+    e.check(
+        sh.status.code() == Some(3) && String::from_utf8_lossy(&sh.stdout).trim() == "dev",
+        &format!(
+            "banger shell dev -- …exit 3: {} {}{}",
+            sh.status,
+            String::from_utf8_lossy(&sh.stdout),
+            String::from_utf8_lossy(&sh.stderr)
+        ),
+    );
+    let cp_src = e.home.path().join("cp-src");
+    std::fs::create_dir_all(cp_src.join("deep")).unwrap();
+    std::fs::write(cp_src.join("deep/f.txt"), "payload\n").unwrap();
+    e.ok(&["vm", "cp", cp_src.to_str().unwrap(), "dev:/root/"]);
+    assert_eq!(e.guest("cat /root/cp-src/deep/f.txt"), "payload\n");
+    let cp_back = e.home.path().join("cp-back");
+    e.ok(&["vm", "cp", "dev:/root/cp-src", cp_back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(cp_back.join("deep/f.txt")).unwrap(),
+        "payload\n"
     );
 
     // 6. NAT: the guest reaches a listener in the outside namespace, which

@@ -49,23 +49,12 @@ fn daemon_boots_measures_and_stops_a_qemu_guest() {
     let initrd = fx.dir.path().join("initrd.cpio");
     build_initramfs(&kernel, &busybox, &initrd);
 
-    let dir = tempfile::Builder::new()
-        .prefix("banger-test-")
-        .tempdir()
-        .unwrap();
     let config = format!(
         "firecracker_bin = {FRONT:?}\n[daemon]\nstop_timeout_secs = 60\nstats_interval_secs = 1\n\
          [vm]\nvcpus = 1\nmemory = \"256M\"\n\
          [guest]\nreadiness = \"none\"\nsync_identity = false\n[network]\nenabled = false\n"
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    let mut d = TestDaemon {
-        dir,
-        env: vec![("BANGER_QEMU_ACCEL".into(), "tcg".into())],
-        child: None,
-        launcher: Vec::new(),
-        netns: None,
-    };
+    let mut d = TestDaemon::unstarted(&config, &[("BANGER_QEMU_ACCEL", "tcg")], None);
     d.spawn();
     let _: banger_api::Image = d
         .client()

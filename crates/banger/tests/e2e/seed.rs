@@ -12,19 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use banger_api::{Image, SeedRefresh, VmDetail, VmState};
-use util::{Fixtures, TestDaemon};
+use util::{Fixtures, TestDaemon, debugfs as dfs, debugfs_write};
 
 const T: &str = "seed_work_disk_and_refresh_end_to_end";
-
-fn dfs(disk: &Path, req: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(req)
-        .arg(disk)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn vm_config(api_sock: &str) -> serde_json::Value {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -185,14 +175,7 @@ fn seed_work_disk_and_refresh_end_to_end() {
     d.cli_ok(&["vm", "stop", "dev"]);
     let marker = env.home.join("marker");
     std::fs::write(&marker, "kept\n").unwrap();
-    let w = Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg(format!("write {} /marker", marker.display()))
-        .arg(&work)
-        .output()
-        .unwrap();
-    assert!(w.status.success());
+    debugfs_write(&work, &marker, "/marker");
     d.cli_ok(&["vm", "start", "dev"]);
     assert_eq!(dfs(&work, "cat /marker"), "kept\n");
     d.cli_ok(&["vm", "stop", "dev"]);

@@ -14,18 +14,52 @@ use std::process::{Command, Output};
 use util::bin;
 
 fn banger(args: &[&str]) -> Output {
+    // `system install --root` touches nothing of the caller's: a HOME
+    // that does not exist makes any attempt fail loudly.
     Command::new(bin("banger"))
         .args(args)
+        .env("HOME", "/nonexistent/banger-test-home")
+        .env_remove("XDG_CONFIG_HOME")
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
 }
 
+/// `banger system install --root ROOT --owner OWNER --from DIR`, where DIR
+/// holds this build's CLI and daemons and a stand-in guest agent (a
+/// `--root` install copies it and never runs it; `make build` builds the
+/// real one, which `cargo test` need not have built).
+fn install(root: &str, owner: &str) -> Output {
+    let bins = tempfile::tempdir().unwrap();
+    for b in ["banger", "bangerd", "bangerd-root"] {
+        std::os::unix::fs::symlink(bin(b), bins.path().join(b)).unwrap();
+    }
+    std::fs::write(bins.path().join("banger-guest"), "#!/bin/true\n").unwrap();
+    banger(&[
+        "system",
+        "install",
+        "--root",
+        root,
+        "--owner",
+        owner,
+        "--from",
+        bins.path().to_str().unwrap(),
+    ])
+}
+
+fn installed(root: &str, owner: &str) -> String {
+    stdout_of("banger system install", install(root, owner))
+}
+
 fn ok(args: &[&str]) -> String {
-    let out = banger(args);
+    stdout_of(&format!("banger {args:?}"), banger(args))
+}
+
+/// `out`'s stdout, after asserting that `what` succeeded.
+fn stdout_of(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "banger {args:?}: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -76,8 +110,12 @@ fn install_then_uninstall_leaves_the_prefix_as_it_was() {
     let t = prefix_with_content();
     let root = t.path().to_str().unwrap();
     let before = snapshot(t.path());
-    let out = ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    let out = installed(root, "nobody");
     assert!(out.contains("units not enabled"), "{out}");
+    assert!(
+        out.contains("installed banger, bangerd, bangerd-root, banger-guest into /usr/local/bin"),
+        "{out}"
+    );
     for f in [
         "etc/systemd/system/bangerd.service",
         "etc/systemd/system/bangerd-root.service",
@@ -86,33 +124,41 @@ fn install_then_uninstall_leaves_the_prefix_as_it_was() {
         "usr/local/bin/bangerd-root",
         "usr/local/bin/bangerd",
         "usr/local/bin/banger",
+        "usr/local/bin/banger-guest",
     ] {
         assert!(t.path().join(f).is_file(), "{f}");
     }
     assert!(t.path().join("var/lib/banger").is_dir());
     let daemon =
         std::fs::read_to_string(t.path().join("etc/systemd/system/bangerd.service")).unwrap();
-    assert!(daemon.contains("User=nobody") && daemon.contains("CapabilityBoundingSet=\n"));
+    assert!(
+        daemon.contains("User=nobody")
+            && daemon.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n")
+    );
     let helper =
         std::fs::read_to_string(t.path().join("etc/systemd/system/bangerd-root.service")).unwrap();
     assert!(helper.contains("CAP_NET_ADMIN") && helper.contains("NoNewPrivileges=yes"));
     assert!(!helper.contains("User="), "the helper runs as root");
     for unit in [&daemon, &helper] {
         assert!(unit.contains("\nLimitNOFILE=65536\n"), "{unit}");
+        assert!(
+            unit.contains("\nType=notify\nNotifyAccess=main\n"),
+            "{unit}"
+        );
     }
     // Installing twice is fine and still uninstalls cleanly.
-    ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    installed(root, "nobody");
     ok(&["system", "uninstall", "--root", root]);
     assert_eq!(snapshot(t.path()), before, "uninstall restores the prefix");
 
     // State is kept without --purge, removed with it.
-    ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    installed(root, "nobody");
     std::fs::write(t.path().join("var/lib/banger/banger.db"), "x").unwrap();
     let out = ok(&["system", "uninstall", "--root", root]);
     assert!(out.contains("kept /var/lib/banger"), "{out}");
     assert!(t.path().join("var/lib/banger/banger.db").exists());
     std::fs::remove_dir_all(t.path().join("var")).unwrap();
-    ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    installed(root, "nobody");
     std::fs::write(t.path().join("var/lib/banger/banger.db"), "x").unwrap();
     ok(&["system", "uninstall", "--root", root, "--purge"]);
     assert_eq!(snapshot(t.path()), before, "purge removes the state too");
@@ -124,7 +170,7 @@ fn install_refuses_bad_owners_and_changes_nothing() {
     let root = t.path().to_str().unwrap();
     let before = snapshot(t.path());
     for owner in ["root", "no-such-user-banger"] {
-        let out = banger(&["system", "install", "--root", root, "--owner", owner]);
+        let out = install(root, owner);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--owner"), "{err}");
@@ -149,7 +195,7 @@ fn generated_units_pass_systemd_analyze_verify() {
     }
     let t = tempfile::tempdir().unwrap();
     let root = t.path().to_str().unwrap();
-    ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    installed(root, "nobody");
     // Point ExecStart at the installed copies inside the prefix, so verify
     // can check they are executable; everything else is as generated.
     let v = tempfile::tempdir().unwrap();
@@ -189,7 +235,7 @@ fn generated_units_pass_systemd_analyze_verify() {
 fn status_says_when_systemd_cannot_be_asked() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().to_str().unwrap();
-    ok(&["system", "install", "--root", root, "--owner", "nobody"]);
+    installed(root, "nobody");
     let out = banger(&["system", "status", "--root", root]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -42,24 +42,37 @@ impl Helper {
         );
         std::fs::write(dir.join("install.toml"), meta).unwrap();
         let log = dir.join("bangerd-root.log");
+        // systemd's side of Type=notify: READY=1 arrives here.
+        let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let child = Command::new(bin("bangerd-root"))
             .arg("--config")
             .arg(dir.join("install.toml"))
             .args(["--log", "debug", "--request-timeout-secs", "2"])
+            .env("NOTIFY_SOCKET", dir.join("notify.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut h = Helper { child, socket, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&h.socket).is_err() {
-            if let Some(st) = h.child.try_wait().unwrap() {
-                panic!("bangerd-root exited with {st}: {}", h.log());
-            }
-            assert!(Instant::now() < deadline, "bangerd-root did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let h = Helper { child, socket, log };
+        let mut buf = [0u8; 4096];
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no READY=1 from bangerd-root ({e}): {}", h.log()));
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "STATUS=serving {} for uid {owner_uid}",
+                h.socket.display()
+            )),
+            "{msg}"
+        );
+        // Ready means listening: the first connection succeeds, no retry.
+        UnixStream::connect(&h.socket).expect("bangerd-root said READY=1 but its socket refuses");
         h
     }
 
@@ -136,6 +149,7 @@ fn ping_as_nobody(socket: &Path) -> std::process::Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(bin("banger"))
+        .env("HOME", "/nonexistent")
         .args(["system", "ping", "--helper-socket"])
         .arg(socket)
         .output()

@@ -28,6 +28,10 @@ pub fn default(ctx: &mut Ctx) -> Result<(), CliError> {
 
 /// Print the effective configuration (TOML, or JSON) and the resolved paths.
 pub fn show(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
+    ctx.local_only(
+        "config show",
+        "it shows this machine's config file; run `banger config show` on that host over ssh",
+    )?;
     let paths = ctx.paths()?;
     let socket = ctx.socket()?;
     let l = &paths.layout;

@@ -13,13 +13,21 @@ use banger_config::{Config, Layout};
 use crate::args::JsonArg;
 use crate::client::{Client, ClientError};
 use crate::context::Ctx;
-use crate::error::CliError;
+use crate::error::{CliError, chain};
 use crate::output::{long_duration, print_json, print_table};
 use crate::render;
 
 /// Run every check, print them, fail (exit 1) when one failed.
 pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     let mut checks = Vec::new();
+    if ctx.remote()?.is_some() {
+        // This machine's files say nothing about the remote daemon's host:
+        // only the checks the daemon runs there.
+        let (daemon, host) = ask_daemon(ctx);
+        checks.extend(host.unwrap_or_default());
+        checks.push(daemon);
+        return report(ctx, &checks, a);
+    }
     let mode = ctx.mode();
     let paths = ctx.paths();
     let config = match &paths {
@@ -45,10 +53,15 @@ pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
         checks.extend(crate::system::doctor::checks(mode, &p.config));
     }
     checks.push(daemon);
+    report(ctx, &checks, a)
+}
+
+/// Print the checks; fail (exit 1) when one failed.
+fn report(ctx: &mut Ctx, checks: &[Check], a: JsonArg) -> Result<(), CliError> {
     if a.json {
         print_json(ctx.out, &checks)?;
     } else {
-        print_table(ctx.out, render::doctor(ctx.term, &checks))?;
+        print_table(ctx.out, render::doctor(ctx.term, checks))?;
     }
     let count = |s| checks.iter().filter(|c| c.status == s).count();
     let (warn, fail) = (count(CheckStatus::Warn), count(CheckStatus::Fail));
@@ -130,6 +143,10 @@ fn config_check(file: &Path) -> Check {
 /// host checks (`None`: the caller adds [`local_checks`]).
 fn ask_daemon(ctx: &Ctx) -> (Check, Option<Vec<Check>>) {
     const NAME: &str = "daemon";
+    if let Ok(Some(r)) = ctx.remote() {
+        let client = Client::connect_ssh(&r.target, r.ssh_config.as_ref());
+        return daemon_checks(client, &r.target.to_string(), None);
+    }
     let socket = match ctx.socket() {
         Ok(s) => s,
         Err(e) => {
@@ -143,7 +160,23 @@ fn ask_daemon(ctx: &Ctx) -> (Check, Option<Vec<Check>>) {
             );
         }
     };
-    let mut client = match Client::connect(&socket) {
+    let fallback = local_checks_for(ctx);
+    daemon_checks(
+        Client::connect(&socket),
+        &socket.display().to_string(),
+        Some(fallback),
+    )
+}
+
+/// The daemon's status and host checks; when it cannot run them, a failed
+/// check plus `fallback` (this machine's checks, when the daemon is local).
+fn daemon_checks(
+    client: Result<Client, ClientError>,
+    endpoint: &str,
+    fallback: Option<Vec<Check>>,
+) -> (Check, Option<Vec<Check>>) {
+    const NAME: &str = "daemon";
+    let mut client = match client {
         Ok(c) => c,
         Err(e) => return (unreachable(e), None),
     };
@@ -158,7 +191,7 @@ fn ask_daemon(ctx: &Ctx) -> (Check, Option<Vec<Check>>) {
             status.version,
             status.pid,
             long_duration(status.uptime_secs),
-            socket.display(),
+            endpoint,
             status.vms_total,
             status.vms_running
         ),
@@ -171,7 +204,7 @@ fn ask_daemon(ctx: &Ctx) -> (Check, Option<Vec<Check>>) {
                 format!("bangerd did not run them: {}", chain(&e)),
                 "restart bangerd so that it is the same version as this banger (`banger system restart` on the system path)",
             )];
-            host.extend(local_checks_for(ctx));
+            host.extend(fallback.unwrap_or_default());
             (up, Some(host))
         }
     }
@@ -205,16 +238,4 @@ fn unreachable(e: ClientError) -> Check {
             "restart bangerd (`banger system restart` on the system path)",
         ),
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

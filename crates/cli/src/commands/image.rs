@@ -15,6 +15,12 @@ pub fn list(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     if a.json {
         return print_json(ctx.out, &images);
     }
+    if ctx.quiet() {
+        for image in &images {
+            writeln!(ctx.out, "{}", image.name)?;
+        }
+        return Ok(());
+    }
     if images.is_empty() {
         writeln!(
             ctx.err,

@@ -17,13 +17,14 @@ pub fn run(ctx: &mut Ctx, a: ImagePullArgs) -> Result<(), CliError> {
     if let Some(n) = &a.name {
         validate::image_name(n).map_err(CliError::usage)?;
     }
+    let remote = ctx.remote()?;
     let params = ImagePullParams {
-        reference: super::image_bundle::local_bundle(&a.reference)?,
+        reference: super::image_bundle::local_bundle(remote.as_ref(), &a.reference)?,
         name: a.name.clone(),
         kernel: a
             .kernel
             .as_deref()
-            .map(|k| file_arg("kernel", k))
+            .map(|k| file_arg(remote.as_ref(), "kernel", k))
             .transpose()?,
         platform: Some(a.platform.clone()),
         kernel_name: a.kernel_name.clone(),

@@ -7,30 +7,30 @@ use banger_api::{Image, Request, validate};
 
 use crate::args::ImageRegisterArgs;
 use crate::client::Client;
-use crate::context::Ctx;
+use crate::context::{Ctx, remote_path};
+use crate::contexts::Remote;
 use crate::error::CliError;
 use crate::output::{now_ms, print_json, print_table};
 use crate::render;
 
-/// Register local files as an image. Paths are made absolute here, since
-/// the daemon does not share the CLI's working directory.
+/// Register files as an image. The daemon opens them: on this machine the
+/// paths are made absolute here (the daemon does not share the CLI's
+/// working directory); with a remote context they are paths on that host.
 pub fn run(ctx: &mut Ctx, a: ImageRegisterArgs) -> Result<(), CliError> {
     validate::image_name(&a.name).map_err(CliError::usage)?;
+    let remote = ctx.remote()?;
+    let file = |flag, p| file_arg(remote.as_ref(), flag, p);
     let params = ImageRegisterParams {
         name: a.name,
-        rootfs: file_arg("rootfs", &a.rootfs)?,
+        rootfs: file("rootfs", &a.rootfs)?,
         kernel: a
             .kernel
             .as_deref()
-            .map(|k| file_arg("kernel", k))
+            .map(|k| file("kernel", k))
             .transpose()?
             .unwrap_or_default(),
         kernel_name: a.kernel_name,
-        initrd: a
-            .initrd
-            .as_deref()
-            .map(|p| file_arg("initrd", p))
-            .transpose()?,
+        initrd: a.initrd.as_deref().map(|p| file("initrd", p)).transpose()?,
     };
     let mut client: Client = ctx.connect()?;
     // Copying a large root filesystem takes as long as it takes.
@@ -42,8 +42,12 @@ pub fn run(ctx: &mut Ctx, a: ImageRegisterArgs) -> Result<(), CliError> {
     print_table(ctx.out, render::image(ctx.term, now_ms(), &image))
 }
 
-/// The absolute path of an existing regular file, as a string.
-pub fn file_arg(flag: &str, path: &Path) -> Result<String, CliError> {
+/// The absolute path of an existing regular file, as a string; with a
+/// `remote` context, an absolute path on that host (not checked here).
+pub fn file_arg(remote: Option<&Remote>, flag: &str, path: &Path) -> Result<String, CliError> {
+    if let Some(r) = remote {
+        return remote_path(r, &format!("--{flag}"), path);
+    }
     let abs = std::path::absolute(path)
         .map_err(|e| CliError::Usage(format!("--{flag} {}: {e}", path.display())))?;
     if !abs.is_file() {
@@ -69,16 +73,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("rootfs.ext4");
         std::fs::write(&f, "x").unwrap();
-        assert_eq!(file_arg("rootfs", &f).unwrap(), f.display().to_string());
+        assert_eq!(
+            file_arg(None, "rootfs", &f).unwrap(),
+            f.display().to_string()
+        );
         let cwd = std::env::current_dir().unwrap();
         let rel = std::path::Path::new("Cargo.toml");
         assert_eq!(
-            file_arg("kernel", rel).unwrap(),
+            file_arg(None, "kernel", rel).unwrap(),
             cwd.join(rel).display().to_string()
         );
-        let e = file_arg("kernel", &dir.path().join("missing")).unwrap_err();
+        let e = file_arg(None, "kernel", &dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().contains("no such file"), "{e}");
         assert_eq!(e.exit_code(), 2);
-        assert!(file_arg("kernel", dir.path()).is_err());
+        assert!(file_arg(None, "kernel", dir.path()).is_err());
     }
 }

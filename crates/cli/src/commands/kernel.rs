@@ -28,6 +28,9 @@ pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
     }
 }
 
+/// Why `kernel check NAME` is refused with a remote context.
+const REMOTE_KERNEL: &str = "a registered kernel's file is on the daemon's host; run `banger kernel check NAME` there over ssh (a kernel FILE here can be checked locally)";
+
 /// `banger kernel check NAME|FILE`: read the kernel's embedded config and
 /// report Firecracker's guest-kernel requirements per boot profile. Exit 0
 /// when ACPI boot or legacy boot is fully satisfied, 1 otherwise (also when
@@ -38,6 +41,7 @@ fn check(ctx: &mut Ctx, a: KernelCheckArgs) -> Result<(), CliError> {
             std::path::PathBuf::from(&a.kernel)
         } else {
             validate::image_name(&a.kernel).map_err(CliError::usage)?;
+            ctx.local_only("kernel check NAME", REMOTE_KERNEL)?;
             let ks: Vec<Kernel> = ctx.connect()?.call(Request::KernelList)?;
             let k =
                 ks.into_iter()
@@ -115,7 +119,8 @@ fn list(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
 
 fn register(ctx: &mut Ctx, a: KernelRegisterArgs) -> Result<(), CliError> {
     validate::image_name(&a.name).map_err(CliError::usage)?;
-    let file = crate::commands::image_register::file_arg("kernel", &a.file)?;
+    let remote = ctx.remote()?;
+    let file = crate::commands::image_register::file_arg(remote.as_ref(), "kernel", &a.file)?;
     let mut client = ctx.connect()?;
     client.set_timeout(None);
     let k: Kernel = client.call(Request::KernelRegister(KernelRegisterParams {

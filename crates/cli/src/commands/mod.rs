@@ -13,6 +13,7 @@ use crate::error::CliError;
 
 mod completions;
 mod config;
+mod context;
 mod doctor;
 mod follow;
 mod image;
@@ -24,15 +25,19 @@ mod kernel;
 mod managed_seed;
 mod network;
 mod operation;
+mod shell;
 mod status;
 mod system;
+mod vm_cp;
 mod vm_create;
-mod vm_delete;
+mod vm_forward;
 mod vm_list;
 mod vm_logs;
 mod vm_power;
+mod vm_provision;
 mod vm_set;
 mod vm_show;
+mod vm_spec;
 mod vm_ssh;
 mod vm_stats;
 mod workspace;
@@ -46,7 +51,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Stop(a) => vm_power::stop(ctx, a, false),
             VmCommand::Restart(a) => vm_power::stop(ctx, a, true),
             VmCommand::Kill(a) => vm_power::kill(ctx, a),
-            VmCommand::Delete(a) => vm_delete::run(ctx, a),
+            VmCommand::Delete(a) => vm_power::delete(ctx, a),
             VmCommand::Set(a) => vm_set::run(ctx, a),
             VmCommand::List(a) => vm_list::run(ctx, a),
             VmCommand::Show(a) => vm_show::run(ctx, a),
@@ -54,7 +59,11 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
             VmCommand::Logs(a) => vm_logs::run(ctx, a),
             VmCommand::Ssh(a) => vm_ssh::ssh(ctx, a),
             VmCommand::Ports(a) => vm_ssh::ports(ctx, a),
+            VmCommand::Forward(a) => vm_forward::run(ctx, a),
+            VmCommand::Cp(a) => vm_cp::run(ctx, a),
         },
+        Command::Shell(a) => shell::run(ctx, a),
+        Command::Complete(a) => completions::names(ctx, a),
         Command::Workspace(c) => match c {
             WorkspaceCommand::Prepare(a) => workspace::prepare(ctx, a),
             WorkspaceCommand::Export(a) => workspace::export(ctx, a),
@@ -89,6 +98,7 @@ pub fn run(command: Command, ctx: &mut Ctx) -> Result<(), CliError> {
         Command::ManagedSeed(crate::args::ManagedSeedCommand::Refresh(a)) => {
             managed_seed::refresh(ctx, a)
         }
+        Command::Context(c) => context::run(ctx, c),
     }
 }
 

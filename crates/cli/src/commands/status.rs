@@ -15,6 +15,6 @@ pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     if a.json {
         return print_json(ctx.out, &status);
     }
-    let socket = client.socket().display().to_string();
+    let socket = client.endpoint().to_string();
     print_table(ctx.out, render::status(ctx.term, &status, &socket))
 }

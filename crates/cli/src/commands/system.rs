@@ -52,8 +52,18 @@ fn failed(e: SystemError) -> CliError {
 
 /// Run one `system` verb.
 pub fn run(ctx: &mut Ctx, c: SystemCommand) -> Result<(), CliError> {
+    // Always this machine's daemon: it is what a remote client reached.
+    let dial = |ctx: &mut Ctx| crate::system::dial_stdio::run(ctx);
+    if matches!(c, SystemCommand::DialStdio) {
+        return dial(ctx);
+    }
+    ctx.local_only(
+        "system",
+        "it manages this machine's install; run it on that host over ssh",
+    )?;
     let sd = Systemd::probe();
     match c {
+        SystemCommand::DialStdio => dial(ctx),
         SystemCommand::Install(a) => {
             let owner = a
                 .owner

@@ -14,6 +14,12 @@ pub fn run(ctx: &mut Ctx, a: JsonArg) -> Result<(), CliError> {
     if a.json {
         return print_json(ctx.out, &vms);
     }
+    if ctx.quiet() {
+        for vm in &vms {
+            writeln!(ctx.out, "{}", vm.name)?;
+        }
+        return Ok(());
+    }
     if vms.is_empty() {
         writeln!(
             ctx.err,

@@ -11,9 +11,23 @@ use banger_api::rpc::VmRef;
 
 use crate::args::VmArg;
 use crate::args_guest::{WorkspaceExportArgs, WorkspacePrepareArgs};
-use crate::context::Ctx;
+use crate::context::{Ctx, remote_path};
 use crate::error::CliError;
 use crate::output::print_json;
+
+/// A path the daemon opens: with a remote context, an absolute path on
+/// that host (`what` names it in the error when missing); here, `p` made
+/// absolute, the working directory when absent.
+fn daemon_path(ctx: &Ctx, p: Option<&Path>, what: &str) -> Result<String, CliError> {
+    match (ctx.remote()?, p) {
+        (Some(r), Some(p)) => remote_path(&r, what, p),
+        (Some(r), None) => Err(CliError::Usage(format!(
+            "with context {} the daemon reads the checkout on {}: give its absolute path on that host (`banger workspace prepare VM /path/on/host`)",
+            r.name, r.target
+        ))),
+        (None, p) => Ok(absolute(p)?.display().to_string()),
+    }
+}
 
 fn absolute(p: Option<&Path>) -> Result<PathBuf, CliError> {
     let cwd = std::env::current_dir()
@@ -27,12 +41,12 @@ fn absolute(p: Option<&Path>) -> Result<PathBuf, CliError> {
 
 /// `workspace prepare`.
 pub fn prepare(ctx: &mut Ctx, a: WorkspacePrepareArgs) -> Result<(), CliError> {
-    let path = absolute(a.path.as_deref())?;
+    let path = daemon_path(ctx, a.path.as_deref(), "PATH")?;
     let mut c = ctx.connect()?;
     c.set_timeout(None);
     let done: WorkspacePrepared = c.call(Request::WorkspacePrepare(WorkspacePrepareParams {
         vm: a.vm,
-        path: path.display().to_string(),
+        path,
         full: a.full,
         trust_guest: a.trust_guest,
     }))?;
@@ -63,16 +77,16 @@ pub fn prepare(ctx: &mut Ctx, a: WorkspacePrepareArgs) -> Result<(), CliError> {
 
 /// `workspace export`.
 pub fn export(ctx: &mut Ctx, a: WorkspaceExportArgs) -> Result<(), CliError> {
-    let path = absolute(a.path.as_deref())?;
+    let path = daemon_path(ctx, a.path.as_deref(), "PATH")?;
     let patch = match &a.patch {
-        Some(p) => Some(absolute(Some(p))?.display().to_string()),
+        Some(p) => Some(daemon_path(ctx, Some(p), "--patch")?),
         None => None,
     };
     let mut c = ctx.connect()?;
     c.set_timeout(None);
     let done: WorkspaceExported = c.call(Request::WorkspaceExport(WorkspaceExportParams {
         vm: a.vm,
-        path: path.display().to_string(),
+        path,
         branch: a.branch,
         patch,
     }))?;

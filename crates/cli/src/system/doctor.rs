@@ -46,15 +46,16 @@ pub fn checks(mode: Mode, config: &Config) -> Vec<Check> {
                     "start bangerd-root (as root) and bangerd (as the owner) by hand",
                 ),
                 None => {
-                    let state = sd.state(unit);
-                    if state == "active" {
-                        Check::ok(unit, "active")
-                    } else {
-                        Check::fail(
+                    let state = sd
+                        .show(unit)
+                        .map_err(|why| format!("unknown ({why})"));
+                    match state {
+                        Ok(s) if s.ready() => Check::ok(unit, s.describe()),
+                        other => Check::fail(
                             unit,
-                            state,
+                            other.map_or_else(|why| why, |s| s.describe()),
                             format!("`sudo systemctl start {unit}`; `journalctl -u {unit}` says why it stopped"),
-                        )
+                        ),
                     }
                 }
             });

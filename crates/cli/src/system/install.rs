@@ -29,8 +29,11 @@ pub const BIN_DIR: &str = banger_config::system::BIN_DIR;
 pub const STATE_DIR: &str = banger_config::system::STATE_DIR;
 /// The daemon's runtime directory (the owner's, 0700).
 pub const RUNTIME_DIR: &str = banger_config::system::RUNTIME_DIR;
-/// The binaries installed.
-pub const BINARIES: [&str; 3] = ["banger", "bangerd", "bangerd-root"];
+/// The binaries installed: the CLI, both daemons and the guest agent
+/// (`banger-guest`, which the daemon finds beside itself and seeds into
+/// images: without it images get no agent, and kernels that rely on it
+/// for the guest network boot without one).
+pub const BINARIES: [&str; 4] = ["banger", "bangerd", "bangerd-root", "banger-guest"];
 
 /// The daemon config written by install when none exists.
 pub const DEFAULT_CONFIG: &str = "# banger system configuration (`banger config default` lists every key).\n\
@@ -348,6 +351,61 @@ pub fn uninstall(root: &Path, purge: bool, sd: &Systemd) -> Result<Vec<String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user install may name: this user, or `nobody` when run as root
+    /// (install refuses root as the owner); `None` when neither works.
+    fn test_owner() -> Option<String> {
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid()).ok()??;
+        if !me.uid.is_root() {
+            return Some(me.name);
+        }
+        nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    }
+
+    #[test]
+    fn install_copies_and_lists_the_guest_agent() {
+        let Some(owner) = test_owner() else {
+            banger_testsupport::skip!("install_copies_and_lists_the_guest_agent", "no user nobody");
+        };
+        let bins = tempfile::tempdir().unwrap();
+        for b in BINARIES {
+            std::fs::write(bins.path().join(b), format!("#!/bin/true\n# {b}\n")).unwrap();
+        }
+        let root = tempfile::tempdir().unwrap();
+        let opts = InstallOptions {
+            root: root.path().to_path_buf(),
+            owner,
+            bin_src: bins.path().to_path_buf(),
+        };
+        let (meta, done) = install(&opts, &Systemd::probe()).unwrap();
+        let agent = under(root.path(), Path::new(BIN_DIR)).join("banger-guest");
+        assert_eq!(
+            std::fs::read_to_string(&agent).unwrap(),
+            "#!/bin/true\n# banger-guest\n"
+        );
+        assert_eq!(
+            std::fs::metadata(&agent).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(
+            done.iter()
+                .any(|l| l.starts_with("installed ") && l.contains("banger-guest")),
+            "{done:?}"
+        );
+        assert!(
+            meta.created
+                .contains(&Path::new(BIN_DIR).join("banger-guest"))
+        );
+        // Without the agent there is nothing to install from.
+        std::fs::remove_file(bins.path().join("banger-guest")).unwrap();
+        let e = install(&opts, &Systemd::probe()).unwrap_err();
+        assert!(matches!(e, SystemError::MissingBinary(p) if p.ends_with("banger-guest")));
+        uninstall(root.path(), true, &Systemd::probe()).unwrap();
+        assert!(!agent.exists());
+    }
 
     #[test]
     fn an_unedited_old_config_is_moved_to_the_new_helper_socket() {

@@ -3,6 +3,7 @@
 //! [`install`] (files, with `--root DIR`), [`units`] (unit text),
 //! [`systemd`] (`systemctl` when it runs) and [`status`].
 
+pub mod dial_stdio;
 pub mod doctor;
 pub mod install;
 pub mod status;
@@ -27,6 +28,8 @@ pub enum SystemCommand {
     Uninstall(UninstallArgs),
     /// Ask bangerd-root whether it answers (and which uid it sees)
     Ping(PingArgs),
+    /// Bridge stdin/stdout to this machine's bangerd (what `banger --context` runs over SSH)
+    DialStdio,
 }
 
 /// `system install`.

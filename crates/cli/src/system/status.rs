@@ -163,11 +163,15 @@ pub fn lines(meta: &InstallMeta, sd: &super::systemd::Systemd) -> Vec<StatusLine
         ),
     }];
     for unit in [super::units::HELPER_UNIT, super::units::DAEMON_UNIT] {
-        let state = sd.state(unit);
+        // Readiness as systemd knows it (Type=notify: READY=1 received).
+        let (ok, detail) = match sd.show(unit) {
+            Ok(s) => (s.ready(), s.describe()),
+            Err(why) => (false, format!("unknown ({why})")),
+        };
         out.push(StatusLine {
             item: unit.into(),
-            ok: state == "active",
-            detail: state,
+            ok,
+            detail,
         });
     }
     out.push(socket_health(

@@ -84,11 +84,16 @@ impl Systemd {
         }
     }
 
-    /// Stop and disable `units`, then daemon-reload.
+    /// Stop and disable `units`, forget their failed state (a unit that
+    /// failed stays loaded, and listed, until then), then daemon-reload.
     pub fn disable_now(&self, units: &[&str]) -> String {
         let mut args = vec!["disable", "--now"];
         args.extend_from_slice(units);
         let r = self.run(&args);
+        let mut reset = vec!["reset-failed"];
+        reset.extend_from_slice(units);
+        // Nothing to reset is the usual case; its "not loaded" is no failure.
+        let _ = self.run(&reset);
         format!("{r}; {}", self.run(&["daemon-reload"]))
     }
 
@@ -110,15 +115,111 @@ impl Systemd {
         }
     }
 
-    /// `systemctl is-active <unit>` (e.g. `active`, `inactive`, `failed`),
-    /// or why it cannot be known.
-    pub fn state(&self, unit: &str) -> String {
+    /// What systemd says of `unit` (`systemctl show -p
+    /// ActiveState,SubState,StatusText,MainPID`), or why it cannot be asked.
+    pub fn show(&self, unit: &str) -> Result<UnitState, String> {
         if let Some(why) = &self.unusable {
-            return format!("unknown ({why})");
+            return Err(why.clone());
         }
-        match Command::new("systemctl").args(["is-active", unit]).output() {
-            Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            Err(e) => format!("unknown (cannot run systemctl: {e})"),
+        let out = Command::new("systemctl")
+            .args([
+                "show",
+                "-p",
+                "ActiveState,SubState,StatusText,MainPID",
+                unit,
+            ])
+            .output()
+            .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "systemctl show {unit} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
+        Ok(UnitState::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// A unit's state as systemd reports it. With `Type=notify`, a unit is
+/// `active (running)` only after its daemon sent `READY=1`, which both
+/// daemons send once their socket serves; `StatusText` is their last
+/// `STATUS=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    /// `ActiveState` (`active`, `activating`, `failed`, ...).
+    pub active: String,
+    /// `SubState` (`running`, `start`, `dead`, ...).
+    pub sub: String,
+    /// `StatusText`: what the daemon last said.
+    pub status_text: String,
+    /// `MainPID` (0 when none).
+    pub main_pid: u32,
+}
+
+impl UnitState {
+    /// Parse `systemctl show` output (`Key=Value` lines, any order).
+    pub fn parse(text: &str) -> UnitState {
+        let mut s = UnitState::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            match k {
+                "ActiveState" => s.active = v.to_string(),
+                "SubState" => s.sub = v.to_string(),
+                "StatusText" => s.status_text = v.to_string(),
+                "MainPID" => s.main_pid = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Started and ready: `active (running)`.
+    pub fn ready(&self) -> bool {
+        self.active == "active" && self.sub == "running"
+    }
+
+    /// One line: `active (running), pid 42: serving /run/banger/bangerd.sock`.
+    pub fn describe(&self) -> String {
+        let mut d = format!("{} ({})", self.active, self.sub);
+        if self.main_pid != 0 {
+            d.push_str(&format!(", pid {}", self.main_pid));
+        }
+        if !self.status_text.is_empty() {
+            d.push_str(&format!(": {}", self.status_text));
+        }
+        if self.active == "activating" {
+            d.push_str(" (not ready yet: READY=1 not sent)");
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnitState;
+
+    #[test]
+    fn readiness_comes_from_active_and_sub_state() {
+        let ready = UnitState::parse(
+            "MainPID=4242\nActiveState=active\nSubState=running\nStatusText=serving /run/banger/bangerd.sock\n",
+        );
+        assert!(ready.ready());
+        assert_eq!(
+            ready.describe(),
+            "active (running), pid 4242: serving /run/banger/bangerd.sock"
+        );
+        let starting =
+            UnitState::parse("ActiveState=activating\nSubState=start\nMainPID=7\nStatusText=\n");
+        assert!(!starting.ready());
+        assert!(
+            starting.describe().contains("not ready yet"),
+            "{starting:?}"
+        );
+        let failed = UnitState::parse("ActiveState=failed\nSubState=failed\nMainPID=0\n");
+        assert!(!failed.ready());
+        assert_eq!(failed.describe(), "failed (failed)");
+        assert!(!UnitState::parse("").ready());
     }
 }

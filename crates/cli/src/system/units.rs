@@ -5,7 +5,8 @@
 //! privileged operations need; `KillMode=process` so the VMMs it started
 //! (its children) survive a helper restart. Its own runtime directory
 //! (`/run/banger-root`, root:root 0755) holds its socket and lock.
-//! `bangerd.service` runs as the owner with no capabilities at all; its
+//! `bangerd.service` runs as the owner with one capability,
+//! `CAP_NET_BIND_SERVICE` (the vm. DNS server binds port 53); its
 //! runtime directory (`/run/banger`) is the owner's, 0700, kept across
 //! restarts (VM API sockets live there). That directory is also created at
 //! boot by the tmpfiles.d line of [`tmpfiles`], because the helper starts
@@ -49,7 +50,9 @@ Description=banger root helper (privileged operations for bangerd)
 Before={DAEMON_UNIT}
 
 [Service]
-Type=simple
+# READY=1 (sd_notify) once the socket accepts requests.
+Type=notify
+NotifyAccess=main
 ExecStart={bin}/bangerd-root --config {install_meta_path}
 Restart=on-failure
 # VMMs are children of the helper: a helper restart must not kill them.
@@ -67,9 +70,13 @@ ProtectHome=yes
 PrivateTmp=yes
 ProtectClock=yes
 ProtectHostname=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
 RestrictRealtime=yes
-RestrictSUIDSGID=yes
+# No RestrictSUIDSGID=: systemd enforces it by failing openat2() with
+# ENOSYS (its mode cannot be inspected), and every file the helper opens
+# for the owner is opened with openat2(RESOLVE_BENEATH). NoNewPrivileges
+# already keeps set-uid bits from granting anything here.
 LockPersonality=yes
 RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6
 SystemCallArchitectures=native
@@ -99,7 +106,10 @@ Requires={HELPER_UNIT}
 After={HELPER_UNIT}
 
 [Service]
-Type=simple
+# READY=1 (sd_notify) once the socket serves requests: units ordered
+# after this one, and `systemctl start`, wait for it.
+Type=notify
+NotifyAccess=main
 User={owner}
 ExecStart={bin}/bangerd --system --config {config}
 Restart=on-failure
@@ -113,8 +123,9 @@ RuntimeDirectoryMode=0700
 RuntimeDirectoryPreserve=yes
 UMask=0077
 NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
+# One capability: the vm. DNS server listens on port 53 of the bridge.
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
 ProtectSystem=strict
 ReadWritePaths={state} {runtime}
 # Images may be registered from files in home directories.
@@ -124,11 +135,18 @@ ProtectClock=yes
 ProtectHostname=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+# Only its own processes (and the owner's VMMs) in /proc.
+ProtectProc=invisible
+RestrictNamespaces=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK
+# Netlink: doctor reads banger's links and the NAT table (read-only).
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_VSOCK
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
@@ -177,6 +195,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_units_wait_for_ready_and_raise_the_open_files_limit() {
+        let meta = crate::system::install::meta_for("alice", 1000, 1001);
+        for unit in [
+            helper_unit(&meta, "/etc/banger/install.toml"),
+            daemon_unit(&meta),
+        ] {
+            assert!(
+                unit.contains("\nType=notify\nNotifyAccess=main\n"),
+                "{unit}"
+            );
+            assert!(!unit.contains("Type=simple"), "{unit}");
+            assert!(unit.contains("\nLimitNOFILE=65536\n"), "{unit}");
+        }
+    }
+
+    #[test]
     fn runtime_directories_are_the_owners_and_the_helpers_own() {
         let meta = crate::system::install::meta_for("alice", 1000, 1001);
         let helper = helper_unit(&meta, "/etc/banger/install.toml");
@@ -184,9 +218,15 @@ mod tests {
         assert!(!helper.contains("0770"), "{helper}");
         assert!(!helper.contains("RuntimeDirectory=banger\n"), "{helper}");
         assert!(helper.contains("ReadWritePaths=/var/lib/banger /run/banger\n"));
+        // openat2 (every file opened beneath banger's roots) fails with
+        // ENOSYS under RestrictSUIDSGID=yes.
+        assert!(!helper.contains("\nRestrictSUIDSGID=yes"), "{helper}");
         let daemon = daemon_unit(&meta);
         assert!(daemon.contains(
             "\nRuntimeDirectory=banger\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
+        ));
+        assert!(daemon.contains(
+            "\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"
         ));
         assert!(tmpfiles(&meta).ends_with("\nd /run/banger 0700 1000 1001 -\n"));
     }

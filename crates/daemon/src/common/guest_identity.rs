@@ -104,8 +104,10 @@ pub fn guest_account(disk: &Path, user: &str) -> Result<GuestAccount, GuestAccou
 }
 
 /// banger's public key (the pair is made on first use) plus the owner's own
-/// `~/.ssh/id_*.pub`: the authorized_keys banger writes into guests. When
-/// banger's key cannot be made, the owner's keys alone (logged).
+/// `~/.ssh/id_*.pub` and the plain lines of the owner's
+/// `~/.ssh/authorized_keys` (see [`login_keys`]): the authorized_keys
+/// banger writes into guests. When banger's key cannot be made, the owner's
+/// keys alone (logged).
 pub fn authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
     if let Err(e) = ensure_keypair(key) {
         tracing::warn!(error = %e, "cannot make banger's SSH key; authorizing the owner's keys only");
@@ -124,5 +126,66 @@ pub fn existing_authorized_keys(key: &Path, owner_home: &Path) -> Vec<u8> {
             keys.extend_from_slice(&k);
         }
     }
+    if let Ok(text) = std::fs::read_to_string(owner_home.join(".ssh/authorized_keys")) {
+        for line in login_keys(&text) {
+            if !keys.ends_with(b"\n") && !keys.is_empty() {
+                keys.push(b'\n');
+            }
+            keys.extend_from_slice(line.as_bytes());
+            keys.push(b'\n');
+        }
+    }
     keys
+}
+
+/// The keys of an `authorized_keys` text that may log in to guests too:
+/// lines without options (they start with the key type), so whoever can
+/// log in as the owner — and so could run `banger vm ssh` there — reaches
+/// the guests directly (`ssh NAME.vm` through `ProxyJump` from another
+/// machine, docs/remote.md). A line with options (`from=`, `command=`,
+/// `restrict`, `cert-authority`…) is a restricted login and is left out.
+pub fn login_keys(text: &str) -> Vec<&str> {
+    const TYPES: [&str; 4] = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"];
+    text.lines()
+        .map(str::trim)
+        .filter(|l| TYPES.iter().any(|t| l.starts_with(t)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_login_keys_are_authorized_and_restricted_ones_are_not() {
+        let text = "# comment\n\
+            ssh-ed25519 AAAAlaptop me@laptop\n\
+            from=\"10.0.0.0/8\" ssh-ed25519 AAAAfrom x\n\
+            command=\"backup\",restrict ssh-rsa AAAAbackup y\n\
+            cert-authority ssh-ed25519 AAAAca z\n\
+              ecdsa-sha2-nistp256 AAAAecdsa w  \n\
+            sk-ssh-ed25519@openssh.com AAAAsk v\n\n";
+        assert_eq!(
+            login_keys(text),
+            [
+                "ssh-ed25519 AAAAlaptop me@laptop",
+                "ecdsa-sha2-nistp256 AAAAecdsa w",
+                "sk-ssh-ed25519@openssh.com AAAAsk v"
+            ]
+        );
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(
+            home.path().join(".ssh/id_ed25519.pub"),
+            "ssh-ed25519 AAAAown o",
+        )
+        .unwrap();
+        std::fs::write(home.path().join(".ssh/authorized_keys"), text).unwrap();
+        let keys = existing_authorized_keys(&home.path().join("none/key"), home.path());
+        assert_eq!(
+            String::from_utf8(keys).unwrap(),
+            "ssh-ed25519 AAAAown o\nssh-ed25519 AAAAlaptop me@laptop\n\
+             ecdsa-sha2-nistp256 AAAAecdsa w\nsk-ssh-ed25519@openssh.com AAAAsk v\n"
+        );
+    }
 }

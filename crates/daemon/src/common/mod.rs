@@ -10,6 +10,7 @@ mod guest_identity;
 mod host;
 pub mod lockset;
 mod ops;
+pub mod route;
 mod vm_files;
 
 pub use blocking::{PrivCallError, blocking, privileged};
@@ -17,6 +18,9 @@ pub use guest_identity::{
     GuestAccount, GuestAccountError, KeygenError, authorized_keys, ensure_keypair,
     existing_authorized_keys, guest_account,
 };
-pub use host::{DEVICE_PREFIX, owner_home};
+pub use host::{DEVICE_PREFIX, FileVersion, owner_home};
 pub use ops::{OpEntry, OpTracker, Persist};
-pub use vm_files::{VmFiles, root_disk, work_disk};
+pub use vm_files::{
+    LOG_MAX_BYTES, VmFiles, root_disk, rotate_log, rotate_vm_logs, rotated, work_disk,
+    work_templates_dir,
+};

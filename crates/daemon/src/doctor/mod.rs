@@ -1,7 +1,8 @@
 //! Host diagnostics for `banger doctor` (`checks.rs`) and its network
-//! checks (`net.rs`).
+//! checks (`net.rs`, `firewall.rs`).
 
 mod checks;
+mod firewall;
 mod net;
 mod seeds;
 

@@ -1,6 +1,7 @@
 //! `banger doctor`'s host-network checks: bridge, TAP pool, NAT table, IPv4
 //! forwarding, resolver routing and the `vm.` DNS server. They only read:
-//! links through rtnetlink, `nft -j list tables`, `/proc/sys`, and one DNS
+//! links through rtnetlink, `nft -j list tables`, the forward chains of
+//! other firewalls (`firewall.rs`), `/proc/sys`, and one DNS
 //! query to the gateway (sent only when the bridge carries the gateway, so
 //! it never leaves the host).
 
@@ -35,6 +36,7 @@ pub fn checks(config: &Config) -> Vec<Check> {
         taps(&s, &links),
         nat(&s),
         forwarding(&s),
+        crate::doctor::firewall::check(&s.bridge),
     ];
     out.push(resolver(&s));
     out.push(if bridge_up {

@@ -54,6 +54,11 @@ crate::service_error! {
             /// The whole image reference.
             reference: String,
         },
+        /// The owner's registry credentials cannot be used (a config file,
+        /// a credential helper, an identity token): a failure (exit 1)
+        /// naming the file or helper and the fix, not a bad argument.
+        #[error(transparent)]
+        Credentials(#[from] crate::images::registry_auth::RegistryAuthError),
         /// Seeding failed.
         #[error(transparent)]
         Seed(#[from] SeedError),
@@ -70,7 +75,9 @@ impl ImageError {
     fn own_kind(&self) -> ErrorKind {
         match self {
             ImageError::NameTaken(_) => ErrorKind::Conflict,
-            ImageError::RegistryUnreachable { .. } => ErrorKind::Internal,
+            ImageError::RegistryUnreachable { .. } | ImageError::Credentials(_) => {
+                ErrorKind::Internal
+            }
             ImageError::NoSuchImage(_) | ImageError::Gone(_) => ErrorKind::NotFound,
             ImageError::NotAbsolute { .. } | ImageError::NoFile { .. } | ImageError::Seed(_) => {
                 ErrorKind::InvalidArgument
@@ -99,6 +106,15 @@ mod tests {
                     registry: "127.0.0.1:1".into(),
                     reference: "127.0.0.1:1/x:1".into(),
                 },
+                ErrorKind::Internal,
+            ),
+            (
+                ImageError::Credentials(
+                    crate::images::registry_auth::RegistryAuthError::IdentityToken {
+                        registry: "id.example".into(),
+                        path: "/h/.docker/config.json".into(),
+                    },
+                ),
                 ErrorKind::Internal,
             ),
             (

@@ -10,7 +10,7 @@ pub mod kernels;
 mod manifest;
 mod pull;
 mod refresh;
-mod registry_auth;
+pub mod registry_auth;
 mod seed;
 mod service;
 

@@ -157,8 +157,7 @@ impl ImageService {
             move || source.credentials(&registry)
         })
         .await
-        .map_err(|e| ImageError::Internal(e.to_string()))?
-        .map_err(|e| ImageError::Invalid(e.to_string()))?;
+        .map_err(|e| ImageError::Internal(e.to_string()))??;
         let auth = match creds {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),

@@ -15,6 +15,7 @@ use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{DEVICE_PREFIX, owner_home};
 use crate::config::{Config, Layout};
+use crate::forwards::ForwardService;
 use crate::images::ImageService;
 use crate::vms::HandleCache;
 use crate::vms::ReconcileReport;
@@ -45,6 +46,8 @@ pub struct Daemon {
     pub kernels: Arc<crate::images::KernelService>,
     /// VM lifecycle.
     pub vms: Arc<VMService>,
+    /// Port forwards.
+    pub forwards: Arc<ForwardService>,
     /// Guest SSH test seam: how the daemon runs a command on a guest.
     pub guest_dial: Arc<dyn GuestDial>,
     /// Guest SSH test seam: waiting for a guest's SSH banner.
@@ -125,6 +128,7 @@ impl Daemon {
         };
         let (net, images, workspaces, vms) =
             wire_services(&config, &layout, &store, &privops, &seams, &host);
+        let forwards = Arc::clone(&vms.forwards);
         let kernels = Arc::new(crate::images::KernelService::new(
             Arc::clone(&store),
             layout.clone(),
@@ -140,6 +144,7 @@ impl Daemon {
             workspaces,
             kernels,
             vms,
+            forwards,
             guest_dial: seams.dial,
             guest_wait_for_ssh: seams.wait_for_ssh,
             started: Instant::now(),
@@ -148,8 +153,8 @@ impl Daemon {
     }
 
     /// Reconcile the store with the host (see `vms/reconcile.rs`): set the
-    /// network up (bridge, DNS), settle the VMs, then remove TAPs no VM
-    /// owns and fill the TAP pool.
+    /// network up (bridge, DNS), settle the VMs, remove TAPs no VM owns and
+    /// fill the TAP pool, then re-open the stored port forwards.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DaemonError> {
         self.images.sweep_staging();
         self.kernels.sweep_staging();
@@ -167,6 +172,10 @@ impl Daemon {
                 .collect();
             net.remove_leaked_taps(&owned).await?;
             net.refill();
+        }
+        let opened = self.forwards.restore().await?;
+        if opened > 0 {
+            tracing::info!(opened, "port forwards re-opened");
         }
         Ok(report)
     }
@@ -263,6 +272,7 @@ pub fn wire_services(
             home: owner_home(),
         },
     ));
+    let forwards = Arc::new(ForwardService::new(Arc::clone(store)));
     let vms = Arc::new(
         VMService::new(
             Arc::clone(store),
@@ -274,6 +284,7 @@ pub fn wire_services(
             handles,
         )
         .sharing_vm_locks(vm_locks)
+        .with_forwards(forwards)
         .with_root_disks(Arc::clone(&host_seams.root_disks))
         .with_procfs(host_seams.procfs.clone()),
     );

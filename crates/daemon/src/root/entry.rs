@@ -68,9 +68,10 @@ async fn run(args: Args) -> Result<(), String> {
         .config
         .clone()
         .unwrap_or_else(|| Layout::default_config_file(mode));
-    let config = Config::load(&config_file).map_err(|e| error_chain(&e))?;
+    let mut config = Config::load(&config_file).map_err(|e| error_chain(&e))?;
     let layout = Layout::resolve(mode, config_file, &config, args.state_dir.as_deref())
         .map_err(|e| error_chain(&e))?;
+    config.settle_for(mode, &layout);
     let privops = crate::privops_choice::choose(mode, &config);
     let daemon = Daemon::open(OpenOptions {
         config,
@@ -95,7 +96,14 @@ async fn run(args: Args) -> Result<(), String> {
         "bangerd {} ready",
         banger_api::BANGER_VERSION
     );
-    rpc::serve(Arc::clone(&daemon), listener, shutdown_signal()).await;
+    // The socket is bound and the server loop starts now: from here on a
+    // connection is answered, so systemd's start (Type=notify) ends here.
+    banger_privops::notify_ready(&format!("serving {}", socket.display()));
+    rpc::serve(Arc::clone(&daemon), listener, async {
+        shutdown_signal().await;
+        banger_privops::notify_stopping("stopping; running VMs keep running");
+    })
+    .await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("bangerd stopped; running VMs keep running and are adopted at the next start");
     Ok(())

@@ -187,11 +187,11 @@ impl VMService {
         self.create_ops.stage(op_id, step, stage);
     }
 
-    fn finish_op(&self, op_id: &str, result: Result<(), VmError>) {
+    pub(crate) fn finish_op(&self, op_id: &str, result: Result<(), VmError>) {
         let result = result.map_err(DaemonError::from);
         let outcome = result.as_ref().map(|_| "done".to_string());
         if let Some(e) = self.create_ops.finish(op_id, outcome) {
-            tracing::warn!(op = op_id, error = %e.message, "vm.create failed");
+            tracing::warn!(op = op_id, error = %e.message, "VM operation failed");
         }
     }
 }

@@ -78,6 +78,9 @@ pub enum LaunchStage {
 /// from banger's work.
 #[derive(Debug, Clone, Copy)]
 pub struct LaunchTimings {
+    /// How long the network took (TAP from the pool or made, NAT); zero
+    /// without a network.
+    pub network: std::time::Duration,
     /// Just before the VMM was spawned.
     pub spawned: std::time::Instant,
     /// When its API socket answered.
@@ -178,6 +181,7 @@ impl VmmLauncher {
         }
         let mut spec_net = spec.clone();
         let mut tap = None;
+        let net_began = std::time::Instant::now();
         if let (Some(net), Some(g)) = (&self.net, &spec.guest) {
             net.ensure_up().await?;
             let t = net.take_tap().await?;
@@ -192,6 +196,7 @@ impl VmmLauncher {
             );
             tap = Some(t);
         }
+        let network = net_began.elapsed();
         let spec = &spec_net;
         let started_at = banger_store::now_millis();
         let intent = VmHandles {
@@ -239,6 +244,7 @@ impl VmmLauncher {
             Ok((socket_ready, start_sent)) => Ok((
                 handles,
                 LaunchTimings {
+                    network,
                     spawned,
                     socket_ready,
                     start_sent,
@@ -528,6 +534,24 @@ pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
 }
 
 /// Up to `max` trailing bytes of a file.
+/// The complete lines of `path` from byte `since` on (at most `max`
+/// bytes) and the offset after the last of them. `since` past the end (the
+/// file was truncated or rotated) reads from the start; a partial last
+/// line is left for the next call.
+pub fn read_since(path: &Path, since: u64, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = if since > len { 0 } else { since };
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(keep);
+    Ok((buf, from + keep as u64))
+}
+
+/// The last `max` bytes of `path`.
 pub fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
@@ -536,4 +560,27 @@ pub fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::read_since;
+
+    #[test]
+    fn read_since_returns_complete_lines_and_restarts_after_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("console.log");
+        std::fs::write(&f, "one\ntwo\npart").unwrap();
+        let (data, end) = read_since(&f, 0, 1 << 20).unwrap();
+        assert_eq!((data.as_slice(), end), (&b"one\ntwo\n"[..], 8));
+        let (data, end) = read_since(&f, end, 1 << 20).unwrap();
+        assert_eq!((data.as_slice(), end), (&b""[..], 8), "partial line waits");
+        std::fs::write(&f, "one\ntwo\npartial\nthree\n").unwrap();
+        let (data, end) = read_since(&f, end, 1 << 20).unwrap();
+        assert_eq!((data.as_slice(), end), (&b"partial\nthree\n"[..], 22));
+        // Rotated: shorter than the offset, read from the start.
+        std::fs::write(&f, "new\n").unwrap();
+        let (data, end) = read_since(&f, end, 1 << 20).unwrap();
+        assert_eq!((data.as_slice(), end), (&b"new\n"[..], 4));
+    }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banger_api::rpc::{VmDeleteParams, VmSetParams, VmStopParams};
-use banger_api::{ByteSize, Deleted, Vm, VmState, validate};
+use banger_api::{ByteSize, Deleted, Vm, VmCreated, VmState, validate};
+
+use crate::common::Persist;
 
 use crate::common::VmFiles;
 use crate::common::blocking;
@@ -34,6 +36,54 @@ impl VMService {
         }
         self.start_locked(&vm, None, std::time::Instant::now())
             .await
+    }
+
+    /// `vm.start_op`: check that the VM may start, then boot it in the
+    /// background under an operation (stages 1–4 as for `vm.create`), so
+    /// the CLI shows progress for the whole boot.
+    pub async fn start_op(self: &Arc<Self>, name: &str) -> Result<VmCreated, VmError> {
+        let requested = std::time::Instant::now();
+        let vm = self.resolve(name)?;
+        {
+            let _g = self.vm_locks.lock(&vm.id).await;
+            let vm = self.reload(&vm.id)?;
+            if !STARTABLE.contains(&vm.state) {
+                return Err(VmError::Conflict(format!(
+                    "VM {} is {}; only a created, stopped or failed VM starts",
+                    vm.name, vm.state
+                )));
+            }
+        }
+        let op = self.create_ops.start(
+            "vm.start",
+            vm.name.clone(),
+            4,
+            Persist::Always {
+                vm_id: vm.id.clone(),
+            },
+        );
+        let this = Arc::clone(self);
+        let (vm_id, op_id) = (vm.id.clone(), op.id.clone());
+        tokio::spawn(async move {
+            let result = async {
+                let _g = this.vm_locks.lock(&vm_id).await;
+                let vm = this.reload(&vm_id)?;
+                if vm.state == VmState::Running {
+                    return Err(VmError::Conflict(format!(
+                        "VM {} is already running",
+                        vm.name
+                    )));
+                }
+                this.op_stage(&op_id, 1, "preparing disks");
+                this.start_locked(&vm, Some(&op_id), requested).await
+            }
+            .await;
+            this.finish_op(&op_id, result.map(|_| ()));
+        });
+        Ok(VmCreated {
+            vm,
+            operation: Some(op),
+        })
     }
 
     /// Boot `vm`; the caller holds its lock. On failure the VM is left in
@@ -71,28 +121,33 @@ impl VMService {
                 return Err(self.fail_start(vm, e));
             }
         }
+        let began = std::time::Instant::now();
         let vm = self
             .store
             .transition_vm(&vm.id, STARTABLE, VmState::Starting, |v| {
                 v.last_error = None;
             })?;
         let dir = self.layout.vm_dir(&vm.id);
+        let work_began = std::time::Instant::now();
         let work = match self.ensure_work_disk(&vm, &image).await {
             Ok(w) => w,
             Err(e) => return Err(self.fail_start(&vm, e)),
         };
-        if self.config.guest.sync_identity {
+        let identity_began = std::time::Instant::now();
+        if self.config.guest.sync_identity && !work.identity_written {
             // Keys and git identity onto the work disk, else the root disk
-            // (workspace/authsync.rs).
+            // (workspace/authsync.rs); a work disk just cloned from its
+            // template has them already (vms/work_disk.rs).
             let ws = Arc::clone(&self.ws);
             let disk = root_disk(&dir);
-            let w = work.clone();
+            let w = work.path.clone();
             let synced =
                 tokio::task::spawn_blocking(move || ws.sync_identity(&disk, w.as_deref())).await;
             if let Ok(Err(e)) = synced {
                 tracing::warn!(vm = %vm.name, error = %error_chain(&e), "cannot sync keys and git identity");
             }
         }
+        let identity_done = std::time::Instant::now();
         let spec = LaunchSpec {
             name: vm.name.clone(),
             vmm_id: crate::vms::reconcile::vmm_id(&vm.id),
@@ -101,7 +156,7 @@ impl VMService {
             initrd: image.initrd_path.clone().map(Into::into),
             boot_args: self.config.vm.kernel_args.clone(),
             root_disk: root_disk(&dir),
-            work_disk: work,
+            work_disk: work.path,
             dir,
             vcpus: vm.vcpus,
             memory_mib: vm.memory_mib,
@@ -135,7 +190,7 @@ impl VMService {
         // Readiness: `running` only once the guest answers (workspace/ready.rs).
         if let Err(e) = self
             .ws
-            .wait_ready(vm.guest_ip, handles.vsock.as_deref())
+            .wait_ready(vm.guest_ip, handles.vsock.as_deref(), handles.tap.is_some())
             .await
         {
             let _ = self.net.kill(&handles).await;
@@ -167,6 +222,11 @@ impl VMService {
         tracing::info!(
             vm = %vm.name,
             request_to_instance_start_us = us(requested, t.start_sent),
+            before_start_us = us(requested, began),
+            work_disk_us = us(work_began, identity_began),
+            identity_us = us(identity_began, identity_done),
+            network_us = t.network.as_micros() as u64,
+            configure_us = us(t.socket_ready, t.start_sent),
             vmm_startup_us = us(t.spawned, t.socket_ready),
             instance_start_us = us(t.start_sent, t.started),
             guest_boot_us = us(t.started, ready),
@@ -174,55 +234,6 @@ impl VMService {
             "VM running"
         );
         Ok(vm)
-    }
-
-    /// The VM's work disk, made from the image's work seed at its first
-    /// start: copied (reflink or sparse) to `work.ext4.partial`, grown to
-    /// the VM's work-disk size and `resize2fs`ed, then renamed into place,
-    /// so a failed or interrupted first start leaves nothing a later start
-    /// would trust. `None` for a VM without one (size 0, or an image
-    /// without a work seed). Kept across stop/start; `vm delete` removes it
-    /// with the VM's directory.
-    async fn ensure_work_disk(
-        &self,
-        vm: &Vm,
-        image: &banger_api::Image,
-    ) -> Result<Option<std::path::PathBuf>, VmError> {
-        let dir = self.layout.vm_dir(&vm.id);
-        let disk = work_disk(&dir);
-        if disk.is_file() {
-            return Ok(Some(disk));
-        }
-        if vm.work_disk_bytes == 0 {
-            return Ok(None);
-        }
-        let Some(seed) = image
-            .work_seed_path
-            .as_deref()
-            .map(std::path::PathBuf::from)
-            .filter(|p| p.is_file())
-        else {
-            tracing::warn!(vm = %vm.name, image = %image.name, "the image has no work seed; booting without a work disk (run `banger managed-seed refresh`)");
-            return Ok(None);
-        };
-        let size = vm.work_disk_bytes;
-        blocking(move || -> Result<std::path::PathBuf, VmError> {
-            let partial = dir.join("work.ext4.partial");
-            let _ = std::fs::remove_file(&partial);
-            let made = (|| -> Result<(), VmError> {
-                banger_imagemgr::clone_or_copy(&seed, &partial)?;
-                if banger_imagemgr::grow_file(&partial, size)? {
-                    banger_imagemgr::resize_ext4(&partial)?;
-                }
-                std::fs::rename(&partial, &disk).map_err(VmError::io("cannot rename", &partial))
-            })();
-            if made.is_err() {
-                let _ = std::fs::remove_file(&partial);
-            }
-            made.map(|()| disk)
-        })
-        .await
-        .map(Some)
     }
 
     fn fail_start(&self, vm: &Vm, e: VmError) -> VmError {
@@ -409,6 +420,8 @@ impl VMService {
             tracing::warn!(vm = %vm.name, ended, "ended VMMs of the deleted VM that no record named");
         }
         self.store.delete_vm(&vm.id)?;
+        // Its forwards' rows went with it; their listeners close now.
+        self.forwards.close_vm(&vm.id).await;
         {
             // Its root-disk devices first (dm snapshot, loops), then its files.
             let strategy = Arc::clone(&self.root_disks);

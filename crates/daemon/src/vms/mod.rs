@@ -4,7 +4,8 @@
 //! stats; `reconcile.rs` the startup reconcile; `promote.rs` promoting a VM
 //! to an image; `launcher.rs` the VMM launcher (Firecracker process,
 //! sockets, TAP and DNS publication); `handles.rs` the per-VM runtime
-//! handles; `alloc.rs` guest addresses.
+//! handles; `alloc.rs` guest addresses; `work_disk.rs` work disks cloned
+//! from per-image templates.
 
 mod alloc;
 mod create;
@@ -16,6 +17,7 @@ mod promote;
 mod reconcile;
 mod service;
 mod stats;
+mod work_disk;
 
 pub use error::VmError;
 pub use handles::HandleCache;

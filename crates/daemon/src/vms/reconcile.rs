@@ -56,6 +56,8 @@ pub struct ReconcileReport {
     /// VMMs ended because no VM could adopt them (interrupted starts,
     /// stops and deletes, duplicates).
     pub ended_vmms: usize,
+    /// Work-disk templates whose build was interrupted (`.partial`).
+    pub removed_partial_templates: usize,
 }
 
 impl VMService {
@@ -103,6 +105,8 @@ impl VMService {
             }
         }
         report.removed_dirs = self.remove_orphan_dirs(known);
+        report.removed_partial_templates =
+            crate::vms::work_disk::sweep_template_partials(&self.layout.state_dir.join("images"));
         tracing::info!(?report, "reconcile done");
         Ok(report)
     }

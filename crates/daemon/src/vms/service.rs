@@ -15,6 +15,7 @@ use crate::common::error::DaemonError;
 use crate::common::lockset::VmLockSet;
 use crate::common::{OpEntry, OpTracker, VmFiles, root_disk, work_disk};
 use crate::config::{Config, Layout};
+use crate::forwards::ForwardService;
 use crate::images::ImageService;
 use crate::vms::error::VmError;
 use crate::vms::handles::HandleCache;
@@ -50,6 +51,13 @@ pub struct VMService {
     pub(crate) procfs: banger_fcproc::ProcFs,
     /// How root disks are made (copy or device-mapper snapshot).
     pub(crate) root_disks: Arc<dyn banger_dmsnap::RootDiskStrategy>,
+    /// Work-disk templates (`work_disk.rs`): held shared while one is
+    /// cloned, alone while one is built (so concurrent first creates build
+    /// it once, and no template is removed while being cloned). A leaf
+    /// lock, taken under `vm_locks[id]`.
+    pub(crate) templates_mu: tokio::sync::RwLock<()>,
+    /// Port forwards: shown by `vm.show`, closed by `vm.delete`.
+    pub forwards: Arc<ForwardService>,
 }
 
 impl VMService {
@@ -66,6 +74,7 @@ impl VMService {
     ) -> Self {
         Self {
             create_ops: OpTracker::new(Arc::clone(&store)),
+            forwards: Arc::new(ForwardService::new(Arc::clone(&store))),
             store,
             config,
             layout,
@@ -78,7 +87,14 @@ impl VMService {
             samples: Mutex::new(HashMap::new()),
             procfs: banger_fcproc::ProcFs::host(),
             root_disks: Arc::new(banger_dmsnap::CopyStrategy),
+            templates_mu: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Share `forwards` (the daemon's forward service) instead of a private one.
+    pub fn with_forwards(mut self, forwards: Arc<ForwardService>) -> Self {
+        self.forwards = forwards;
+        self
     }
 
     /// Make root disks with `strategy` (the copy by default).
@@ -119,7 +135,43 @@ impl VMService {
             vsock_socket: h.vsock.map(|v| v.display().to_string()),
         });
         let paths = self.paths(&vm.id);
-        Ok(VmDetail { vm, runtime, paths })
+        let forwards = self.forwards.of_vm(&vm.id)?;
+        let provision = self.store.vm_provision(&vm.id)?;
+        Ok(VmDetail {
+            vm,
+            runtime,
+            paths,
+            forwards,
+            provision,
+        })
+    }
+
+    /// `vm.provision_record`: replace the VM's provisioning record (the
+    /// CLI runs the scripts over SSH and reports each state change).
+    pub fn record_provision(
+        &self,
+        p: &banger_api::VmProvisionParams,
+    ) -> Result<Vec<banger_api::ProvisionRun>, VmError> {
+        if p.runs.len() > 64 {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!("{} provisioning runs; at most 64", p.runs.len()),
+            )
+            .into());
+        }
+        if let Some(r) = p.runs.iter().find(|r| r.script.len() > 4096) {
+            return Err(banger_api::RpcError::new(
+                banger_api::ErrorKind::InvalidArgument,
+                format!(
+                    "provisioning script name of {} bytes; at most 4096",
+                    r.script.len()
+                ),
+            )
+            .into());
+        }
+        let vm = self.resolve(&p.vm)?;
+        self.store.set_vm_provision(&vm.id, &p.runs)?;
+        Ok(p.runs.clone())
     }
 
     pub(crate) fn paths(&self, id: &str) -> VmPaths {
@@ -147,21 +199,48 @@ impl VMService {
             LogSource::Console => VmFiles::console(&dir),
             LogSource::Vmm => VmFiles::vmm_log(&dir),
         };
-        let lines = if path.exists() {
-            let data = crate::vms::launcher::read_tail(&path, 4 << 20)
-                .map_err(VmError::io("cannot read", &path))?;
-            let text = String::from_utf8_lossy(&data);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(tail)..]
-                .iter()
-                .map(|l| l.to_string())
-                .collect()
-        } else {
-            Vec::new()
+        if let Some(since) = p.since {
+            // Follow mode: the bytes after `since` (the CLI starts over
+            // from 0 when the file shrank, e.g. after a rotation).
+            let (lines, end) = if path.exists() {
+                let (data, end) = crate::vms::launcher::read_since(&path, since, 4 << 20)
+                    .map_err(VmError::io("cannot read", &path))?;
+                let text = String::from_utf8_lossy(&data);
+                (text.lines().map(str::to_string).collect(), end)
+            } else {
+                (Vec::new(), 0)
+            };
+            return Ok(VmLogs {
+                path: path.display().to_string(),
+                lines,
+                end,
+            });
+        }
+        // The current file, preceded by its rotated generation when the
+        // current one holds fewer lines than asked for.
+        let read = |p: &std::path::Path| -> Result<Vec<String>, VmError> {
+            if !p.exists() {
+                return Ok(Vec::new());
+            }
+            let data = crate::vms::launcher::read_tail(p, 4 << 20)
+                .map_err(VmError::io("cannot read", p))?;
+            Ok(String::from_utf8_lossy(&data)
+                .lines()
+                .map(str::to_string)
+                .collect())
         };
+        let end = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let mut lines = read(&path)?;
+        if lines.len() < tail {
+            let mut older = read(&crate::common::rotated(&path))?;
+            older.append(&mut lines);
+            lines = older;
+        }
+        let lines = lines.split_off(lines.len().saturating_sub(tail));
         Ok(VmLogs {
             path: path.display().to_string(),
             lines,
+            end,
         })
     }
 
@@ -244,6 +323,10 @@ impl VmLookup for StoreVmLookup {
 
     fn vsock_socket(&self, vm_id: &str) -> Option<std::path::PathBuf> {
         self.handles.get(vm_id).and_then(|h| h.vsock)
+    }
+
+    fn has_nic(&self, vm_id: &str) -> bool {
+        self.handles.get(vm_id).is_none_or(|h| h.tap.is_some())
     }
 }
 

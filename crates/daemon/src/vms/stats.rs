@@ -76,6 +76,17 @@ impl VMService {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // Console and VMM logs stay bounded (common/vm_files.rs).
+            let dirs: Vec<_> = self
+                .handles
+                .all()
+                .into_iter()
+                .map(|(id, _)| self.layout.vm_dir(&id))
+                .collect();
+            let _ = tokio::task::spawn_blocking(move || {
+                dirs.iter().for_each(|d| crate::common::rotate_vm_logs(d))
+            })
+            .await;
             for id in self.poll_stats().await {
                 if !lock(&stopping).insert(id.clone()) {
                     continue;

@@ -34,10 +34,21 @@ impl WorkspaceService {
     /// `guest.ssh_config`.
     pub fn ssh_config(&self) -> Result<SshConfigText, DaemonError> {
         ensure_client_files(&self.deps.ssh).map_err(WorkspaceOpError::from)?;
-        let vms = self.vms.list_vms()?;
-        Ok(SshConfigText {
-            text: ssh_config_text(&self.deps.ssh, self.deps.guest.ssh_port, &vms),
-        })
+        // A running VM without a network card is left out: `ssh NAME.vm`
+        // would leave through the host's default route.
+        let (vms, no_nic): (Vec<Vm>, Vec<Vm>) = self
+            .vms
+            .list_vms()?
+            .into_iter()
+            .partition(|vm| self.check_reachable(vm).is_ok());
+        let mut text = ssh_config_text(&self.deps.ssh, self.deps.guest.ssh_port, &vms);
+        for vm in no_nic {
+            text.push_str(&format!(
+                "\n# {}.vm: left out, the VM has no network card\n",
+                vm.name
+            ));
+        }
+        Ok(SshConfigText { text })
     }
 
     /// Drop VM `vm_id`'s pinned host key from the daemon's known_hosts

@@ -13,14 +13,126 @@
 //! argv); the disk file belongs to the owner,
 //! so no privilege is needed. The guest user's uid, gid and home come from
 //! the image's own `/etc/passwd`.
+//!
+//! A new VM's work disk is cloned from a template that already holds these
+//! files (`vms/work_disk.rs` asks [`WorkspaceService::identity_files`] for
+//! them), so a create runs no `debugfs`. [`IdentityCache`] keeps the guest
+//! account per disk version and the git identity per content of the
+//! owner's git config files, so neither `debugfs` nor `git` runs again
+//! while they are unchanged.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use banger_imagemgr::{Ext4Edit, Owner};
 
-use crate::common::{GuestAccount, authorized_keys, guest_account};
+use crate::common::{FileVersion, GuestAccount, GuestAccountError, authorized_keys, guest_account};
 use crate::workspace::service::WorkspaceService;
+
+/// Entries kept in [`IdentityCache`]'s account map before it is emptied.
+const MAX_ACCOUNTS: usize = 256;
+
+/// The content of the owner's git config files, and the identity `git`
+/// gave for it.
+type GitEntry = (Vec<u8>, Option<Vec<u8>>);
+
+/// What the identity sync computed before, and from which inputs.
+#[derive(Default)]
+pub struct IdentityCache {
+    /// (disk, user) → the disk's version when read, the account.
+    accounts: Mutex<HashMap<(PathBuf, String), (FileVersion, GuestAccount)>>,
+    /// The content of the owner's global git config files → the identity.
+    git: Mutex<Option<GitEntry>>,
+}
+
+impl IdentityCache {
+    /// [`guest_account`], read again only when `disk` changed.
+    pub fn account(&self, disk: &Path, user: &str) -> Result<GuestAccount, GuestAccountError> {
+        let key = (disk.to_path_buf(), user.to_string());
+        let version = FileVersion::of(disk);
+        if let Some(v) = version
+            && let Some((seen, acct)) = lock(&self.accounts).get(&key)
+            && *seen == v
+        {
+            return Ok(acct.clone());
+        }
+        let acct = guest_account(disk, user)?;
+        if let Some(v) = version
+            && FileVersion::of(disk) == Some(v)
+        {
+            let mut map = lock(&self.accounts);
+            if map.len() >= MAX_ACCOUNTS {
+                map.clear();
+            }
+            map.insert(key, (v, acct.clone()));
+        }
+        Ok(acct)
+    }
+
+    /// [`git_identity`], asked of `git` again only when the owner's global
+    /// config files (`~/.gitconfig`, `$XDG_CONFIG_HOME/git/config`)
+    /// changed. Files with `include` sections are never cached (what they
+    /// include is not looked at).
+    pub fn git_identity(&self, home: &Path) -> Option<Vec<u8>> {
+        let Some(key) = git_config_key(home) else {
+            return git_identity(home);
+        };
+        if let Some((k, id)) = lock(&self.git).as_ref()
+            && *k == key
+        {
+            return id.clone();
+        }
+        let id = git_identity(home);
+        *lock(&self.git) = Some((key, id.clone()));
+        id
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The content of the global git config files `git config --global` reads
+/// with `HOME=home`, as one key; `None` when one cannot be read or has an
+/// `include`.
+fn git_config_key(home: &Path) -> Option<Vec<u8>> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|x| !x.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".config"));
+    let mut key = Vec::new();
+    for f in [home.join(".gitconfig"), xdg.join("git/config")] {
+        match std::fs::read(&f) {
+            Ok(b) => {
+                if String::from_utf8_lossy(&b)
+                    .to_ascii_lowercase()
+                    .contains("include")
+                {
+                    return None;
+                }
+                key.push(1);
+                key.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                key.extend_from_slice(&b);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => key.push(0),
+            Err(_) => return None,
+        }
+    }
+    Some(key)
+}
+
+/// The files the identity sync writes (`(path, content, mode)`) and the
+/// guest account owning them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFiles {
+    /// The guest user (home `/` when the files go onto a work disk).
+    pub acct: GuestAccount,
+    /// `authorized_keys`, and `.gitconfig` when the owner has a git
+    /// identity.
+    pub files: Vec<(String, Vec<u8>, u32)>,
+}
 
 /// Why the sync failed (the VM still boots; the start logs it).
 #[derive(Debug, thiserror::Error)]
@@ -125,21 +237,31 @@ impl WorkspaceService {
         root_disk: &Path,
         work_disk: Option<&Path>,
     ) -> Result<(), AuthSyncError> {
+        let id = self.identity_files(root_disk, work_disk.is_some())?;
+        write_files(work_disk.unwrap_or(root_disk), &id.acct, &id.files)
+    }
+
+    /// What [`WorkspaceService::sync_identity`] writes: the guest account
+    /// from `root_disk`'s `/etc/passwd` (an image's root filesystem or a
+    /// VM's root disk), and the files under its home, or at the root when
+    /// `on_work_disk`. Blocking; runs `debugfs` and `git` only when their
+    /// inputs changed since the last call ([`IdentityCache`]).
+    pub fn identity_files(
+        &self,
+        root_disk: &Path,
+        on_work_disk: bool,
+    ) -> Result<IdentityFiles, AuthSyncError> {
         let keys = authorized_keys(&self.deps.ssh.key, &self.deps.home);
-        let mut acct = guest_account(root_disk, &self.deps.guest.user)?;
-        let disk = match work_disk {
-            Some(w) => {
-                acct.home = "/".into();
-                w
-            }
-            None => root_disk,
-        };
+        let mut acct = self.identity.account(root_disk, &self.deps.guest.user)?;
+        if on_work_disk {
+            acct.home = "/".into();
+        }
         let home = acct.home.trim_end_matches('/').to_string();
         let mut files = vec![(format!("{home}/.ssh/authorized_keys"), keys, 0o600)];
-        if let Some(cfg) = git_identity(&self.deps.home) {
+        if let Some(cfg) = self.identity.git_identity(&self.deps.home) {
             files.push((format!("{home}/.gitconfig"), cfg, 0o644));
         }
-        write_files(disk, &acct, &files)
+        Ok(IdentityFiles { acct, files })
     }
 }
 
@@ -242,5 +364,64 @@ mod tests {
             cfg.contains("name = \"Ada L\"") && cfg.contains("email = \"ada@example.invalid\""),
             "{cfg}"
         );
+    }
+
+    #[test]
+    fn account_cache_follows_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(img) = image(dir.path(), Some("dev:x:1000:1000::/home/dev:/bin/sh\n")) else {
+            return;
+        };
+        let cache = IdentityCache::default();
+        assert_eq!(cache.account(&img, "dev").unwrap().uid, 1000);
+        assert_eq!(cache.account(&img, "dev").unwrap().uid, 1000);
+        let root = GuestAccount {
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+        };
+        write_files(
+            &img,
+            &root,
+            &[(
+                "/etc/passwd".into(),
+                b"dev:x:2000:2000::/home/dev:/bin/sh\n".to_vec(),
+                0o644,
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            cache.account(&img, "dev").unwrap().uid,
+            2000,
+            "a rewritten disk is read again"
+        );
+    }
+
+    #[test]
+    fn git_config_key_changes_with_the_files_and_skips_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let none = git_config_key(home).unwrap();
+        std::fs::write(home.join(".gitconfig"), "[user]\n\tname = A\n").unwrap();
+        let a = git_config_key(home).unwrap();
+        assert_ne!(a, none);
+        assert_eq!(git_config_key(home).unwrap(), a);
+        std::fs::write(home.join(".gitconfig"), "[user]\n\tname = B\n").unwrap();
+        assert_ne!(git_config_key(home).unwrap(), a);
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[include]\n\tpath = other\n[user]\n\tname = B\n",
+        )
+        .unwrap();
+        assert_eq!(git_config_key(home), None, "includes are never cached");
+        let cache = IdentityCache::default();
+        std::fs::write(home.join(".gitconfig"), "[user]\n\tname = C\n").unwrap();
+        if in_path("git") {
+            let first = cache.git_identity(home).unwrap();
+            assert!(String::from_utf8_lossy(&first).contains("name = \"C\""));
+            std::fs::write(home.join(".gitconfig"), "[user]\n\tname = D\n").unwrap();
+            let second = cache.git_identity(home).unwrap();
+            assert!(String::from_utf8_lossy(&second).contains("name = \"D\""));
+        }
     }
 }

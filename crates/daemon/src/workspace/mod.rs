@@ -10,7 +10,7 @@ mod authsync;
 mod export;
 mod files;
 mod guest_config;
-mod ports;
+pub(crate) mod ports;
 mod prepare;
 mod ready;
 mod service;
@@ -18,7 +18,7 @@ mod ssh;
 #[cfg(test)]
 mod tests;
 
-pub use authsync::AuthSyncError;
+pub use authsync::{AuthSyncError, IdentityFiles, write_files};
 pub use guest_config::GuestConfig;
 pub use service::{VmLookup, WorkspaceDeps, WorkspaceService};
 pub use ssh::{GuestDial, SshClient, WaitForSsh, banner_waiter, bulk_cipher_preference};

@@ -4,8 +4,10 @@
 //! answer (no vsock device, no agent in the image), from `ss -Htulnp` run
 //! over SSH.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banger_api::guest::GuestPort;
@@ -81,12 +83,13 @@ pub async fn ports_from_agent(
     vm: &str,
     socket: &Path,
     port: u32,
+    connect_timeout: Duration,
 ) -> Result<Vec<GuestPort>, String> {
     let line = agent_request(
         socket,
         port,
         proto::PORTS,
-        AGENT_CONNECT_TIMEOUT,
+        connect_timeout,
         AGENT_REPLY_TIMEOUT,
     )
     .await?;
@@ -94,12 +97,80 @@ pub async fn ports_from_agent(
     Ok(from_agent(vm, sockets))
 }
 
+/// The vsock sockets whose VMM had no agent to answer: probed once per VMM
+/// run, remembered by the socket's device and inode (a restarted VMM binds
+/// a new socket, which is probed again). Without it every `vm ports` on a
+/// guest without vsock (no vhost-vsock under the QEMU front, no agent in
+/// the image) would wait for [`AGENT_CONNECT_TIMEOUT`] before SSH.
+#[derive(Debug, Default)]
+pub struct NoAgentMemo(Mutex<HashMap<PathBuf, (u64, u64)>>);
+
+impl NoAgentMemo {
+    fn identity(socket: &Path) -> Option<(u64, u64)> {
+        std::fs::symlink_metadata(socket)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (u64, u64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether this very socket already failed to reach an agent.
+    pub fn known_silent(&self, socket: &Path) -> bool {
+        let Some(id) = Self::identity(socket) else {
+            return false;
+        };
+        self.lock().get(socket) == Some(&id)
+    }
+
+    /// Remember that `socket`'s VMM had no agent; entries of sockets that
+    /// are gone are dropped on the way.
+    pub fn remember(&self, socket: &Path) {
+        let Some(id) = Self::identity(socket) else {
+            return;
+        };
+        let mut map = self.lock();
+        map.retain(|p, old| Self::identity(p) == Some(*old));
+        map.insert(socket.to_path_buf(), id);
+    }
+}
+
+/// [`ports_from_agent`] unless `memo` knows the socket has no agent; a
+/// failure is remembered.
+pub async fn ports_from_agent_once(
+    memo: &NoAgentMemo,
+    vm: &str,
+    socket: &Path,
+    port: u32,
+    connect_timeout: Duration,
+) -> Result<Vec<GuestPort>, String> {
+    if memo.known_silent(socket) {
+        return Err("no guest agent answered on this VMM's vsock before".into());
+    }
+    let result = ports_from_agent(vm, socket, port, connect_timeout).await;
+    if result.is_err() {
+        memo.remember(socket);
+    }
+    result
+}
+
 impl WorkspaceService {
     /// `vm.ports`: the guest agent over vsock, else `ss` over SSH.
     pub async fn ports(self: &Arc<Self>, vm: &str) -> Result<Vec<GuestPort>, DaemonError> {
         let vm = self.snapshot(vm).await?;
         if let Some(socket) = self.vms.vsock_socket(&vm.id).filter(|p| p.exists()) {
-            match ports_from_agent(&vm.name, &socket, self.deps.guest.vsock_port).await {
+            match ports_from_agent_once(
+                &self.no_agent,
+                &vm.name,
+                &socket,
+                self.deps.guest.vsock_port,
+                AGENT_CONNECT_TIMEOUT,
+            )
+            .await
+            {
                 Ok(ports) => return Ok(ports),
                 Err(e) => tracing::debug!(
                     vm = %vm.name,
@@ -152,5 +223,52 @@ garbage line
         assert_eq!(p[2].process.as_deref(), Some("systemd-resolve"));
         assert_eq!(p[3].port, 8080);
         assert_eq!(p[3].process, None);
+    }
+
+    /// A VMM whose vsock socket accepts and never answers (a guest without
+    /// an agent) is waited for once; the next `vm ports` goes straight to
+    /// SSH; a new socket (the VMM restarted) is probed again.
+    #[tokio::test]
+    async fn a_silent_vsock_is_probed_once_per_vmm_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("vsock.sock");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let serve = |path: PathBuf| {
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let accepted = Arc::clone(&accepted);
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((s, _)) = listener.accept().await {
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    held.push(s);
+                }
+            })
+        };
+        let server = serve(socket.clone());
+        let memo = NoAgentMemo::default();
+        let wait = Duration::from_millis(200);
+        let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            ports_from_agent_once(&memo, "dev", &socket, 52, wait)
+                .await
+                .is_err()
+        );
+        assert_eq!(count(), 1);
+        assert!(
+            ports_from_agent_once(&memo, "dev", &socket, 52, wait)
+                .await
+                .is_err()
+        );
+        assert_eq!(count(), 1, "the second call does not dial the silent VMM");
+        // A new VMM binds a new socket at the same path: probed again.
+        server.abort();
+        std::fs::remove_file(&socket).unwrap();
+        let _server = serve(socket.clone());
+        assert!(
+            ports_from_agent_once(&memo, "dev", &socket, 52, wait)
+                .await
+                .is_err()
+        );
+        assert_eq!(count(), 2);
     }
 }

@@ -45,6 +45,16 @@ pub enum ReadinessError {
     /// No SSH banner.
     #[error(transparent)]
     Ssh(#[from] GuestSshError),
+    /// SSH readiness for a VM without a network card whose address is not
+    /// on a link of this namespace: never dialed through the default route.
+    #[error(
+        "readiness needs SSH but the VM has no network card ({guest_ip} is not on a link of this host); \
+         enable the guest network (network.enabled = true) or set `[guest] readiness = \"none\"`"
+    )]
+    NoNic {
+        /// The stored guest address.
+        guest_ip: std::net::Ipv4Addr,
+    },
     /// `auto`: neither probe succeeded.
     #[error("neither the guest agent nor SSH answered: {vsock}; {ssh}")]
     Neither {
@@ -176,20 +186,37 @@ pub async fn wait_for_vsock(
 
 impl WorkspaceService {
     /// Wait until the guest is reachable as configured; `vsock` is the
-    /// VMM's hybrid-vsock socket, if it has one.
+    /// VMM's hybrid-vsock socket, if it has one; `has_nic` whether the VMM
+    /// has a network card (without one, SSH is probed only when the address
+    /// is on a link of this namespace, see [`crate::common::route`]).
     pub async fn wait_ready(
         &self,
         guest_ip: std::net::Ipv4Addr,
         vsock: Option<&Path>,
+        has_nic: bool,
     ) -> Result<(), ReadinessError> {
         let g = &self.deps.guest;
         let timeout = Duration::from_secs(g.readiness_timeout_secs);
         let addr = SocketAddr::new(guest_ip.into(), g.ssh_port);
-        match g.effective_readiness() {
+        let ssh_allowed = has_nic
+            || matches!(
+                crate::common::route::reach(guest_ip),
+                crate::common::route::Reach::Direct { .. }
+            );
+        let readiness = match g.effective_readiness() {
+            Readiness::Auto if !ssh_allowed => Readiness::Vsock,
+            Readiness::Ssh if !ssh_allowed => return Err(ReadinessError::NoNic { guest_ip }),
+            r => r,
+        };
+        match readiness {
             Readiness::None => Ok(()),
             Readiness::Ssh => Ok((self.deps.wait_for_ssh)(addr, timeout).await?),
             Readiness::Vsock => {
-                let sock = vsock.ok_or(ReadinessError::NoVsock)?;
+                let sock = vsock.ok_or(if ssh_allowed {
+                    ReadinessError::NoVsock
+                } else {
+                    ReadinessError::NoNic { guest_ip }
+                })?;
                 wait_for_vsock(sock, g.vsock_port, timeout).await
             }
             Readiness::Auto => match vsock.filter(|p| p.exists()) {

@@ -37,6 +37,10 @@ pub trait VmLookup: Send + Sync {
     fn vsock_socket(&self, _vm_id: &str) -> Option<PathBuf> {
         None
     }
+    /// Whether the running VM's VMM has a network card (a TAP).
+    fn has_nic(&self, _vm_id: &str) -> bool {
+        true
+    }
 }
 
 /// The seams and settings the service is built over.
@@ -259,6 +263,10 @@ pub struct WorkspaceService {
     pub workspace_locks: VmLockSet,
     pub(crate) vms: Arc<dyn VmLookup>,
     pub(crate) deps: WorkspaceDeps,
+    /// VMMs whose vsock had no agent for `vm ports` (probed once per run).
+    pub(crate) no_agent: crate::workspace::ports::NoAgentMemo,
+    /// Guest accounts and git identity already computed (authsync.rs).
+    pub(crate) identity: crate::workspace::authsync::IdentityCache,
 }
 
 impl WorkspaceService {
@@ -268,6 +276,8 @@ impl WorkspaceService {
             workspace_locks: VmLockSet::default(),
             vms,
             deps,
+            no_agent: Default::default(),
+            identity: Default::default(),
         }
     }
 
@@ -280,7 +290,33 @@ impl WorkspaceService {
                 vm.name, vm.name
             )));
         }
+        self.check_reachable(&vm)?;
         Ok(vm)
+    }
+
+    /// Refuse guest access to a VM without a network card unless its
+    /// address is on a directly connected link of the daemon's namespace:
+    /// banger never dials a guest address through the host's default
+    /// route (see [`crate::common::route`]).
+    pub fn check_reachable(&self, vm: &Vm) -> Result<(), WorkspaceOpError> {
+        use crate::common::route::{Reach, reach};
+        if self.vms.has_nic(&vm.id) {
+            return Ok(());
+        }
+        let why = match reach(vm.guest_ip) {
+            Reach::Direct { .. } => return Ok(()),
+            Reach::Gateway { dev, gateway } => {
+                format!("{} would leave through {dev} via {gateway}", vm.guest_ip)
+            }
+            Reach::Unreachable => format!("no route to {}", vm.guest_ip),
+        };
+        Err(WorkspaceOpError::Conflict(format!(
+            "VM {name} has no network card (the daemon runs with network.enabled = false) and {why}: \
+             banger does not dial guests through the host's network; enable the guest network \
+             (network.enabled = true), restart the daemon and `banger vm restart {name}`, \
+             or read its console with `banger vm logs {name}`",
+            name = vm.name
+        )))
     }
 
     /// Phase one of every guest operation: take `vm_locks[id]` only to

@@ -1,7 +1,9 @@
 //! The daemon's SSH client for guests: OpenSSH driven by argv.
 //!
-//! * banger's key pair lives in the owner's home
-//!   (`~/.config/banger/ssh/id_ed25519`, made by `ssh-keygen` on first use);
+//! * banger's key pair lives in the owner's home on the dev path
+//!   (`~/.config/banger/ssh/id_ed25519`) and in the state directory on the
+//!   system path (`/var/lib/banger/ssh/id_ed25519`, where the unit may
+//!   write), made by `ssh-keygen` on first use;
 //! * the daemon keeps its own known_hosts (`<state_dir>/ssh/known_hosts`)
 //!   and pins each guest's host key under the alias `banger-<vm id>`
 //!   (`HostKeyAlias`): learned at first connection (`accept-new`), a new VM

@@ -545,3 +545,46 @@ async fn host_deletion_of_a_file_changed_in_the_guest_deletes_it() {
     assert_eq!((p.files_sent, p.files_deleted), (0, 1), "{p:?}");
     assert!(!guest.join("notes.txt").exists());
 }
+
+/// [`OneVm`] whose VMM has no network card.
+struct NoNic(Arc<OneVm>);
+
+impl VmLookup for NoNic {
+    fn resolve_vm(&self, name: &str) -> Result<Vm, DaemonError> {
+        self.0.resolve_vm(name)
+    }
+    fn is_alive(&self, id: &str) -> bool {
+        self.0.is_alive(id)
+    }
+    fn vm_locks(&self) -> &VmLockSet {
+        self.0.vm_locks()
+    }
+    fn list_vms(&self) -> Result<Vec<Vm>, DaemonError> {
+        self.0.list_vms()
+    }
+    fn has_nic(&self, _id: &str) -> bool {
+        false
+    }
+}
+
+/// A VM without a network card whose address is not on a link of this
+/// namespace (127.0.0.1 is in the local table, not on a main-table link)
+/// is never dialed: guest access is refused with the way out, the guest
+/// is untouched, and the ssh_config include leaves it out.
+#[tokio::test]
+async fn a_vm_without_a_network_card_is_never_dialed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, lookup) = service(dir.path(), None);
+    let ws = Arc::new(WorkspaceService::new(
+        Arc::new(NoNic(lookup)),
+        ws.deps.clone(),
+    ));
+    let r = repo(dir.path());
+    let err = ws.prepare(params(&r)).await.unwrap_err().to_string();
+    assert!(err.contains("no network card"), "{err}");
+    assert!(err.contains("network.enabled = true"), "{err}");
+    assert!(!dir.path().join("guest-home/work").exists(), "nothing ran");
+    let text = ws.ssh_config().unwrap().text;
+    assert!(!text.contains("Host dev.vm"), "{text}");
+    assert!(text.contains("# dev.vm: left out"), "{text}");
+}

@@ -2,6 +2,7 @@
 //! and concurrency; fixtures live in `util`.
 
 mod concurrency;
+mod forwards;
 mod images;
 mod kernels;
 mod operations;

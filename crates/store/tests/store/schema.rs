@@ -19,7 +19,10 @@ fn open_creates_the_schema_from_empty() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["images", "kernels", "operations", "vms"]);
+    assert_eq!(
+        tables,
+        ["images", "kernels", "operations", "vm_forwards", "vms"]
+    );
     let store = Store::open(dir.path().join("state/banger.db")).unwrap();
     assert!(store.list_vms().unwrap().is_empty());
     assert!(store.list_images().unwrap().is_empty());

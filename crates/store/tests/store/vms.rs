@@ -317,3 +317,38 @@ fn a_panicking_patch_leaves_the_store_usable() {
         .transition_vm(&web.id, &[VmState::Created], VmState::Starting, |_| {})
         .unwrap();
 }
+
+#[test]
+fn provisioning_record_round_trips_and_goes_with_the_vm() {
+    use banger_api::{ProvisionRun, ProvisionState};
+    let (_dir, store, img) = store_with_image();
+    let web = vm("web", 2, &img);
+    store.insert_vm(&web).unwrap();
+    assert_eq!(store.vm_provision(&web.id).unwrap(), vec![]);
+    let runs = vec![
+        ProvisionRun {
+            script: "setup.sh".into(),
+            state: ProvisionState::Failed,
+            exit_code: Some(3),
+            started_at: Some(1),
+            finished_at: Some(2),
+        },
+        ProvisionRun {
+            script: "more.sh".into(),
+            state: ProvisionState::Pending,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+        },
+    ];
+    store.set_vm_provision(&web.id, &runs).unwrap();
+    assert_eq!(store.vm_provision(&web.id).unwrap(), runs);
+    // Other columns are untouched.
+    assert_eq!(store.get_vm(&web.id).unwrap().as_ref(), Some(&web));
+    assert!(matches!(
+        store.set_vm_provision("nope", &runs),
+        Err(StoreError::NotFound { .. })
+    ));
+    store.delete_vm(&web.id).unwrap();
+    assert_eq!(store.vm_provision(&web.id).unwrap(), vec![]);
+}

@@ -18,7 +18,7 @@ pub const SSH_PORT: u16 = 2222;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -59,7 +59,27 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-fn keygen(path: &Path) {
+/// Wait until sshd listens on TCP `port` inside namespace `ns` (panics
+/// with its log `log` after 10 s).
+pub fn wait_listening(ns: &str, port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Htln"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port}")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "sshd did not listen: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+pub fn keygen(path: &Path) {
     let st = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
         .arg(path)
@@ -167,22 +187,7 @@ impl GuestNet {
             .spawn()
             .unwrap();
         self.sshd = Some(child);
-        // Wait for the port inside the guest namespace.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &self.guest_ns, "ss", "-Htln"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains(&format!(":{SSH_PORT}")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "sshd did not listen: {}",
-            std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-        );
+        wait_listening(&self.guest_ns, SSH_PORT, &self.dir.path().join("sshd.log"));
     }
 
     fn stop_sshd(&mut self) {

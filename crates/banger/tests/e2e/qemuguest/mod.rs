@@ -3,8 +3,9 @@
 //! /var/cache/banger-ci/kernel: `boot/vmlinuz-*` and `lib/modules/<version>/`)
 //! with an initramfs built here from busybox-static and the kernel's virtio
 //! modules. Its `/init` prints `MARK ...` lines on the serial console, does
-//! what markers on the kernel command line ask, and powers off when the ACPI
-//! power button is pressed.
+//! what markers on the kernel command line ask (`guestip=`, else the address
+//! of banger's `ip=`, configures eth0 and serves HTTP on port 8000 with
+//! busybox `httpd`), and powers off when the ACPI power button is pressed.
 
 #![allow(dead_code)]
 
@@ -42,10 +43,13 @@ if [ -n "$n" ]; then
   done
 fi
 addr=$(arg guestip)
+if [ -z "$addr" ]; then ipa=$(arg ip); addr=${ipa%%:*}; fi
 if [ -n "$addr" ]; then
   wait_for /sys/class/net/eth0
   ifconfig eth0 "$addr" netmask 255.255.255.0 up
   echo "MARK mac $(cat /sys/class/net/eth0/address)"
+  mkdir -p /www && echo "banger guest service" > /www/index.html
+  httpd -p 8000 -h /www && echo "MARK httpd"
 fi
 for e in /sys/class/input/event*; do
   if [ "$(cat $e/device/name 2>/dev/null)" = "Power Button" ]; then

@@ -63,10 +63,6 @@ impl TestDaemon {
         network_keys: &str,
         netns: Option<&str>,
     ) -> TestDaemon {
-        let dir = tempfile::Builder::new()
-            .prefix("banger-test-")
-            .tempdir()
-            .unwrap();
         // The simulator boots no guest: no readiness wait unless a test
         // brings its own `[guest]` table (and a guest to answer).
         let guest = if daemon_keys.contains("[guest]") {
@@ -80,8 +76,20 @@ impl TestDaemon {
             daemon_keys,
             network_keys
         );
+        let mut d = Self::unstarted(&config, env, netns);
+        d.spawn();
+        d
+    }
+
+    /// A daemon not started yet (see [`Self::spawn`]) whose test dir holds
+    /// `config` as its `config.toml`; `env` goes to the daemon.
+    pub fn unstarted(config: &str, env: &[(&str, &str)], netns: Option<&str>) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("banger-test-")
+            .tempdir()
+            .unwrap();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut d = TestDaemon {
+        TestDaemon {
             dir,
             env: env
                 .iter()
@@ -90,9 +98,7 @@ impl TestDaemon {
             child: None,
             launcher: Vec::new(),
             netns: netns.map(str::to_string),
-        };
-        d.spawn();
-        d
+        }
     }
 
     /// (Re)start the bangerd process on the same state directory.
@@ -115,12 +121,20 @@ impl TestDaemon {
                 c
             }
         };
+        // The daemon writes its SSH key and known_hosts under `$HOME`
+        // (`~/.config/banger/ssh`): never the real user's.
+        let home = self.home();
+        std::fs::create_dir_all(&home).unwrap();
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .arg("--log")
             .arg("debug")
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME")
             .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -182,18 +196,22 @@ impl TestDaemon {
         Client::connect_with(&self.socket(), &peers)
     }
 
-    /// Run the `banger` CLI against this daemon. Its `HOME` is the one the
-    /// test gave the daemon, else a private one: `vm create`/`vm delete`
-    /// refresh an installed `~/.ssh/config.d/banger`, and a test must never
-    /// rewrite the real user's.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        let home = self
-            .env
+    /// The daemon's `HOME`: the one the test gave it, else a private
+    /// directory of the test (`<dir>/home`), never the real user's.
+    pub fn home(&self) -> PathBuf {
+        self.env
             .iter()
             .find(|(k, _)| k == "HOME")
             .map(|(_, v)| PathBuf::from(v))
-            .unwrap_or_else(|| self.dir.path().join("cli-home"));
-        self.cli_in_home(&home, args)
+            .unwrap_or_else(|| self.dir.path().join("home"))
+    }
+
+    /// Run the `banger` CLI against this daemon with the daemon's
+    /// [`home`](Self::home): `vm create`/`vm delete` refresh an installed
+    /// `~/.ssh/config.d/banger`, and a test must never rewrite the real
+    /// user's.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_in_home(&self.home(), args)
     }
 
     /// Run the `banger` CLI against this daemon with `HOME` set to `home`.
@@ -209,6 +227,9 @@ impl TestDaemon {
             .args(args)
             .env("HOME", home)
             .env("NO_COLOR", "1")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME")
             .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
             .output()
@@ -348,6 +369,29 @@ pub fn list_dir(p: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `debugfs -R REQ DISK`'s output (read-only).
+pub fn debugfs(disk: &Path, req: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(req)
+        .arg(disk)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Write the host file `src` to `path` in the ext4 image `disk`.
+pub fn debugfs_write(disk: &Path, src: &Path, path: &str) {
+    let w = Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} {path}", src.display()))
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+}
+
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -410,4 +454,25 @@ pub fn fake_vmlinux() -> Vec<u8> {
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The one daemon file `banger ssh-config` wrote in `home`'s
+/// `.ssh/config.d/` (`banger` or `banger-<hash>`).
+pub fn ssh_include(home: &Path) -> PathBuf {
+    let dir = home.join(".ssh/config.d");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("banger"))
+        })
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one banger include in {}: {files:?}",
+        dir.display()
+    );
+    files.into_iter().next().unwrap()
 }
