@@ -15,6 +15,12 @@ pub struct WorkspacePrepareParams {
     /// Send everything even if a previous prepare is recorded.
     #[serde(default)]
     pub full: bool,
+    /// Trust that the guest's copy is as the last prepare left it: skip
+    /// asking the guest for its own listing, so files changed or deleted
+    /// inside the guest are not repaired (faster by one round trip and a
+    /// `stat` of every carried file on the guest).
+    #[serde(default)]
+    pub trust_guest: bool,
 }
 
 /// Result of `workspace.prepare`.
@@ -36,6 +42,10 @@ pub struct WorkspacePrepared {
     pub files_sent: u64,
     /// Files deleted on the guest.
     pub files_deleted: u64,
+    /// Of `files_sent`, those sent again because the guest's copy had
+    /// been changed, replaced or deleted inside the guest.
+    #[serde(default)]
+    pub guest_changed: u64,
     /// Content bytes sent.
     pub bytes_sent: u64,
 }

@@ -10,12 +10,15 @@
 //!    every object loose, then after `git gc` (packed, as in a clone); and,
 //!    for reference, the raw pipe ours is built on: `tar -c . | ssh tar -x`
 //!    of the whole checkout (no git listing, no manifest, `.git` as is).
-//! 3. Re-copy after changing 10 files: ours (delta) vs `rsync -a` again.
+//! 3. Re-copy after changing 10 files: ours (delta, in the default mode
+//!    that checks the guest's own listing of its copy, so both sides are
+//!    compared as rsync does) vs `rsync -a` again; then, for reference, 10
+//!    more files with `--trust-guest` (no look at the guest's copy).
 //!
 //! The peers' `ssh` gets the same options as the daemon's, including its
 //! cipher preference (AES-GCM first on a CPU with AES instructions).
 //!
-//! Each case runs `BANGER_BENCH_ROUNDS` times (default 3), every timed run
+//! Each case runs `BANGER_BENCH_ROUNDS` times (default 5), every timed run
 //! after a `sync`, the order of the tools rotating from round to round.
 //! Every first copy goes into a directory no earlier round used, and
 //! nothing is deleted until the end: on ext4 (here mounted with `discard`)
@@ -24,7 +27,10 @@
 //! fresh directories, 3.3 s after an `rm -rf` of the previous copy), which
 //! punished whichever tool wrote most and made every tool slow down from
 //! round to round. Prints the medians and the ratio peer/ours (> 1 means
-//! ours is faster), plus each round's ratio.
+//! ours is faster), plus each round's ratio, and the load average before
+//! and after. Not covered: a real guest (the "guest" is a local sshd in a
+//! network namespace, so the guest's disk and CPU are the host's), a slow
+//! link, `rsync --delete` (neither side deletes files only the guest has).
 //! Run with `make bench-workspace` or `cargo bench -p banger --bench workspace`.
 
 #[path = "../tests/e2e/guestnet/mod.rs"]
@@ -134,6 +140,13 @@ fn ssh_cmd(key: &Path) -> Vec<String> {
     .collect()
 }
 
+/// `/proc/loadavg`'s first three fields.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
 fn time(f: impl FnOnce()) -> Duration {
     let t = Instant::now();
     f();
@@ -167,7 +180,8 @@ fn main() {
     d.wait_state("dev", banger_api::VmState::Running, 20);
     let ssh = ssh_cmd(&net.client_key);
     let dest = "root@172.30.0.2";
-    let rounds = env_num("BANGER_BENCH_ROUNDS", 3).max(1);
+    let rounds = env_num("BANGER_BENCH_ROUNDS", 5).max(1);
+    let load_before = loadavg();
     // `source | ssh … tar -x` into `dir` on the guest.
     let pipe_to_guest = |mut source: Command, dir: &Path| {
         let mut src = source.stdout(Stdio::piped()).spawn().unwrap();
@@ -243,10 +257,10 @@ fn main() {
     // then ours (delta) and rsync.
     let repo_s = repo.display().to_string();
     let ours_dir = work.join(repo.file_name().unwrap());
-    let (mut ours_again, mut rsync_again) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
+    let (mut ours_again, mut rsync_again, mut trusted) = (Vec::new(), Vec::new(), Vec::new());
+    let change = |first: usize| {
         for i in 0..10 {
-            let n = (round * 10 + i) % files;
+            let n = (first + i) % files;
             let f = repo.join(format!(
                 "src/m{:03}/d{:02}/f{n:05}.rs",
                 n / 200,
@@ -256,13 +270,19 @@ fn main() {
             data.extend_from_slice(b"\n// touched\n");
             std::fs::write(&f, data).unwrap();
         }
-        let ours_run = || {
-            time(|| {
-                let out = d.cli_ok(&["workspace", "prepare", "dev", &repo_s, "--json"]);
-                let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
-                assert_eq!(p.files_sent, 10, "{p:?}");
-            })
-        };
+    };
+    let prepare = |extra: &[&str]| {
+        time(|| {
+            let mut args = vec!["workspace", "prepare", "dev", &repo_s, "--json"];
+            args.extend_from_slice(extra);
+            let out = d.cli_ok(&args);
+            let p: banger_api::guest::WorkspacePrepared = serde_json::from_str(&out).unwrap();
+            assert_eq!((p.files_sent, p.guest_changed), (10, 0), "{p:?}");
+        })
+    };
+    for round in 0..rounds {
+        change(round * 20);
+        let ours_run = || prepare(&[]);
         settle();
         if round % 2 == 0 {
             ours_again.push(ours_run());
@@ -273,7 +293,15 @@ fn main() {
             settle();
             ours_again.push(ours_run());
         }
+        // For reference: 10 more files without the guest check (rsync
+        // catches up in the next round's run).
+        change(round * 20 + 10);
+        settle();
+        trusted.push(prepare(&["--trust-guest"]));
     }
+    let load_after = loadavg();
+    // rsync's copy catches up with the last reference run (untimed).
+    rsync(&repo, &rsync_dir);
     // Both ends hold the same tree: ours matches rsync's copy file by file.
     let diff = Command::new("diff")
         .args(["-r", "-q", "--exclude=.git"])
@@ -299,8 +327,9 @@ fn main() {
         "workspace benchmark: {files} files, ~{mb} MB, sshd in a local netns, \
          {rounds} round(s) in rotating order, medians"
     );
+    println!("load before: {load_before}; after: {load_after}");
     println!(
-        "{:<44} {:>9} {:>9} {:>13}   per-round peer/ours",
+        "{:<44} {:>9} {:>9} {:>13}   per round: ours/peer s=peer/ours",
         "case", "ours s", "peer s", "peer/ours"
     );
     for (case, o, p) in [
@@ -323,11 +352,16 @@ fn main() {
             &raw_loose,
         ),
         ("re-copy (10 files) vs rsync -a", &ours_again, &rsync_again),
+        (
+            "re-copy --trust-guest vs rsync -a (ref.)",
+            &trusted,
+            &rsync_again,
+        ),
     ] {
         let rounds: Vec<String> = o
             .iter()
             .zip(p.iter())
-            .map(|(o, p)| format!("{:.2}", secs(*p) / secs(*o)))
+            .map(|(o, p)| format!("{:.2}/{:.2}={:.2}", secs(*o), secs(*p), secs(*p) / secs(*o)))
             .collect();
         println!(
             "{case:<44} {:>9.3} {:>9.3} {:>12.2}x   {}",

@@ -29,6 +29,10 @@ pub struct WorkspacePrepareArgs {
     /// Send everything, ignoring what the last prepare sent
     #[arg(long)]
     pub full: bool,
+    /// Skip asking the VM which files changed inside it since the last
+    /// prepare (faster; files changed or deleted in the VM stay as they are)
+    #[arg(long, conflicts_with = "full")]
+    pub trust_guest: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }

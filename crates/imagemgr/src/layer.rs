@@ -23,6 +23,10 @@
 //! two entries (GNU long names, pax records) is bounded by
 //! [`MAX_TAR_METADATA_BYTES`].
 //!
+//! A layer is decompressed on a thread of its own, a few chunks ahead of
+//! the thread that writes the files (the budget is counted on the writer's
+//! side, so the decoder runs at most those chunks past it).
+//!
 //! umoci writes layer tars without the final padding and end-of-archive
 //! blocks; an end of file after the last complete entry is accepted as the
 //! end of the layer. A decompression error never is.
@@ -148,13 +152,34 @@ impl Flattener {
             buf.get(..4).map(|m| [m[0], m[1], m[2], m[3]])
         };
         let failed = Rc::new(RefCell::new(None));
-        let decoder: Box<dyn Read> = match magic {
+        let decoder: Box<dyn Read + Send> = match magic {
             Some([0x1f, 0x8b, _, _]) => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
             Some([0x28, 0xb5, 0x2f, 0xfd]) => {
                 Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(io_err(blob))?)
             }
             _ => Box::new(reader),
         };
+        // Decompression runs on a thread of its own, a few chunks ahead of
+        // the thread that writes the files.
+        std::thread::scope(|threads| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(DECODE_AHEAD);
+            threads.spawn(move || decode_ahead(decoder, &tx));
+            let decoder = Ahead {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+                done: false,
+            };
+            self.apply_decoded(decoder, label, &failed)
+        })
+    }
+
+    fn apply_decoded(
+        &mut self,
+        decoder: Ahead,
+        label: &str,
+        failed: &Rc<RefCell<Option<String>>>,
+    ) -> Result<(), ImageMgrError> {
         let over = Rc::new(Cell::new(false));
         let window = Rc::new(Cell::new(None));
         let meta_over = Rc::new(Cell::new(false));
@@ -166,9 +191,9 @@ impl Flattener {
                 window: Rc::clone(&window),
                 window_over: Rc::clone(&meta_over),
             },
-            failed: Rc::clone(&failed),
+            failed: Rc::clone(failed),
         };
-        let result = self.apply_tar(guarded, label, &failed, &window);
+        let result = self.apply_tar(guarded, label, failed, &window);
         if meta_over.get() {
             return Err(layer_err(
                 label,
@@ -334,9 +359,13 @@ impl Flattener {
                         "the layer ends inside this file ({copied} of {size} bytes)"
                     )));
                 }
+                // Through the open file: no second and third path lookup.
+                out.set_permissions(fs::Permissions::from_mode(mode | 0o600))
+                    .map_err(io_err(&path))?;
+                let t = epoch_secs(mtime);
+                out.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+                    .map_err(io_err(&path))?;
                 drop(out);
-                set_mode(&path, mode | 0o600)?;
-                set_mtime(&path, mtime)?;
                 self.sizes.insert(rel.clone(), size);
                 meta.mode |= libc::S_IFREG;
             }
@@ -532,6 +561,84 @@ impl Flattener {
     }
 }
 
+/// Decompressed chunks the decoding thread may run ahead of the writer.
+const DECODE_AHEAD: usize = 8;
+/// Size of one decompressed chunk.
+const DECODE_CHUNK: usize = 256 * 1024;
+
+/// Read `decoder` to its end (or first error) in chunks into `tx`; stops
+/// early when the reader hangs up.
+fn decode_ahead(
+    mut decoder: Box<dyn Read + Send>,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+) {
+    loop {
+        let mut chunk = vec![0u8; DECODE_CHUNK];
+        let mut filled = 0;
+        let end = loop {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    filled += n;
+                    if filled == chunk.len() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if filled > 0 {
+                        chunk.truncate(filled);
+                        let _ = tx.send(Ok(chunk));
+                    }
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        };
+        chunk.truncate(filled);
+        if (!chunk.is_empty() && tx.send(Ok(chunk)).is_err()) || end {
+            return;
+        }
+    }
+}
+
+/// The reading end of [`decode_ahead`].
+struct Ahead {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Read for Ahead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                // The decoder finished: end of stream.
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Records the first error of the decompressor, so a corrupt stream is
 /// never mistaken for a short tar.
 struct Guard<R> {
@@ -630,6 +737,16 @@ fn xattrs_of<R: Read>(
         }
     }
     Ok(out)
+}
+
+/// `secs` since the epoch (before it when negative).
+fn epoch_secs(secs: i64) -> std::time::SystemTime {
+    let d = std::time::Duration::from_secs(secs.unsigned_abs());
+    if secs < 0 {
+        std::time::UNIX_EPOCH - d
+    } else {
+        std::time::UNIX_EPOCH + d
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ImageMgrError> {

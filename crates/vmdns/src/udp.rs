@@ -10,6 +10,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record};
 use tokio::net::UdpSocket;
 
 use crate::handler::{Answer, answer};
+use crate::wire::EDNS_UDP_SIZE;
 use crate::zone::{TTL, Zone};
 
 /// Serve `sock` until `stop` fires.
@@ -53,9 +54,18 @@ pub fn respond(packet: &[u8], zone: &Zone, soa: &Record) -> Option<Vec<u8>> {
     let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
     if let Some(e) = &req.edns {
+        // Our payload size, version 0, the DO bit copied (RFC 3225; the
+        // zone is unsigned, so it adds nothing), no options.
         let mut out = Edns::new();
-        out.set_max_payload(e.max_payload().max(512));
+        out.set_max_payload(EDNS_UDP_SIZE);
+        out.set_version(0);
+        out.set_dnssec_ok(e.flags().dnssec_ok);
         resp.set_edns(out);
+        if e.version() != 0 {
+            // RFC 6891 6.1.3: an unknown EDNS version gets BADVERS only.
+            resp.metadata.response_code = ResponseCode::BADVERS;
+            return resp.to_vec().ok();
+        }
     }
     let q = match (req.metadata.op_code, req.queries.as_slice()) {
         (OpCode::Query, [q]) => q,

@@ -2,7 +2,7 @@
 //!
 //! It imports no sibling crate and does no network or guest I/O itself: it
 //! inspects a git checkout on the host ([`git`]), records what was sent
-//! ([`manifest`]), writes the tar stream a guest unpacks ([`tarstream`]),
+//! ([`manifest`]) and what the guest holds ([`guest_state`]), writes the tar stream a guest unpacks ([`tarstream`]),
 //! generates the guest-side shell scripts ([`script`]), brings guest work back
 //! into the host repository without touching its working tree ([`export`]) and
 //! validates file-sync paths ([`homepath`]). The daemon's `WorkspaceService`
@@ -10,12 +10,14 @@
 
 pub mod export;
 pub mod git;
+pub mod guest_state;
 pub mod homepath;
 pub mod manifest;
 pub mod script;
 pub mod tarstream;
 
 pub use git::{GitError, RepoInfo};
+pub use guest_state::GuestState;
 pub use manifest::{Delta, Manifest, ManifestEntry, ManifestError};
 
 #[cfg(test)]

@@ -37,6 +37,12 @@ pub enum ManifestError {
         /// 1-based line.
         line: usize,
     },
+    /// The guest's stat listing could not be read.
+    #[error("the guest's listing of its checkout is unreadable: {reason}")]
+    GuestListing {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// One carried file.
@@ -308,18 +314,27 @@ impl Manifest {
 
     /// Load from `path`; a missing file is an empty manifest.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Manifest::from_text(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(source) => Err(ManifestError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        load_text(path, Manifest::from_text)
     }
 }
 
-fn hex(b: &[u8]) -> String {
+/// Parse the record file at `path` with `parse`; a missing file is the
+/// empty record.
+pub(crate) fn load_text<T: Default>(
+    path: &Path,
+    parse: impl FnOnce(&str, &Path) -> Result<T, ManifestError>,
+) -> Result<T, ManifestError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
@@ -331,7 +346,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Decode hex `s` into exactly `out.len()` bytes; false on a bad digit or
 /// length.
-fn unhex_into(s: &[u8], out: &mut [u8]) -> bool {
+pub(crate) fn unhex_into(s: &[u8], out: &mut [u8]) -> bool {
     fn digit(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),

@@ -1,12 +1,20 @@
 //! Guest-side shell scripts, generated on the host and run with `sh -c` over
 //! SSH. Every value is single-quoted with [`quote`]; the scripts use only
-//! POSIX sh, `tar`, `xargs -0`, `rm` and `git`.
+//! POSIX sh, `tar`, `xargs -0`, `rm`, `head -c`, GNU `find -printf` and `git`.
 
 /// Where the import stream carries its control files inside the checkout
 /// (under `.git`, so no work-tree path can collide with it).
 pub const IMPORT_DIR: &str = ".git/banger-import";
 /// The NUL-separated list of paths the guest deletes after extracting.
 pub const DELETE_LIST: &str = ".git/banger-import/delete";
+/// The NUL-separated `./<path>` list of files the guest stats after the
+/// import (what it just received), reported as the new [`GuestState`].
+///
+/// [`GuestState`]: crate::GuestState
+pub const STAT_LIST: &str = ".git/banger-import/stat";
+/// GNU `find -printf` format of one guest stat record (see
+/// [`crate::guest_state`]): path, tab, `inode size mtime ctime`, NUL.
+pub const STAT_RECORD: &str = r"%p\t%i %s %T@ %C@\0";
 /// A marker in the import stream: the guest re-applies the index settings
 /// (see [`import_script`]) when it is present, so a script sent before the
 /// host knows what the stream holds can still do it.
@@ -38,15 +46,32 @@ fn dir_expr(dir: &str) -> String {
     }
 }
 
+/// The sh function `banger_stat`: the stat listing (see
+/// [`crate::guest_state`]) of the NUL-separated paths on its stdin, paths
+/// the guest lacks left out, ended by an empty record.
+pub(crate) fn stat_function() -> String {
+    format!(
+        r#"banger_stat() {{
+  xargs -0r sh -c 'exec find "$@" -maxdepth 0 -printf "{STAT_RECORD}" 2>/dev/null' sh || true
+  printf '\0'
+}}"#
+    )
+}
+
 /// Unpack a workspace stream from stdin into `dir`, apply the deletion list,
 /// drop the control files and, with `refresh` or when the stream carries
 /// [`REFRESH_MARKER`], make the copied index valid on the guest (HEAD,
 /// branch, index and remotes came with `.git`).
 ///
 /// The script first says whether the guest can decompress zstd
-/// ([`HELLO_ZSTD`] or [`HELLO_TAR`] on stdout), then reads one line from
-/// stdin naming the stream that follows ([`FORMAT_ZSTD`] or [`FORMAT_TAR`];
-/// `read` takes exactly that line, the rest stays for the decoder).
+/// ([`HELLO_ZSTD`] or [`HELLO_TAR`] on stdout). With `check`, it then reads
+/// a line with a byte count and that many bytes of a
+/// [`check_list`](crate::guest_state::check_list), and prints its stat
+/// listing of those paths (see [`crate::guest_state`]). Then it reads one
+/// line naming the stream that follows ([`FORMAT_ZSTD`] or [`FORMAT_TAR`];
+/// `read` and `head -c` take exactly their bytes, the rest stays for the
+/// decoder). After the import it prints the stat listing of the paths in
+/// [`STAT_LIST`] (an empty listing without one), then [`IMPORT_OK`].
 ///
 /// A copied index carries the host's inode/ctime/uid data; rather than
 /// rehashing the whole tree (`update-index --refresh`, the cost of a full
@@ -57,7 +82,7 @@ fn dir_expr(dir: &str) -> String {
 /// entries (mtime not older than the index) are rechecked by content. The
 /// settings are re-applied on every import since `.git/config` may be
 /// re-sent from the host.
-pub fn import_script(dir: &str, refresh: bool) -> String {
+pub fn import_script(dir: &str, refresh: bool, check: bool) -> String {
     let settings = "git -c safe.directory='*' config core.checkStat minimal \\\n    \
                     && git -c safe.directory='*' config core.trustCtime false || true";
     let refresh = if refresh {
@@ -68,26 +93,38 @@ pub fn import_script(dir: &str, refresh: bool) -> String {
             marker = quote(REFRESH_MARKER)
         )
     };
+    let check = if check {
+        r#"IFS= read -r n
+case "$n" in ''|*[!0-9]*) echo "bad check list length: $n" >&2; exit 2 ;; esac
+head -c "$n" | banger_stat
+"#
+    } else {
+        ""
+    };
     format!(
         r#"set -eu
 if command -v zstd >/dev/null 2>&1; then echo {hello_zstd}; else echo {hello_tar}; fi
-IFS= read -r fmt
+{stat_fn}
 dir={dir}
 mkdir -p "$dir"
 cd "$dir"
+{check}IFS= read -r fmt
 case "$fmt" in
   {zstd}) zstd -dcq | tar -x --no-same-owner -f - ;;
   {tar}) tar -x --no-same-owner -f - ;;
   *) echo "unknown workspace stream format: $fmt" >&2; exit 2 ;;
 esac
 if [ -s {del} ]; then xargs -0 rm -f -- < {del}; fi
-{refresh}rm -rf {imp}
+{refresh}if [ -s {stat} ]; then banger_stat < {stat}; else printf '\0'; fi
+rm -rf {imp}
 echo {ok}
 "#,
         dir = dir_expr(dir),
         del = quote(DELETE_LIST),
+        stat = quote(STAT_LIST),
         imp = quote(IMPORT_DIR),
         ok = IMPORT_OK,
+        stat_fn = stat_function(),
         hello_zstd = quote(HELLO_ZSTD),
         hello_tar = quote(HELLO_TAR),
         zstd = FORMAT_ZSTD,
@@ -174,9 +211,9 @@ mod tests {
 
     #[test]
     fn import_script_is_valid_sh_and_relative_dirs_hang_off_home() {
-        let s = import_script("work/my repo", true);
+        let s = import_script("work/my repo", true, true);
         assert!(s.contains("core.checkStat minimal"));
-        let marked = import_script("w", false);
+        let marked = import_script("w", false, false);
         assert!(marked.contains(&format!("[ -e {} ]", quote(REFRESH_MARKER))));
         assert!(!s.contains(&quote(REFRESH_MARKER)));
         let st = Command::new("sh")
@@ -187,7 +224,7 @@ mod tests {
         assert!(s.contains(r#"dir="$HOME"/'work/my repo'"#));
         let st = Command::new("sh").args(["-n", "-c", &s]).status().unwrap();
         assert!(st.success());
-        assert!(import_script("/abs/x", true).contains("dir='/abs/x'"));
+        assert!(import_script("/abs/x", true, false).contains("dir='/abs/x'"));
         let e = export_script("w", "abc", "dev", ExportFormat::Bundle);
         let st = Command::new("sh").args(["-n", "-c", &e]).status().unwrap();
         assert!(st.success());
@@ -215,7 +252,7 @@ mod import_tests {
         let mut buf = format!("{FORMAT_TAR}\n").into_bytes();
         write_tar(root, files, &[(PathBuf::from(DELETE_LIST), list)], &mut buf).unwrap();
         let mut child = Command::new("sh")
-            .args(["-c", &import_script(dest, true)])
+            .args(["-c", &import_script(dest, true, false)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -281,7 +318,7 @@ mod marker_tests {
         let files = send.iter().map(|p| (p.as_path(), &m.entries[p]));
         write_stated(root, files, &extra, &mut buf).unwrap();
         let mut child = Command::new("sh")
-            .args(["-c", &import_script(dest.to_str().unwrap(), false)])
+            .args(["-c", &import_script(dest.to_str().unwrap(), false, false)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -382,7 +419,7 @@ mod racy_export_tests {
         write_stated(&root, sent, &extra, &mut buf).unwrap();
         let dest = dir.path().join("guest");
         let mut child = Command::new("sh")
-            .args(["-c", &import_script(dest.to_str().unwrap(), false)])
+            .args(["-c", &import_script(dest.to_str().unwrap(), false, false)])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

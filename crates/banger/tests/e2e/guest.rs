@@ -261,6 +261,33 @@ fn prepare_delta_and_export_round_trip() {
     );
     assert!(!guest.join("untracked.txt").exists());
 
+    // Changed and deleted inside the guest: the next prepare restores
+    // both (the guest lists its own copy over ssh); --trust-guest would not.
+    std::fs::write(
+        guest.join("a/b/c/deep.txt"),
+        "guest edit
+",
+    )
+    .unwrap();
+    std::fs::remove_file(guest.join("tool.sh")).unwrap();
+    let trusted: WorkspacePrepared = s.d.cli_json(&[
+        "workspace",
+        "prepare",
+        "dev",
+        repo.to_str().unwrap(),
+        "--trust-guest",
+    ]);
+    assert_eq!((trusted.files_sent, trusted.guest_changed), (0, 0));
+    assert!(!guest.join("tool.sh").exists());
+    let third: WorkspacePrepared =
+        s.d.cli_json(&["workspace", "prepare", "dev", repo.to_str().unwrap()]);
+    assert_eq!((third.files_sent, third.guest_changed), (2, 2), "{third:?}");
+    assert_eq!(tree_snapshot(&guest), {
+        let mut host = tree_snapshot(&repo);
+        host.retain(|(p, _, _)| !p.ends_with(b".log") && !p.starts_with(b"build"));
+        host
+    });
+
     // Work in the guest: a commit and an uncommitted edit.
     std::fs::write(guest.join("from-guest.txt"), "new\n").unwrap();
     git(&guest, &["add", "from-guest.txt"]);

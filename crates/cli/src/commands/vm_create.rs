@@ -141,6 +141,7 @@ fn prepare(ctx: &mut Ctx, client: &mut Client, vm: &str, path: &Path) -> Result<
             vm: vm.to_string(),
             path: path.display().to_string(),
             full: false,
+            trust_guest: false,
         }))?;
     client.set_timeout(Some(crate::client::READ_TIMEOUT));
     writeln!(

@@ -48,6 +48,7 @@ pub fn prepare(ctx: &mut Ctx, a: WorkspacePrepareArgs) -> Result<(), CliError> {
         vm: a.vm,
         path,
         full: a.full,
+        trust_guest: a.trust_guest,
     }))?;
     if a.json.json {
         return print_json(ctx.out, &done);
@@ -55,13 +56,17 @@ pub fn prepare(ctx: &mut Ctx, a: WorkspacePrepareArgs) -> Result<(), CliError> {
     let what = if done.full { "copied" } else { "updated" };
     writeln!(
         ctx.out,
-        "{} {what} into {}:{} ({} files, {} deleted, {} bytes){}",
+        "{} {what} into {}:{} ({} files, {} deleted, {} bytes){}{}",
         done.host_root,
         done.vm,
         done.guest_dir,
         done.files_sent,
         done.files_deleted,
         done.bytes_sent,
+        match done.guest_changed {
+            0 => String::new(),
+            n => format!(", {n} changed inside the VM and restored"),
+        },
         done.branch
             .as_ref()
             .map(|b| format!(", on branch {b}"))

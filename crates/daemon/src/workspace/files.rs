@@ -52,7 +52,7 @@ impl WorkspaceService {
                 quote("banger-sync-ok")
             );
             let mut out = Vec::new();
-            let mut feed = |w: &mut dyn std::io::Write, _: &_| {
+            let mut feed = |w: &mut dyn std::io::Write, _: &mut _| {
                 write_pairs(plan.clone(), true, &[], w).map(|_| ())
             };
             let run = me.run_guest(&target, &script, Some(&mut feed), &mut out)?;

@@ -157,49 +157,93 @@ impl From<WorkspaceOpError> for DaemonError {
     }
 }
 
-/// Writes a guest command's stdin; [`GuestHello`] gives the first line the
-/// command printed, for a feed that must hear from the guest first.
+/// Writes a guest command's stdin; [`GuestHello`] gives what the command
+/// printed so far, for a feed that must hear from the guest first.
 pub(crate) type Feed<'a> =
-    dyn FnMut(&mut dyn Write, &GuestHello) -> std::io::Result<()> + Send + 'a;
+    dyn FnMut(&mut dyn Write, &mut GuestHello) -> std::io::Result<()> + Send + 'a;
 
-/// The first line of a guest command's stdout, as it arrives.
-pub(crate) struct GuestHello(std::sync::mpsc::Receiver<String>);
+/// A guest command's stdout as it arrives, for the feed (the whole output
+/// still goes to the caller's writer as well).
+pub(crate) struct GuestHello {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Received and not yet taken.
+    buf: Vec<u8>,
+}
 
 impl GuestHello {
+    /// Receive until `done(buf)` gives the length to take, or `timeout`.
+    /// Between two calls of `done` the buffer only grows, so `done` may
+    /// resume where it stopped.
+    fn take_until(
+        &mut self,
+        timeout: std::time::Duration,
+        mut done: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> std::io::Result<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(n) = done(&self.buf) {
+                let rest = self.buf.split_off(n);
+                return Ok(std::mem::replace(&mut self.buf, rest));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.buf.extend_from_slice(&chunk),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(std::io::Error::other(
+                        "the guest command printed nothing in time",
+                    ));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(std::io::Error::other(
+                        "the guest command ended before printing what was expected",
+                    ));
+                }
+            }
+        }
+    }
+
     /// Wait up to `timeout` for the first line (without its newline).
-    pub(crate) fn first_line(&self, timeout: std::time::Duration) -> std::io::Result<String> {
-        self.0.recv_timeout(timeout).map_err(|e| {
-            std::io::Error::other(match e {
-                std::sync::mpsc::RecvTimeoutError::Timeout => {
-                    "the guest command printed nothing in time"
+    pub(crate) fn first_line(&mut self, timeout: std::time::Duration) -> std::io::Result<String> {
+        let line = self.take_until(timeout, |b| {
+            b.iter().position(|c| *c == b'\n').map(|i| i + 1)
+        })?;
+        Ok(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned())
+    }
+
+    /// Wait up to `timeout` for a NUL-separated listing ended by an empty
+    /// record, and take it (terminator included).
+    pub(crate) fn listing(&mut self, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
+        // Where the current record starts, and how far was looked at.
+        let (mut start, mut pos) = (0, 0);
+        self.take_until(timeout, move |b| {
+            while pos < b.len() {
+                if b[pos] == 0 {
+                    if pos == start {
+                        return Some(pos + 1);
+                    }
+                    start = pos + 1;
                 }
-                std::sync::mpsc::RecvTimeoutError::Disconnected => {
-                    "the guest command ended before printing its first line"
-                }
-            })
+                pos += 1;
+            }
+            None
         })
     }
 }
 
-/// Passes everything through to `out` and sends the first line to the feed.
-struct FirstLine<'a> {
+/// Passes everything through to `out` and the feed, until the feed is done.
+struct Tee<'a> {
     out: &'a mut (dyn Write + Send),
-    tx: Option<std::sync::mpsc::Sender<String>>,
-    line: Vec<u8>,
+    tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
-impl Write for FirstLine<'_> {
+impl Write for Tee<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.out.write(buf)?;
-        if let Some(tx) = &self.tx {
-            match buf[..n].iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    self.line.extend_from_slice(&buf[..i]);
-                    let _ = tx.send(String::from_utf8_lossy(&self.line).into_owned());
-                    self.tx = None;
-                }
-                None => self.line.extend_from_slice(&buf[..n]),
-            }
+        if let Some(tx) = &self.tx
+            && tx.send(buf[..n].to_vec()).is_err()
+        {
+            // The feed is done listening.
+            self.tx = None;
         }
         Ok(n)
     }
@@ -332,22 +376,23 @@ impl WorkspaceService {
                 String::from_utf8_lossy(&v).into_owned()
             });
             let (tx, rx) = std::sync::mpsc::channel();
-            let hello = GuestHello(rx);
+            let mut hello = GuestHello {
+                rx,
+                buf: Vec::new(),
+            };
             let out_t = s.spawn(move || {
-                let mut w = FirstLine {
-                    out,
-                    tx: Some(tx),
-                    line: Vec::new(),
-                };
+                let mut w = Tee { out, tx: Some(tx) };
                 std::io::copy(&mut stdout, &mut w)
             });
             let fed = match (feed, stdin) {
                 (Some(f), Some(stdin)) => {
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
-                    f(&mut w, &hello).and_then(|()| w.flush())
+                    f(&mut w, &mut hello).and_then(|()| w.flush())
                 }
                 _ => Ok(()),
             };
+            // Stop the copies to the feed (an export's bundle is large).
+            drop(hello);
             (fed, out_t.join(), err_t.join().unwrap_or_default())
         });
         let status = child.wait().map_err(io)?;

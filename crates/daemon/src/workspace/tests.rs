@@ -162,6 +162,7 @@ fn params(r: &Path) -> WorkspacePrepareParams {
         vm: "dev".into(),
         path: r.display().to_string(),
         full: false,
+        trust_guest: false,
     }
 }
 
@@ -456,6 +457,93 @@ async fn the_stream_is_zstd_when_the_guest_has_it_and_plain_otherwise() {
         "{}",
         String::from_utf8_lossy(&diff.stdout)
     );
+}
+
+/// A second prepare asks the guest for its own listing: a file changed
+/// inside the guest (even with its mtime put back), one deleted there and
+/// one replaced by a rename are restored, and a host-side deletion of a
+/// file the guest also changed still deletes it. `trust_guest` skips the
+/// check and leaves the guest's edits alone.
+#[tokio::test]
+async fn second_prepare_restores_files_changed_or_deleted_in_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, _) = service(dir.path(), None);
+    let r = repo_with_many_objects(dir.path());
+    std::fs::write(r.join("untracked.txt"), "host\n").unwrap();
+    ws.prepare(params(&r)).await.unwrap();
+    let guest = dir.path().join("guest-home/work/proj");
+    let same = ws.prepare(params(&r)).await.unwrap();
+    assert_eq!(
+        (same.files_sent, same.guest_changed),
+        (0, 0),
+        "an untouched guest copy needs nothing: {same:?}"
+    );
+
+    let edit = |rel: &str, data: &str| {
+        let p = guest.join(rel);
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::fs::write(&p, data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    };
+    // Same size, mtime restored: only the ctime tells.
+    edit("src/lib.rs", "fn z() {}\n");
+    std::fs::remove_file(guest.join("src/f3.rs")).unwrap();
+    std::fs::write(guest.join("tmp"), "// 5\n").unwrap();
+    std::fs::rename(guest.join("tmp"), guest.join("src/f5.rs")).unwrap();
+    edit("untracked.txt", "gues\n");
+    std::fs::remove_file(r.join("untracked.txt")).unwrap();
+    let loose = git(&r, &["rev-parse", "HEAD"]);
+    let object = format!(".git/objects/{}/{}", &loose[..2], loose[2..].trim());
+    std::fs::remove_file(guest.join(&object)).unwrap();
+
+    // Trusting the guest: nothing is checked, the host's deletion applies.
+    let mut trusted = params(&r);
+    trusted.trust_guest = true;
+    let t = ws.prepare(trusted).await.unwrap();
+    assert_eq!((t.files_sent, t.files_deleted, t.guest_changed), (0, 1, 0));
+    assert!(!guest.join("untracked.txt").exists());
+    assert_eq!(
+        std::fs::read(guest.join("src/lib.rs")).unwrap(),
+        b"fn z() {}\n"
+    );
+
+    let fixed = ws.prepare(params(&r)).await.unwrap();
+    assert_eq!(fixed.guest_changed, 4, "{fixed:?}");
+    assert_eq!(fixed.files_sent, 4, "{fixed:?}");
+    for (rel, want) in [
+        ("src/lib.rs", "fn a() {}\n"),
+        ("src/f3.rs", "// 3\n"),
+        ("src/f5.rs", "// 5\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(guest.join(rel)).unwrap(), want);
+    }
+    assert!(guest.join(&object).exists());
+    git(&guest, &["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(git(&guest, &["status", "--porcelain"]), " M src/f7.rs\n");
+    let again = ws.prepare(params(&r)).await.unwrap();
+    assert_eq!((again.files_sent, again.guest_changed), (0, 0), "{again:?}");
+}
+
+/// The host deletes a file the guest changed: it is deleted on the guest
+/// too, not resent.
+#[tokio::test]
+async fn host_deletion_of_a_file_changed_in_the_guest_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, _) = service(dir.path(), None);
+    let r = repo(dir.path());
+    std::fs::write(r.join("notes.txt"), "host\n").unwrap();
+    ws.prepare(params(&r)).await.unwrap();
+    let guest = dir.path().join("guest-home/work/proj");
+    std::fs::write(guest.join("notes.txt"), "guest edit\n").unwrap();
+    std::fs::remove_file(r.join("notes.txt")).unwrap();
+    let p = ws.prepare(params(&r)).await.unwrap();
+    assert_eq!((p.files_sent, p.files_deleted), (0, 1), "{p:?}");
+    assert!(!guest.join("notes.txt").exists());
 }
 
 /// [`OneVm`] whose VMM has no network card.
