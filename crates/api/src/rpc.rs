@@ -149,6 +149,12 @@ pub enum Request {
     /// the image name.
     #[serde(rename = "image.build")]
     ImageBuild(ImageBuildParams),
+    /// Build banger's microVM kernel from Debian's `linux-source` (or take
+    /// it from the build cache) and register it, asynchronously. Returns
+    /// the [`Operation`](crate::Operation) to follow; its subject is the
+    /// kernel name.
+    #[serde(rename = "kernel.build")]
+    KernelBuild(KernelBuildParams),
 }
 
 impl Request {
@@ -192,6 +198,7 @@ impl Request {
             Request::ImagePromote(_) => "image.promote",
             Request::ImageRefreshSeed(_) => "image.refresh_seed",
             Request::ImageBuild(_) => "image.build",
+            Request::KernelBuild(_) => "kernel.build",
         }
     }
 }
@@ -409,6 +416,26 @@ pub struct ImageBuildParams {
     #[serde(default)]
     pub include: Vec<String>,
     /// Bootstrap again even when a cached tarball matches.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// A registered kernel to boot the image with (default: `microvm`, the
+    /// kernel `kernel.build` registers, when it exists).
+    #[serde(default)]
+    pub kernel_name: Option<String>,
+    /// Install Debian's cloud kernel and an initrd in the image instead of
+    /// a registered kernel (the default when no `microvm` kernel exists).
+    #[serde(default)]
+    pub debian_kernel: bool,
+}
+
+/// `kernel.build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelBuildParams {
+    /// Kernel name (default `microvm`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Build even when the build cache has this source and config.
     #[serde(default)]
     pub no_cache: bool,
 }

@@ -40,6 +40,7 @@ use crate::common::Persist;
 use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::images::ImageError;
+use crate::images::build::MICROVM_KERNEL;
 use crate::images::service::{ImageService, Staged, name_taken};
 
 /// Suite built when none is given.
@@ -52,7 +53,6 @@ pub const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 pub const BASE_PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
-    "kmod",
     "openssh-server",
     "iproute2",
     "git",
@@ -61,9 +61,13 @@ pub const BASE_PACKAGES: &[&str] = &[
     // without logind nothing handles the ACPI power button, so `vm stop`
     // under the QEMU front waited for its timeout and killed the guest.
     "dbus",
-    "initramfs-tools",
-    "linux-image-cloud-amd64",
 ];
+
+/// Packages added when the image carries Debian's cloud kernel
+/// (`--debian-kernel`): the kernel, and what builds and loads its initrd
+/// and modules. An image booting a registered kernel (banger's microVM
+/// kernel, everything built in) needs none of them.
+pub const DEBIAN_KERNEL_PACKAGES: &[&str] = &["initramfs-tools", "kmod", "linux-image-cloud-amd64"];
 
 /// Modules the initrd loads: the Debian cloud kernel has virtio-mmio,
 /// virtio-blk and virtio-net as modules, so the root disk needs them early.
@@ -128,6 +132,8 @@ pub struct Recipe {
     pub mirror: String,
     /// All packages, sorted and deduplicated.
     pub packages: Vec<String>,
+    /// Debian's cloud kernel and its initrd are installed in the image.
+    pub debian_kernel: bool,
 }
 
 impl Recipe {
@@ -137,6 +143,7 @@ impl Recipe {
         suite: Option<&str>,
         mirror: Option<&str>,
         include: &[String],
+        debian_kernel: bool,
         host_mirror: impl FnOnce() -> Option<String>,
     ) -> Result<Self, ImageError> {
         let suite = suite.unwrap_or(DEFAULT_SUITE).to_string();
@@ -155,6 +162,9 @@ impl Recipe {
             )));
         }
         let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|p| p.to_string()).collect();
+        if debian_kernel {
+            packages.extend(DEBIAN_KERNEL_PACKAGES.iter().map(|p| p.to_string()));
+        }
         for p in include.iter().flat_map(|p| p.split(',')) {
             let p = p.trim();
             if p.is_empty() {
@@ -173,11 +183,13 @@ impl Recipe {
             suite,
             mirror,
             packages,
+            debian_kernel,
         })
     }
 
     /// sha256 (hex) of everything that shapes the tarball.
     pub fn cache_key(&self) -> String {
+        let hook = essential_hook();
         let mut h = Sha256::new();
         for part in [
             "banger-image-build",
@@ -185,7 +197,7 @@ impl Recipe {
             &self.suite,
             &self.mirror,
             &self.packages.join(","),
-            &essential_hook(),
+            if self.debian_kernel { &hook } else { "" },
             CUSTOMIZE_HOOK,
         ] {
             h.update(part.as_bytes());
@@ -209,7 +221,9 @@ impl Recipe {
         .map(OsString::from)
         .collect();
         args.push(format!("--include={}", self.packages.join(",")).into());
-        args.push(format!("--essential-hook={}", essential_hook()).into());
+        if self.debian_kernel {
+            args.push(format!("--essential-hook={}", essential_hook()).into());
+        }
         args.push(format!("--customize-hook={CUSTOMIZE_HOOK}").into());
         args.push(self.suite.clone().into());
         args.push(output.as_os_str().to_owned());
@@ -304,6 +318,8 @@ struct BuildJob {
     name: String,
     recipe: Recipe,
     no_cache: bool,
+    /// The registered kernel the image boots (`None`: Debian's, from the tree).
+    kernel: Option<PathBuf>,
 }
 
 /// Time spent in each step, for the progress text and the log.
@@ -334,10 +350,12 @@ impl ImageService {
     /// `image.build`: check the request, then build on a task. Returns the
     /// operation to follow.
     pub fn build(self: &Arc<Self>, p: ImageBuildParams) -> Result<Operation, ImageError> {
+        let kernel = self.build_kernel_choice(&p)?;
         let recipe = Recipe::new(
             p.suite.as_deref(),
             p.mirror.as_deref(),
             &p.include,
+            kernel.is_none(),
             host_mirror,
         )?;
         let name = p
@@ -356,6 +374,7 @@ impl ImageService {
             name,
             recipe,
             no_cache: p.no_cache,
+            kernel,
         };
         let op = self.ops.start(
             "image.build",
@@ -378,6 +397,26 @@ impl ImageService {
             this.finish_build(&op_id, &job, result, &timings);
         });
         Ok(op)
+    }
+
+    /// The registered kernel an image build boots: `--kernel-name`, else
+    /// [`MICROVM_KERNEL`] when `banger kernel build` registered it; `None`
+    /// (Debian's cloud kernel in the image) with `--debian-kernel` or when
+    /// there is no such kernel.
+    fn build_kernel_choice(&self, p: &ImageBuildParams) -> Result<Option<PathBuf>, ImageError> {
+        match (&p.kernel_name, p.debian_kernel) {
+            (Some(_), true) => Err(ImageError::Invalid(
+                "give either --kernel-name NAME or --debian-kernel, not both".into(),
+            )),
+            (Some(k), false) => {
+                crate::images::kernels::catalog_kernel(&self.store, k, "").map(Some)
+            }
+            (None, true) => Ok(None),
+            (None, false) => Ok(self
+                .store
+                .find_kernel(MICROVM_KERNEL)?
+                .map(|k| PathBuf::from(k.path))),
+        }
     }
 
     /// Where the tarball of `recipe` is cached.
@@ -435,7 +474,8 @@ impl ImageService {
         let t = Instant::now();
         self.stage(op_id, 3, &format!("building the ext4 image ({timings})"));
         let st = staging.to_path_buf();
-        blocking(move || assemble(&st, &tree)).await?;
+        let kernel = job.kernel.clone();
+        blocking(move || assemble(&st, &tree, kernel.as_deref())).await?;
         timings.record("ext4+kernel", t);
 
         let t = Instant::now();
@@ -447,7 +487,7 @@ impl ImageService {
                     id: id.to_string(),
                     name: job.name.clone(),
                     has_kernel: true,
-                    has_initrd: true,
+                    has_initrd: job.kernel.is_none(),
                     source: format!("build:debian/{}", recipe.suite),
                 },
             )
@@ -575,13 +615,17 @@ fn flatten(staging: &Path, tarball: &Path, label: &str) -> Result<Flattened, Ima
     result
 }
 
-/// Take the kernel and initrd from the tree and build `rootfs.ext4`; the
-/// tree is removed either way.
-fn assemble(staging: &Path, tree: &Flattened) -> Result<(), ImageError> {
+/// Link the registered `kernel`, or take Debian's kernel and initrd from
+/// the tree, and build `rootfs.ext4`; the tree is removed either way.
+fn assemble(staging: &Path, tree: &Flattened, kernel: Option<&Path>) -> Result<(), ImageError> {
     let result = (|| {
-        let (vmlinuz, initrd) = boot_files(&tree.root)?;
-        crate::images::service::install_kernel(&vmlinuz, &staging.join("vmlinux"))?;
-        banger_imagemgr::clone_or_copy(&initrd, &staging.join("initrd"))?;
+        if let Some(k) = kernel {
+            crate::images::service::link_or_copy(k, &staging.join("vmlinux"))?;
+        } else {
+            let (vmlinuz, initrd) = boot_files(&tree.root)?;
+            crate::images::service::install_kernel(&vmlinuz, &staging.join("vmlinux"))?;
+            banger_imagemgr::clone_or_copy(&initrd, &staging.join("initrd"))?;
+        }
         banger_imagemgr::build_ext4(tree, &staging.join("rootfs.ext4"))?;
         Ok(())
     })();
@@ -633,7 +677,7 @@ mod tests {
 
     fn recipe(include: &[&str]) -> Recipe {
         let inc: Vec<String> = include.iter().map(|s| s.to_string()).collect();
-        Recipe::new(None, None, &inc, || None).unwrap()
+        Recipe::new(None, None, &inc, false, || None).unwrap()
     }
 
     #[test]
@@ -644,9 +688,19 @@ mod tests {
         for p in BASE_PACKAGES {
             assert!(r.packages.iter().any(|x| x == p), "{p}");
         }
-        let host = Recipe::new(None, None, &[], || Some("http://m.example/debian".into())).unwrap();
+        let host = Recipe::new(None, None, &[], false, || {
+            Some("http://m.example/debian".into())
+        })
+        .unwrap();
         assert_eq!(host.mirror, "http://m.example/debian");
-        let given = Recipe::new(Some("trixie"), Some("https://x.example/d"), &[], || None).unwrap();
+        let given = Recipe::new(
+            Some("trixie"),
+            Some("https://x.example/d"),
+            &[],
+            false,
+            || None,
+        )
+        .unwrap();
         assert_eq!(
             (given.suite.as_str(), given.mirror.as_str()),
             ("trixie", "https://x.example/d")
@@ -654,7 +708,9 @@ mod tests {
 
         let bad = |s: Option<&str>, m: Option<&str>, inc: &[&str]| {
             let inc: Vec<String> = inc.iter().map(|s| s.to_string()).collect();
-            Recipe::new(s, m, &inc, || None).unwrap_err().to_string()
+            Recipe::new(s, m, &inc, false, || None)
+                .unwrap_err()
+                .to_string()
         };
         assert!(bad(Some("--x"), None, &[]).contains("invalid suite"));
         assert!(bad(Some("Bookworm"), None, &[]).contains("invalid suite"));
@@ -720,7 +776,22 @@ mod tests {
         assert_eq!(include.split(',').collect::<Vec<_>>(), r.packages);
         // Every option comes before the positional arguments.
         assert!(args[..n - 3].iter().all(|a| a.starts_with("--")));
-        let ess = args
+        // A registered kernel: no Debian kernel, initrd hook or modules.
+        assert!(!args.iter().any(|a| a.starts_with("--essential-hook=")));
+        for p in DEBIAN_KERNEL_PACKAGES {
+            assert!(!r.packages.iter().any(|x| x == p), "{p}");
+        }
+        let deb = Recipe::new(None, None, &["vim".into()], true, || None).unwrap();
+        for p in DEBIAN_KERNEL_PACKAGES {
+            assert!(deb.packages.iter().any(|x| x == p), "{p}");
+        }
+        assert_ne!(deb.cache_key(), r.cache_key());
+        let deb_args: Vec<String> = deb
+            .mmdebstrap_args(Path::new("/c/x.tar.partial"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let ess = deb_args
             .iter()
             .find_map(|a| a.strip_prefix("--essential-hook="))
             .unwrap();
