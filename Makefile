@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build guest-agent test lint fmt demo smoke hostile bench bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo smoke hostile bench bench-boot bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: ## Lifecycle and 200-VM stats-load benchmarks against the simulator, and 
 	$(CARGO) bench -p banger --bench lifecycle
 	$(CARGO) bench -p banger --bench stats_load
 	$(CARGO) bench -p banger-roothelper --bench helper_rtt
+
+bench-boot: ## vm create -> ready of the default image under the QEMU front, 5 boots, vs the same QEMU command without banger (root).
+	$(CARGO) bench -p banger --bench boot
 
 bench-net: ## Network benchmark (root): vm. DNS qps vs dnsmasq, TAP-from-pool start path.
 	$(CARGO) bench -p banger-daemon --bench network

@@ -234,9 +234,17 @@ impl KernelSource {
 
     /// `<version>-<16 hex digits>`: the Debian version (characters outside
     /// `[A-Za-z0-9.+-]` replaced by `_`) and a hash of the recipe, the
-    /// package and the fragment. With `unpackaged` sources the tarball's
-    /// size and mtime stand in for the version.
+    /// package and the fragment's config lines (comments and blank lines
+    /// do not change the kernel, so they do not change the key). With
+    /// `unpackaged` sources the tarball's size and mtime stand in for the
+    /// version.
     pub fn cache_key(&self, fragment: &str) -> String {
+        let config_lines: String = fragment
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("CONFIG_") || l.starts_with("# CONFIG_"))
+            .flat_map(|l| [l, "\n"])
+            .collect();
         let mut h = Sha256::new();
         let mut stamp = String::new();
         if self.version == "unpackaged"
@@ -250,7 +258,7 @@ impl KernelSource {
             RECIPE_VERSION,
             &self.package,
             &stamp,
-            fragment,
+            &config_lines,
         ] {
             h.update(part.as_bytes());
             h.update([0u8]);
@@ -689,6 +697,12 @@ mod tests {
         assert_eq!(hash.len(), 16);
         assert_eq!(k, s.cache_key("CONFIG_A=y\n"), "stable");
         assert_ne!(k, s.cache_key("CONFIG_A=y\nCONFIG_B=y\n"));
+        assert_ne!(k, s.cache_key("# CONFIG_A is not set\n"));
+        assert_eq!(
+            k,
+            s.cache_key("# the fragment\n\n  CONFIG_A=y\n# another comment\n"),
+            "comments and blank lines do not change the kernel"
+        );
         let newer = KernelSource {
             version: "6.1.193-1".into(),
             ..s.clone()

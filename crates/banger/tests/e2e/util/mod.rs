@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod boot;
 pub mod debian;
 pub mod inproc;
 
