@@ -8,7 +8,8 @@
 //!    mmdebstrap reaches the mirror) registers banger's microVM kernel with
 //!    `banger kernel build` (from its build cache, seeded from CI's cache
 //!    `/var/cache/banger-ci/microvm-kernel` or `BANGER_TEST_MICROVM_KERNEL`;
-//!    without one the default image boots Debian's cloud kernel) and
+//!    without one, or with `BANGER_BENCH_KERNEL=debian`, the default image
+//!    boots Debian's cloud kernel and its initrd) and
 //!    builds the default image (`banger image build`; the bootstrap comes
 //!    from `$BANGER_TEST_CACHE` when cached).
 //! 2. The daemon restarts inside a private network namespace with the
@@ -86,24 +87,7 @@ impl Drop for Bench {
 
 impl Bench {
     fn cli(&self, args: &[&str]) -> Output {
-        let mut c = if self.d.netns.is_some() {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &self.ns]).arg(util::bin("banger"));
-            c
-        } else {
-            Command::new(util::bin("banger"))
-        };
-        c.arg("--state-dir")
-            .arg(self.d.state_dir())
-            .arg("--config")
-            .arg(self.d.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run banger")
+        self.d.cli_in_netns(&self.ns, self.home.path(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -296,7 +280,15 @@ fn main() {
     let state = b.d.state_dir();
 
     // 1. Kernel and image.
-    let kernel = match qemuguest::microvm_kernel() {
+    // `BANGER_BENCH_KERNEL=debian`: the same image with Debian's cloud
+    // kernel and initrd (the figures before banger had its own kernel).
+    let debian = std::env::var("BANGER_BENCH_KERNEL").is_ok_and(|k| k == "debian");
+    let microvm = if debian {
+        None
+    } else {
+        qemuguest::microvm_kernel()
+    };
+    let kernel = match microvm {
         Some(bz) => {
             let entry = bz.parent().unwrap();
             let cached = state.join("cache/kernel").join(entry.file_name().unwrap());
@@ -307,6 +299,7 @@ fn main() {
             b.ok(&["kernel", "build"]);
             format!("banger's microVM kernel ({})", entry.display())
         }
+        None if debian => "Debian's cloud kernel + initrd (BANGER_BENCH_KERNEL=debian)".into(),
         None => "Debian's cloud kernel + initrd (no microVM kernel in the CI cache)".into(),
     };
     let state_cache = state.join("cache/bootstrap");

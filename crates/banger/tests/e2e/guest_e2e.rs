@@ -170,20 +170,7 @@ impl E2e {
     /// The CLI as the test's user (HOME = the test's), run inside the
     /// daemon's namespace so `vm ssh` reaches the guest.
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns.0])
-            .arg(util::bin("banger"))
-            .arg("--state-dir")
-            .arg(self.d.state_dir())
-            .arg("--config")
-            .arg(self.d.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run banger")
+        self.d.cli_in_netns(&self.ns.0, self.home.path(), args)
     }
 
     /// The daemon log's and the VM console's tails, for failure messages.
