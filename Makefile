@@ -1,7 +1,7 @@
 # banger task runner. `make help` lists the targets.
 CARGO ?= cargo
 
-.PHONY: help build guest-agent test lint fmt demo demo-clean smoke hostile bench bench-fork bench-net bench-workspace bench-pull clean
+.PHONY: help build guest-agent test lint fmt demo demo-clean smoke hostile bench bench-boot bench-fork bench-net bench-workspace bench-pull clean
 
 help: ## List targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: ## Lifecycle on the default configuration (root: private netns; create ov
 	$(CARGO) bench -p banger --bench lifecycle
 	$(CARGO) bench -p banger --bench stats_load
 	$(CARGO) bench -p banger-roothelper --bench helper_rtt
+
+bench-boot: ## vm create -> ready of the default image under the QEMU front, 5 boots, vs the same QEMU command without banger (root).
+	$(CARGO) bench -p banger --bench boot
 
 bench-fork: ## vm fork -> ready vs a cold vm create (p50/p95, ratio), suspend/start times and snapshot size under the QEMU front (needs the kernel cache, QEMU, busybox).
 	$(CARGO) bench -p banger --bench fork

@@ -245,6 +245,12 @@ if ! banger image show default >/dev/null 2>&1; then
   if [ "$mode" = firecracker ]; then
     step image register default --rootfs "$BANGER_DEMO_ROOTFS" --kernel "$BANGER_DEMO_KERNEL"
   else
+    # banger's microVM kernel, when CI's cache has it (`banger kernel build`
+    # makes it otherwise): `image build` boots a registered `microvm` kernel.
+    microvm="${BANGER_TEST_MICROVM_KERNEL:-$(ls -t /var/cache/banger-ci/microvm-kernel/*/bzImage 2>/dev/null | head -n 1)}"
+    if [ -n "$microvm" ] && [ -f "$microvm" ] && ! banger kernel list | grep -qw microvm; then
+      step kernel register microvm "$microvm"
+    fi
     echo; echo "== the default image: Debian bookworm from the distribution's packages (first time: a few minutes)"
     step image build --name default
   fi

@@ -193,6 +193,12 @@ pub enum Request {
     /// A VM's forwards. Returns `Vec<`[`PortForward`](crate::forward::PortForward)`>`.
     #[serde(rename = "vm.forwards")]
     VmForwards(VmRef),
+    /// Build banger's microVM kernel from Debian's `linux-source` (or take
+    /// it from the build cache) and register it, asynchronously. Returns
+    /// the [`Operation`](crate::Operation) to follow; its subject is the
+    /// kernel name.
+    #[serde(rename = "kernel.build")]
+    KernelBuild(KernelBuildParams),
 }
 
 impl Request {
@@ -248,6 +254,7 @@ impl Request {
             Request::VmForward(_) => "vm.forward",
             Request::VmForwardRemove(_) => "vm.forward_remove",
             Request::VmForwards(_) => "vm.forwards",
+            Request::KernelBuild(_) => "kernel.build",
         }
     }
 }
@@ -495,6 +502,26 @@ pub struct ImageBuildParams {
     #[serde(default)]
     pub include: Vec<String>,
     /// Bootstrap again even when a cached tarball matches.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// A registered kernel to boot the image with (default: `microvm`, the
+    /// kernel `kernel.build` registers, when it exists).
+    #[serde(default)]
+    pub kernel_name: Option<String>,
+    /// Install Debian's cloud kernel and an initrd in the image instead of
+    /// a registered kernel (the default when no `microvm` kernel exists).
+    #[serde(default)]
+    pub debian_kernel: bool,
+}
+
+/// `kernel.build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelBuildParams {
+    /// Kernel name (default `microvm`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Build even when the build cache has this source and config.
     #[serde(default)]
     pub no_cache: bool,
 }

@@ -455,6 +455,12 @@ pub struct ImageBuildArgs {
     /// Bootstrap again even if a cached bootstrap of the same recipe exists
     #[arg(long)]
     pub no_cache: bool,
+    /// A registered kernel to boot the image with [default: `microvm` (`banger kernel build`) when registered]
+    #[arg(long, value_name = "NAME", conflicts_with = "debian_kernel")]
+    pub kernel_name: Option<String>,
+    /// Install Debian's cloud kernel and an initrd in the image (the default when no `microvm` kernel is registered)
+    #[arg(long)]
+    pub debian_kernel: bool,
     /// Build in the background and return at once (follow with `banger operation watch ID`)
     #[arg(long)]
     pub detach: bool,

@@ -21,6 +21,24 @@ pub enum KernelCommand {
     Delete(NameArg),
     /// Check a kernel's embedded config (CONFIG_IKCONFIG) against Firecracker's guest-kernel requirements
     Check(KernelCheckArgs),
+    /// Build banger's microVM kernel from Debian's linux-source (cached) and register it
+    Build(KernelBuildArgs),
+}
+
+/// `banger kernel build`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelBuildArgs {
+    /// Name to register the kernel under (`banger image build` uses `microvm` by default)
+    #[arg(long, default_value = "microvm")]
+    pub name: String,
+    /// Build even if the build cache has this source and config
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Build in the background and return at once (follow with `banger operation watch ID`)
+    #[arg(long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// `banger kernel check`.

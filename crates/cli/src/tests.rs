@@ -929,10 +929,74 @@ fn image_build_sends_the_recipe_follows_and_prints_timings() {
             mirror: Some("http://m.example/debian".into()),
             include: vec!["vim,curl".into(), "htop".into()],
             no_cache: false,
+            kernel_name: None,
+            debian_kernel: false,
         })
     );
     // A bad name is a usage error, before anything is sent.
     let (code, _, _) = against(&d, &["image", "build", "--name", "no/slash"]);
+    assert_eq!(code, 2);
+    assert_eq!(d.received().len(), 3);
+}
+
+#[test]
+fn kernel_build_sends_the_name_follows_and_prints_the_kernel() {
+    use banger_api::Kernel;
+    use banger_api::rpc::KernelBuildParams;
+    let kop = |state: OpState, step: u32, stage: &str| Operation {
+        kind: "kernel.build".into(),
+        subject: "mk".into(),
+        steps: 2,
+        ..op(state, step, stage)
+    };
+    let d = FakeDaemon::start(move |r| match r {
+        Request::KernelBuild(_) => vec![ok(kop(OpState::Running, 0, "queued"))],
+        Request::OperationWatch(_) => vec![
+            event(kop(
+                OpState::Running,
+                1,
+                "building the kernel: make bzImage",
+            )),
+            ok(kop(OpState::Succeeded, 2, "done (6.1.192 built, 900 s)")),
+        ],
+        Request::KernelList => vec![ok(vec![Kernel {
+            id: "k1".into(),
+            name: "mk".into(),
+            version: Some("6.1.192".into()),
+            path: "/s/kernels/k1/vmlinux".into(),
+            sha256: "00".into(),
+            created_at: 0,
+            size_bytes: 1,
+            source: "build:linux-source-6.1 6.1.192-3".into(),
+        }])],
+        other => vec![error(ErrorKind::NotFound, other.method())],
+    });
+    let (code, out, err) = against(&d, &["kernel", "build", "--name", "mk", "--no-cache"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("[1/2] building the kernel: make bzImage"),
+        "{err}"
+    );
+    assert!(
+        err.contains("built kernel mk: done (6.1.192 built"),
+        "{err}"
+    );
+    assert!(out.contains("mk") && out.contains("6.1.192"), "{out}");
+    assert_eq!(
+        d.received()[0],
+        Request::KernelBuild(KernelBuildParams {
+            name: Some("mk".into()),
+            no_cache: true,
+        })
+    );
+    // A bad name is a usage error, before anything is sent.
+    let (code, _, _) = against(&d, &["kernel", "build", "--name", "a/b"]);
+    assert_eq!(code, 2);
+    // image build: --kernel-name and --debian-kernel exclude each other.
+    let (code, _, _) = against(
+        &d,
+        &["image", "build", "--kernel-name", "mk", "--debian-kernel"],
+    );
     assert_eq!(code, 2);
     assert_eq!(d.received().len(), 3);
 }

@@ -735,7 +735,12 @@ async fn an_unreachable_registry_is_a_failure_with_its_cause_first() {
     assert_eq!(op.state, OpState::Failed);
     svc.assert_nothing_published("absent");
     let err = op.error.expect("a failed operation says why");
-    assert_eq!(err.kind, banger_api::ErrorKind::Internal, "{}", err.message);
+    assert_eq!(
+        err.kind,
+        banger_api::ErrorKind::Unreachable,
+        "{}",
+        err.message
+    );
     assert_eq!(err.kind.exit_code(), 1);
     assert!(
         err.message.to_lowercase().starts_with("connection refused"),

@@ -10,6 +10,7 @@ mod copy;
 mod digest;
 mod ext4build;
 mod ext4edit;
+mod kbuild;
 mod kconfig;
 mod layer;
 mod limits;
@@ -27,6 +28,11 @@ pub use ext4build::{Ext4Size, build_ext4, ext4_size, fixup_script};
 pub use ext4edit::{
     Ext4Edit, Owner, build_ext4_from_dir, dump_dir, exists as ext4_exists,
     read_file as ext4_read_file,
+};
+pub use kbuild::{
+    BuildRequest as KernelBuildRequest, BuiltKernel, DEBIAN_SOURCE_DIR, DPKG_STATUS, Fragment,
+    KbuildError, KernelSource, Lost as LostKconfigItem, MICROVM_FRAGMENT, Tools as KbuildTools,
+    build as build_kernel, cached as cached_kernel, dpkg_version,
 };
 pub use kconfig::{
     Item as KconfigItem, ItemStatus, KconfigError, KernelCheck, KernelConfig, OptionValue,

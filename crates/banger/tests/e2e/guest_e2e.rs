@@ -27,6 +27,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banger_api::{Image, Vm, VmCreated, VmState, VmStats};
+use util::boot::timings;
 use util::debian::{
     cached_bootstrap, keep_bootstrap, link_all, mirror_reachable, static_agent, test_cache,
 };
@@ -169,20 +170,7 @@ impl E2e {
     /// The CLI as the test's user (HOME = the test's), run inside the
     /// daemon's namespace so `vm ssh` reaches the guest.
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns.0])
-            .arg(util::bin("banger"))
-            .arg("--state-dir")
-            .arg(self.d.state_dir())
-            .arg("--config")
-            .arg(self.d.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run banger")
+        self.d.cli_in_netns(&self.ns.0, self.home.path(), args)
     }
 
     /// The daemon log's and the VM console's tails, for failure messages.
@@ -355,48 +343,6 @@ fn setup(agent: &Path) -> E2e {
     }
 }
 
-/// One `VM running` line of the daemon log, in milliseconds.
-struct Timing {
-    /// Request to `InstanceStart` sent, minus the VMM's start-up.
-    banger_ms: f64,
-    /// Spawn to API socket.
-    vmm_ms: f64,
-    /// `InstanceStart` sent to acknowledged (the front starts QEMU).
-    instance_start_ms: f64,
-    /// `InstanceStart` acknowledged to the guest answering.
-    guest_ms: f64,
-    total_ms: f64,
-}
-
-fn timings(log: &str) -> Vec<Timing> {
-    let field = |line: &str, key: &str| -> Option<f64> {
-        // ` key=`: `instance_start_us` also ends `request_to_instance_start_us`.
-        let start = line.find(&format!(" {key}="))? + key.len() + 2;
-        let v: u64 = line[start..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()?;
-        Some(v as f64 / 1000.0)
-    };
-    log.lines()
-        .filter(|l| l.contains("VM running"))
-        .filter_map(|l| {
-            let to_start = field(l, "request_to_instance_start_us")?;
-            let vmm = field(l, "vmm_startup_us")?;
-            let ack = field(l, "instance_start_us")?;
-            let boot = field(l, "guest_boot_us")?;
-            Some(Timing {
-                banger_ms: to_start - vmm,
-                vmm_ms: vmm,
-                instance_start_ms: ack,
-                guest_ms: boot,
-                total_ms: field(l, "request_to_ready_us")?,
-            })
-        })
-        .collect()
-}
-
 /// What the outside listener got: the peer and the text, or what failed.
 type Received = Result<(SocketAddr, String), String>;
 
@@ -464,6 +410,32 @@ fn debian_guest_end_to_end_through_the_cli() {
     let mut e = setup(&agent);
     let state = e.d.state_dir();
 
+    // 0. banger's microVM kernel when CI built it: `kernel build` finds the
+    // entry in its build cache (same key) and registers it as `microvm`,
+    // which `image build` then boots by default (no initrd).
+    let microvm = crate::qemuguest::microvm_kernel();
+    if let Some(bz) = &microvm {
+        let entry = bz.parent().unwrap();
+        let cached = state.join("cache/kernel").join(entry.file_name().unwrap());
+        std::fs::create_dir_all(&cached).unwrap();
+        for f in ["bzImage", "config", "release"] {
+            std::fs::copy(entry.join(f), cached.join(f)).unwrap();
+        }
+        let t = Instant::now();
+        let out = e.cli(&["kernel", "build"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        e.check(
+            out.status.success() && err.contains("from the build cache"),
+            &format!("kernel build from the cache failed:\n{err}"),
+        );
+        report(&format!(
+            "kernel build (cache hit): {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+    } else {
+        eprintln!("{T}: no microVM kernel in the CI cache; the image boots Debian's cloud kernel");
+    }
+
     // 1. The image, from the cached bootstrap when there is one.
     let state_cache = state.join("cache/bootstrap");
     link_all(&test_cache().join("bootstrap"), &state_cache, ".tar");
@@ -496,6 +468,11 @@ fn debian_guest_end_to_end_through_the_cli() {
     ));
     keep_bootstrap(&state_cache, &e.d.log());
     assert_eq!(image.name, "debian-bookworm");
+    assert_eq!(
+        image.initrd_path.is_none(),
+        microvm.is_some(),
+        "the microVM kernel boots without an initrd, Debian's with one: {image:?}"
+    );
     e.move_into_netns(&agent);
 
     // 2. vm create: `running` only once the guest answers.

@@ -181,3 +181,43 @@ fn image_promote_through_the_cli() {
     let images: Vec<Image> = d.cli_json(&["image", "list"]);
     assert_eq!(images.len(), 2);
 }
+
+/// `kernel build` refuses a taken or invalid name before any work (no
+/// operation starts), and `image build --kernel-name` refuses an unknown
+/// kernel before any bootstrap.
+#[test]
+fn kernel_build_and_image_build_kernel_choice_refusals() {
+    let Some(fx) = Fixtures::new("kernel_build_and_image_build_kernel_choice_refusals") else {
+        return;
+    };
+    let d = TestDaemon::start(&[]);
+    d.cli_ok(&[
+        "kernel",
+        "register",
+        "microvm",
+        &fx.kernel.display().to_string(),
+    ]);
+    let taken = d.cli(&["kernel", "build"]);
+    let err = String::from_utf8_lossy(&taken.stderr).into_owned();
+    assert_eq!(taken.status.code(), Some(4), "{err}");
+    assert!(err.contains("\"microvm\" already exists"), "{err}");
+    let bad = d.cli(&["kernel", "build", "--name", "a/b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let ops = d.cli_ok(&["operation", "list"]);
+    assert!(!ops.contains("kernel.build"), "{ops}");
+
+    let unknown = d.cli(&["image", "build", "--kernel-name", "nosuch"]);
+    let err = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    assert_eq!(unknown.status.code(), Some(3), "{err}");
+    assert!(err.contains("no kernel named \"nosuch\""), "{err}");
+    let both = d.cli(&[
+        "image",
+        "build",
+        "--kernel-name",
+        "microvm",
+        "--debian-kernel",
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+    let ops = d.cli_ok(&["operation", "list"]);
+    assert!(!ops.contains("image.build"), "{ops}");
+}

@@ -101,7 +101,7 @@ fn seed_work_disk_and_refresh_end_to_end() {
     );
     assert_eq!(
         dfs(&rootfs, "cat /etc/fstab"),
-        "/dev/vdb /root ext4 defaults,nofail 0 2\n"
+        "/dev/vdb /root ext4 defaults,nofail,x-systemd.device-timeout=20s,x-systemd.before=ssh.service,x-systemd.before=banger-guest.service 0 0\n"
     );
     fsck_clean(&rootfs);
     let work_seed = PathBuf::from(base.work_seed_path.clone().expect("a work seed"));

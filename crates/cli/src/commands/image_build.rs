@@ -13,7 +13,7 @@ use crate::render;
 /// Start the build, follow it unless `--detach`, print the image and the
 /// time each step took.
 pub fn run(ctx: &mut Ctx, a: ImageBuildArgs) -> Result<(), CliError> {
-    if let Some(n) = &a.name {
+    for n in a.name.iter().chain(&a.kernel_name) {
         validate::image_name(n).map_err(CliError::usage)?;
     }
     let params = ImageBuildParams {
@@ -22,6 +22,8 @@ pub fn run(ctx: &mut Ctx, a: ImageBuildArgs) -> Result<(), CliError> {
         mirror: a.mirror.clone(),
         include: a.include.clone(),
         no_cache: a.no_cache,
+        kernel_name: a.kernel_name.clone(),
+        debian_kernel: a.debian_kernel,
     };
     let mut client = ctx.connect()?;
     let op: Operation = client.call(Request::ImageBuild(params))?;

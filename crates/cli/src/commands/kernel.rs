@@ -1,11 +1,13 @@
-//! `banger kernel list|pull|register|delete|check` and `banger image promote`.
+//! `banger kernel list|pull|register|delete|check|build` and `banger image promote`.
 
-use banger_api::rpc::{ImagePromoteParams, KernelRegisterParams, NameRef};
-use banger_api::{ByteSize, Deleted, Image, Kernel, Request, validate};
+use banger_api::rpc::{ImagePromoteParams, KernelBuildParams, KernelRegisterParams, NameRef};
+use banger_api::{ByteSize, Deleted, Image, Kernel, Operation, Request, validate};
 use comfy_table::Cell;
 
 use crate::args::{JsonArg, NameArg};
-use crate::args_kernel::{ImagePromoteArgs, KernelCheckArgs, KernelCommand, KernelRegisterArgs};
+use crate::args_kernel::{
+    ImagePromoteArgs, KernelBuildArgs, KernelCheckArgs, KernelCommand, KernelRegisterArgs,
+};
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::output::{Term, now_ms, print_json, print_table, table};
@@ -25,6 +27,45 @@ pub fn run(ctx: &mut Ctx, c: KernelCommand) -> Result<(), CliError> {
         KernelCommand::Register(a) => register(ctx, a),
         KernelCommand::Delete(a) => delete(ctx, a),
         KernelCommand::Check(a) => check(ctx, a),
+        KernelCommand::Build(a) => build(ctx, a),
+    }
+}
+
+/// `banger kernel build`: start the build, follow it unless `--detach`,
+/// print the registered kernel.
+fn build(ctx: &mut Ctx, a: KernelBuildArgs) -> Result<(), CliError> {
+    validate::image_name(&a.name).map_err(CliError::usage)?;
+    let mut client = ctx.connect()?;
+    let op: Operation = client.call(Request::KernelBuild(KernelBuildParams {
+        name: Some(a.name.clone()),
+        no_cache: a.no_cache,
+    }))?;
+    if a.detach {
+        writeln!(
+            ctx.err,
+            "building kernel {} in the background; follow it with `banger operation watch {}`",
+            op.subject, op.id
+        )?;
+        return if a.json.json {
+            print_json(ctx.out, &op)
+        } else {
+            Ok(())
+        };
+    }
+    let done = super::follow::follow(
+        ctx,
+        &mut client,
+        &op.id,
+        &format!("building kernel {}", op.subject),
+    )?;
+    if let Some(e) = super::follow::failure(&done, "; nothing was registered") {
+        return Err(e);
+    }
+    writeln!(ctx.err, "built kernel {}: {}", done.subject, done.stage)?;
+    let ks: Vec<Kernel> = client.call(Request::KernelList)?;
+    match ks.iter().find(|k| k.name == done.subject) {
+        Some(k) => shown(ctx, a.json, k),
+        None => Ok(()),
     }
 }
 

@@ -254,10 +254,21 @@ pub fn seed_rootfs(rootfs: &Path, inputs: &SeedInputs) -> Result<GuestAccount, S
     Ok(acct)
 }
 
-/// The fstab line mounting the work disk on `home`.
+/// The fstab line mounting the work disk on `home`. `nofail` keeps a boot
+/// without the disk going; `x-systemd.before=` orders the SSH server and
+/// the agent after the mount, so a guest that answers (readiness) has its
+/// home mounted (`nofail` alone lets them start before it). No boot-time
+/// fsck (pass 0): ext4 replays its journal at mount, and the fsck was
+/// 0.4 s on the path to SSH under the QEMU front.
 pub fn fstab_line(home: &str) -> String {
-    format!("/dev/vdb {home} ext4 defaults,nofail 0 2\n")
+    format!("/dev/vdb {home} ext4 {WORK_MOUNT_OPTIONS} 0 0\n")
 }
+
+/// Mount options of the work disk's fstab line.
+/// `x-systemd.device-timeout=20s` bounds that wait when a VM has no work
+/// disk (systemd's default is 90 s); under TCG on a loaded 2-core machine
+/// the disk showed up 7 s into userspace.
+pub const WORK_MOUNT_OPTIONS: &str = "defaults,nofail,x-systemd.device-timeout=20s,x-systemd.before=ssh.service,x-systemd.before=banger-guest.service";
 
 /// Build `work` from the guest user's home in `rootfs`.
 fn build_work_seed(rootfs: &Path, acct: &GuestAccount, work: &Path) -> Result<(), SeedError> {
@@ -425,7 +436,9 @@ mod tests {
         );
         assert_eq!(
             read(&img, "/etc/fstab"),
-            "proc /proc proc defaults 0 0\n/dev/vdb /home/dev ext4 defaults,nofail 0 2\n"
+            format!(
+                "proc /proc proc defaults 0 0\n/dev/vdb /home/dev ext4 {WORK_MOUNT_OPTIONS} 0 0\n"
+            )
         );
         let work = t.path().join(WORK_SEED);
         assert_eq!(read(&work, "/.profile"), "export DEV=1\n");
@@ -487,7 +500,7 @@ mod tests {
         assert_eq!(read(&img, "/root/.ssh/authorized_keys"), "k\n");
         assert_eq!(
             read(&img, "/etc/fstab"),
-            "/dev/vdb /root ext4 defaults,nofail 0 2\n"
+            format!("/dev/vdb /root ext4 {WORK_MOUNT_OPTIONS} 0 0\n")
         );
         assert!(!banger_imagemgr::ext4_exists(&img, banger_guest::AGENT_PATH).unwrap());
         assert_eq!(

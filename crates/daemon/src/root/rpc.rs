@@ -315,6 +315,7 @@ pub async fn dispatch(d: &Daemon, request: Request) -> Result<serde_json::Value,
         Request::ImagePromote(p) => json(d.vms.promote_to_image(p).await?),
         Request::ImageRefreshSeed(p) => json(d.images.refresh_seed(p).await?),
         Request::ImageBuild(p) => json(d.images.build(p)?),
+        Request::KernelBuild(p) => json(d.images.build_kernel(Arc::clone(&d.kernels), p)?),
     }
 }
 

@@ -1,11 +1,14 @@
-//! A tiny real guest for tests of banger's QEMU front: Debian's cloud
-//! kernel (from `BANGER_TEST_KERNEL_DIR`, else the cache `.ci/run` fills at
+//! A tiny real guest for tests of banger's QEMU front: banger's microVM
+//! kernel when it is built (`BANGER_TEST_MICROVM_KERNEL`, a bzImage, else the
+//! newest `/var/cache/banger-ci/microvm-kernel/*/bzImage` that `.ci/run`
+//! fills; everything built in), otherwise Debian's cloud kernel (from
+//! `BANGER_TEST_KERNEL_DIR`, else the cache `.ci/run` fills at
 //! /var/cache/banger-ci/kernel: `boot/vmlinuz-*` and `lib/modules/<version>/`)
-//! with an initramfs built here from busybox-static and the kernel's virtio
-//! modules. Its `/init` prints `MARK ...` lines on the serial console, does
-//! what markers on the kernel command line ask (`guestip=`, else the address
-//! of banger's `ip=`, configures eth0 and serves HTTP on port 8000 with
-//! busybox `httpd`), and powers off when the ACPI power button is pressed.
+//! with its virtio modules; plus an initramfs built here from busybox-static.
+//! Its `/init` prints `MARK ...` lines on the serial console, does what
+//! markers on the kernel command line ask (`guestip=`, else the address of
+//! banger's `ip=`, configures eth0 and serves HTTP on port 8000 with busybox
+//! `httpd`), and powers off when the ACPI power button is pressed.
 
 #![allow(dead_code)]
 
@@ -13,6 +16,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const CI_KERNEL_CACHE: &str = "/var/cache/banger-ci/kernel";
+
+/// Where `.ci/run` caches banger's microVM kernel (`<key>/bzImage`).
+pub const CI_MICROVM_KERNEL_CACHE: &str = "/var/cache/banger-ci/microvm-kernel";
 
 /// The guest's `/init`. Markers on the kernel command line choose what it does.
 pub const INIT: &str = r#"#!/bin/busybox sh
@@ -64,13 +70,40 @@ echo "MARK ready"
 while true; do sleep 1; done
 "#;
 
-/// The kernel and modules the guest boots with.
+/// The kernel and modules the guest boots with (`modules`: `None` for
+/// banger's microVM kernel, which has everything built in).
 pub struct Kernel {
     pub image: PathBuf,
-    pub modules: PathBuf,
+    pub modules: Option<PathBuf>,
 }
 
+/// banger's microVM kernel: `BANGER_TEST_MICROVM_KERNEL`, else the newest
+/// entry of the CI cache.
+pub fn microvm_kernel() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("BANGER_TEST_MICROVM_KERNEL") {
+        return Some(PathBuf::from(k)).filter(|p| p.is_file());
+    }
+    fs::read_dir(CI_MICROVM_KERNEL_CACHE)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bzImage"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// The guest kernel: banger's microVM kernel when built, else Debian's.
 pub fn find_kernel() -> Result<Kernel, String> {
+    if let Some(image) = microvm_kernel() {
+        return Ok(Kernel {
+            image,
+            modules: None,
+        });
+    }
+    find_debian_kernel()
+}
+
+/// Debian's cloud kernel and its modules.
+pub fn find_debian_kernel() -> Result<Kernel, String> {
     let dir = std::env::var_os("BANGER_TEST_KERNEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(CI_KERNEL_CACHE));
@@ -95,7 +128,10 @@ pub fn find_kernel() -> Result<Kernel, String> {
     if !modules.is_dir() {
         return Err(format!("{} is missing", modules.display()));
     }
-    Ok(Kernel { image, modules })
+    Ok(Kernel {
+        image,
+        modules: Some(modules),
+    })
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -187,8 +223,13 @@ pub fn build_initramfs(kernel: &Kernel, busybox: &Path, out: &Path) {
     }
     cpio.entry("bin/busybox", 0o100755, &fs::read(busybox).unwrap());
     cpio.entry("init", 0o100755, INIT.as_bytes());
-    for module in MODULES {
-        let path = kernel.modules.join(module);
+    for module in kernel
+        .modules
+        .iter()
+        .flat_map(|m| MODULES.iter().map(move |x| (m, x)))
+    {
+        let (modules, module) = module;
+        let path = modules.join(module);
         let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = Path::new(module).file_name().unwrap().to_string_lossy();
         cpio.entry(&format!("mods/{name}"), 0o100644, &data);

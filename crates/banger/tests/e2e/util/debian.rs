@@ -74,7 +74,9 @@ pub fn cached_bootstrap() -> bool {
 }
 
 /// Keep `state`'s bootstrap tarballs in the test cache, dropping cached
-/// tarballs of other recipes: the daemon logs the key it used
+/// tarballs of other recipes except the newest one (the image with banger's
+/// microVM kernel and the one with Debian's kernel are two recipes, and
+/// tests build both): the daemon logs the key it used
 /// (`image built … bootstrap=<sha256>`).
 pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
     let cache = test_cache().join("bootstrap");
@@ -95,10 +97,18 @@ pub fn keep_bootstrap(state_cache: &Path, daemon_log: &str) {
                 super::tail(daemon_log, 20)
             )
         });
-    for name in list_dir(&cache) {
-        if name.ends_with(".tar") && name != format!("{key}.tar") {
-            let _ = std::fs::remove_file(cache.join(name));
-        }
+    let mut others: Vec<(std::time::SystemTime, String)> = list_dir(&cache)
+        .into_iter()
+        .filter(|n| n.ends_with(".tar") && *n != format!("{key}.tar"))
+        .filter_map(|n| {
+            let m = std::fs::metadata(cache.join(&n)).and_then(|m| m.modified());
+            m.ok().map(|m| (m, n))
+        })
+        .collect();
+    others.sort();
+    others.pop();
+    for (_, name) in others {
+        let _ = std::fs::remove_file(cache.join(name));
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod boot;
 pub mod debian;
 pub mod inproc;
 
@@ -216,7 +217,18 @@ impl TestDaemon {
 
     /// Run the `banger` CLI against this daemon with `HOME` set to `home`.
     pub fn cli_in_home(&self, home: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin("banger"));
+        self.cli_command(Command::new(bin("banger")), home, args)
+    }
+
+    /// Like [`cli_in_home`](Self::cli_in_home), inside network namespace
+    /// `ns` (`ip netns exec`), so `vm ssh` reaches the guest there.
+    pub fn cli_in_netns(&self, ns: &str, home: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(bin("banger"));
+        self.cli_command(cmd, home, args)
+    }
+
+    fn cli_command(&self, mut cmd: Command, home: &Path, args: &[&str]) -> Output {
         if let Some(meta) = self.install_meta() {
             cmd.env("BANGER_INSTALL_META", meta);
         }

@@ -10,8 +10,10 @@
 //!    hostname and fstab, locks root's password (SSH by key only), removes
 //!    the SSH host keys the postinst generated and makes `ssh.service`
 //!    generate a fresh ed25519 one on first boot (the only `HostKey`: an
-//!    RSA key takes tens of seconds under emulation), and drops the host's
-//!    `/etc/resolv.conf` that mmdebstrap copied in.
+//!    RSA key takes tens of seconds under emulation), masks the units a dev
+//!    VM does not need at boot ([`MASKED_UNITS`]: measured with
+//!    `systemd-analyze blame` under the QEMU front, e2scrub_reap alone took
+//!    2.6 s) and drops the host's `/etc/resolv.conf` that mmdebstrap copied in.
 //! 2. The tarball is cached under `<state>/cache/bootstrap/<key>.tar`, `key`
 //!    being the sha256 of the [`Recipe`] (suite, mirror, packages, hooks), so
 //!    a second build skips the bootstrap (`no_cache` forces it).
@@ -40,6 +42,7 @@ use crate::common::Persist;
 use crate::common::blocking;
 use crate::common::error::DaemonError;
 use crate::images::ImageError;
+use crate::images::build::MICROVM_KERNEL;
 use crate::images::service::{ImageService, Staged, name_taken};
 
 /// Suite built when none is given.
@@ -52,7 +55,6 @@ pub const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 pub const BASE_PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
-    "kmod",
     "openssh-server",
     "iproute2",
     "git",
@@ -61,9 +63,13 @@ pub const BASE_PACKAGES: &[&str] = &[
     // without logind nothing handles the ACPI power button, so `vm stop`
     // under the QEMU front waited for its timeout and killed the guest.
     "dbus",
-    "initramfs-tools",
-    "linux-image-cloud-amd64",
 ];
+
+/// Packages added when the image carries Debian's cloud kernel
+/// (`--debian-kernel`): the kernel, and what builds and loads its initrd
+/// and modules. An image booting a registered kernel (banger's microVM
+/// kernel, everything built in) needs none of them.
+pub const DEBIAN_KERNEL_PACKAGES: &[&str] = &["initramfs-tools", "kmod", "linux-image-cloud-amd64"];
 
 /// Modules the initrd loads: the Debian cloud kernel has virtio-mmio,
 /// virtio-blk and virtio-net as modules, so the root disk needs them early.
@@ -78,7 +84,7 @@ pub const INITRD_MODULES: &[&str] = &[
 ];
 
 /// Bump when the hooks' effect changes in a way their text does not show.
-const RECIPE_VERSION: &str = "1";
+const RECIPE_VERSION: &str = "2";
 
 /// Runs after the Essential packages, before the kernel is installed:
 /// `MODULES=list` plus [`INITRD_MODULES`], so the kernel's postinst builds a
@@ -94,8 +100,26 @@ printf '%s\n' {} >"$1/usr/share/initramfs-tools/modules.d/banger.conf"
     )
 }
 
-/// Runs last, before the tarball is written.
-const CUSTOMIZE_HOOK: &str = r#"set -eu
+/// Units the customize hook masks (links to `/dev/null`): boot-time
+/// scrubbing and periodic maintenance a throwaway dev VM does not need, and
+/// the getty on the VT nobody looks at (the serial getty stays).
+pub const MASKED_UNITS: &[&str] = &[
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "fstrim.timer",
+    "getty@tty1.service",
+];
+
+/// Runs last, before the tarball is written: [`CUSTOMIZE_TEMPLATE`] with
+/// [`MASKED_UNITS`] filled in.
+fn customize_hook() -> String {
+    CUSTOMIZE_TEMPLATE.replace("@MASKED_UNITS@", &MASKED_UNITS.join(" "))
+}
+
+const CUSTOMIZE_TEMPLATE: &str = r#"set -eu
 r="$1"
 echo debian >"$r/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
@@ -107,8 +131,10 @@ cat >"$r/etc/systemd/system/ssh.service.d/banger-host-keys.conf" <<'EOF'
 [Service]
 ExecStartPre=
 ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || exec /usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
-ExecStartPre=/usr/sbin/sshd -t
 EOF
+for u in @MASKED_UNITS@; do
+  ln -sf /dev/null "$r/etc/systemd/system/$u"
+done
 cat >"$r/etc/ssh/sshd_config.d/banger.conf" <<'EOF'
 HostKey /etc/ssh/ssh_host_ed25519_key
 PasswordAuthentication no
@@ -128,6 +154,8 @@ pub struct Recipe {
     pub mirror: String,
     /// All packages, sorted and deduplicated.
     pub packages: Vec<String>,
+    /// Debian's cloud kernel and its initrd are installed in the image.
+    pub debian_kernel: bool,
 }
 
 impl Recipe {
@@ -137,6 +165,7 @@ impl Recipe {
         suite: Option<&str>,
         mirror: Option<&str>,
         include: &[String],
+        debian_kernel: bool,
         host_mirror: impl FnOnce() -> Option<String>,
     ) -> Result<Self, ImageError> {
         let suite = suite.unwrap_or(DEFAULT_SUITE).to_string();
@@ -155,6 +184,9 @@ impl Recipe {
             )));
         }
         let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|p| p.to_string()).collect();
+        if debian_kernel {
+            packages.extend(DEBIAN_KERNEL_PACKAGES.iter().map(|p| p.to_string()));
+        }
         for p in include.iter().flat_map(|p| p.split(',')) {
             let p = p.trim();
             if p.is_empty() {
@@ -173,11 +205,13 @@ impl Recipe {
             suite,
             mirror,
             packages,
+            debian_kernel,
         })
     }
 
     /// sha256 (hex) of everything that shapes the tarball.
     pub fn cache_key(&self) -> String {
+        let hook = essential_hook();
         let mut h = Sha256::new();
         for part in [
             "banger-image-build",
@@ -185,8 +219,8 @@ impl Recipe {
             &self.suite,
             &self.mirror,
             &self.packages.join(","),
-            &essential_hook(),
-            CUSTOMIZE_HOOK,
+            if self.debian_kernel { &hook } else { "" },
+            &customize_hook(),
         ] {
             h.update(part.as_bytes());
             h.update([0u8]);
@@ -209,8 +243,10 @@ impl Recipe {
         .map(OsString::from)
         .collect();
         args.push(format!("--include={}", self.packages.join(",")).into());
-        args.push(format!("--essential-hook={}", essential_hook()).into());
-        args.push(format!("--customize-hook={CUSTOMIZE_HOOK}").into());
+        if self.debian_kernel {
+            args.push(format!("--essential-hook={}", essential_hook()).into());
+        }
+        args.push(format!("--customize-hook={}", customize_hook()).into());
         args.push(self.suite.clone().into());
         args.push(output.as_os_str().to_owned());
         args.push(self.mirror.clone().into());
@@ -304,6 +340,8 @@ struct BuildJob {
     name: String,
     recipe: Recipe,
     no_cache: bool,
+    /// The registered kernel the image boots (`None`: Debian's, from the tree).
+    kernel: Option<PathBuf>,
 }
 
 /// Time spent in each step, for the progress text and the log.
@@ -334,10 +372,12 @@ impl ImageService {
     /// `image.build`: check the request, then build on a task. Returns the
     /// operation to follow.
     pub fn build(self: &Arc<Self>, p: ImageBuildParams) -> Result<Operation, ImageError> {
+        let kernel = self.build_kernel_choice(&p)?;
         let recipe = Recipe::new(
             p.suite.as_deref(),
             p.mirror.as_deref(),
             &p.include,
+            kernel.is_none(),
             host_mirror,
         )?;
         let name = p
@@ -356,6 +396,7 @@ impl ImageService {
             name,
             recipe,
             no_cache: p.no_cache,
+            kernel,
         };
         let op = self.ops.start(
             "image.build",
@@ -378,6 +419,26 @@ impl ImageService {
             this.finish_build(&op_id, &job, result, &timings);
         });
         Ok(op)
+    }
+
+    /// The registered kernel an image build boots: `--kernel-name`, else
+    /// [`MICROVM_KERNEL`] when `banger kernel build` registered it; `None`
+    /// (Debian's cloud kernel in the image) with `--debian-kernel` or when
+    /// there is no such kernel.
+    fn build_kernel_choice(&self, p: &ImageBuildParams) -> Result<Option<PathBuf>, ImageError> {
+        match (&p.kernel_name, p.debian_kernel) {
+            (Some(_), true) => Err(ImageError::Invalid(
+                "give either --kernel-name NAME or --debian-kernel, not both".into(),
+            )),
+            (Some(k), false) => {
+                crate::images::kernels::catalog_kernel(&self.store, k, "").map(Some)
+            }
+            (None, true) => Ok(None),
+            (None, false) => Ok(self
+                .store
+                .find_kernel(MICROVM_KERNEL)?
+                .map(|k| PathBuf::from(k.path))),
+        }
     }
 
     /// Where the tarball of `recipe` is cached.
@@ -435,7 +496,8 @@ impl ImageService {
         let t = Instant::now();
         self.stage(op_id, 3, &format!("building the ext4 image ({timings})"));
         let st = staging.to_path_buf();
-        blocking(move || assemble(&st, &tree)).await?;
+        let kernel = job.kernel.clone();
+        blocking(move || assemble(&st, &tree, kernel.as_deref())).await?;
         timings.record("ext4+kernel", t);
 
         let t = Instant::now();
@@ -447,7 +509,7 @@ impl ImageService {
                     id: id.to_string(),
                     name: job.name.clone(),
                     has_kernel: true,
-                    has_initrd: true,
+                    has_initrd: job.kernel.is_none(),
                     source: format!("build:debian/{}", recipe.suite),
                 },
             )
@@ -575,13 +637,17 @@ fn flatten(staging: &Path, tarball: &Path, label: &str) -> Result<Flattened, Ima
     result
 }
 
-/// Take the kernel and initrd from the tree and build `rootfs.ext4`; the
-/// tree is removed either way.
-fn assemble(staging: &Path, tree: &Flattened) -> Result<(), ImageError> {
+/// Link the registered `kernel`, or take Debian's kernel and initrd from
+/// the tree, and build `rootfs.ext4`; the tree is removed either way.
+fn assemble(staging: &Path, tree: &Flattened, kernel: Option<&Path>) -> Result<(), ImageError> {
     let result = (|| {
-        let (vmlinuz, initrd) = boot_files(&tree.root)?;
-        crate::images::service::install_kernel(&vmlinuz, &staging.join("vmlinux"))?;
-        banger_imagemgr::clone_or_copy(&initrd, &staging.join("initrd"))?;
+        if let Some(k) = kernel {
+            crate::images::service::link_or_copy(k, &staging.join("vmlinux"))?;
+        } else {
+            let (vmlinuz, initrd) = boot_files(&tree.root)?;
+            crate::images::service::install_kernel(&vmlinuz, &staging.join("vmlinux"))?;
+            banger_imagemgr::clone_or_copy(&initrd, &staging.join("initrd"))?;
+        }
         banger_imagemgr::build_ext4(tree, &staging.join("rootfs.ext4"))?;
         Ok(())
     })();
@@ -633,7 +699,7 @@ mod tests {
 
     fn recipe(include: &[&str]) -> Recipe {
         let inc: Vec<String> = include.iter().map(|s| s.to_string()).collect();
-        Recipe::new(None, None, &inc, || None).unwrap()
+        Recipe::new(None, None, &inc, false, || None).unwrap()
     }
 
     #[test]
@@ -644,9 +710,19 @@ mod tests {
         for p in BASE_PACKAGES {
             assert!(r.packages.iter().any(|x| x == p), "{p}");
         }
-        let host = Recipe::new(None, None, &[], || Some("http://m.example/debian".into())).unwrap();
+        let host = Recipe::new(None, None, &[], false, || {
+            Some("http://m.example/debian".into())
+        })
+        .unwrap();
         assert_eq!(host.mirror, "http://m.example/debian");
-        let given = Recipe::new(Some("trixie"), Some("https://x.example/d"), &[], || None).unwrap();
+        let given = Recipe::new(
+            Some("trixie"),
+            Some("https://x.example/d"),
+            &[],
+            false,
+            || None,
+        )
+        .unwrap();
         assert_eq!(
             (given.suite.as_str(), given.mirror.as_str()),
             ("trixie", "https://x.example/d")
@@ -654,7 +730,9 @@ mod tests {
 
         let bad = |s: Option<&str>, m: Option<&str>, inc: &[&str]| {
             let inc: Vec<String> = inc.iter().map(|s| s.to_string()).collect();
-            Recipe::new(s, m, &inc, || None).unwrap_err().to_string()
+            Recipe::new(s, m, &inc, false, || None)
+                .unwrap_err()
+                .to_string()
         };
         assert!(bad(Some("--x"), None, &[]).contains("invalid suite"));
         assert!(bad(Some("Bookworm"), None, &[]).contains("invalid suite"));
@@ -720,7 +798,22 @@ mod tests {
         assert_eq!(include.split(',').collect::<Vec<_>>(), r.packages);
         // Every option comes before the positional arguments.
         assert!(args[..n - 3].iter().all(|a| a.starts_with("--")));
-        let ess = args
+        // A registered kernel: no Debian kernel, initrd hook or modules.
+        assert!(!args.iter().any(|a| a.starts_with("--essential-hook=")));
+        for p in DEBIAN_KERNEL_PACKAGES {
+            assert!(!r.packages.iter().any(|x| x == p), "{p}");
+        }
+        let deb = Recipe::new(None, None, &["vim".into()], true, || None).unwrap();
+        for p in DEBIAN_KERNEL_PACKAGES {
+            assert!(deb.packages.iter().any(|x| x == p), "{p}");
+        }
+        assert_ne!(deb.cache_key(), r.cache_key());
+        let deb_args: Vec<String> = deb
+            .mmdebstrap_args(Path::new("/c/x.tar.partial"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let ess = deb_args
             .iter()
             .find_map(|a| a.strip_prefix("--essential-hook="))
             .unwrap();
@@ -742,12 +835,19 @@ mod tests {
         ] {
             assert!(cus.contains(needle), "customize hook lacks {needle}");
         }
-        // The host-key drop-in resets ExecStartPre first: `sshd -t` fails
-        // without host keys, so the keys must be made before it runs.
+        // The host-key drop-in resets ExecStartPre (Debian's `sshd -t`
+        // fails without host keys, and sshd checks its config anyway).
         let reset = cus.find("ExecStartPre=\n").unwrap();
         let keygen = cus.find("ssh-keygen -q").unwrap();
-        let test = cus.find("sshd -t").unwrap();
-        assert!(reset < keygen && keygen < test);
+        assert!(reset < keygen);
+        assert!(!cus.contains("sshd -t"));
+        let masked = cus
+            .split("for u in ")
+            .nth(1)
+            .and_then(|r| r.split("; do").next())
+            .unwrap();
+        assert_eq!(masked.split(' ').collect::<Vec<_>>(), MASKED_UNITS);
+        assert!(cus.contains("ln -sf /dev/null \"$r/etc/systemd/system/$u\""));
     }
 
     #[test]

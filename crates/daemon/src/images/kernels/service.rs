@@ -75,13 +75,27 @@ impl KernelService {
         self.check_free(name)?;
         let src = existing_file(file, "kernel")?;
         crate::images::service::check_kernel_or_bzimage(&src)?;
+        let source = format!("register:{}", src.display());
+        self.install(name, &src, version, source).await
+    }
+
+    /// Install the ELF vmlinux or bzImage `src` (already checked) as kernel
+    /// `name`, recording `source`: `kernel.register` and `kernel.build`.
+    pub(crate) async fn install(
+        &self,
+        name: &str,
+        src: &Path,
+        version: Option<String>,
+        source: String,
+    ) -> Result<Kernel, ImageError> {
+        self.check_free(name)?;
+        let src = src.to_path_buf();
         let id = banger_store::new_id();
         let staging = self.kernels_dir().join(format!(".staging-{id}"));
         let result = async {
             mkdir(&staging)?;
             let (s, d) = (src.clone(), staging.join("vmlinux"));
             blocking(move || install_kernel(&s, &d)).await?;
-            let source = format!("register:{}", src.display());
             self.publish(&staging, &id, name, version, source).await
         }
         .await;
@@ -124,7 +138,7 @@ impl KernelService {
         result
     }
 
-    fn check_free(&self, name: &str) -> Result<(), ImageError> {
+    pub(crate) fn check_free(&self, name: &str) -> Result<(), ImageError> {
         validate::image_name(name)?;
         if self.store.find_kernel(name)?.is_some() {
             return Err(ImageError::Conflict(format!(
