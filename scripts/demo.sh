@@ -15,13 +15,13 @@
 # the script prints how to use them, and `make demo-clean`
 # (`scripts/demo.sh clean`) removes everything the demo created: its VMs
 # and images, the daemon, its state directory, and — only where the demo
-# made them — `~/.ssh/config.d/banger`, the `Include` line in
+# made them — its daemon's file in `~/.ssh/config.d/`, the `Include` line in
 # `~/.ssh/config` and banger's SSH key. The simulator run cleans up by
 # itself. What the demo made is recorded in `<state>/demo-created`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-INCLUDE_LINE="Include ~/.ssh/config.d/banger"
+INCLUDE_LINE="Include ~/.ssh/config.d/banger*"
 xdg_config="${XDG_CONFIG_HOME:-$HOME/.config}"
 
 # Paths outside the state directory the demo (banger ssh-config, the
@@ -48,6 +48,8 @@ record_created() {
   mkdir -p "$state"
   {
     for p in "${new[@]}" "${chain[@]}"; do echo "new $p"; done
+    # ssh-config files of other daemons (banger, banger-<hash>) that are not the demo's.
+    for p in "$HOME"/.ssh/config.d/banger*; do [ -e "$p" ] && echo "had $p"; done
     grep -qxF "$INCLUDE_LINE" "$HOME/.ssh/config" 2>/dev/null || echo "include-line"
   } > "$manifest"
 }
@@ -99,6 +101,12 @@ open(path, "w").write("\n".join(lines))
 PY
     echo "removed \`$INCLUDE_LINE\` from ~/.ssh/config"
   fi
+  # The demo daemon's ssh-config file (`banger-<hash of its socket>`).
+  for p in "$HOME"/.ssh/config.d/banger*; do
+    [ -e "$p" ] || continue
+    grep -qxF "had $p" "$manifest" && continue
+    rm -f "$p" && echo "removed $p"
+  done
   # Deepest first: the manifest lists parents first.
   while read -r p; do
     [ -e "$p" ] || [ -L "$p" ] || continue
