@@ -30,7 +30,7 @@ mod stale;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use copy::CopyStrategy;
+pub use copy::{CopyStrategy, close_spares, refill as refill_spare, spare_path};
 pub use dm::{CHUNK_SECTORS, COW_SUFFIX, DM_PREFIX, DmRecord, DmSnapshotStrategy, RECORD, dm_name};
 pub use stale::{StaleReport, remove_stale};
 

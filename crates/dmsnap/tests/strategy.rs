@@ -652,3 +652,60 @@ fn copy_fallback_for_real() {
     assert!(err.to_string().contains("nope.ext4"), "{err}");
     assert_eq!(std::fs::read_dir(&vm_dir).unwrap().count(), 0);
 }
+
+/// After a create, a spare copy of the image (grown to that size) waits
+/// next to it; the next create of that size takes it with a rename (its
+/// inode becomes the VM's disk), a create of another size or of a
+/// rewritten image never does, and a refill drops stale spares.
+#[test]
+fn spare_root_disks_are_taken_by_rename_and_follow_the_image_version() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("img/rootfs.ext4");
+    std::fs::create_dir_all(base.parent().unwrap()).unwrap();
+    if let Err(why) = Mkfs::new().build(&base, "64M") {
+        skip!(
+            "spare_root_disks_are_taken_by_rename_and_follow_the_image_version",
+            "{why}"
+        );
+    }
+    let vm = |n: &str| {
+        let d = t.path().join(n);
+        std::fs::create_dir(&d).unwrap();
+        d
+    };
+    let ino = |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&p.metadata().unwrap());
+    let s = CopyStrategy;
+    banger_dmsnap::refill_spare(&base, 128 << 20).unwrap();
+    let spare = banger_dmsnap::spare_path(&base, 128 << 20).unwrap();
+    assert!(spare.starts_with(t.path().join("img/spare-root")));
+    assert_eq!(spare.metadata().unwrap().len(), 128 << 20);
+    fsck_clean(&spare);
+    let spare_ino = ino(&spare);
+    // Taken whole by the next create of that size.
+    let disk = s.create("a", &base, &vm("a"), 128 << 20).unwrap();
+    assert_eq!(ino(&disk), spare_ino, "the spare itself became the disk");
+    assert!(!spare.exists() || ino(&spare) != spare_ino);
+    fsck_clean(&disk);
+    // Another size is a copy, never the spare of 128M.
+    banger_dmsnap::refill_spare(&base, 128 << 20).unwrap();
+    let other = s.create("b", &base, &vm("b"), 96 << 20).unwrap();
+    assert_eq!(other.metadata().unwrap().len(), 96 << 20);
+    assert!(spare.exists(), "the 128M spare is untouched");
+    // A rewritten image has another version: the old spare is not used,
+    // and the next refill removes it.
+    let stale_ino = ino(&spare);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&base)
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
+    let fresh = banger_dmsnap::spare_path(&base, 128 << 20).unwrap();
+    assert_ne!(fresh, spare);
+    let disk = s.create("c", &base, &vm("c"), 128 << 20).unwrap();
+    assert_ne!(ino(&disk), stale_ino);
+    banger_dmsnap::refill_spare(&base, 128 << 20).unwrap();
+    assert!(fresh.exists());
+    assert!(!spare.exists(), "the stale spare is gone");
+}

@@ -281,6 +281,9 @@ impl ImageService {
         let _publish = self.image_ops_mu.lock().await;
         self.store.delete_image(&image.id)?;
         let dir = self.layout.image_dir(&image.id);
+        // A spare root disk being made (vms' copy strategy) ends first.
+        let rootfs = std::path::PathBuf::from(&image.rootfs_path);
+        let _ = tokio::task::spawn_blocking(move || banger_dmsnap::close_spares(&rootfs)).await;
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove image files");
         }
